@@ -1,0 +1,1 @@
+"""RelayDesk desktop console (PySide6). Talks to the engine only."""

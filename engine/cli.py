@@ -1,0 +1,85 @@
+"""The ``relaydesk`` command: one entry point for the console, the workers and every tool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine import __version__
+from engine.cli_campaigns import campaign_group
+from engine.cli_common import AppContext, json_option, pass_app, print_json
+from engine.cli_contacts import contacts_group
+from engine.contacts_import import ImportFileError
+from engine.db import DatabaseError, current_revision
+from engine.personalize import TemplateError
+from engine.planning import PlanError
+from engine.settings import SettingsError
+
+# Errors an operator can act on: shown as one plain line, no traceback.
+OPERATOR_ERRORS: tuple[type[Exception], ...] = (
+    SettingsError, DatabaseError, ImportFileError, TemplateError, PlanError,
+)
+
+
+class RelayDeskGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OPERATOR_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=RelayDeskGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep all state of this run (database, Redis, logs) in DIR "
+                   "[env: RELAYDESK_DATA_DIR].")
+@click.version_option(__version__, "--version", prog_name="relaydesk")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None) -> None:
+    """RelayDesk: personalised SMS campaigns through Celery workers on Redis."""
+    overrides = {"RELAYDESK_DATA_DIR": str(data_dir)} if data_dir else {}
+    ctx.obj = AppContext(overrides)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@cli.command("settings")
+@json_option
+@pass_app
+def settings_cmd(app: AppContext, as_json: bool) -> None:
+    """Show the settings in force (secrets masked)."""
+    shown = app.settings.describe()
+    if as_json:
+        print_json(shown)
+        return
+    width = max(len(k) for k in shown)
+    for key, value in shown.items():
+        click.echo(f"{key:<{width}}  {'(unset)' if value is None else value}")
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@pass_app
+def db_upgrade(app: AppContext) -> None:
+    """Apply pending migrations (also done automatically on first use)."""
+    revision = current_revision(app.db.engine)
+    click.echo(f"database schema is at revision {revision}")
+
+
+cli.add_command(contacts_group)
+cli.add_command(campaign_group)
+
+
+def main() -> None:
+    cli.main(prog_name="relaydesk")
+
+
+if __name__ == "__main__":
+    main()

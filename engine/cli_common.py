@@ -1,0 +1,37 @@
+"""What every ``relaydesk`` subcommand shares: the lazily loaded settings and database."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import click
+
+from engine.db import Database, open_database
+from engine.settings import Settings, load_settings
+
+
+@dataclass
+class AppContext:
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.overrides)
+
+    @cached_property
+    def db(self) -> Database:
+        return open_database(self.settings)
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def json_option(func: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)

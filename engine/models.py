@@ -1,0 +1,197 @@
+"""The database tables. The outgoing_messages row is the source of truth for delivery state.
+
+Amounts are whole minor units (cents) in BIGINT columns: exact, and the same on SQLite and
+PostgreSQL (SQLite has no decimal type). Timestamps are stored as naive UTC and read back
+as aware UTC, so both databases behave alike.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Deterministic constraint names, so Alembic migrations work the same on every database.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class MessageStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"  # an attempt failed; another is due
+    DEAD = "dead"  # every attempt spent, or a permanent error: see failed_jobs
+    CANCELLED = "cancelled"
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    QUEUED = "queued"
+    SENDING = "sending"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(20), unique=True)  # E.164
+    pledge_cents: Mapped[int] = mapped_column(BigInteger)
+    paid_cents: Mapped[int] = mapped_column(BigInteger)
+    due_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    tags: Mapped[list[ContactTag]] = relationship(
+        back_populates="contact", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="ContactTag.tag",
+    )
+
+    __table_args__ = (Index(None, "name"),)
+
+    @property
+    def tag_names(self) -> list[str]:
+        return [t.tag for t in self.tags]
+
+
+class ContactTag(Base):
+    __tablename__ = "contact_tags"
+
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+    contact: Mapped[Contact] = relationship(back_populates="tags")
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    template: Mapped[str] = mapped_column(Text)
+    tag_filter: Mapped[str | None] = mapped_column(String(64))
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT, index=True)
+    route: Mapped[str] = mapped_column(String(16))
+    queue: Mapped[str] = mapped_column(String(32))
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    segments: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OutgoingMessage(Base):
+    """One recipient of one campaign: the unit of delivery state and of idempotency."""
+
+    __tablename__ = "outgoing_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    # Kept when the contact is deleted later: the delivery history must survive.
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL")
+    )
+    phone: Mapped[str] = mapped_column(String(20), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    encoding: Mapped[str] = mapped_column(String(8))
+    segments: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12), default=MessageStatus.QUEUED, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id"),
+        Index(None, "campaign_id", "status"),
+    )
+
+
+class FailedJob(Base):
+    """The dead-letter store: a message whose delivery was given up, kept for review."""
+
+    __tablename__ = "failed_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outgoing_messages.id", ondelete="SET NULL"), index=True
+    )
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL"), index=True
+    )
+    recipient: Mapped[str] = mapped_column(String(20), index=True)
+    queue: Mapped[str] = mapped_column(String(32), index=True)
+    task_name: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)  # JSON
+    attempts: Mapped[int] = mapped_column(Integer)
+    exception_type: Mapped[str] = mapped_column(String(128), index=True)
+    first_error: Mapped[str] = mapped_column(Text)
+    last_error: Mapped[str] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    provider_response: Mapped[str | None] = mapped_column(Text)
+    first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    retried_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A retried job keeps its record; the new failure (if any) points back to it.
+    retry_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("failed_jobs.id", ondelete="SET NULL")
+    )
