@@ -8,18 +8,25 @@ from typing import Any
 import click
 
 from engine import __version__
+from engine.campaigns import CampaignError
 from engine.cli_campaigns import campaign_group
 from engine.cli_common import AppContext, json_option, pass_app, print_json
 from engine.cli_contacts import contacts_group
+from engine.cli_failed import failed_group
+from engine.cli_pipeline import gateway_cmd, redis_cmd, status_cmd, supervise_cmd, worker_cmd
 from engine.contacts_import import ImportFileError
 from engine.db import DatabaseError, current_revision
+from engine.embedded_redis import RedisUnavailable
+from engine.local_gateway import GatewayUnavailable
 from engine.personalize import TemplateError
 from engine.planning import PlanError
+from engine.providers import ProviderConfigError
 from engine.settings import SettingsError
 
 # Errors an operator can act on: shown as one plain line, no traceback.
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (
-    SettingsError, DatabaseError, ImportFileError, TemplateError, PlanError,
+    SettingsError, DatabaseError, ImportFileError, TemplateError, PlanError, CampaignError,
+    RedisUnavailable, GatewayUnavailable, ProviderConfigError,
 )
 
 
@@ -73,8 +80,9 @@ def db_upgrade(app: AppContext) -> None:
     click.echo(f"database schema is at revision {revision}")
 
 
-cli.add_command(contacts_group)
-cli.add_command(campaign_group)
+for command in (contacts_group, campaign_group, failed_group, worker_cmd, gateway_cmd,
+                redis_cmd, supervise_cmd, status_cmd):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
+from engine.campaigns import campaign_summary, is_settled, send_campaign
 from engine.cli_common import AppContext, json_option, pass_app, print_json
 from engine.preview import CampaignPreview, preview_campaign
+
+WAIT_POLL_S = 0.5
 
 
 def read_template(template: str | None, template_file: Path | None) -> str:
@@ -72,3 +77,70 @@ def preview_cmd(app: AppContext, template: str | None, template_file: Path | Non
         print_json(preview.as_dict())
     else:
         _print_preview(preview)
+
+
+@campaign_group.command("send")
+@click.option("--template", help="The message (see 'campaign preview').")
+@click.option("--template-file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--tag", help="Only contacts with this tag.")
+@click.option("--name", help="A name for the campaign.")
+@click.option("--urgent", is_flag=True, help="Individual sends go on the high_priority queue.")
+@click.option("--wait", is_flag=True, help="Show progress and return when every message is "
+                                           "sent or dead (or the campaign pauses).")
+@json_option
+@pass_app
+def send_cmd(app: AppContext, template: str | None, template_file: Path | None,
+             tag: str | None, name: str | None, urgent: bool, wait: bool,
+             as_json: bool) -> None:
+    """Create the campaign, plan it and queue it for the workers."""
+    text = read_template(template, template_file)
+    created = send_campaign(app.db, app.redis, app.settings, text, tag=tag, urgent=urgent,
+                            name=name)
+    plan = created.plan
+    click.echo(f"campaign {created.id} queued: {plan.recipients} recipient(s), "
+               f"{created.segments} segment(s), {plan.route} route on {plan.queue}", err=True)
+    summary = _summary(app, created.id)
+    if wait:
+        summary = _wait(app, created.id)
+    if as_json:
+        print_json({k: summary[k] for k in ("campaign", "recipients", "sent", "dead",
+                                            "attempts", "status", "pending", "retrying")})
+
+
+def _summary(app: AppContext, campaign_id: int) -> dict[str, Any]:
+    with app.db.session() as session:
+        summary = campaign_summary(session, campaign_id)
+    if summary is None:
+        raise click.ClickException(f"there is no campaign {campaign_id}")
+    return summary
+
+
+def _wait(app: AppContext, campaign_id: int) -> dict[str, Any]:
+    last = None
+    while True:
+        summary = _summary(app, campaign_id)
+        line = (f"sent {summary['sent']}/{summary['recipients']}  pending {summary['pending']}"
+                f"  retrying {summary['retrying']}  dead {summary['dead']}")
+        if line != last:
+            click.echo(line, err=True)
+            last = line
+        if is_settled(summary):
+            if summary["status"] == "paused":
+                click.echo(f"campaign paused: {summary['pause_reason']}", err=True)
+            return summary
+        time.sleep(WAIT_POLL_S)
+
+
+@campaign_group.command("status")
+@click.argument("campaign_id", type=int)
+@json_option
+@pass_app
+def status_cmd(app: AppContext, campaign_id: int, as_json: bool) -> None:
+    """Delivery counts of one campaign."""
+    summary = _summary(app, campaign_id)
+    if as_json:
+        print_json(summary)
+        return
+    for key, value in summary.items():
+        if value is not None:
+            click.echo(f"{key:<13} {value}")

@@ -25,6 +25,18 @@ class AppContext:
     def db(self) -> Database:
         return open_database(self.settings)
 
+    @cached_property
+    def redis(self) -> Any:
+        """A Redis client (starting the embedded server if needed), Celery pointed at it."""
+        import redis
+
+        from engine.celery_app import configure
+        from engine.embedded_redis import redis_url
+
+        url = redis_url(self.settings, start=True)
+        configure(url)
+        return redis.Redis.from_url(url, socket_timeout=10)
+
 
 pass_app = click.make_pass_decorator(AppContext)
 

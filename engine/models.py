@@ -135,6 +135,7 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pause_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class OutgoingMessage(Base):
@@ -154,6 +155,10 @@ class OutgoingMessage(Base):
     segments: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(12), default=MessageStatus.QUEUED, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when a task takes the message for sending; a 'sending' row whose claim is older
+    # than the lease belongs to a worker that died, and is taken over.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_error: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
     provider_message_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -163,6 +168,7 @@ class OutgoingMessage(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
         Index(None, "campaign_id", "status"),
+        Index(None, "status", "claimed_at"),
     )
 
 

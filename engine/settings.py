@@ -25,6 +25,7 @@ from engine.secrets import mask_secret, mask_url
 APP_NAME = "relaydesk"
 
 Environment = Literal["development", "production"]
+PROVIDERS = ("sandbox", "http", "twilio", "africastalking")
 
 
 class SettingsError(ValueError):
@@ -112,6 +113,20 @@ def _currency_format(text: str) -> str:
     return text
 
 
+def _provider(text: str) -> str:
+    value = text.strip().lower()
+    if value not in PROVIDERS:
+        raise ValueError(f"must be one of {', '.join(PROVIDERS)}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be more than zero")
+    return value
+
+
 def _path(text: str) -> Path:
     return Path(text).expanduser()
 
@@ -142,6 +157,27 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("RELAYDESK_PACING_INDIVIDUAL_S", "pacing_individual_s", _non_negative_float),
     _Field("RELAYDESK_PACING_CHUNK_S", "pacing_chunk_s", _non_negative_float),
     _Field("RELAYDESK_RATE_LIMIT", "rate_limit", parse_rate_limit),
+    _Field("RELAYDESK_MAX_ATTEMPTS", "max_attempts", _positive_int),
+    _Field("RELAYDESK_RETRY_BACKOFF", "retry_backoff_s", _non_negative_float),
+    _Field("RELAYDESK_RETRY_BACKOFF_MAX", "retry_backoff_max_s", _non_negative_float),
+    _Field("RELAYDESK_SEND_CONCURRENCY", "send_concurrency", _positive_int),
+    _Field("RELAYDESK_PROVIDER_TIMEOUT_S", "provider_timeout_s", _positive_float),
+    _Field("RELAYDESK_BREAKER_THRESHOLD", "breaker_threshold", _positive_int),
+    _Field("RELAYDESK_BREAKER_COOLDOWN_S", "breaker_cooldown_s", _non_negative_float),
+    _Field("RELAYDESK_WORKER_CONCURRENCY", "worker_concurrency", _positive_int),
+    _Field("RELAYDESK_WORKERS", "workers", _positive_int),
+    _Field("SMS_PROVIDER", "sms_provider", _provider),
+    _Field("SMS_GATEWAY_URL", "sms_gateway_url", _optional_str),
+    _Field("SMS_HTTP_BODY_TEMPLATE", "sms_http_body_template", _optional_str),
+    _Field("SMS_HTTP_AUTH_HEADER", "sms_http_auth_header", _optional_str, secret=True),
+    _Field("TWILIO_ACCOUNT_SID", "twilio_account_sid", _optional_str),
+    _Field("TWILIO_AUTH_TOKEN", "twilio_auth_token", _optional_str, secret=True),
+    _Field("TWILIO_FROM", "twilio_from", _optional_str),
+    _Field("TWILIO_API_URL", "twilio_api_url", _optional_str),
+    _Field("AT_USERNAME", "at_username", _optional_str),
+    _Field("AT_API_KEY", "at_api_key", _optional_str, secret=True),
+    _Field("AT_SENDER_ID", "at_sender_id", _optional_str),
+    _Field("AT_API_URL", "at_api_url", _optional_str),
 )
 
 
@@ -171,6 +207,27 @@ class Settings:
     pacing_individual_s: float = 2.0
     pacing_chunk_s: float = 10.0
     rate_limit: RateLimit | None = None
+    max_attempts: int = 3
+    retry_backoff_s: float = 30.0
+    retry_backoff_max_s: float = 3600.0
+    send_concurrency: int = 8  # concurrent provider calls inside one chunk task
+    provider_timeout_s: float = 15.0
+    breaker_threshold: int = 20  # transient failures in a row that open the breaker
+    breaker_cooldown_s: float = 30.0
+    worker_concurrency: int = 2  # processes per worker
+    workers: int = 1  # workers `relaydesk supervise` keeps running
+    sms_provider: str = "sandbox"
+    sms_gateway_url: str | None = None
+    sms_http_body_template: str | None = None
+    sms_http_auth_header: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_api_url: str | None = None
+    at_username: str | None = None
+    at_api_key: str | None = None
+    at_sender_id: str | None = None
+    at_api_url: str | None = None
 
     @property
     def sqlite_path(self) -> Path:

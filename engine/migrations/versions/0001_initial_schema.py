@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-27 19:02:46.562724
+Create Date: 2026-11-27 19:26:00.001021
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-
     op.create_table('campaigns',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -32,12 +31,12 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('started_at', sa.DateTime(), nullable=True),
     sa.Column('finished_at', sa.DateTime(), nullable=True),
+    sa.Column('pause_reason', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaigns'))
     )
     with op.batch_alter_table('campaigns', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_campaigns_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_campaigns_status'), ['status'], unique=False)
-
     op.create_table('contacts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -53,7 +52,6 @@ def upgrade() -> None:
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contacts_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_contacts_name'), ['name'], unique=False)
-
     op.create_table('contact_tags',
     sa.Column('contact_id', sa.Integer(), nullable=False),
     sa.Column('tag', sa.String(length=64), nullable=False),
@@ -62,7 +60,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('contact_tags', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contact_tags_tag'), ['tag'], unique=False)
-
     op.create_table('outgoing_messages',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('campaign_id', sa.Integer(), nullable=False),
@@ -73,6 +70,8 @@ def upgrade() -> None:
     sa.Column('segments', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('claimed_at', sa.DateTime(), nullable=True),
+    sa.Column('first_error', sa.Text(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('provider_message_id', sa.String(length=128), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
@@ -88,7 +87,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_outgoing_messages_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outgoing_messages_phone'), ['phone'], unique=False)
         batch_op.create_index(batch_op.f('ix_outgoing_messages_status'), ['status'], unique=False)
-
+        batch_op.create_index(batch_op.f('ix_outgoing_messages_status_claimed_at'), ['status', 'claimed_at'], unique=False)
     op.create_table('failed_jobs',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('message_id', sa.Integer(), nullable=True),
@@ -122,7 +121,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     with op.batch_alter_table('failed_jobs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_failed_jobs_recipient'))
         batch_op.drop_index(batch_op.f('ix_failed_jobs_queue'))
@@ -130,27 +128,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_failed_jobs_failed_at'))
         batch_op.drop_index(batch_op.f('ix_failed_jobs_exception_type'))
         batch_op.drop_index(batch_op.f('ix_failed_jobs_campaign_id'))
-
     op.drop_table('failed_jobs')
     with op.batch_alter_table('outgoing_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outgoing_messages_status_claimed_at'))
         batch_op.drop_index(batch_op.f('ix_outgoing_messages_status'))
         batch_op.drop_index(batch_op.f('ix_outgoing_messages_phone'))
         batch_op.drop_index(batch_op.f('ix_outgoing_messages_created_at'))
         batch_op.drop_index(batch_op.f('ix_outgoing_messages_campaign_id_status'))
-
     op.drop_table('outgoing_messages')
     with op.batch_alter_table('contact_tags', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_tags_tag'))
-
     op.drop_table('contact_tags')
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contacts_name'))
         batch_op.drop_index(batch_op.f('ix_contacts_created_at'))
-
     op.drop_table('contacts')
     with op.batch_alter_table('campaigns', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_campaigns_status'))
         batch_op.drop_index(batch_op.f('ix_campaigns_created_at'))
-
     op.drop_table('campaigns')
 

@@ -1,0 +1,137 @@
+"""Creating and queueing a campaign: rows first, in one transaction, then few publishes.
+
+A campaign is written whole (campaign row plus one outgoing_messages row per recipient)
+or not at all; if queueing it then fails, the rows are removed again, so a failed send
+never leaves a half-created campaign behind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from engine import scheduler
+from engine.celery_app import publish
+from engine.contacts import iter_recipients
+from engine.db import Database
+from engine.delivery_state import campaign_counts
+from engine.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
+from engine.personalize import Template
+from engine.planning import PlanPolicy, Route, SendPlan, plan_send
+from engine.sender import PROCESS_BULK, message_job
+from engine.settings import Settings
+from engine.sms_encoding import segment_info
+
+_MESSAGES = cast(Table, OutgoingMessage.__table__)
+_INSERT_BATCH = 5000
+
+
+class CampaignError(RuntimeError):
+    """A campaign could not be queued; nothing of it was kept."""
+
+
+@dataclass(frozen=True)
+class CreatedCampaign:
+    id: int
+    plan: SendPlan
+    segments: int
+
+
+def create_campaign(db: Database, settings: Settings, template_text: str, *,
+                    tag: str | None = None, urgent: bool = False, name: str | None = None,
+                    today: date | None = None) -> CreatedCampaign:
+    """Render every message and store the campaign as queued (TemplateError, PlanError)."""
+    template = Template.parse(template_text)
+    today = today or date.today()
+    now = utcnow()
+    with db.session() as session:
+        campaign = Campaign(name=name or f"Campaign {now:%Y-%m-%d %H:%M}", template=template_text,
+                            tag_filter=tag, urgent=urgent, status=CampaignStatus.DRAFT,
+                            route="", queue="", created_at=now)
+        session.add(campaign)
+        session.flush()
+        rows: list[dict[str, Any]] = []
+        segments = 0
+        for contact_id, phone, values in iter_recipients(session, tag=tag):
+            text = template.render(values, today=today, currency_format=settings.currency_format)
+            info = segment_info(text)
+            segments += info.segments
+            rows.append({"campaign_id": campaign.id, "contact_id": contact_id, "phone": phone,
+                         "body": text, "encoding": str(info.encoding),
+                         "segments": info.segments, "status": MessageStatus.QUEUED,
+                         "attempts": 0, "created_at": now, "updated_at": now})
+        plan = plan_send(len(rows), urgent=urgent, policy=PlanPolicy.from_settings(settings))
+        for start in range(0, len(rows), _INSERT_BATCH):
+            session.execute(insert(_MESSAGES), rows[start:start + _INSERT_BATCH])
+        campaign.route = str(plan.route)
+        campaign.queue = plan.queue
+        campaign.recipients = len(rows)
+        campaign.segments = segments
+        campaign.status = CampaignStatus.QUEUED
+        return CreatedCampaign(campaign.id, plan, segments)
+
+
+def enqueue_campaign(db: Database, client: Any, settings: Settings,
+                     created: CreatedCampaign) -> None:
+    """Hand the campaign to the workers: one bulk job, or individual jobs paced in Redis."""
+    plan = created.plan
+    if plan.route is Route.BULK:
+        publish(PROCESS_BULK, [created.id], plan.queue)
+        return
+    with db.session() as session:
+        ids = list(session.scalars(select(OutgoingMessage.id)
+                                   .where(OutgoingMessage.campaign_id == created.id)
+                                   .order_by(OutgoingMessage.id)))
+        session.execute(update(Campaign).where(Campaign.id == created.id)
+                        .values(status=CampaignStatus.SENDING, started_at=utcnow()))
+    start = time.time()
+    pacing = settings.pacing_individual_s
+    scheduler.schedule(client, [
+        (start + i * pacing, message_job(created.id, mid, plan.queue, retry=False))
+        for i, mid in enumerate(ids)
+    ])
+
+
+def send_campaign(db: Database, client: Any, settings: Settings, template_text: str, *,
+                  tag: str | None = None, urgent: bool = False,
+                  name: str | None = None) -> CreatedCampaign:
+    try:
+        client.ping()
+    except Exception as exc:
+        raise CampaignError(f"Redis is unreachable ({type(exc).__name__}); nothing was "
+                            "created. Start RelayDesk's Redis or check REDIS_URL.") from None
+    created = create_campaign(db, settings, template_text, tag=tag, urgent=urgent, name=name)
+    try:
+        enqueue_campaign(db, client, settings, created)
+    except Exception as exc:
+        with db.session() as session:
+            session.execute(delete(Campaign).where(Campaign.id == created.id))
+        raise CampaignError(f"the campaign could not be queued ({type(exc).__name__}: {exc}); "
+                            "it was not kept and nothing was sent.") from None
+    return created
+
+
+def campaign_summary(session: Session, campaign_id: int) -> dict[str, Any] | None:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        return None
+    counts = campaign_counts(session, campaign_id)
+    return {
+        "campaign": campaign.id, "name": campaign.name, "status": campaign.status,
+        "route": campaign.route, "queue": campaign.queue, "recipients": campaign.recipients,
+        "segments": campaign.segments, "sent": counts["sent"], "dead": counts["dead"],
+        "pending": counts["queued"] + counts["sending"], "retrying": counts["failed"],
+        "cancelled": counts["cancelled"], "attempts": counts["attempts"],
+        "pause_reason": campaign.pause_reason,
+    }
+
+
+def is_settled(summary: dict[str, Any]) -> bool:
+    """Nothing more will happen without the operator: all delivered or dead, or paused."""
+    return (summary["pending"] == 0 and summary["retrying"] == 0) or \
+        summary["status"] in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED)

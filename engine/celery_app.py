@@ -1,0 +1,60 @@
+"""The Celery application and its reliability settings.
+
+Each setting below answers a failure seen in real Celery-on-Redis deployments (see
+DESIGN.md, "Celery on Redis"); the comments say which.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu.entity import Queue
+
+from engine.queues import ALL_QUEUES, MESSAGES
+
+# A message a worker took but did not ack is handed to another worker after this long.
+# Short, so the work of a worker killed mid-task is redone within about a minute instead
+# of Celery's default hour. Tasks may run longer than this without harm: every send
+# claims its message row first, so a second copy of a task skips what the first sent.
+VISIBILITY_TIMEOUT_S = 60
+RESTORE_INTERVAL_S = 5
+
+app = Celery("relaydesk", include=["engine.tasks"])
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    # Ack after the task ran, and give the message back if the worker process died: with
+    # idempotent tasks this turns a crash into a retry instead of a lost message.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # Each process reserves only the message it runs; nothing waits in a dead worker.
+    worker_prefetch_multiplier=1,
+    # Delivery state lives in the database; Celery results would only fill Redis.
+    task_ignore_result=True,
+    task_store_errors_even_if_ignored=False,
+    task_queues=[Queue(name) for name in ALL_QUEUES],
+    task_default_queue=MESSAGES,
+    broker_transport_options={
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+        "unacked_restore_interval": RESTORE_INTERVAL_S,
+        "unacked_restore_throttle": 1,
+    },
+    broker_connection_retry_on_startup=True,
+    broker_connection_max_retries=None,  # keep retrying through a Redis restart
+    worker_send_task_events=True,
+    task_send_sent_event=False,
+    worker_hijack_root_logger=False,
+    worker_cancel_long_running_tasks_on_connection_loss=False,
+    enable_utc=True,
+)
+
+
+def configure(broker_url: str) -> Celery:
+    """Point the app at the broker; every process calls this once at start."""
+    app.conf.broker_url = broker_url
+    return app
+
+
+def publish(task: str, args: list[Any], queue: str) -> None:
+    app.send_task(task, args=args, queue=queue)

@@ -1,0 +1,166 @@
+"""``relaydesk worker | gateway | redis | supervise | status``: running the pipeline."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import click
+import redis
+
+from engine.breaker import CircuitBreaker
+from engine.cli_common import AppContext, json_option, pass_app, print_json
+from engine.dead_letters import count_failed
+from engine.embedded_redis import EmbeddedRedis, redis_url
+from engine.queue_status import broker_snapshot
+from engine.queues import ALL_QUEUES
+from engine.secrets import mask_url
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stop.wait(0.5):
+        pass
+
+
+def _queue_list(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    queues = [q.strip() for q in text.split(",") if q.strip()]
+    unknown = [q for q in queues if q not in ALL_QUEUES]
+    if unknown:
+        raise click.BadParameter(f"unknown queue(s) {', '.join(unknown)}; "
+                                 f"known: {', '.join(ALL_QUEUES)}")
+    return queues
+
+
+@click.command("worker")
+@click.option("-Q", "--queues", help=f"Comma-separated queues [default: {','.join(ALL_QUEUES)}]")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1),
+              help="Worker processes (or threads) [env: RELAYDESK_WORKER_CONCURRENCY].")
+@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]),
+              help="Execution pool [default: prefork; threads on Windows].")
+@pass_app
+def worker_cmd(app: AppContext, queues: str | None, concurrency: int | None,
+               pool: str | None) -> None:
+    """Run a worker that sends queued messages (SIGTERM: finish current work, then exit)."""
+    from engine.worker import run_worker
+
+    run_worker(app.settings, _queue_list(queues), concurrency, pool)
+
+
+@click.command("gateway")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8025, show_default=True)
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Delay every send by this long.")
+@click.option("--fail-rate", type=click.FloatRange(min=0, max=1), default=0, show_default=True,
+              help="Fraction of sends that fail transiently at random.")
+@click.option("--seed", type=int, help="Seed for --fail-rate, for repeatable runs.")
+def gateway_cmd(host: str, port: int, latency_ms: float, fail_rate: float,
+                seed: int | None) -> None:
+    """Run the sandbox SMS gateway (numbers ending 0001 fail permanently, 0002 fail twice,
+    0003 always fail transiently, 0004 report an empty account balance)."""
+    from engine.sandbox_gateway import start_gateway
+
+    server = start_gateway(host, port, latency_ms=latency_ms, fail_rate=fail_rate, seed=seed)
+    click.echo(f"sandbox gateway listening on {server.url} (GET /stats, GET /messages)",
+               err=True)
+    _wait_for_signal()
+    server.shutdown()
+
+
+@click.command("redis")
+@click.option("--stop", is_flag=True, help="Stop the embedded Redis of this data dir.")
+@pass_app
+def redis_cmd(app: AppContext, stop: bool) -> None:
+    """Run the embedded Redis in the foreground (Ctrl-C stops it cleanly)."""
+    server = EmbeddedRedis.for_settings(app.settings)
+    if app.settings.redis_url:
+        raise click.ClickException("REDIS_URL is set, so RelayDesk uses that Redis and runs "
+                                   "none of its own")
+    if stop:
+        click.echo("stopped" if server.stop() else "not running")
+        return
+    process, url = server.start()
+    if process is None:
+        raise click.ClickException(f"the embedded Redis of this data dir already runs "
+                                   f"({mask_url(url)}); stop it with 'relaydesk redis --stop'")
+    click.echo(f"embedded Redis running at {mask_url(url)}; Ctrl-C to stop", err=True)
+    _wait_for_signal()
+    server.stop()
+
+
+@click.command("supervise")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Worker processes to keep running [env: RELAYDESK_WORKERS].")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1))
+@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]))
+@pass_app
+def supervise_cmd(app: AppContext, workers: int | None, concurrency: int | None,
+                  pool: str | None) -> None:
+    """Run Redis (if embedded), the sandbox gateway (if used) and workers; restart workers
+    that die. Ctrl-C or SIGTERM stops everything warm."""
+    from engine.supervisor import Supervisor
+
+    supervisor = Supervisor(app.settings, workers or app.settings.workers, concurrency, pool)
+    supervisor.start()
+    click.echo(f"supervising {supervisor.workers} worker(s); Ctrl-C to stop", err=True)
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stop.wait(1.0):
+        supervisor.check()
+    click.echo("stopping workers (warm)...", err=True)
+    supervisor.stop()
+
+
+def status_data(app: AppContext) -> dict[str, Any]:
+    settings = app.settings
+    client = redis.Redis.from_url(redis_url(settings, start=False), socket_timeout=5)
+    try:
+        snapshot = broker_snapshot(client)
+        breaker = CircuitBreaker(client, settings.sms_provider, settings.breaker_threshold,
+                                 settings.breaker_cooldown_s).state()
+    finally:
+        client.close()
+    with app.db.session() as session:
+        dead = count_failed(session)
+    return {**snapshot, "dead_letters": dead,
+            "breaker": {"provider": settings.sms_provider, "state": breaker.state,
+                        "failures": breaker.failures,
+                        "reopens_in_s": round(breaker.reopens_in_s, 1)}}
+
+
+@click.command("status")
+@json_option
+@pass_app
+def status_cmd(app: AppContext, as_json: bool) -> None:
+    """Queue depths, in-flight and scheduled messages, workers, dead letters, breaker."""
+    data = status_data(app)
+    if as_json:
+        print_json(data)
+        return
+    for queue, depth in data["queues"].items():
+        click.echo(f"queue {queue:<14} {depth:>8} waiting")
+    click.echo(f"in flight            {data['in_flight']:>8}")
+    click.echo(f"scheduled (paced)    {data['scheduled']:>8}")
+    click.echo(f"dead letters         {data['dead_letters']:>8}")
+    b = data["breaker"]
+    click.echo(f"breaker ({b['provider']})   {b['state']}")
+    click.echo(f"workers              {len(data['workers']):>8}")
+    for w in data["workers"]:
+        click.echo(f"  {w['name']}  pid {w['pid']}  queues {','.join(w['queues'])}")

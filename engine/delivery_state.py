@@ -1,0 +1,173 @@
+"""Delivery state transitions of an outgoing message, each one atomic in the database.
+
+queued -> sending (claim) -> sent | failed (a retry is due) | dead (see failed_jobs)
+A claim succeeds for exactly one task: the UPDATE only matches a row in an expected state,
+or one left 'sending' by a worker that died (its claim older than the lease).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from engine.models import (
+    Campaign,
+    CampaignStatus,
+    FailedJob,
+    MessageStatus,
+    OutgoingMessage,
+    utcnow,
+)
+from engine.providers.base import SendResult, Sms
+
+# A claimed message is sent within the provider timeout; one still 'sending' after this
+# long belongs to a worker that died, and may be taken over.
+CLAIM_LEASE_S = 60.0
+PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    sms: Sms
+    attempts: int
+    queue: str
+
+
+def claim(session: Session, message_id: int, allowed: Iterable[MessageStatus],
+          now: datetime | None = None) -> Claimed | None:
+    now = now or utcnow()
+    stale = now - timedelta(seconds=CLAIM_LEASE_S)
+    row = session.execute(
+        update(OutgoingMessage)
+        .where(OutgoingMessage.id == message_id)
+        .where(or_(OutgoingMessage.status.in_([str(s) for s in allowed]),
+                   (OutgoingMessage.status == MessageStatus.SENDING)
+                   & (OutgoingMessage.claimed_at < stale)))
+        .values(status=MessageStatus.SENDING, attempts=OutgoingMessage.attempts + 1,
+                claimed_at=now, updated_at=now)
+        .returning(OutgoingMessage.campaign_id, OutgoingMessage.phone, OutgoingMessage.body,
+                   OutgoingMessage.attempts)
+    ).one_or_none()
+    if row is None:
+        return None
+    campaign_id, phone, body, attempts = row
+    queue = session.scalar(select(Campaign.queue).where(Campaign.id == campaign_id)) or ""
+    return Claimed(Sms(message_id, campaign_id, phone, body), attempts, queue)
+
+
+def mark_sent(session: Session, message_id: int, result: SendResult) -> None:
+    now = utcnow()
+    session.execute(
+        update(OutgoingMessage).where(OutgoingMessage.id == message_id)
+        .values(status=MessageStatus.SENT, sent_at=now, updated_at=now, claimed_at=None,
+                provider_message_id=result.provider_message_id or None)
+    )
+
+
+def _error_text(result: SendResult) -> str:
+    return f"{result.error_type or 'Error'}: {result.error or ''}".strip()
+
+
+def mark_retry(session: Session, message_id: int, result: SendResult) -> None:
+    error = _error_text(result)
+    session.execute(
+        update(OutgoingMessage).where(OutgoingMessage.id == message_id)
+        .values(status=MessageStatus.FAILED, last_error=error, claimed_at=None,
+                first_error=func.coalesce(OutgoingMessage.first_error, error),
+                updated_at=utcnow())
+    )
+
+
+def release_claim(session: Session, message_id: int) -> None:
+    """Give a claimed message back untouched (its attempt not counted): account errors."""
+    session.execute(
+        update(OutgoingMessage).where(OutgoingMessage.id == message_id)
+        .values(status=MessageStatus.QUEUED, attempts=OutgoingMessage.attempts - 1,
+                claimed_at=None, updated_at=utcnow())
+    )
+
+
+def mark_dead(session: Session, claimed: Claimed, result: SendResult, task_name: str,
+              traceback: str | None = None) -> FailedJob:
+    """Park the message in the dead-letter store, in the same transaction as its state."""
+    now = utcnow()
+    error = _error_text(result)
+    message = session.get(OutgoingMessage, claimed.sms.message_id)
+    assert message is not None
+    first_error = message.first_error or error
+    message.status = MessageStatus.DEAD
+    message.last_error = error
+    message.first_error = first_error
+    message.claimed_at = None
+    message.updated_at = now
+    previous = session.scalar(
+        select(FailedJob.id).where(FailedJob.message_id == message.id)
+        .order_by(FailedJob.id.desc()).limit(1))
+    first_failed = session.scalar(
+        select(func.min(FailedJob.first_failed_at)).where(FailedJob.message_id == message.id))
+    job = FailedJob(
+        message_id=message.id, campaign_id=message.campaign_id, recipient=message.phone,
+        queue=claimed.queue, task_name=task_name,
+        payload=json.dumps({"message_id": message.id, "campaign_id": message.campaign_id,
+                            "to": message.phone, "body": message.body,
+                            "segments": message.segments, "encoding": message.encoding}),
+        attempts=claimed.attempts, exception_type=result.error_type or "Error",
+        first_error=first_error, last_error=error, traceback=traceback,
+        provider_response=result.response, first_failed_at=first_failed or now,
+        failed_at=now, retry_of_id=previous,
+    )
+    session.add(job)
+    return job
+
+
+def pause_campaign(session: Session, campaign_id: int, reason: str) -> None:
+    session.execute(
+        update(Campaign).where(Campaign.id == campaign_id)
+        .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
+        .values(status=CampaignStatus.PAUSED, pause_reason=reason)
+    )
+
+
+def finish_campaign_if_done(session: Session, campaign_id: int) -> bool:
+    pending = session.scalar(
+        select(func.count(OutgoingMessage.id))
+        .where(OutgoingMessage.campaign_id == campaign_id)
+        .where(OutgoingMessage.status.in_([str(s) for s in PENDING])))
+    if pending:
+        return False
+    result = session.execute(
+        update(Campaign).where(Campaign.id == campaign_id)
+        .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
+        .values(status=CampaignStatus.COMPLETED, finished_at=utcnow()))
+    return bool(getattr(result, "rowcount", 0))
+
+
+def stale_sending(session: Session, limit: int = 500) -> list[tuple[int, int, str]]:
+    """(campaign id, message id, queue) of messages whose worker died while sending them."""
+    stale = utcnow() - timedelta(seconds=CLAIM_LEASE_S)
+    rows = session.execute(
+        select(OutgoingMessage.campaign_id, OutgoingMessage.id, Campaign.queue)
+        .join(Campaign, Campaign.id == OutgoingMessage.campaign_id)
+        .where(OutgoingMessage.status == MessageStatus.SENDING)
+        .where(OutgoingMessage.claimed_at < stale)
+        .limit(limit))
+    return [(campaign_id, id_, queue) for campaign_id, id_, queue in rows]
+
+
+def campaign_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(OutgoingMessage.status, func.count(), func.sum(OutgoingMessage.attempts))
+        .where(OutgoingMessage.campaign_id == campaign_id)
+        .group_by(OutgoingMessage.status))
+    counts = {str(s): 0 for s in MessageStatus}
+    attempts = 0
+    for status, count, tried in rows:
+        counts[status] = count
+        attempts += tried or 0
+    counts["attempts"] = attempts
+    return counts

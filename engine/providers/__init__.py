@@ -1,0 +1,8 @@
+"""SMS providers: one small adapter per API, each mapping its answers to an Outcome."""
+
+from __future__ import annotations
+
+from engine.providers.base import Outcome, Provider, SendResult, Sms
+from engine.providers.factory import ProviderConfigError, make_provider
+
+__all__ = ["Outcome", "Provider", "ProviderConfigError", "SendResult", "Sms", "make_provider"]

@@ -1,0 +1,41 @@
+"""The sandbox gateway (``relaydesk gateway``), RelayDesk's default provider."""
+
+from __future__ import annotations
+
+import json
+
+import urllib3
+
+from engine.providers.base import (
+    Outcome,
+    SendResult,
+    Sms,
+    classify_status,
+    parse_json,
+    timed_request,
+)
+
+
+class SandboxProvider:
+    name = "sandbox"
+
+    def __init__(self, base_url: str, http: urllib3.PoolManager) -> None:
+        self.url = base_url.rstrip("/") + "/messages"
+        self.http = http
+
+    def send(self, sms: Sms) -> SendResult:
+        body = json.dumps({"to": sms.to, "body": sms.body, "campaign": str(sms.campaign_id),
+                           "idempotency_key": sms.idempotency_key})
+        return timed_request(self.http, "POST", self.url, _interpret, body=body,
+                             headers={"Content-Type": "application/json",
+                                      "Idempotency-Key": sms.idempotency_key})
+
+
+def _interpret(status: int, data: bytes) -> SendResult:
+    answer = parse_json(data)
+    answer = answer if isinstance(answer, dict) else {}
+    outcome = classify_status(status)
+    if outcome is Outcome.SENT:
+        return SendResult(outcome, provider_message_id=str(answer.get("id") or ""))
+    return SendResult(outcome, error_type=str(answer.get("error") or f"HTTP {status}"),
+                      error=str(answer.get("message") or f"HTTP {status}"))

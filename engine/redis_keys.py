@@ -1,0 +1,21 @@
+"""Every Redis key RelayDesk writes, in one place (Celery's own queues aside)."""
+
+from __future__ import annotations
+
+PREFIX = "relaydesk:"
+SCHEDULED = PREFIX + "scheduled"  # sorted set: job JSON by due time
+SCHEDULER_LOCK = PREFIX + "scheduler:lock"
+SWEEP_LOCK = PREFIX + "sweep:lock"
+WORKER_HEARTBEAT = PREFIX + "worker:"  # + worker name, with a TTL
+
+
+def rate_limit(provider: str) -> str:
+    return f"{PREFIX}rate:{provider}"
+
+
+def breaker(provider: str, part: str) -> str:
+    return f"{PREFIX}breaker:{provider}:{part}"
+
+
+def campaign_paused(campaign_id: int) -> str:
+    return f"{PREFIX}campaign:{campaign_id}:paused"

@@ -1,0 +1,116 @@
+"""Sending a job's messages: rate limit, breaker, claim, provider call, record.
+
+Concurrency inside a job (a thread pool) is what lets a worker keep up with a rate limit
+when the provider takes 50-100 ms per call; each message is still claimed and recorded on
+its own, so a crash at any point loses nothing and sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+
+from engine import redis_keys, scheduler
+from engine.delivery_state import (
+    Claimed,
+    claim,
+    finish_campaign_if_done,
+    mark_dead,
+    mark_retry,
+    mark_sent,
+    pause_campaign,
+    release_claim,
+)
+from engine.models import Campaign, MessageStatus
+from engine.providers.base import Outcome, SendResult
+from engine.retry_policy import backoff_s
+from engine.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+SEND_MESSAGE = "relaydesk.send_message"
+SEND_CHUNK = "relaydesk.send_chunk"
+PROCESS_BULK = "relaydesk.process_bulk"
+
+
+def message_job(campaign_id: int, message_id: int, queue: str, *, retry: bool) -> scheduler.Job:
+    return scheduler.Job(SEND_MESSAGE, [campaign_id, message_id, retry], queue)
+
+
+def send_messages(rt: Runtime, campaign_id: int, message_ids: Sequence[int],
+                  allowed: Iterable[MessageStatus], task_name: str) -> None:
+    allowed = tuple(allowed)
+    if rt.redis.exists(redis_keys.campaign_paused(campaign_id)):
+        return  # paused: the messages stay queued, durable, for resume
+    futures = [rt.pool.submit(_deliver_one, rt, campaign_id, mid, allowed, task_name)
+               for mid in message_ids]
+    for future in futures:
+        future.result()
+    with rt.db.session() as session:
+        finish_campaign_if_done(session, campaign_id)
+
+
+def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
+                 allowed: tuple[MessageStatus, ...], task_name: str) -> None:
+    if rt.redis.exists(redis_keys.campaign_paused(campaign_id)):
+        return
+    wait = rt.breaker.wait_s()
+    if wait > 0:  # provider failing: come back after the cool-down, attempt not spent
+        retry = MessageStatus.FAILED in allowed
+        job = message_job(campaign_id, message_id, _queue_of(rt, campaign_id), retry=retry)
+        scheduler.schedule(rt.redis, [(time.time() + wait, job)])
+        return
+    delay = rt.limiter.reserve()
+    if delay > 0:
+        time.sleep(delay)
+    with rt.db.session() as session:
+        claimed = claim(session, message_id, allowed)
+    if claimed is None:
+        return  # already sent, dead, cancelled, or being sent by another task
+    trace = None
+    try:
+        result = rt.provider.send(claimed.sms)
+    except Exception as exc:  # a bug or an unexpected answer: treat as transient, keep it
+        log.exception("provider call failed for message %s", message_id)
+        result = SendResult(Outcome.TRANSIENT, error_type=type(exc).__name__, error=str(exc))
+        trace = traceback.format_exc()
+    _record(rt, claimed, result, task_name, trace)
+
+
+def _queue_of(rt: Runtime, campaign_id: int) -> str:
+    with rt.db.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        return campaign.queue if campaign else "messages"
+
+
+def _record(rt: Runtime, claimed: Claimed, result: SendResult, task_name: str,
+            trace: str | None) -> None:
+    settings = rt.settings
+    message_id = claimed.sms.message_id
+    with rt.db.session() as session:
+        if result.outcome is Outcome.SENT:
+            mark_sent(session, message_id, result)
+            rt.breaker.record_success()
+        elif result.outcome is Outcome.TRANSIENT:
+            rt.breaker.record_failure()
+            if claimed.attempts < settings.max_attempts:
+                mark_retry(session, message_id, result)
+                due = time.time() + backoff_s(claimed.attempts, settings.retry_backoff_s,
+                                              settings.retry_backoff_max_s)
+                job = message_job(claimed.sms.campaign_id, message_id, claimed.queue,
+                                  retry=True)
+                # Scheduled before the commit: if we die in between, the row stays
+                # 'sending', the job finds nothing to claim, and the lease sweep retries it.
+                scheduler.schedule(rt.redis, [(due, job)])
+            else:
+                mark_dead(session, claimed, result, task_name, trace)
+        elif result.outcome is Outcome.PERMANENT:
+            mark_dead(session, claimed, result, task_name, trace)
+        else:  # account-level: no message can go out; pause instead of burning attempts
+            release_claim(session, message_id)
+            reason = f"{result.error_type}: {result.error}"
+            pause_campaign(session, claimed.sms.campaign_id, reason)
+            rt.redis.set(redis_keys.campaign_paused(claimed.sms.campaign_id), reason)
+            log.warning("campaign %s paused: %s", claimed.sms.campaign_id, reason)
