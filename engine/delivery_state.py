@@ -171,3 +171,30 @@ def campaign_counts(session: Session, campaign_id: int) -> dict[str, int]:
         attempts += tried or 0
     counts["attempts"] = attempts
     return counts
+
+
+def stalled_campaigns(session: Session, stall_s: float) -> list[tuple[int, str]]:
+    """(id, queue) of campaigns with queued messages and no progress for ``stall_s``.
+
+    The broker can lose a job (a task that failed while Redis restarted is acked and gone);
+    the database still knows the messages are queued, so the campaign can be resumed.
+    """
+    stale = utcnow() - timedelta(seconds=stall_s)
+    has_queued = select(OutgoingMessage.id).where(
+        OutgoingMessage.campaign_id == Campaign.id,
+        OutgoingMessage.status == MessageStatus.QUEUED).exists()
+    last_change = select(func.max(OutgoingMessage.updated_at)).where(
+        OutgoingMessage.campaign_id == Campaign.id).scalar_subquery()
+    rows = session.execute(
+        select(Campaign.id, Campaign.queue)
+        .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
+        .where(Campaign.created_at < stale)
+        .where(has_queued)
+        .where(last_change < stale))
+    return [(id_, queue) for id_, queue in rows]
+
+
+def queued_message_ids(session: Session, campaign_id: int) -> list[int]:
+    return list(session.scalars(
+        select(OutgoingMessage.id).where(OutgoingMessage.campaign_id == campaign_id)
+        .where(OutgoingMessage.status == MessageStatus.QUEUED).order_by(OutgoingMessage.id)))

@@ -4,28 +4,29 @@ takes over messages left 'sending' by dead workers, and writes the worker's hear
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
 import threading
 import time
-from typing import Any
 
 import redis
 
-from engine import redis_keys, scheduler
+from engine import redis_keys, scheduler, worker_registry
+from engine.broker_jobs import campaign_has_jobs
 from engine.celery_app import publish
-from engine.delivery_state import stale_sending
+from engine.delivery_state import queued_message_ids, stale_sending, stalled_campaigns
+from engine.planning import chunk_bounds
 from engine.runtime import runtime
-from engine.sender import message_job
+from engine.sender import SEND_CHUNK, message_job
 
 log = logging.getLogger(__name__)
 
 RELEASE_EVERY_S = 0.2
 HEARTBEAT_EVERY_S = 2.0
-HEARTBEAT_TTL_S = 10
 SWEEP_EVERY_S = 10.0
+# A campaign with queued messages and no progress for this long is checked for lost jobs.
+STALL_S = 60.0
 
 
 class Dispatcher(threading.Thread):
@@ -46,7 +47,7 @@ class Dispatcher(threading.Thread):
                 rt = runtime()
                 now = time.monotonic()
                 if now - last_heartbeat >= HEARTBEAT_EVERY_S:
-                    self._heartbeat(rt.redis)
+                    worker_registry.beat(rt.redis, self.worker_name, self.info)
                     last_heartbeat = now
                 if now - last_sweep >= SWEEP_EVERY_S:
                     self._sweep()
@@ -63,12 +64,7 @@ class Dispatcher(threading.Thread):
                 self.stopping.wait(1.0)
             self.stopping.wait(RELEASE_EVERY_S)
         with contextlib.suppress(redis.RedisError):
-            runtime().redis.delete(redis_keys.WORKER_HEARTBEAT + self.worker_name)
-
-    def _heartbeat(self, client: Any) -> None:
-        data = {**self.info, "seen": time.time()}
-        client.set(redis_keys.WORKER_HEARTBEAT + self.worker_name, json.dumps(data),
-                   ex=HEARTBEAT_TTL_S)
+            worker_registry.forget(runtime().redis, self.worker_name)
 
     def _sweep(self) -> None:
         rt = runtime()
@@ -77,16 +73,20 @@ class Dispatcher(threading.Thread):
             return
         with rt.db.session() as session:
             stale = stale_sending(session)
+            stalled = stalled_campaigns(session, STALL_S)
+        now = time.time()
         if stale:
             log.warning("taking over %d message(s) left 'sending' by a dead worker", len(stale))
-            now = time.time()
             scheduler.schedule(rt.redis, [(now, message_job(c, m, q, retry=False))
                                           for c, m, q in stale])
-
-
-def live_workers(client: Any) -> list[dict[str, Any]]:
-    """Workers whose heartbeat is fresh, on any machine sharing this Redis."""
-    keys = list(client.scan_iter(redis_keys.WORKER_HEARTBEAT + "*", count=500))
-    if not keys:
-        return []
-    return [json.loads(v) for v in client.mget(keys) if v]
+        for campaign_id, queue in stalled:
+            if campaign_has_jobs(rt.redis, campaign_id, queue):
+                continue
+            with rt.db.session() as session:
+                ids = queued_message_ids(session, campaign_id)
+            log.warning("campaign %s lost its jobs (%d message(s) queued, none in the broker); "
+                        "queueing them again", campaign_id, len(ids))
+            size = rt.settings.chunk_size
+            scheduler.schedule(rt.redis, [
+                (now, scheduler.Job(SEND_CHUNK, [campaign_id, ids[a:b]], queue))
+                for a, b in chunk_bounds(len(ids), size)])

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from engine import scheduler
-from engine.dispatcher import live_workers
 from engine.queues import ALL_QUEUES
+from engine.worker_registry import live_workers
 
 # kombu splits a queue with priorities into lists "name", "name\x06\x163", ... "name\x06\x169"
 PRIORITY_SEPARATOR = "\x06\x16"

@@ -12,6 +12,8 @@ import time
 import traceback
 from collections.abc import Iterable, Sequence
 
+import redis
+
 from engine import redis_keys, scheduler
 from engine.delivery_state import (
     Claimed,
@@ -92,9 +94,7 @@ def _record(rt: Runtime, claimed: Claimed, result: SendResult, task_name: str,
     with rt.db.session() as session:
         if result.outcome is Outcome.SENT:
             mark_sent(session, message_id, result)
-            rt.breaker.record_success()
         elif result.outcome is Outcome.TRANSIENT:
-            rt.breaker.record_failure()
             if claimed.attempts < settings.max_attempts:
                 mark_retry(session, message_id, result)
                 due = time.time() + backoff_s(claimed.attempts, settings.retry_backoff_s,
@@ -114,3 +114,11 @@ def _record(rt: Runtime, claimed: Claimed, result: SendResult, task_name: str,
             pause_campaign(session, claimed.sms.campaign_id, reason)
             rt.redis.set(redis_keys.campaign_paused(claimed.sms.campaign_id), reason)
             log.warning("campaign %s paused: %s", claimed.sms.campaign_id, reason)
+    # After the commit, and allowed to fail: the delivery state is what must not be lost.
+    try:
+        if result.outcome is Outcome.SENT:
+            rt.breaker.record_success()
+        elif result.outcome is Outcome.TRANSIENT:
+            rt.breaker.record_failure()
+    except redis.RedisError as exc:
+        log.warning("could not update the circuit breaker: %s", exc)

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import create_engine, text
 
 from engine.db import Database, close_databases, open_database
+from engine.embedded_redis import EmbeddedRedis
+from engine.sandbox_gateway import GatewayServer, start_gateway
 from engine.settings import Settings, load_settings, setting_names
+from engine.worker_registry import live_workers
+from tests.support import wait_for
 
 POSTGRES_URL_VAR = "RELAYDESK_TEST_POSTGRES_URL"
 
@@ -70,3 +79,91 @@ def db_settings(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 @pytest.fixture
 def db(db_settings: Settings) -> Database:
     return open_database(db_settings)
+
+
+# --- the pipeline: real Redis, real gateway, real worker processes -----------------------
+
+FAST_PIPELINE_ENV = {
+    "RELAYDESK_PACING_INDIVIDUAL_S": "0",
+    "RELAYDESK_PACING_CHUNK_S": "0",
+    "RELAYDESK_RETRY_BACKOFF": "0.05",
+    "RELAYDESK_WORKER_CONCURRENCY": "2",
+}
+
+
+@pytest.fixture
+def fast_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in FAST_PIPELINE_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def embedded_redis(isolated_env: Path) -> Iterator[EmbeddedRedis]:
+    """The embedded Redis of the test's data dir, on a free port, stopped afterwards."""
+    server = EmbeddedRedis(isolated_env / "redis")
+    process, _ = server.start()
+    yield server
+    server.stop()
+    if process is not None:
+        process.wait(10)
+
+
+@pytest.fixture
+def redis_client(embedded_redis: EmbeddedRedis) -> Iterator[Any]:
+    client = redis.Redis.from_url(embedded_redis.url())
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[GatewayServer]:
+    """The sandbox gateway on a free port; worker processes reach it over HTTP."""
+    server = start_gateway()
+    monkeypatch.setenv("SMS_GATEWAY_URL", server.url)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+class Workers:
+    """Real ``relaydesk worker`` processes for one test."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        before = {w["pid"] for w in live_workers(self.client)}
+        log_path = Path(os.environ["RELAYDESK_DATA_DIR"]) / f"worker-{len(self.processes)}.log"
+        with log_path.open("ab") as log:
+            # Its own process group: a test can kill the worker with its pool processes.
+            process = subprocess.Popen([sys.executable, "-m", "engine", "worker", *args],
+                                       stdout=log, stderr=log, start_new_session=True)
+        self.processes.append(process)
+        wait_for(lambda: {w["pid"] for w in live_workers(self.client)} - before
+                 or process.poll() is not None, timeout=60, message="the worker to come up")
+        assert process.poll() is None, "the worker exited at start; see its log in the data dir"
+        return process
+
+    def kill_hard(self, process: subprocess.Popen[bytes]) -> None:
+        """kill -9 the worker and its pool processes, as a crash or power loss would."""
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def workers(redis_client: Any, fast_pipeline: None) -> Iterator[Workers]:
+    pool = Workers(redis_client)
+    yield pool
+    pool.stop_all()

@@ -1,0 +1,56 @@
+"""Helpers shared by tests: waiting on conditions, running the CLI, writing contact files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RELAYDESK = str(Path(sys.executable).with_name("relaydesk"))
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    """Poll until ``condition()`` is truthy; fail the test with ``message`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RELAYDESK, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+def run_cli_json(*args: str, env: dict[str, str] | None = None) -> Any:
+    result = run_cli(*args, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def write_contacts(path: Path, rows: Iterable[tuple[str, str, str, str, str, str]]) -> Path:
+    """rows: (name, phone, pledge, paid_amount, due_date, tags)"""
+    lines = ["name,phone,pledge,paid_amount,due_date,tags"]
+    lines += [",".join(row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def http_json(url: str, method: str = "GET") -> Any:
+    import urllib3
+
+    response = urllib3.request(method, url, timeout=10.0)
+    return json.loads(response.data)
