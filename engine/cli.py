@@ -21,12 +21,13 @@ from engine.local_gateway import GatewayUnavailable
 from engine.personalize import TemplateError
 from engine.planning import PlanError
 from engine.providers import ProviderConfigError
+from engine.providers.reachability import ProviderUnreachable
 from engine.settings import SettingsError
 
 # Errors an operator can act on: shown as one plain line, no traceback.
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (
     SettingsError, DatabaseError, ImportFileError, TemplateError, PlanError, CampaignError,
-    RedisUnavailable, GatewayUnavailable, ProviderConfigError,
+    RedisUnavailable, GatewayUnavailable, ProviderConfigError, ProviderUnreachable,
 )
 
 

@@ -10,6 +10,8 @@ import click
 
 from engine.campaigns import campaign_summary, is_settled, send_campaign
 from engine.cli_common import AppContext, json_option, pass_app, print_json
+from engine.local_gateway import gateway_url
+from engine.providers.reachability import check_reachable, provider_endpoint
 from engine.preview import CampaignPreview, preview_campaign
 
 WAIT_POLL_S = 0.5
@@ -94,6 +96,9 @@ def send_cmd(app: AppContext, template: str | None, template_file: Path | None,
              as_json: bool) -> None:
     """Create the campaign, plan it and queue it for the workers."""
     text = read_template(template, template_file)
+    endpoint = provider_endpoint(app.settings, gateway_url(app.settings, start=True))
+    if endpoint:
+        check_reachable(endpoint)
     created = send_campaign(app.db, app.redis, app.settings, text, tag=tag, urgent=urgent,
                             name=name)
     plan = created.plan

@@ -167,5 +167,6 @@ def start_gateway(host: str = "127.0.0.1", port: int = 0, *, latency_ms: float =
                   fail_rate: float = 0, seed: int | None = None) -> GatewayServer:
     """Start the gateway on a background thread; ``server.shutdown()`` stops it."""
     server = GatewayServer(host, port, GatewayState(latency_ms / 1000, fail_rate, seed))
-    threading.Thread(target=server.serve_forever, name="sandbox-gateway", daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.1,), name="sandbox-gateway",
+                     daemon=True).start()
     return server

@@ -1,0 +1,37 @@
+"""A quick check, before a campaign is created, that the provider's server answers at all."""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import urlsplit
+
+from engine.providers.africastalking import DEFAULT_API_URL as AT_URL
+from engine.providers.twilio import DEFAULT_API_URL as TWILIO_URL
+from engine.secrets import mask_url
+from engine.settings import Settings
+
+
+class ProviderUnreachable(RuntimeError):
+    """The provider's server does not accept connections; the message says which."""
+
+
+def provider_endpoint(settings: Settings, gateway_url: str | None) -> str | None:
+    if settings.sms_provider in ("sandbox", "http"):
+        return settings.sms_gateway_url or gateway_url
+    if settings.sms_provider == "twilio":
+        return settings.twilio_api_url or TWILIO_URL
+    return settings.at_api_url or AT_URL
+
+
+def check_reachable(url: str, timeout_s: float = 5.0) -> None:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ProviderUnreachable(
+            f"the SMS gateway at {mask_url(url)} is not reachable ({exc.strerror or exc}); "
+            "nothing was created. Start it ('relaydesk gateway') or fix SMS_GATEWAY_URL / "
+            "the provider settings."
+        ) from None
