@@ -11,8 +11,8 @@ import click
 from engine.campaigns import campaign_summary, is_settled, send_campaign
 from engine.cli_common import AppContext, json_option, pass_app, print_json
 from engine.local_gateway import gateway_url
-from engine.providers.reachability import check_reachable, provider_endpoint
 from engine.preview import CampaignPreview, preview_campaign
+from engine.providers.reachability import check_reachable, provider_endpoint
 
 WAIT_POLL_S = 0.5
 
