@@ -19,7 +19,11 @@ class AppContext:
 
     @cached_property
     def settings(self) -> Settings:
-        return load_settings(self.overrides)
+        from engine.telemetry import init_sentry
+
+        settings = load_settings(self.overrides)
+        init_sentry(settings, "cli")
+        return settings
 
     @cached_property
     def db(self) -> Database:

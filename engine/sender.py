@@ -29,6 +29,7 @@ from engine.models import Campaign, MessageStatus
 from engine.providers.base import Outcome, SendResult
 from engine.retry_policy import backoff_s
 from engine.runtime import Runtime
+from engine.telemetry import report_dead
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def _record(rt: Runtime, claimed: Claimed, result: SendResult, task_name: str,
             trace: str | None) -> None:
     settings = rt.settings
     message_id = claimed.sms.message_id
+    dead = False
     with rt.db.session() as session:
         if result.outcome is Outcome.SENT:
             mark_sent(session, message_id, result)
@@ -106,14 +108,19 @@ def _record(rt: Runtime, claimed: Claimed, result: SendResult, task_name: str,
                 scheduler.schedule(rt.redis, [(due, job)])
             else:
                 mark_dead(session, claimed, result, task_name, trace)
+                dead = True
         elif result.outcome is Outcome.PERMANENT:
             mark_dead(session, claimed, result, task_name, trace)
+            dead = True
         else:  # account-level: no message can go out; pause instead of burning attempts
             release_claim(session, message_id)
             reason = f"{result.error_type}: {result.error}"
             pause_campaign(session, claimed.sms.campaign_id, reason)
             rt.redis.set(redis_keys.campaign_paused(claimed.sms.campaign_id), reason)
             log.warning("campaign %s paused: %s", claimed.sms.campaign_id, reason)
+    if dead:  # only the final failure is reported, never a retry
+        report_dead(claimed.sms.campaign_id, message_id, result.error_type or "Error",
+                    claimed.attempts)
     # After the commit, and allowed to fail: the delivery state is what must not be lost.
     try:
         if result.outcome is Outcome.SENT:

@@ -16,6 +16,7 @@ from engine.embedded_redis import redis_url
 from engine.local_gateway import gateway_url
 from engine.queues import ALL_QUEUES
 from engine.settings import Settings
+from engine.telemetry import init_sentry
 
 _dispatchers: list[Dispatcher] = []
 
@@ -31,6 +32,10 @@ def worker_name() -> str:
 def run_worker(settings: Settings, queues: list[str] | None = None,
                concurrency: int | None = None, pool: str | None = None,
                name: str | None = None) -> None:
+    init_sentry(settings, "worker")
+    # Pool processes report too: each starts its own Sentry client after the fork.
+    signals.worker_process_init.connect(lambda **_: init_sentry(settings, "worker"),
+                                        weak=False)
     url = redis_url(settings, start=True)
     gateway_url(settings, start=True)
     app = configure(url)
