@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from engine.queues import ALL_QUEUES, MESSAGES
 
@@ -33,7 +33,10 @@ app.conf.update(
     # Delivery state lives in the database; Celery results would only fill Redis.
     task_ignore_result=True,
     task_store_errors_even_if_ignored=False,
-    task_queues=[Queue(name) for name in ALL_QUEUES],
+    # One exchange and routing key per queue: with a shared key, a direct exchange would
+    # copy every message into all three queues.
+    task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name)
+                 for name in ALL_QUEUES],
     task_default_queue=MESSAGES,
     broker_transport_options={
         "visibility_timeout": VISIBILITY_TIMEOUT_S,

@@ -47,9 +47,15 @@ class Supervisor:
             self.own_redis, _ = EmbeddedRedis.for_settings(self.settings).start()
         if self.settings.sms_provider == "sandbox" and not self.settings.sms_gateway_url:
             self.own_gateway, _ = LocalGateway.for_settings(self.settings).start(self.settings)
-        for _ in range(self.workers):
+        for index in range(self.workers):
             command = self._worker_command()
-            self.running.append(WorkerProcess(command, subprocess.Popen(command)))
+            self.running.append(WorkerProcess(command, self._spawn(command, index)))
+
+    def _spawn(self, command: list[str], index: int) -> subprocess.Popen[bytes]:
+        logs = self.settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / f"worker-{index + 1}.log").open("ab") as log:
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
     def _worker_command(self) -> list[str]:
         args = ["worker"]
@@ -63,11 +69,11 @@ class Supervisor:
 
     def check(self) -> None:
         """Restart workers that exited; call this periodically."""
-        for worker in self.running:
+        for index, worker in enumerate(self.running):
             code = worker.process.poll()
             if code is not None:
                 log.warning("worker pid %s exited with %s; restarting", worker.process.pid, code)
-                worker.process = subprocess.Popen(worker.command)
+                worker.process = self._spawn(worker.command, index)
                 worker.restarts += 1
                 self.restarts += 1
 
