@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Until the desktop console lands, "the app" is the headless supervisor: embedded Redis,
+# the sandbox gateway and workers, ready for `.venv/bin/relaydesk campaign send`.
 run: $(STAMP)
-	$(BIN)/relaydesk
+	$(BIN)/relaydesk supervise
 
 test: $(STAMP)
 	$(BIN)/ruff check engine desktop tests benchmarks

@@ -182,13 +182,22 @@ def main() -> None:
     parser.add_argument("--rate-limit-100ms", default="200/s",
                         help="global rate limit for the 100 ms scenario")
     parser.add_argument("--naive-window", type=float, default=120.0)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one is not None:  # a child run: one scenario, fresh process, fresh Celery app
+        rate = args.rate_limit_100ms if args.one >= 100 else None
+        print(json.dumps(scenario(args.recipients, args.one, args.workers, rate,
+                                  args.naive_window)))
+        return
     results = []
-    for latency in (int(x) for x in args.latencies.split(",")):
-        rate = args.rate_limit_100ms if latency >= 100 else None
-        results.append(scenario(args.recipients, latency, args.workers, rate,
-                                args.naive_window))
-        print(json.dumps(results[-1]), file=sys.stderr)
+    for latency in args.latencies.split(","):
+        child = subprocess.run(
+            [sys.executable, __file__, "--one", latency, "--recipients", str(args.recipients),
+             "--workers", str(args.workers), "--rate-limit-100ms", args.rate_limit_100ms,
+             "--naive-window", str(args.naive_window)],
+            stdout=subprocess.PIPE, text=True, check=True)
+        results.append(json.loads(child.stdout))
+        log(json.dumps(results[-1]))
     print(json.dumps(results, indent=2))
 
 

@@ -42,6 +42,9 @@ app.conf.update(
         "visibility_timeout": VISIBILITY_TIMEOUT_S,
         "unacked_restore_interval": RESTORE_INTERVAL_S,
         "unacked_restore_throttle": 1,
+        # Take from high_priority first, then messages, then bulk_messages (kombu would
+        # otherwise rotate between them).
+        "queue_order_strategy": "priority",
     },
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,  # keep retrying through a Redis restart

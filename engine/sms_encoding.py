@@ -15,6 +15,7 @@ GSM7_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
 
 LIMITS = {  # encoding: (single message, each part of a concatenated message)
     "GSM-7": (160, 153),
@@ -36,7 +37,7 @@ class SegmentInfo:
 
 
 def is_gsm7(text: str) -> bool:
-    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+    return set(text) <= GSM7_ALL
 
 
 def _unit_costs(text: str, encoding: Encoding) -> list[int]:
@@ -46,12 +47,17 @@ def _unit_costs(text: str, encoding: Encoding) -> list[int]:
 
 
 def segment_info(text: str) -> SegmentInfo:
-    encoding = Encoding.GSM7 if is_gsm7(text) else Encoding.UCS2
-    costs = _unit_costs(text, encoding)
-    units = sum(costs)
+    chars = set(text)
+    if chars <= GSM7_ALL:
+        encoding = Encoding.GSM7
+        units = len(text) + sum(text.count(c) for c in chars & GSM7_EXTENSION)
+    else:
+        encoding = Encoding.UCS2
+        units = len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
     single, part = LIMITS[encoding]
-    if units <= single:
+    if units <= single:  # the common case: one message, no need to walk the text
         return SegmentInfo(encoding, units, 1 if text else 0, len(text))
+    costs = _unit_costs(text, encoding)
     segments, used = 1, 0
     for cost in costs:
         if used + cost > part:  # an escape pair or surrogate pair never straddles two parts

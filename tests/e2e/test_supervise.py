@@ -1,0 +1,45 @@
+"""`relaydesk supervise`: owns Redis and the gateway, restarts dead workers, stops warm."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from engine.embedded_redis import EmbeddedRedis
+from engine.local_gateway import LocalGateway
+from engine.worker_registry import live_workers
+from tests.support import wait_for
+
+
+def test_supervise_restarts_a_dead_worker_and_stops_everything(
+        isolated_env: Path, fast_pipeline: None) -> None:
+    supervise = subprocess.Popen([sys.executable, "-m", "engine", "supervise", "--workers", "2"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = EmbeddedRedis(isolated_env / "redis")
+    try:
+        wait_for(server.ping, timeout=60, message="the embedded Redis")
+        client = redis.Redis.from_url(server.url())
+
+        def workers() -> list[dict[str, Any]]:
+            return live_workers(client)
+
+        first = wait_for(lambda: len(workers()) == 2 and workers(), timeout=90,
+                         message="two workers")
+        assert LocalGateway(isolated_env / "gateway").ping()
+        victim = first[0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(workers()) == 2 and victim not in {w["pid"] for w in workers()},
+                 timeout=90, message="the dead worker to be replaced")
+        client.close()
+    finally:
+        supervise.send_signal(signal.SIGTERM)
+        code = supervise.wait(60)
+    assert code == 0
+    assert not server.ping(), "supervise started Redis, so it must stop it"
+    assert not LocalGateway(isolated_env / "gateway").ping()
