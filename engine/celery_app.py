@@ -6,6 +6,7 @@ DESIGN.md, "Celery on Redis"); the comments say which.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from celery import Celery
@@ -59,6 +60,10 @@ app.conf.update(
 def configure(broker_url: str) -> Celery:
     """Point the app at the broker; every process calls this once at start."""
     app.conf.broker_url = broker_url
+    if broker_url.startswith("rediss://") and "ssl_cert_reqs" not in broker_url:
+        # kombu refuses a TLS URL that does not say how to check the certificate;
+        # verify it, as any TLS client should.
+        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     return app
 
 
