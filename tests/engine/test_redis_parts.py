@@ -127,3 +127,17 @@ def test_backoff_doubles_with_jitter_and_cap(failures: int, low: float, high: fl
     assert all(low <= d <= high for d in delays)
     assert len(set(delays)) > 100  # jittered, not synchronised
     assert backoff_s(0, 10, 100) == 0
+
+
+def test_a_job_lands_in_its_own_queue_only(embedded_redis: EmbeddedRedis,
+                                           redis_client: Any) -> None:
+    """Each queue has its own routing key: a shared one would copy a job into all three."""
+    from engine.celery_app import configure, publish
+    from engine.queue_status import queue_depths
+
+    configure(embedded_redis.url())
+    publish("relaydesk.process_bulk", [1], "bulk_messages")
+    publish("relaydesk.send_message", [1, 2, False], "high_priority")
+    wait_for(lambda: sum(queue_depths(redis_client).values()) >= 2, message="the publishes")
+    assert queue_depths(redis_client) == {"high_priority": 1, "messages": 0,
+                                          "bulk_messages": 1}
