@@ -38,7 +38,7 @@ class Claimed:
     queue: str
 
 
-def claim(session: Session, message_id: int, allowed: Iterable[MessageStatus],
+def claim(session: Session, message_id: int, allowed: Iterable[MessageStatus], queue: str,
           now: datetime | None = None) -> Claimed | None:
     now = now or utcnow()
     stale = now - timedelta(seconds=CLAIM_LEASE_S)
@@ -56,7 +56,6 @@ def claim(session: Session, message_id: int, allowed: Iterable[MessageStatus],
     if row is None:
         return None
     campaign_id, phone, body, attempts = row
-    queue = session.scalar(select(Campaign.queue).where(Campaign.id == campaign_id)) or ""
     return Claimed(Sms(message_id, campaign_id, phone, body), attempts, queue)
 
 

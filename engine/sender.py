@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 
 import redis
+from sqlalchemy import select
 
 from engine import redis_keys, scheduler
 from engine.delivery_state import (
@@ -47,7 +48,11 @@ def send_messages(rt: Runtime, campaign_id: int, message_ids: Sequence[int],
     allowed = tuple(allowed)
     if rt.redis.exists(redis_keys.campaign_paused(campaign_id)):
         return  # paused: the messages stay queued, durable, for resume
-    futures = [rt.pool.submit(_deliver_one, rt, campaign_id, mid, allowed, task_name)
+    with rt.db.session() as session:
+        queue = session.scalar(select(Campaign.queue).where(Campaign.id == campaign_id))
+    if queue is None:
+        return  # the campaign was deleted
+    futures = [rt.pool.submit(_deliver_one, rt, campaign_id, mid, allowed, queue, task_name)
                for mid in message_ids]
     for future in futures:
         future.result()
@@ -56,20 +61,20 @@ def send_messages(rt: Runtime, campaign_id: int, message_ids: Sequence[int],
 
 
 def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
-                 allowed: tuple[MessageStatus, ...], task_name: str) -> None:
+                 allowed: tuple[MessageStatus, ...], queue: str, task_name: str) -> None:
     if rt.redis.exists(redis_keys.campaign_paused(campaign_id)):
         return
     wait = rt.breaker.wait_s()
     if wait > 0:  # provider failing: come back after the cool-down, attempt not spent
         retry = MessageStatus.FAILED in allowed
-        job = message_job(campaign_id, message_id, _queue_of(rt, campaign_id), retry=retry)
+        job = message_job(campaign_id, message_id, queue, retry=retry)
         scheduler.schedule(rt.redis, [(time.time() + wait, job)])
         return
     delay = rt.limiter.reserve()
     if delay > 0:
         time.sleep(delay)
     with rt.db.session() as session:
-        claimed = claim(session, message_id, allowed)
+        claimed = claim(session, message_id, allowed, queue)
     if claimed is None:
         return  # already sent, dead, cancelled, or being sent by another task
     trace = None
@@ -80,12 +85,6 @@ def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
         result = SendResult(Outcome.TRANSIENT, error_type=type(exc).__name__, error=str(exc))
         trace = traceback.format_exc()
     _record(rt, claimed, result, task_name, trace)
-
-
-def _queue_of(rt: Runtime, campaign_id: int) -> str:
-    with rt.db.session() as session:
-        campaign = session.get(Campaign, campaign_id)
-        return campaign.queue if campaign else "messages"
 
 
 def _record(rt: Runtime, claimed: Claimed, result: SendResult, task_name: str,

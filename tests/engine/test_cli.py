@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-RELAYDESK = str(Path(sys.executable).with_name("relaydesk"))
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([RELAYDESK, *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})}, check=False)
+from tests.support import run_cli as run
 
 
 def write_contacts(path: Path, rows: list[str]) -> Path:
