@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,28 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
     overrides = {"RELAYDESK_DATA_DIR": str(data_dir)} if data_dir else {}
     ctx.obj = AppContext(overrides)
     if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        ctx.invoke(gui_cmd)
+
+
+@cli.command("gui")
+@click.option("--theme", type=click.Choice(["system", "light", "dark"]), default="system",
+              show_default=True, help="Colour theme.")
+@click.option("--screenshot-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Visit every page, save one PNG per page into DIR, and exit "
+                   "(works without a display).")
+@click.option("--demo", is_flag=True,
+              help="With --screenshot-dir: seed sample contacts and send a small campaign "
+                   "first, so the pages have data.")
+@pass_app
+def gui_cmd(app: AppContext, theme: str = "system", screenshot_dir: Path | None = None,
+            demo: bool = False) -> None:
+    """Open the desktop console (the default when no command is given)."""
+    if demo and screenshot_dir is None:
+        raise click.UsageError("--demo goes with --screenshot-dir")
+    # Imported by name: the engine itself never imports Qt; only this command needs it.
+    desktop_app = importlib.import_module("desktop.app")
+    raise SystemExit(desktop_app.run_gui(app.settings, theme=theme,
+                                         screenshot_dir=screenshot_dir, demo=demo))
 
 
 @cli.command("settings")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
@@ -14,15 +14,19 @@ from engine.personalize import Recipient
 _SelectT = TypeVar("_SelectT", bound=Select[*tuple[Any, ...]])
 
 
-def _filtered(stmt: _SelectT, tag: str | None) -> _SelectT:
+def _filtered(stmt: _SelectT, tag: str | None,
+              ids: Sequence[int] | None = None) -> _SelectT:
     if tag:
         tagged = select(ContactTag.contact_id).where(ContactTag.tag == tag.strip().lower())
         stmt = stmt.where(Contact.id.in_(tagged))
+    if ids is not None:
+        stmt = stmt.where(Contact.id.in_(list(ids)))
     return stmt
 
 
-def count_contacts(session: Session, *, tag: str | None = None) -> int:
-    return session.scalar(_filtered(select(func.count(Contact.id)), tag)) or 0
+def count_contacts(session: Session, *, tag: str | None = None,
+                   ids: Sequence[int] | None = None) -> int:
+    return session.scalar(_filtered(select(func.count(Contact.id)), tag, ids)) or 0
 
 
 def list_contacts(session: Session, *, tag: str | None = None, limit: int | None = None,
@@ -33,12 +37,14 @@ def list_contacts(session: Session, *, tag: str | None = None, limit: int | None
 
 
 def iter_recipients(session: Session, *, tag: str | None = None,
+                    ids: Sequence[int] | None = None, offset: int = 0, limit: int | None = None,
                     batch: int = 1000) -> Iterator[tuple[int, str, Recipient]]:
-    """``(contact id, phone, values)`` for every recipient, streamed in id order."""
+    """``(contact id, phone, values)`` for every recipient (all, by tag, or these contact
+    ids), streamed in id order."""
     stmt = _filtered(
         select(Contact.id, Contact.phone, Contact.name, Contact.pledge_cents,
-               Contact.paid_cents, Contact.due_date), tag,
-    ).order_by(Contact.id).execution_options(yield_per=batch)
+               Contact.paid_cents, Contact.due_date), tag, ids,
+    ).order_by(Contact.id).offset(offset).limit(limit).execution_options(yield_per=batch)
     for id_, phone, name, pledge, paid, due in session.execute(stmt):
         yield id_, phone, Recipient(name, pledge, paid, due)
 

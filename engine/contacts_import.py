@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import islice
@@ -130,10 +130,16 @@ def _parse_row(line: int, values: list[str], columns: dict[str, int], width: int
     if len(values) > width:
         raise ValueError(f"has {len(values)} values but the header has {width} columns "
                          "(an unquoted comma in a name or amount?)")
+    fields = {name: values[index] for name, index in columns.items() if index < len(values)}
+    return parse_contact(line, fields, region)
+
+
+def parse_contact(line: int, fields: Mapping[str, str], region: str) -> ContactRow:
+    """One contact from its text fields (a CSV row or the console's edit form); ValueError
+    says what is wrong with it."""
 
     def get(name: str) -> str:
-        index = columns.get(name)
-        return values[index].strip() if index is not None and index < len(values) else ""
+        return fields.get(name, "").strip()
 
     name = get("name")
     if not name:

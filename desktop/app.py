@@ -1,0 +1,126 @@
+"""Starting the console: the QApplication, theme, error reporting, single instance, pages."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from desktop.background import Background
+from desktop.context import Bus, ConsoleContext
+from desktop.errors import ErrorReporter, setup_logging
+from desktop.main_window import MainWindow
+from desktop.pages.base import Page, PlaceholderPage
+from desktop.resources import icon
+from desktop.services import Services
+from desktop.single_instance import InstanceServer, ask_running_instance_to_raise
+from desktop.theme import apply_theme
+from engine import __version__
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def application() -> QApplication:
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        return existing
+    QApplication.setHighDpiScaleFactorRoundingPolicy(
+        Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+    app = QApplication(sys.argv[:1])
+    app.setApplicationName("RelayDesk")
+    app.setOrganizationName("RelayDesk")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("relaydesk")
+    return app
+
+
+def build_pages(ctx: ConsoleContext) -> list[Page]:
+    from desktop.pages.campaigns_page import CampaignsPage
+    from desktop.pages.compose_page import ComposePage
+    from desktop.pages.contacts_page import ContactsPage
+    from desktop.pages.settings_page import SettingsPage
+    from desktop.pages.workers_page import WorkersPage
+
+    return [
+        PlaceholderPage(ctx, "dashboard", "Dashboard", "dashboard",
+                        "Live queue depth, throughput and failure charts arrive here with the "
+                        "monitoring release. Until then, the status bar below shows Redis, "
+                        "workers and dead letters, and the Campaigns page shows progress."),
+        ComposePage(ctx),
+        ContactsPage(ctx),
+        CampaignsPage(ctx),
+        WorkersPage(ctx),
+        PlaceholderPage(ctx, "failed", "Failed jobs", "failed",
+                        "The failed-job review panel arrives with the monitoring release. "
+                        "Meanwhile: relaydesk failed list | show ID | retry ID… | forget ID…"),
+        SettingsPage(ctx),
+    ]
+
+
+@dataclass
+class Console:
+    app: QApplication
+    window: MainWindow
+    ctx: ConsoleContext
+    errors: ErrorReporter
+
+    def close(self, wait: bool = False) -> None:
+        self.window.close_policy = None
+        self.window.close()
+        self.ctx.background.shutdown(wait=wait)
+        self.ctx.services.close()
+
+
+def build_console(settings: Settings, *, theme: str = "system") -> Console:
+    app = application()
+    apply_theme(app, theme)
+    app.setWindowIcon(icon("relaydesk"))
+    errors = ErrorReporter()
+    background = Background()
+    background.error.connect(errors.report)
+    ctx = ConsoleContext(Services(settings), background, Bus())
+    window = MainWindow(ctx, build_pages(ctx), str(settings.data_dir / "console.ini"))
+    return Console(app, window, ctx, errors)
+
+
+def run_gui(settings: Settings, *, theme: str = "system", screenshot_dir: Path | None = None,
+            demo: bool = False) -> int:
+    if screenshot_dir is not None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = application()
+    if screenshot_dir is None and ask_running_instance_to_raise(settings.data_dir):
+        print("RelayDesk is already open for this data dir; brought it to the front.")
+        return 0
+    setup_logging(settings.data_dir)  # Sentry was set up with the settings (engine.cli)
+    console = build_console(settings, theme=theme)
+    console.errors.install()
+    if screenshot_dir is not None:
+        from desktop.screenshots import ScreenshotTour
+
+        tour = ScreenshotTour(console, screenshot_dir, demo=demo)
+        tour.start()
+        return app.exec()
+    instance = InstanceServer(settings.data_dir)
+    instance.raise_requested.connect(lambda: _bring_to_front(console.window))
+    from desktop.local_control import install_close_policy, start_local_pipeline
+
+    install_close_policy(console)
+    start_local_pipeline(console)
+    console.window.show()
+    code = app.exec()
+    instance.close()
+    console.ctx.background.shutdown()
+    return code
+
+
+def _bring_to_front(window: MainWindow) -> None:
+    window.setWindowState(window.windowState() & ~Qt.WindowState.WindowMinimized)
+    window.show()
+    window.raise_()
+    window.activateWindow()

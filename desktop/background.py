@@ -1,0 +1,88 @@
+"""Run engine calls off the UI thread and deliver the result (or the error) back on it.
+
+The console never waits on Redis, SQL, HTTP or a process on the UI thread. Every such call
+goes through :class:`Background`: the call runs on a thread pool, and its callback runs on
+the UI thread through a queued signal. Callbacks bound to a widget that has been deleted
+meanwhile are dropped instead of crashing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import QObject, Signal
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[Any], None]
+ErrorCallback = Callable[[BaseException], None]
+
+
+class Background(QObject):
+    """A thread pool whose results come back on the UI thread."""
+
+    _finished = Signal(object, object, object)  # callback, value, error
+    busy_changed = Signal(int)  # number of calls in flight
+    error = Signal(BaseException)  # an error nobody handled
+
+    def __init__(self, threads: int = 4, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="relaydesk-bg")
+        # Ordered work (e.g. saving settings) runs one call at a time, in submission order.
+        self._serial = ThreadPoolExecutor(1, thread_name_prefix="relaydesk-serial")
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._finished.connect(self._deliver)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def run(self, fn: Callable[..., Any], *args: Any, on_done: Callback | None = None,
+            on_error: ErrorCallback | None = None, serial: bool = False,
+            **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` on a background thread; callbacks run on the UI thread.
+
+        Without ``on_error`` an exception goes to the :attr:`error` signal (the app shows it).
+        """
+        self._change_in_flight(+1)
+        executor = self._serial if serial else self._pool
+        future = executor.submit(fn, *args, **kwargs)
+        future.add_done_callback(lambda f: self._done(f, on_done, on_error))
+        return future
+
+    def _done(self, future: Future[Any], on_done: Callback | None,
+              on_error: ErrorCallback | None) -> None:
+        error = future.exception()
+        if error is not None:
+            self._finished.emit(on_error or self.error.emit, None, error)
+        else:
+            self._finished.emit(on_done, future.result(), None)
+
+    def _deliver(self, callback: Callable[[Any], None] | None, value: Any,
+                 error: BaseException | None) -> None:
+        self._change_in_flight(-1)
+        if callback is None:
+            return
+        owner = getattr(callback, "__self__", None)
+        if isinstance(owner, QObject) and not shiboken6.isValid(owner):
+            return  # the widget went away while the call ran
+        callback(error if error is not None else value)
+
+    def _change_in_flight(self, delta: int) -> None:
+        with self._lock:
+            self._in_flight += delta
+            count = self._in_flight
+        if threading.current_thread() is threading.main_thread():
+            self.busy_changed.emit(count)
+
+    def shutdown(self, wait: bool = False) -> None:
+        """Stop taking work; calls already running finish on their own threads (the window
+        closes without waiting for them unless ``wait``)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._serial.shutdown(wait=wait, cancel_futures=True)

@@ -1,0 +1,60 @@
+"""The contacts table: a paged model over the contacts query."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from PySide6.QtCore import QObject
+
+from desktop.background import Background
+from desktop.paged_model import Column, PagedTableModel
+from desktop.services import Services
+from engine.contact_browser import ContactQuery, ContactView, contact_page, count_matching
+from engine.money import format_amount
+
+
+class ContactsModel(PagedTableModel):
+    def __init__(self, services: Services, background: Background,
+                 parent: QObject | None = None) -> None:
+        fmt = services.settings.currency_format
+
+        def money(cents: int) -> str:
+            return format_amount(cents, fmt)
+
+        columns = [
+            Column("Name", "name", lambda c: c.name),
+            Column("Phone", "phone", lambda c: c.phone),
+            Column("Pledge", "pledge", lambda c: money(c.pledge_cents), align_right=True),
+            Column("Paid", "paid_amount", lambda c: money(c.paid_cents), align_right=True),
+            Column("Balance", "balance", lambda c: money(c.balance_cents), align_right=True),
+            Column("Due date", "due_date", lambda c: c.due_date.isoformat()),
+            Column("Tags", None, lambda c: ", ".join(c.tags)),
+        ]
+        super().__init__(background, columns, parent)
+        self.services = services
+        self.query = ContactQuery()
+        self.sort_key = "name"
+
+    def set_filter(self, *, search: str | None = None, tag: str | None = "",
+                   ids: tuple[int, ...] | None = None) -> None:
+        changes: dict[str, Any] = {}
+        if search is not None:
+            changes["search"] = search
+        if tag != "":
+            changes["tag"] = tag
+        if ids is not None:
+            changes["ids"] = ids or None
+        self.query = replace(self.query, **changes)
+        self.reload()
+
+    def _current_query(self) -> ContactQuery:
+        return replace(self.query, sort=self.sort_key or "name", descending=self.descending)
+
+    def fetch_count(self) -> int:
+        with self.services.db().session() as session:
+            return count_matching(session, self._current_query())
+
+    def fetch_page(self, offset: int, limit: int) -> list[ContactView]:
+        with self.services.db().session() as session:
+            return contact_page(session, self._current_query(), offset, limit)

@@ -1,0 +1,254 @@
+"""The main window: a sidebar of pages, a banner when Redis is down, and a status bar that
+always shows Redis, workers and dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence, QPalette, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.console_status import ConsoleStatus, gather_status
+from desktop.context import ConsoleContext
+from desktop.pages.base import Page
+from desktop.resources import icon
+from desktop.theme import BAD, GOOD
+
+STATUS_EVERY_MS = 2000
+BUSY_AFTER_MS = 200  # only show the busy indicator for calls that take a while
+
+
+class StatusDot(QLabel):
+    def set_state(self, color: str, text: str) -> None:
+        self.setText(f"<span style='color:{color}'>●</span> {text}")
+
+
+class RedisBanner(QFrame):
+    """Says plainly that Redis is down, with the two ways out."""
+
+    start_requested = Signal()
+    settings_requested = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("redis-banner")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAutoFillBackground(True)
+        palette = self.palette()
+        palette.setColor(QPalette.ColorRole.Window, BAD.lighter(170))
+        palette.setColor(QPalette.ColorRole.WindowText, Qt.GlobalColor.black)
+        self.setPalette(palette)
+        layout = QHBoxLayout(self)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        layout.addWidget(self.text, 1)
+        self.start_button = QPushButton("Start embedded Redis")
+        self.start_button.clicked.connect(self.start_requested)
+        layout.addWidget(self.start_button)
+        fix = QPushButton("Open Settings")
+        fix.clicked.connect(self.settings_requested)
+        layout.addWidget(fix)
+
+    def show_status(self, status: ConsoleStatus) -> None:
+        if status.redis_ok:
+            self.hide()
+            return
+        if status.embedded:
+            self.text.setText("<b>The embedded Redis is not running.</b> Campaigns cannot be "
+                              "sent and workers cannot start until it runs.")
+        else:
+            self.text.setText(f"<b>{status.redis_text}.</b> Check that the server runs, or "
+                              "fix the Redis URL in Settings.")
+        self.start_button.setVisible(status.embedded)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, ctx: ConsoleContext, pages: list[Page], state_file: str) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.pages = pages
+        self.status: ConsoleStatus | None = None
+        self.close_policy: Callable[[QCloseEvent], bool] | None = None
+        self._gui_state = QSettings(state_file, QSettings.Format.IniFormat)
+        self.setWindowTitle("RelayDesk")
+        self.setWindowIcon(icon("relaydesk"))
+        self.setMinimumSize(QSize(980, 640))
+
+        self.sidebar = QListWidget()
+        self.sidebar.setObjectName("sidebar")
+        self.sidebar.setIconSize(QSize(20, 20))
+        self.sidebar.setFixedWidth(180)
+        self.sidebar.setFrameShape(QFrame.Shape.NoFrame)
+        self.sidebar.setSpacing(2)
+        self.stack = QStackedWidget()
+        text_color = QApplication.palette().color(QPalette.ColorRole.Text)
+        for number, page in enumerate(pages, start=1):
+            item = QListWidgetItem(icon(page.icon_name, text_color), page.title)
+            item.setSizeHint(QSize(160, 36))
+            item.setToolTip(f"{page.title} (Ctrl+{number})")
+            self.sidebar.addItem(item)
+            self.stack.addWidget(page)
+            shortcut = QShortcut(QKeySequence(f"Ctrl+{number}"), self)
+            shortcut.activated.connect(lambda n=number - 1: self.sidebar.setCurrentRow(n))
+        self.sidebar.currentRowChanged.connect(self._show_row)
+
+        self.banner = RedisBanner()
+        self.banner.hide()
+        self.banner.start_requested.connect(self.start_local_services)
+        self.banner.settings_requested.connect(lambda: self.show_page("settings"))
+
+        body = QWidget()
+        column = QVBoxLayout(body)
+        column.setContentsMargins(16, 12, 16, 8)
+        column.addWidget(self.banner)
+        column.addWidget(self.stack, 1)
+        central = QWidget()
+        row = QHBoxLayout(central)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self.sidebar)
+        row.addWidget(body, 1)
+        self.setCentralWidget(central)
+
+        self._build_status_bar()
+        QShortcut(QKeySequence.StandardKey.Quit, self, activated=self.close)
+        QShortcut(QKeySequence("F5"), self, activated=self.refresh_current)
+        ctx.bus.show_page.connect(self.show_page)
+
+        self._status_timer = QTimer(self, interval=STATUS_EVERY_MS)
+        self._status_timer.timeout.connect(self.poll_status)
+        self._status_timer.start()
+        self._restore_state()
+        self.poll_status()
+
+    # -- status bar -------------------------------------------------------------------
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.redis_label = StatusDot("Redis: checking…")
+        self.redis_label.setObjectName("status-redis")
+        self.workers_label = QLabel("Workers: –")
+        self.workers_label.setObjectName("status-workers")
+        self.dead_label = QLabel("Dead letters: –")
+        self.dead_label.setObjectName("status-dead")
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setFixedWidth(90)
+        self.busy.setMaximumHeight(14)
+        self.busy.setTextVisible(False)
+        self.busy.hide()
+        self._busy_timer = QTimer(self, singleShot=True, interval=BUSY_AFTER_MS)
+        self._busy_timer.timeout.connect(
+            lambda: self.busy.setVisible(self.ctx.background.in_flight > 0))
+        self.ctx.background.busy_changed.connect(self._busy_changed)
+        for widget in (self.redis_label, self.workers_label, self.dead_label):
+            bar.addPermanentWidget(widget)
+            widget.setContentsMargins(8, 0, 8, 0)
+        bar.addWidget(self.busy)
+
+    def _busy_changed(self, count: int) -> None:
+        if count == 0:
+            self._busy_timer.stop()
+            self.busy.hide()
+        elif not self._busy_timer.isActive() and not self.busy.isVisible():
+            self._busy_timer.start()
+
+    def poll_status(self) -> None:
+        self.ctx.background.run(gather_status, self.ctx.services, on_done=self.show_status,
+                                on_error=lambda exc: None)
+
+    def show_status(self, status: ConsoleStatus) -> None:
+        self.status = status
+        self.redis_label.set_state(GOOD.name() if status.redis_ok else BAD.name(),
+                                   status.redis_text)
+        if status.redis_ok:
+            self.workers_label.setText(f"Workers: {status.workers} "
+                                       f"({status.processes} processes)")
+        else:
+            self.workers_label.setText("Workers: –")
+        dead = "?" if status.dead_letters is None else f"{status.dead_letters:,}"
+        self.dead_label.setText(f"Dead letters: {dead}")
+        self.banner.show_status(status)
+        self.ctx.bus.status.emit(status)
+
+    def start_local_services(self) -> None:
+        self.banner.start_button.setEnabled(False)
+        self.statusBar().showMessage("Starting the embedded Redis…")
+
+        def done(_: object) -> None:
+            self.banner.start_button.setEnabled(True)
+            self.statusBar().showMessage("Embedded Redis started", 4000)
+            self.poll_status()
+
+        def failed(exc: BaseException) -> None:
+            self.banner.start_button.setEnabled(True)
+            self.ctx.background.error.emit(exc)
+
+        self.ctx.background.run(self.ctx.services.start_local_services, on_done=done,
+                                on_error=failed)
+
+    # -- pages --------------------------------------------------------------------------
+    def _show_row(self, row: int) -> None:
+        if row < 0:
+            return
+        self.stack.setCurrentIndex(row)
+        self.pages[row].activated()
+
+    def show_page(self, page_id: str) -> None:
+        for row, page in enumerate(self.pages):
+            if page.page_id == page_id:
+                self.sidebar.setCurrentRow(row)
+                return
+        raise KeyError(page_id)
+
+    def page(self, page_id: str) -> Page:
+        return next(p for p in self.pages if p.page_id == page_id)
+
+    def refresh_current(self) -> None:
+        self.pages[self.stack.currentIndex()].activated()
+
+    # -- state --------------------------------------------------------------------------
+    def _restore_state(self) -> None:
+        geometry = self._gui_state.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1180, 760)
+        state = self._gui_state.value("window/state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        page = self._gui_state.value("window/page", "compose")
+        try:
+            self.show_page(str(page))
+        except KeyError:
+            self.sidebar.setCurrentRow(0)
+
+    def save_state(self) -> None:
+        self._gui_state.setValue("window/geometry", self.saveGeometry())
+        self._gui_state.setValue("window/state", self.saveState())
+        self._gui_state.setValue("window/page", self.pages[self.stack.currentIndex()].page_id)
+        self._gui_state.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.close_policy is not None and not self.close_policy(event):
+            event.ignore()
+            return
+        self.save_state()
+        self._status_timer.stop()
+        for page in self.pages:
+            page.shutdown()
+        event.accept()

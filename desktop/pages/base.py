@@ -1,0 +1,62 @@
+"""The page contract: an id, a title and an icon for the sidebar, and a hook called each
+time the page is shown (pages refresh lazily, only when the operator looks at them)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from desktop.context import ConsoleContext
+
+
+class Page(QWidget):
+    page_id = ""
+    title = ""
+    icon_name = ""
+
+    def __init__(self, ctx: ConsoleContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.setObjectName(f"page-{self.page_id}")
+
+    def activated(self) -> None:
+        """The operator switched to this page."""
+
+    def shutdown(self) -> None:
+        """The window is closing: stop timers."""
+
+
+def page_header(title: str, subtitle: str = "") -> QWidget:
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 6)
+    layout.setSpacing(2)
+    heading = QLabel(title)
+    font = heading.font()
+    font.setPointSizeF(font.pointSizeF() * 1.45)
+    font.setBold(True)
+    heading.setFont(font)
+    layout.addWidget(heading)
+    if subtitle:
+        sub = QLabel(subtitle)
+        sub.setWordWrap(True)
+        sub.setForegroundRole(sub.foregroundRole())
+        sub.setEnabled(False)  # the palette's muted text colour
+        layout.addWidget(sub)
+    return box
+
+
+class PlaceholderPage(Page):
+    """A page whose content arrives with a later release; says so instead of being blank."""
+
+    def __init__(self, ctx: ConsoleContext, page_id: str, title: str, icon_name: str,
+                 text: str) -> None:
+        self.page_id, self.title, self.icon_name = page_id, title, icon_name
+        super().__init__(ctx)
+        layout = QVBoxLayout(self)
+        layout.addWidget(page_header(title))
+        label = QLabel(text)
+        label.setWordWrap(True)
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        label.setEnabled(False)
+        layout.addWidget(label, 1)

@@ -1,0 +1,242 @@
+"""Campaigns: every campaign with its counts, and for the selected one its live progress,
+its messages, and pause / resume / cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.campaign_progress import CampaignProgress
+from desktop.campaigns_model import CampaignsModel, MessagesModel
+from desktop.context import ConsoleContext
+from desktop.pages.base import Page, page_header
+from desktop.widgets import empty_state
+from engine.campaign_browser import CampaignRow
+from engine.models import MessageStatus
+
+REFRESH_MS = 3000
+
+
+def table(model: Any, name: str) -> QTableView:
+    view = QTableView()
+    view.setObjectName(name)
+    view.setModel(model)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    view.setAlternatingRowColors(True)
+    view.verticalHeader().setVisible(False)
+    view.verticalHeader().setDefaultSectionSize(26)
+    view.horizontalHeader().setStretchLastSection(True)
+    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    return view
+
+
+class CampaignsPage(Page):
+    page_id = "campaigns"
+    title = "Campaigns"
+    icon_name = "campaigns"
+
+    def __init__(self, ctx: ConsoleContext) -> None:
+        super().__init__(ctx)
+        self.selected_id: int | None = None
+        self.model = CampaignsModel(ctx.services, ctx.background, self)
+        self.messages = MessagesModel(ctx.services, ctx.background, self)
+        layout = QVBoxLayout(self)
+        layout.addWidget(page_header(
+            "Campaigns", "Pause keeps every unsent message queued; resume continues where it "
+                         "stopped; cancel marks the unsent messages cancelled."))
+
+        actions = QHBoxLayout()
+        self.pause_button = QPushButton("Pause")
+        self.resume_button = QPushButton("Resume")
+        self.cancel_button = QPushButton("Cancel campaign…")
+        for button, name in ((self.pause_button, "pause"), (self.resume_button, "resume"),
+                             (self.cancel_button, "cancel")):
+            button.setObjectName(f"campaign-{name}")
+            actions.addWidget(button)
+        self.pause_button.clicked.connect(lambda: self.control("pause"))
+        self.resume_button.clicked.connect(lambda: self.control("resume"))
+        self.cancel_button.clicked.connect(self.confirm_cancel)
+        actions.addStretch()
+        refresh = QPushButton("Refresh")
+        refresh.setToolTip("Refresh (F5)")
+        refresh.clicked.connect(self.activated)
+        actions.addWidget(refresh)
+        layout.addLayout(actions)
+
+        self.table = table(self.model, "campaigns-table")
+        for column, width in enumerate((50, 240, 90, 90, 80, 80, 80, 70, 110)):
+            self.table.setColumnWidth(column, width)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection())
+        self.empty = empty_state("No campaigns yet. Write one on the Compose page.")
+        self.list_stack = QStackedWidget()
+        self.list_stack.addWidget(self.table)
+        self.list_stack.addWidget(self.empty)
+
+        self.detail = self._build_detail()
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.list_stack)
+        splitter.addWidget(self.detail)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        layout.addWidget(splitter, 1)
+
+        self.model.loaded.connect(self._loaded)
+        self.messages.loaded.connect(lambda n: self.messages_count.setText(f"{n:,} message(s)"))
+        ctx.bus.campaigns_changed.connect(self.model.reload)
+        self.timer = QTimer(self, interval=REFRESH_MS)
+        self.timer.timeout.connect(self._tick)
+        self._update_buttons(None)
+        self._loaded_once = False
+
+    def _build_detail(self) -> QWidget:
+        detail = QWidget()
+        detail_layout = QHBoxLayout(detail)
+        detail_layout.setContentsMargins(0, 0, 0, 0)
+        progress_box = QGroupBox("Progress")
+        progress_layout = QVBoxLayout(progress_box)
+        self.progress = CampaignProgress(self.ctx)
+        self.progress.updated.connect(self._progress_updated)
+        progress_layout.addWidget(self.progress)
+        progress_layout.addStretch()
+        progress_box.setMinimumWidth(320)
+        detail_layout.addWidget(progress_box)
+        messages_box = QGroupBox("Messages")
+        messages_layout = QVBoxLayout(messages_box)
+        filter_row = QHBoxLayout()
+        filter_row.addWidget(QLabel("Status:"))
+        self.status_filter = QComboBox()
+        self.status_filter.setObjectName("messages-status")
+        self.status_filter.addItem("All", None)
+        for status in MessageStatus:
+            self.status_filter.addItem(status.value.capitalize(), status.value)
+        self.status_filter.currentIndexChanged.connect(
+            lambda _: self.messages.show_campaign(self.selected_id,
+                                                  self.status_filter.currentData()))
+        filter_row.addWidget(self.status_filter)
+        filter_row.addStretch()
+        self.messages_count = QLabel()
+        filter_row.addWidget(self.messages_count)
+        messages_layout.addLayout(filter_row)
+        self.messages_table = table(self.messages, "messages-table")
+        for column, width in enumerate((80, 130, 80, 70, 70, 150)):
+            self.messages_table.setColumnWidth(column, width)
+        messages_layout.addWidget(self.messages_table)
+        detail_layout.addWidget(messages_box, 1)
+        return detail
+
+    def activated(self) -> None:
+        self.model.reload()
+        self.timer.start()
+
+    def shutdown(self) -> None:
+        self.timer.stop()
+        self.progress.stop()
+
+    def _tick(self) -> None:
+        if self.isVisible():
+            self.model.refresh()
+            if self.selected_id is not None:
+                self.messages.refresh()
+
+    def _loaded(self, count: int) -> None:
+        self.list_stack.setCurrentWidget(self.table if count else self.empty)
+        self.detail.setVisible(bool(count))
+        if not count:
+            return
+        for row in range(min(count, 200)):
+            item = self.model.row_object(row)
+            if item is not None and item.id == self.selected_id:
+                self.table.selectRow(row)
+                return
+        self.table.selectRow(0)
+
+    def selected(self) -> CampaignRow | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.row_object(rows[0].row()) if rows else None
+
+    def select_campaign(self, campaign_id: int) -> None:
+        self.selected_id = campaign_id
+        self.model.reload()
+
+    def _selection(self) -> None:
+        campaign = self.selected()
+        if campaign is None:
+            return
+        if campaign.id != self.selected_id or self.progress.campaign_id != campaign.id:
+            self.selected_id = campaign.id
+            self.progress.follow(campaign.id)
+            self.messages.show_campaign(campaign.id, self.status_filter.currentData())
+        self._update_buttons(campaign.status)
+
+    def _progress_updated(self, summary: dict[str, Any]) -> None:
+        if summary["campaign"] == self.selected_id:
+            self._update_buttons(summary["status"])
+
+    def _update_buttons(self, status: str | None) -> None:
+        self.pause_button.setEnabled(status in ("queued", "sending"))
+        self.resume_button.setEnabled(status == "paused")
+        self.cancel_button.setEnabled(status in ("queued", "sending", "paused"))
+
+    def confirm_cancel(self) -> None:
+        campaign = self.selected()
+        if campaign is None:
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, "Cancel campaign",
+                          f"Cancel '{campaign.name}'? Its {campaign.pending + campaign.retrying:,}"
+                          " unsent message(s) will be marked cancelled and not sent. Messages "
+                          "already sent stay sent.", parent=self)
+        box.setObjectName("confirm-cancel")
+        yes = box.addButton("Cancel campaign", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton("Keep sending", QMessageBox.ButtonRole.RejectRole)
+        box.buttonClicked.connect(lambda b: b is yes and self.control("cancel"))
+        self.confirm_box = box
+        box.open()
+
+    def control(self, action: str) -> None:
+        """Pause, resume or cancel the selected campaign."""
+        campaign_id = self.selected_id
+        if campaign_id is None:
+            return
+        from engine import campaign_control
+
+        calls: dict[str, Callable[..., dict[str, Any]]] = {
+            "pause": lambda: campaign_control.pause_campaign(
+                self.ctx.services.db(), self.ctx.services.redis(), campaign_id),
+            "resume": lambda: campaign_control.resume_campaign(
+                self.ctx.services.db(), self.ctx.services.redis(), self.ctx.settings,
+                campaign_id),
+            "cancel": lambda: campaign_control.cancel_campaign(
+                self.ctx.services.db(), self.ctx.services.redis(), campaign_id),
+        }
+        self._update_buttons(None)
+        self.ctx.background.run(calls[action], on_done=self._controlled,
+                                on_error=self._control_failed)
+
+    def _controlled(self, summary: dict[str, Any]) -> None:
+        self._update_buttons(summary["status"])
+        self.progress.follow(summary["campaign"])
+        self.model.refresh()
+        self.messages.refresh()
+
+    def _control_failed(self, error: BaseException) -> None:
+        self.progress.poll()
+        self.ctx.background.error.emit(error)

@@ -1,0 +1,510 @@
+"""Compose: pick recipients, write the template, preview it per recipient, see the plan and
+the cost, then send (or test-send to one number first) and watch the progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QRadioButton,
+    QSplitter,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.campaign_progress import CampaignProgress
+from desktop.context import ConsoleContext
+from desktop.pages.base import Page, page_header
+from desktop.template_editor import TemplateEditor
+from desktop.widgets import bold
+from engine.campaigns import CreatedCampaign
+from engine.compose import (
+    ComposeSummary,
+    MessagePreview,
+    Recipients,
+    preview_one,
+    price_per_segment,
+    summarize,
+)
+from engine.contacts import all_tags
+from engine.personalize import KNOWN_TAGS, TemplateError
+from engine.planning import SendPlan
+
+PREVIEW_DELAY_MS = 300
+
+
+def format_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def describe_plan(plan: SendPlan) -> str:
+    if plan.route == "bulk":
+        return (f"Bulk: 1 job on {plan.queue}, split into {plan.chunks:,} chunk(s) of up to "
+                f"{plan.chunk_size}")
+    return f"Individual: {plan.jobs:,} job(s) on {plan.queue}"
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    template: str
+    recipients: Recipients
+    urgent: bool
+    name: str | None
+
+
+class ComposePage(Page):
+    page_id = "compose"
+    title = "Compose"
+    icon_name = "compose"
+
+    def __init__(self, ctx: ConsoleContext) -> None:
+        super().__init__(ctx)
+        self.index = 0
+        self.summary: ComposeSummary | None = None
+        self.preview: MessagePreview | None = None
+        self.selected_ids: tuple[int, ...] = ()
+        self._generation = 0
+        self.last_campaign: CreatedCampaign | None = None
+        layout = QVBoxLayout(self)
+        layout.addWidget(page_header(
+            "Compose", "Write the message once; each recipient gets their own figures."))
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self._build_left())
+        splitter.addWidget(self._build_right())
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setChildrenCollapsible(False)
+        layout.addWidget(splitter, 1)
+
+        self._refresh_timer = QTimer(self, singleShot=True, interval=PREVIEW_DELAY_MS)
+        self._refresh_timer.timeout.connect(self.refresh_preview)
+        self.editor.textChanged.connect(self._schedule_refresh)
+        self.editor.problems_changed.connect(self._show_problems)
+        self.urgent.toggled.connect(lambda _: self._schedule_refresh())
+        ctx.bus.recipients_chosen.connect(self.choose_contacts)
+        ctx.bus.contacts_changed.connect(self._contacts_changed)
+        ctx.bus.settings_saved.connect(self._schedule_refresh)
+        QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.confirm_send,
+                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self._tags_loaded = False
+        self._update_send_state()
+
+    # -- layout ---------------------------------------------------------------------------
+    def _build_left(self) -> QWidget:
+        box = QWidget()
+        column = QVBoxLayout(box)
+        column.setContentsMargins(0, 0, 8, 0)
+
+        column.addWidget(self._build_recipients())
+
+        message = QGroupBox("Message")
+        inner = QVBoxLayout(message)
+        form = QFormLayout()
+        self.name = QLineEdit()
+        self.name.setObjectName("compose-name")
+        self.name.setPlaceholderText("e.g. March pledge reminder (optional)")
+        form.addRow("Campaign name", self.name)
+        inner.addLayout(form)
+        tags = QHBoxLayout()
+        tags.addWidget(QLabel("Insert:"))
+        for tag in KNOWN_TAGS:
+            button = QToolButton()
+            button.setText(f"#{tag}")
+            button.setObjectName(f"insert-{tag}")
+            button.clicked.connect(lambda _=False, t=tag: self.editor.insert_tag(t))
+            tags.addWidget(button)
+        tags.addStretch()
+        inner.addLayout(tags)
+        self.editor = TemplateEditor()
+        inner.addWidget(self.editor, 1)
+        self.problems = QLabel()
+        self.problems.setObjectName("compose-problems")
+        self.problems.setWordWrap(True)
+        self.problems.setStyleSheet("color: #d64545")
+        self.problems.hide()
+        inner.addWidget(self.problems)
+        column.addWidget(message, 1)
+
+        actions = QHBoxLayout()
+        self.urgent = QCheckBox("Urgent (high-priority queue)")
+        self.urgent.setObjectName("compose-urgent")
+        actions.addWidget(self.urgent)
+        actions.addStretch()
+        self.test_button = QPushButton("Test send…")
+        self.test_button.setObjectName("compose-test-send")
+        self.test_button.setToolTip("Send this message, as the shown recipient would get it, "
+                                    "to one number of yours first")
+        self.test_button.clicked.connect(self.ask_test_send)
+        self.send_button = QPushButton("Send campaign…")
+        self.send_button.setObjectName("compose-send")
+        self.send_button.setDefault(True)
+        self.send_button.setToolTip("Review and send (Ctrl+Enter)")
+        self.send_button.clicked.connect(self.confirm_send)
+        actions.addWidget(self.test_button)
+        actions.addWidget(self.send_button)
+        column.addLayout(actions)
+        return box
+
+    def _build_recipients(self) -> QGroupBox:
+        who = QGroupBox("Recipients")
+        grid = QGridLayout(who)
+        self.to_all = QRadioButton("All contacts")
+        self.to_tag = QRadioButton("Contacts tagged")
+        self.to_selected = QRadioButton("Selected contacts")
+        self.to_all.setChecked(True)
+        self.recipient_group = QButtonGroup(self)
+        for button in (self.to_all, self.to_tag, self.to_selected):
+            self.recipient_group.addButton(button)
+        self.recipient_group.buttonToggled.connect(lambda *_: self._recipients_changed())
+        self.tag = QComboBox()
+        self.tag.setObjectName("compose-tag")
+        self.tag.setMinimumWidth(160)
+        self.tag.currentIndexChanged.connect(lambda _: self._recipients_changed())
+        self.selected_label = QLabel("none chosen — select rows on the Contacts page")
+        self.selected_label.setEnabled(False)
+        self.to_selected.setEnabled(False)
+        grid.addWidget(self.to_all, 0, 0)
+        grid.addWidget(self.to_tag, 1, 0)
+        grid.addWidget(self.tag, 1, 1)
+        grid.addWidget(self.to_selected, 2, 0)
+        grid.addWidget(self.selected_label, 2, 1)
+        grid.setColumnStretch(2, 1)
+        return who
+
+    def _build_right(self) -> QWidget:
+        box = QWidget()
+        column = QVBoxLayout(box)
+        column.setContentsMargins(8, 0, 0, 0)
+
+        preview = QGroupBox("Preview")
+        inner = QVBoxLayout(preview)
+        stepper = QHBoxLayout()
+        self.previous_button = QToolButton(text="◀")
+        self.previous_button.setToolTip("Previous recipient")
+        self.previous_button.clicked.connect(lambda: self.step(-1))
+        self.next_button = QToolButton(text="▶")
+        self.next_button.setToolTip("Next recipient")
+        self.next_button.clicked.connect(lambda: self.step(+1))
+        self.recipient_label = QLabel("–")
+        self.recipient_label.setObjectName("preview-recipient")
+        stepper.addWidget(self.previous_button)
+        stepper.addWidget(self.recipient_label, 1)
+        stepper.addWidget(self.next_button)
+        inner.addLayout(stepper)
+        self.rendered = QTextBrowser()
+        self.rendered.setObjectName("preview-text")
+        self.rendered.setMinimumHeight(110)
+        self.rendered.setPlaceholderText("The message for the recipient above appears here.")
+        inner.addWidget(self.rendered, 1)
+        self.message_stats = QLabel("–")
+        self.message_stats.setObjectName("preview-stats")
+        inner.addWidget(self.message_stats)
+        column.addWidget(preview, 1)
+
+        totals = QGroupBox("Send plan")
+        form = QFormLayout(totals)
+        self.totals_labels: dict[str, QLabel] = {}
+        for key, caption in (("recipients", "Recipients"), ("segments", "Segments"),
+                             ("cost", "Estimated cost"), ("route", "Route"),
+                             ("duration", "Estimated duration")):
+            label = bold(QLabel("–"))
+            label.setObjectName(f"plan-{key}")
+            label.setWordWrap(True)
+            form.addRow(caption, label)
+            self.totals_labels[key] = label
+        column.addWidget(totals)
+
+        self.progress_box = QGroupBox("Sending")
+        progress_layout = QVBoxLayout(self.progress_box)
+        self.progress = CampaignProgress(self.ctx)
+        progress_layout.addWidget(self.progress)
+        open_campaign = QPushButton("Open in Campaigns")
+        open_campaign.clicked.connect(lambda: self.ctx.bus.show_page.emit("campaigns"))
+        progress_layout.addWidget(open_campaign, 0, Qt.AlignmentFlag.AlignRight)
+        self.progress_box.hide()
+        column.addWidget(self.progress_box)
+        return box
+
+    # -- recipients ----------------------------------------------------------------------
+    def activated(self) -> None:
+        if not self._tags_loaded:
+            self._tags_loaded = True
+            self._load_tags()
+
+    def _contacts_changed(self) -> None:
+        self._load_tags()
+        self._schedule_refresh()
+
+    def _load_tags(self) -> None:
+        def tags() -> list[tuple[str, int]]:
+            with self.ctx.services.db().session() as session:
+                return all_tags(session)
+
+        self.ctx.background.run(tags, on_done=self._show_tags)
+
+    def _show_tags(self, tags: list[tuple[str, int]]) -> None:
+        current = self.tag.currentData()
+        self.tag.blockSignals(True)
+        self.tag.clear()
+        for tag, count in tags:
+            self.tag.addItem(f"{tag} ({count:,})", tag)
+        self.tag.setCurrentIndex(max(self.tag.findData(current), 0))
+        self.tag.blockSignals(False)
+        self.to_tag.setEnabled(bool(tags))
+        self.tag.setEnabled(bool(tags))
+        self._schedule_refresh()
+
+    def choose_contacts(self, ids: list[int]) -> None:
+        self.selected_ids = tuple(sorted(set(ids)))
+        self.to_selected.setEnabled(bool(self.selected_ids))
+        self.selected_label.setText(f"{len(self.selected_ids):,} chosen on the Contacts page")
+        self.to_selected.setChecked(bool(self.selected_ids))
+        self._recipients_changed()
+
+    def recipients(self) -> Recipients:
+        if self.to_selected.isChecked() and self.selected_ids:
+            return Recipients(ids=self.selected_ids)
+        if self.to_tag.isChecked() and self.tag.currentData():
+            return Recipients(tag=str(self.tag.currentData()))
+        return Recipients()
+
+    def _recipients_changed(self) -> None:
+        self.index = 0
+        self._schedule_refresh()
+
+    # -- preview -------------------------------------------------------------------------
+    def _schedule_refresh(self) -> None:
+        self._refresh_timer.start()
+
+    def _show_problems(self, problems: list[tuple[int, int, str, str | None]]) -> None:
+        if not problems:
+            self.problems.hide()
+        else:
+            texts = [f"#{word}: did you mean #{hint}?" if hint else f"#{word} is not a tag"
+                     for _, _, word, hint in problems]
+            self.problems.setText("Unknown tag " + "; ".join(texts) +
+                                  " (write ## for a literal #)")
+            self.problems.show()
+        self._update_send_state()
+
+    def step(self, delta: int) -> None:
+        total = self.summary.recipients if self.summary else 0
+        self.index = min(max(self.index + delta, 0), max(total - 1, 0))
+        self.refresh_preview(totals=False)
+
+    def refresh_preview(self, totals: bool = True) -> None:
+        """Render the shown recipient's message, and (unless only stepping) the totals."""
+        self._generation += 1
+        generation = self._generation
+        text = self.editor.toPlainText()
+        if not text.strip():
+            self._show_result(generation, (None, None), totals)
+            return
+        recipients, urgent, index = self.recipients(), self.urgent.isChecked(), self.index
+        settings = self.ctx.settings
+
+        def work() -> tuple[MessagePreview | None, ComposeSummary | None]:
+            with self.ctx.services.db().session() as session:
+                one = preview_one(session, settings, text, recipients, index)
+                summary = summarize(session, settings, text, recipients, urgent=urgent) \
+                    if totals else None
+            return one, summary
+
+        def failed(error: BaseException) -> None:
+            if generation != self._generation:
+                return
+            if isinstance(error, TemplateError):
+                self.rendered.setPlainText("")
+                self.message_stats.setText("Fix the unknown tag(s) to see the preview.")
+                return
+            self.ctx.background.error.emit(error)
+
+        self.ctx.background.run(work, on_done=lambda r: self._show_result(generation, r, totals),
+                                on_error=failed)
+
+    def _show_result(self, generation: int,
+                     result: tuple[MessagePreview | None, ComposeSummary | None],
+                     totals: bool) -> None:
+        if generation != self._generation:
+            return  # the operator typed on; a newer preview is coming
+        one, summary = result
+        if totals:
+            self.summary = summary
+            self._show_totals()
+        self.preview = one
+        count = self.summary.recipients if self.summary else 0
+        if one is None:
+            self.recipient_label.setText("No recipients" if self.summary is not None
+                                         and count == 0 else "–")
+            self.rendered.setPlainText("")
+            self.message_stats.setText("Write a message to see it as each recipient will."
+                                       if not self.editor.toPlainText().strip() else "–")
+        else:
+            self.recipient_label.setText(f"Recipient {one.index + 1:,} of {count:,}: "
+                                         f"{one.name} ({one.phone})")
+            self.rendered.setPlainText(one.text)
+            self.message_stats.setText(f"{one.characters} characters · {one.encoding} · "
+                                       f"{one.segments} segment(s)")
+        self.previous_button.setEnabled(self.index > 0)
+        self.next_button.setEnabled(self.index + 1 < count)
+        self._update_send_state()
+
+    def _show_totals(self) -> None:
+        labels = self.totals_labels
+        summary = self.summary
+        if summary is None:
+            for label in labels.values():
+                label.setText("–")
+            return
+        labels["recipients"].setText(f"{summary.recipients:,} ({self.recipients().describe()})")
+        labels["segments"].setText(f"{summary.segments:,}")
+        price = price_per_segment(self.ctx.settings)
+        labels["cost"].setText(f"{summary.cost:,.2f} ({summary.segments:,} × {price})"
+                               if price else "set a price per segment in Settings")
+        if summary.plan is None:
+            labels["route"].setText("nobody to send to: import contacts or pick another tag")
+            labels["duration"].setText("–")
+            return
+        labels["route"].setText(describe_plan(summary.plan))
+        rate = self.ctx.settings.rate_limit
+        limit = f", rate limit {rate.per_second:g}/s" if rate else ""
+        labels["duration"].setText(
+            f"{format_duration(summary.plan.estimated_duration_s)} (pacing{limit})")
+
+    def _update_send_state(self) -> None:
+        ready = (bool(self.editor.toPlainText().strip()) and self.problems.isHidden()
+                 and self.summary is not None and self.summary.recipients > 0)
+        self.send_button.setEnabled(ready)
+        self.test_button.setEnabled(ready)
+
+    # -- sending -------------------------------------------------------------------------
+    def request(self) -> SendRequest:
+        return SendRequest(self.editor.toPlainText(), self.recipients(),
+                           self.urgent.isChecked(), self.name.text().strip() or None)
+
+    def confirm_send(self) -> None:
+        if not self.send_button.isEnabled() or self.summary is None or \
+                self.summary.plan is None:
+            return
+        summary, plan = self.summary, self.summary.plan
+        cost = f"\nEstimated cost: {summary.cost:,.2f}" if price_per_segment(
+            self.ctx.settings) else ""
+        box = QMessageBox(QMessageBox.Icon.Question, "Send campaign",
+                          f"Send to {summary.recipients:,} recipient(s) "
+                          f"({self.recipients().describe()})?", parent=self)
+        box.setObjectName("confirm-send")
+        box.setInformativeText(
+            f"{summary.segments:,} SMS segment(s){cost}\n{describe_plan(plan)}\n"
+            f"Estimated duration: {format_duration(plan.estimated_duration_s)}")
+        send = box.addButton("Send", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.buttonClicked.connect(lambda b: b is send and self.send(self.request()))
+        self.confirm_box = box
+        box.open()
+
+    def send(self, request: SendRequest) -> None:
+        self.send_button.setEnabled(False)
+        self.send_button.setText("Queueing…")
+        self.ctx.background.run(start_campaign, self.ctx, request, on_done=self._sent,
+                                on_error=self._send_failed)
+
+    def _send_done(self) -> None:
+        self.send_button.setText("Send campaign…")
+        self._update_send_state()
+
+    def _sent(self, created: CreatedCampaign) -> None:
+        self._send_done()
+        self.last_campaign = created
+        self.progress_box.show()
+        self.progress.follow(created.id)
+        self.ctx.bus.campaign_started.emit(created.id)
+        self.ctx.bus.campaigns_changed.emit()
+
+    def _send_failed(self, error: BaseException) -> None:
+        self._send_done()
+        self.ctx.background.error.emit(error)
+
+    def ask_test_send(self) -> None:
+        dialog = TestSendDialog(self)
+        dialog.accepted.connect(lambda: self.test_send(dialog.phone.text().strip()))
+        self.test_dialog = dialog
+        dialog.open()
+
+    def test_send(self, phone: str) -> None:
+        contact_id = self.preview.contact_id if self.preview else None
+        template = self.editor.toPlainText()
+        self.test_button.setEnabled(False)
+
+        def work() -> CreatedCampaign:
+            from engine.campaign_control import send_test_message
+
+            check_provider(self.ctx)
+            return send_test_message(self.ctx.services.db(), self.ctx.services.redis(),
+                                     self.ctx.settings, template, phone, contact_id=contact_id)
+
+        def failed(error: BaseException) -> None:
+            self._update_send_state()
+            self.ctx.background.error.emit(error)
+
+        self.ctx.background.run(work, on_done=self._sent, on_error=failed)
+
+
+class TestSendDialog(QDialog):
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Test send")
+        form = QFormLayout(self)
+        form.addRow(QLabel("Send the message, as the shown recipient would get it, to:"))
+        self.phone = QLineEdit()
+        self.phone.setObjectName("test-send-phone")
+        self.phone.setPlaceholderText("your phone number")
+        form.addRow("Phone", self.phone)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok |
+                                   QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Send test")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+
+def check_provider(ctx: ConsoleContext) -> None:
+    """Fail fast, with nothing created, when the provider cannot be reached."""
+    from engine.local_gateway import gateway_url
+    from engine.providers.reachability import check_reachable, provider_endpoint
+
+    settings = ctx.settings
+    check_reachable(provider_endpoint(settings, gateway_url(settings, start=False)))
+
+
+def start_campaign(ctx: ConsoleContext, request: SendRequest) -> CreatedCampaign:
+    from engine.campaigns import send_campaign
+
+    check_provider(ctx)
+    return send_campaign(ctx.services.db(), ctx.services.redis(), ctx.settings,
+                         request.template, tag=request.recipients.tag,
+                         contact_ids=request.recipients.ids, urgent=request.urgent,
+                         name=request.name)

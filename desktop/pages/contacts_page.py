@@ -1,0 +1,238 @@
+"""Contacts: import a CSV file, browse 100,000 contacts with search and tag filter, edit,
+delete, and hand a selection to Compose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QStackedWidget,
+    QTableView,
+    QVBoxLayout,
+)
+
+from desktop.contacts_model import ContactsModel
+from desktop.context import ConsoleContext
+from desktop.pages.base import Page, page_header
+from desktop.pages.contact_dialog import ContactDialog
+from desktop.widgets import ReportDialog, SearchField, empty_state
+from engine.contact_browser import ContactView, delete_contacts
+from engine.contacts import all_tags
+from engine.contacts_import import ImportFileError, ImportResult, import_contacts
+
+ALL_TAGS = "All contacts"
+
+
+class ContactsPage(Page):
+    page_id = "contacts"
+    title = "Contacts"
+    icon_name = "contacts"
+
+    def __init__(self, ctx: ConsoleContext) -> None:
+        super().__init__(ctx)
+        self.model = ContactsModel(ctx.services, ctx.background, self)
+        self.last_import: ImportResult | ImportFileError | None = None
+        layout = QVBoxLayout(self)
+        layout.addWidget(page_header(
+            "Contacts", "The people campaigns go to. Import a CSV file with the columns "
+            "name, phone, pledge, paid_amount, due_date and (optional) tags separated by ';'."))
+
+        layout.addLayout(self._build_tools())
+
+        self.table = QTableView()
+        self.table.setObjectName("contacts-table")
+        self.table.setModel(self.model)
+        self.table.setSortingEnabled(True)
+        self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(26)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        for column, width in enumerate((220, 150, 110, 110, 110, 100)):
+            self.table.setColumnWidth(column, width)
+        self.table.doubleClicked.connect(lambda _: self.edit_selected())
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
+
+        self.empty = empty_state("No contacts yet.\n\nImport a CSV file to start: "
+                                 "resources/sample_contacts.csv shows the columns.")
+        self.no_match = empty_state("No contact matches this search or tag.")
+        self.body = QStackedWidget()
+        for widget in (self.table, self.empty, self.no_match):
+            self.body.addWidget(widget)
+        layout.addWidget(self.body, 1)
+        self.count_label = QLabel()
+        self.count_label.setObjectName("contacts-count")
+        layout.addWidget(self.count_label)
+
+        self.model.loaded.connect(self._loaded)
+        ctx.bus.contacts_changed.connect(self.refresh)
+        QShortcut(QKeySequence("Ctrl+I"), self, activated=self.choose_file,
+                  context=Qt.ShortcutContext.WindowShortcut)
+        QShortcut(QKeySequence.StandardKey.Delete, self.table, activated=self.delete_selected)
+        self._update_buttons()
+        self._loaded_once = False
+
+    def _build_tools(self) -> QHBoxLayout:
+        tools = QHBoxLayout()
+        self.search = SearchField("Search name or phone…")
+        self.search.setObjectName("contacts-search")
+        self.search.search_changed.connect(lambda text: self.model.set_filter(search=text))
+        tools.addWidget(self.search, 2)
+        self.tag = QComboBox()
+        self.tag.setObjectName("contacts-tag")
+        self.tag.setMinimumWidth(160)
+        self.tag.addItem(ALL_TAGS, None)
+        self.tag.currentIndexChanged.connect(
+            lambda _: self.model.set_filter(tag=self.tag.currentData()))
+        tools.addWidget(self.tag, 1)
+        tools.addStretch()
+        self.import_button = QPushButton("Import CSV…")
+        self.import_button.setObjectName("contacts-import")
+        self.import_button.setToolTip("Import contacts from a CSV file (Ctrl+I)")
+        self.import_button.clicked.connect(self.choose_file)
+        self.edit_button = QPushButton("Edit…")
+        self.edit_button.clicked.connect(self.edit_selected)
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.compose_button = QPushButton("Compose for selected")
+        self.compose_button.setToolTip("Send a campaign to the selected contacts only")
+        self.compose_button.clicked.connect(self.compose_for_selected)
+        for button in (self.import_button, self.edit_button, self.delete_button,
+                       self.compose_button):
+            tools.addWidget(button)
+        return tools
+
+    def activated(self) -> None:
+        if not self._loaded_once:
+            self._loaded_once = True
+            self.refresh()
+
+    def refresh(self) -> None:
+        self.model.reload()
+        self.ctx.background.run(self._tags, on_done=self._show_tags)
+
+    def _tags(self) -> list[tuple[str, int]]:
+        with self.ctx.services.db().session() as session:
+            return all_tags(session)
+
+    def _show_tags(self, tags: list[tuple[str, int]]) -> None:
+        current = self.tag.currentData()
+        self.tag.blockSignals(True)
+        self.tag.clear()
+        self.tag.addItem(ALL_TAGS, None)
+        for tag, count in tags:
+            self.tag.addItem(f"{tag} ({count:,})", tag)
+        index = self.tag.findData(current)
+        self.tag.setCurrentIndex(max(index, 0))
+        self.tag.blockSignals(False)
+
+    def _loaded(self, count: int) -> None:
+        filtered = bool(self.model.query.search or self.model.query.tag)
+        if count:
+            self.body.setCurrentWidget(self.table)
+        else:
+            self.body.setCurrentWidget(self.no_match if filtered else self.empty)
+        suffix = " match" if filtered else ""
+        self.count_label.setText(f"{count:,} contact{'s' if count != 1 else ''}{suffix}")
+        self._update_buttons()
+
+    # -- selection -------------------------------------------------------------------------
+    def selected_contacts(self) -> list[ContactView]:
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [c for c in (self.model.row_object(r) for r in rows) if c is not None]
+
+    def _update_buttons(self) -> None:
+        selected = len(self.table.selectionModel().selectedRows())
+        self.edit_button.setEnabled(selected == 1)
+        self.delete_button.setEnabled(selected > 0)
+        self.compose_button.setEnabled(selected > 0)
+
+    # -- actions -------------------------------------------------------------------------
+    def choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import contacts", str(Path.home()),
+                                              "CSV files (*.csv *.txt);;All files (*)")
+        if path:
+            self.import_file(Path(path))
+
+    def import_file(self, path: Path) -> None:
+        self.import_button.setEnabled(False)
+        self.import_button.setText("Importing…")
+        region = self.ctx.settings.default_region
+        self.ctx.background.run(import_contacts, self.ctx.services.db(), path, region,
+                                on_done=self._imported, on_error=self._import_failed)
+
+    def _import_done(self) -> None:
+        self.import_button.setEnabled(True)
+        self.import_button.setText("Import CSV…")
+
+    def _imported(self, result: ImportResult) -> None:
+        self._import_done()
+        self.last_import = result
+        summary = f"Imported {result.imported:,} new contact(s), updated {result.updated:,}."
+        details = ""
+        if result.rejected:
+            summary += (f"\nRejected {len(result.rejected):,} row(s). Fix them and import the "
+                        "file again: rows already imported will be updated, not duplicated.")
+            details = "\n".join(f"line {r.line}: {r.reason}" for r in result.rejected)
+        self.report = ReportDialog(self, "Import contacts", summary, details)
+        self.report.setObjectName("import-report")
+        self.report.open()
+        self.ctx.bus.contacts_changed.emit()
+
+    def _import_failed(self, error: BaseException) -> None:
+        self._import_done()
+        if not isinstance(error, ImportFileError):
+            self.ctx.background.error.emit(error)
+            return
+        self.last_import = error
+        self.report = ReportDialog(self, "Import contacts",
+                                   f"Nothing was imported: {error}", "")
+        self.report.setObjectName("import-report")
+        self.report.open()
+
+    def edit_selected(self) -> None:
+        selected = self.selected_contacts()
+        if len(selected) != 1:
+            return
+        self.dialog = ContactDialog(self.ctx, selected[0], self)
+        self.dialog.accepted.connect(self.ctx.bus.contacts_changed.emit)
+        self.dialog.open()
+
+    def delete_selected(self) -> None:
+        selected = self.selected_contacts()
+        if not selected:
+            return
+        names = ", ".join(c.name for c in selected[:3]) + ("…" if len(selected) > 3 else "")
+        answer = QMessageBox.question(
+            self, "Delete contacts",
+            f"Delete {len(selected):,} contact(s) ({names})? Messages already sent to them "
+            "stay in their campaigns' history.")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self.delete_ids([c.id for c in selected])
+
+    def delete_ids(self, ids: list[int]) -> None:
+        def remove() -> int:
+            with self.ctx.services.db().session() as session:
+                return delete_contacts(session, ids)
+
+        self.ctx.background.run(remove, on_done=lambda _: self.ctx.bus.contacts_changed.emit())
+
+    def compose_for_selected(self) -> None:
+        ids = [c.id for c in self.selected_contacts()]
+        if ids:
+            self.ctx.bus.recipients_chosen.emit(ids)
+            self.ctx.bus.show_page.emit("compose")

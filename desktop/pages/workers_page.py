@@ -1,0 +1,11 @@
+"""Workers page (being built)."""
+
+from __future__ import annotations
+
+from desktop.context import ConsoleContext
+from desktop.pages.base import PlaceholderPage
+
+
+class WorkersPage(PlaceholderPage):
+    def __init__(self, ctx: ConsoleContext) -> None:
+        super().__init__(ctx, "workers", "Workers", "workers", "")

@@ -1,0 +1,101 @@
+"""``relaydesk gui --screenshot-dir DIR [--demo]``: visit every page, save one PNG per page
+named after it, and exit, stopping whatever the tour started. Works offscreen."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QTimer
+
+if TYPE_CHECKING:
+    from desktop.app import Console
+
+log = logging.getLogger(__name__)
+
+SETTLE_MS = 400  # let the last results paint before the grab
+POLL_MS = 50
+PAGE_TIMEOUT_MS = 15_000
+DEMO_TEMPLATE = ("Dear #name, thank you for your pledge of #pledge. You have paid "
+                 "#paid_amount; #balance remains, #days_remain days to go.")
+
+
+class ScreenshotTour:
+    def __init__(self, console: Console, directory: Path, *, demo: bool) -> None:
+        self.console = console
+        self.directory = directory
+        self.demo = demo
+        self.saved: list[Path] = []
+        self.pages = [page.page_id for page in console.window.pages]
+        self.started: Any = None  # what the demo started, to stop at the end
+        self._waited = 0
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        window = self.console.window
+        window.resize(1280, 800)
+        window.show()
+        if self.demo:
+            self.console.ctx.background.run(self._seed, on_done=self._seeded,
+                                            on_error=self._failed)
+        else:
+            QTimer.singleShot(0, self._next_page)
+
+    # -- demo data -------------------------------------------------------------------------
+    def _seed(self) -> Any:
+        from desktop.demo import seed_demo
+
+        return seed_demo(self.console.ctx, DEMO_TEMPLATE)
+
+    def _seeded(self, started: Any) -> None:
+        self.started = started
+        compose = self.console.window.page("compose")
+        editor = getattr(compose, "editor", None)
+        if editor is not None:
+            editor.setPlainText(DEMO_TEMPLATE)
+        self.console.ctx.bus.contacts_changed.emit()
+        self.console.ctx.bus.campaigns_changed.emit()
+        QTimer.singleShot(0, self._next_page)
+
+    def _failed(self, error: BaseException) -> None:
+        log.error("screenshot demo failed: %s", error)
+        print(f"relaydesk gui --demo: {type(error).__name__}: {error}")
+        self._finish(1)
+
+    # -- the tour --------------------------------------------------------------------------
+    def _next_page(self) -> None:
+        if not self.pages:
+            self._finish(0)
+            return
+        page_id = self.pages.pop(0)
+        self.console.window.show_page(page_id)
+        self._waited = 0
+        self._wait_then(lambda: self._grab(page_id))
+
+    def _wait_then(self, action: Callable[[], None]) -> None:
+        """Wait until no background call is in flight, then give the view a moment."""
+        if self.console.ctx.background.in_flight and self._waited < PAGE_TIMEOUT_MS:
+            self._waited += POLL_MS
+            QTimer.singleShot(POLL_MS, lambda: self._wait_then(action))
+            return
+        QTimer.singleShot(SETTLE_MS, action)
+
+    def _grab(self, page_id: str) -> None:
+        path = self.directory / f"{page_id}.png"
+        self.console.window.grab().save(str(path))
+        self.saved.append(path)
+        print(path)
+        self._next_page()
+
+    def _finish(self, code: int) -> None:
+        def stop() -> None:
+            if self.started is not None:
+                self.started.stop()
+
+        def done(_: object = None) -> None:
+            self.console.close()
+            self.console.app.exit(code)
+
+        self.console.ctx.background.run(stop, on_done=done, on_error=lambda e: done())

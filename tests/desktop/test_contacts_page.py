@@ -1,0 +1,169 @@
+"""Contacts page: import through the page (good and bad files), browse, filter, edit, delete,
+and a paged model that stays bounded at many rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from pytestqt.modeltest import ModelTester
+from pytestqt.qtbot import QtBot
+
+from desktop.app import Console
+from desktop.contacts_model import ContactsModel
+from desktop.paged_model import MAX_PAGES, PAGE_SIZE
+from desktop.pages.contact_dialog import ContactDialog
+from desktop.pages.contacts_page import ContactsPage
+from engine.contacts_import import import_contacts
+from tests.desktop.conftest import idle, open_page
+from tests.support import write_contacts
+
+GOOD = [
+    ("Amina Mutua", "0700000105", "10000", "2500", "2027-05-05", "east;choir"),
+    ("Brian Kiprop", "0700000115", "5000", "0", "2027-03-18", "west"),
+    ("Cynthia Odhiambo", "0700000125", "20000", "20000", "2027-06-05", "east"),
+]
+
+
+def contacts_page(console: Console, qtbot: QtBot) -> ContactsPage:
+    page = open_page(console, "contacts")
+    assert isinstance(page, ContactsPage)
+    qtbot.waitUntil(lambda: idle(console))
+    return page
+
+
+def import_through_page(page: ContactsPage, qtbot: QtBot, path: Path) -> None:
+    with qtbot.waitSignal(page.model.loaded, timeout=20_000):
+        page.import_file(path)
+    qtbot.waitUntil(page.report.isVisible)
+
+
+def test_import_good_file_fills_the_table(console: Console, qtbot: QtBot,
+                                          tmp_path: Path) -> None:
+    page = contacts_page(console, qtbot)
+    assert page.body.currentWidget() is page.empty  # a sensible empty state first
+    import_through_page(page, qtbot, write_contacts(tmp_path / "good.csv", GOOD))
+    assert "Imported 3 new contact(s), updated 0" in page.report.summary.text()
+    assert page.model.rowCount() == 3
+    assert page.body.currentWidget() is page.table
+    names = [page.model.index(r, 0).data() for r in range(3)]
+    assert names == ["Amina Mutua", "Brian Kiprop", "Cynthia Odhiambo"]
+    assert page.model.index(0, 4).data() == "7,500"  # balance
+    assert page.count_label.text() == "3 contacts"
+    qtbot.waitUntil(lambda: page.tag.count() == 4)  # all + choir, east, west
+
+
+def test_import_bad_rows_are_listed_and_copyable(console: Console, qtbot: QtBot,
+                                                 tmp_path: Path) -> None:
+    page = contacts_page(console, qtbot)
+    rows = [*GOOD[:1], ("No Phone", "", "100", "0", "2027-01-01", ""),
+            ("Bad Date", "0700000135", "100", "0", "01/02/2027", "")]
+    import_through_page(page, qtbot, write_contacts(tmp_path / "mixed.csv", rows))
+    assert "Imported 1 new contact(s)" in page.report.summary.text()
+    assert "Rejected 2 row(s)" in page.report.summary.text()
+    details = page.report.details.toPlainText()
+    assert "line 3: bad phone" in details
+    assert "line 4: bad due_date: '01/02/2027'; write it as YYYY-MM-DD" in details
+    page.report.copy()
+    assert "line 4" in console.app.clipboard().text()
+
+
+def test_unreadable_file_imports_nothing(console: Console, qtbot: QtBot,
+                                         tmp_path: Path) -> None:
+    page = contacts_page(console, qtbot)
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    page.import_file(path)
+    qtbot.waitUntil(lambda: hasattr(page, "report") and page.report.isVisible())
+    assert page.report.summary.text().startswith("Nothing was imported: empty.csv is empty")
+    assert page.import_button.isEnabled()
+
+
+def test_search_and_tag_filter_in_sql(console: Console, qtbot: QtBot, tmp_path: Path) -> None:
+    page = contacts_page(console, qtbot)
+    import_through_page(page, qtbot, write_contacts(tmp_path / "good.csv", GOOD))
+    with qtbot.waitSignal(page.model.loaded):
+        page.search.setText("kip")
+    assert page.model.rowCount() == 1
+    assert page.model.index(0, 0).data() == "Brian Kiprop"
+    with qtbot.waitSignal(page.model.loaded):
+        page.search.setText("")
+    qtbot.waitUntil(lambda: page.tag.findData("east") >= 0)
+    with qtbot.waitSignal(page.model.loaded):
+        page.tag.setCurrentIndex(page.tag.findData("east"))
+    assert page.model.rowCount() == 2
+    with qtbot.waitSignal(page.model.loaded):
+        page.search.setText("nobody")
+    assert page.body.currentWidget() is page.no_match
+
+
+def test_sorting_happens_in_the_query(console: Console, qtbot: QtBot, tmp_path: Path) -> None:
+    page = contacts_page(console, qtbot)
+    import_through_page(page, qtbot, write_contacts(tmp_path / "good.csv", GOOD))
+    with qtbot.waitSignal(page.model.loaded):
+        page.table.sortByColumn(4, Qt.SortOrder.DescendingOrder)  # balance
+    balances = [page.model.index(r, 4).data() for r in range(3)]
+    assert balances == ["7,500", "5,000", "0"]
+    with qtbot.waitSignal(page.model.loaded):
+        page.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)  # name
+    assert page.model.index(0, 0).data() == "Cynthia Odhiambo"
+
+
+def test_edit_validates_then_saves(console: Console, qtbot: QtBot, tmp_path: Path) -> None:
+    page = contacts_page(console, qtbot)
+    import_through_page(page, qtbot, write_contacts(tmp_path / "good.csv", GOOD))
+    page.table.selectRow(1)
+    page.edit_selected()
+    dialog = page.dialog
+    assert isinstance(dialog, ContactDialog)
+    dialog.fields["phone"].setText("12")
+    dialog.save()
+    qtbot.waitUntil(dialog.error.isVisible)
+    assert "Not saved: bad phone" in dialog.error.text()
+    assert dialog.isVisible()
+    dialog.fields["phone"].setText("0700000105")  # Amina's number
+    dialog.save()
+    qtbot.waitUntil(lambda: "already has the phone" in dialog.error.text())
+    dialog.fields["phone"].setText("0700000145")
+    dialog.fields["tags"].setText("vip; west")
+    with qtbot.waitSignal(page.model.loaded):
+        dialog.save()
+    assert page.model.index(1, 1).data() == "+254700000145"
+    assert page.model.index(1, 6).data() == "vip, west"
+
+
+def test_delete_and_compose_for_selected(console: Console, qtbot: QtBot,
+                                         tmp_path: Path) -> None:
+    page = contacts_page(console, qtbot)
+    import_through_page(page, qtbot, write_contacts(tmp_path / "good.csv", GOOD))
+    page.table.selectRow(0)
+    with qtbot.waitSignal(console.ctx.bus.recipients_chosen) as chosen:
+        page.compose_for_selected()
+    assert len(chosen.args[0]) == 1
+    assert console.window.stack.currentWidget() is console.window.page("compose")
+    open_page(console, "contacts")
+    with qtbot.waitSignal(page.model.loaded):
+        page.delete_ids([page.selected_contacts()[0].id])
+    assert page.model.rowCount() == 2
+
+
+def test_paged_model_at_many_rows(console: Console, qtbot: QtBot, tmp_path: Path,
+                                  qtmodeltester: ModelTester) -> None:
+    rows = [(f"Person {i:05d}", f"07{10000000 + i * 10 + 5}", "100", "0", "2027-01-01", "")
+            for i in range(12_000)]
+    import_contacts(console.ctx.services.db(), write_contacts(tmp_path / "many.csv", rows),
+                    "KE")
+    model = ContactsModel(console.ctx.services, console.ctx.background)
+    with qtbot.waitSignal(model.loaded, timeout=20_000):
+        model.reload()
+    assert model.rowCount() == 12_000
+    assert model.index(0, 0).data() == "Person 00000"
+    assert model.index(11_999, 0).data() == "…"  # not fetched yet: no full load
+    with qtbot.waitSignal(model.page_loaded, timeout=20_000):
+        pass
+    assert model.index(11_999, 0).data() == "Person 11999"
+    for page in range(0, 12_000 // PAGE_SIZE):  # touch every page: memory stays bounded
+        model.row_object(page * PAGE_SIZE)
+    qtbot.waitUntil(lambda: idle(console), timeout=60_000)
+    assert len(model._pages) <= MAX_PAGES
+    qtmodeltester.check(model)
