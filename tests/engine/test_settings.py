@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,49 @@ def test_mask_helpers() -> None:
     assert mask_secret("a-very-long-provider-token-1234") == "****1234"
     assert mask_url("redis://localhost:6379/0") == "redis://localhost:6379/0"
     assert mask_url("rediss://default:pw@[::1]:6379") == "rediss://default:****@[::1]:6379"
+
+
+def test_cost_and_autoscaling_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert (s.price_per_segment, s.min_processes, s.max_processes) == (Decimal(0), 2, 20)
+    monkeypatch.setenv("RELAYDESK_PRICE_PER_SEGMENT", "0.0079")
+    monkeypatch.setenv("RELAYDESK_MIN_PROCESSES", "4")
+    monkeypatch.setenv("RELAYDESK_MAX_PROCESSES", "4")
+    s = load_settings()
+    assert s.price_per_segment == Decimal("0.0079")  # exact: no float rounding
+    assert (s.min_processes, s.max_processes) == (4, 4)
+
+
+@pytest.mark.parametrize("price", ["-1", "free", "nan", "inf"])
+def test_price_must_be_a_non_negative_number(monkeypatch: pytest.MonkeyPatch, price: str) -> None:
+    monkeypatch.setenv("RELAYDESK_PRICE_PER_SEGMENT", price)
+    with pytest.raises(SettingsError, match="RELAYDESK_PRICE_PER_SEGMENT"):
+        load_settings()
+
+
+def test_min_processes_above_max_names_both_and_their_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config(tmp_path, "RELAYDESK_MAX_PROCESSES = 3\n")
+    monkeypatch.setenv("RELAYDESK_MIN_PROCESSES", "5")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "RELAYDESK_MIN_PROCESSES=5 (from environment)" in message
+    assert "RELAYDESK_MAX_PROCESSES=3 (from config file" in message
+    assert "lower the minimum or raise the maximum" in message
+
+
+def test_settings_repr_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "tw-token-0123456789abcdef")
+    monkeypatch.setenv("SMS_GATEWAY_URL", "https://user:gw-password@gw.example/send")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:pgpass-secret@db/relaydesk")
+    text = repr(load_settings())
+    for secret in ("tw-token-0123456789ab", "gw-password", "pgpass-secret"):
+        assert secret not in text
+    assert "chunk_size=50" in text
+
+
+def test_other_tables_in_the_config_file_are_left_to_their_readers(tmp_path: Path) -> None:
+    write_config(tmp_path, 'RELAYDESK_CHUNK_SIZE = 10\n[desktop]\ntheme = "dark"\n')
+    assert load_settings().chunk_size == 10
