@@ -43,19 +43,47 @@ def _queue_list(text: str | None) -> list[str] | None:
     return queues
 
 
+def _autoscale(ctx: click.Context, param: click.Parameter,
+               text: str | None) -> tuple[int, int] | None:
+    """MAX,MIN (or MAX, meaning MIN 0) as Celery's --autoscale takes it."""
+    if not text:
+        return None
+    max_text, _, min_text = text.partition(",")
+    try:
+        high, low = int(max_text), int(min_text or 0)
+    except ValueError:
+        raise click.BadParameter("write it as MAX,MIN, e.g. 20,2") from None
+    if high < 1 or not 0 <= low <= high:
+        raise click.BadParameter("needs MAX >= 1 and 0 <= MIN <= MAX, e.g. 20,2")
+    return high, low
+
+
+def _check_autoscale_pool(autoscale: tuple[int, int] | None, pool: str | None) -> None:
+    from engine.worker import default_pool
+
+    if autoscale and (pool or default_pool()) != "prefork":
+        raise click.BadParameter("autoscaling needs the prefork pool", param_hint="--autoscale")
+
+
 @click.command("worker")
 @click.option("-Q", "--queues", help=f"Comma-separated queues [default: {','.join(ALL_QUEUES)}]")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1),
               help="Worker processes (or threads) [env: RELAYDESK_WORKER_CONCURRENCY].")
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]),
               help="Execution pool [default: prefork; threads on Windows].")
+@click.option("--autoscale", metavar="MAX,MIN", callback=_autoscale,
+              help="Grow the prefork pool up to MAX processes under load and shrink it to "
+                   "MIN when idle (replaces --concurrency).")
+@click.option("-n", "--name", help="Celery node name, e.g. relaydesk-a@host [default: "
+                                   "relaydesk-PID-RANDOM@host].")
 @pass_app
 def worker_cmd(app: AppContext, queues: str | None, concurrency: int | None,
-               pool: str | None) -> None:
+               pool: str | None, autoscale: tuple[int, int] | None, name: str | None) -> None:
     """Run a worker that sends queued messages (SIGTERM: finish current work, then exit)."""
     from engine.worker import run_worker
 
-    run_worker(app.settings, _queue_list(queues), concurrency, pool)
+    _check_autoscale_pool(autoscale, pool)
+    run_worker(app.settings, _queue_list(queues), concurrency, pool, name, autoscale)
 
 
 @click.command("gateway")
@@ -105,14 +133,20 @@ def redis_cmd(app: AppContext, stop: bool) -> None:
               help="Worker processes to keep running [env: RELAYDESK_WORKERS].")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1))
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]))
+@click.option("--autoscale", metavar="MAX,MIN", callback=_autoscale,
+              help="Let each worker's prefork pool scale between MIN and MAX processes.")
 @pass_app
 def supervise_cmd(app: AppContext, workers: int | None, concurrency: int | None,
-                  pool: str | None) -> None:
+                  pool: str | None, autoscale: tuple[int, int] | None) -> None:
     """Run Redis (if embedded), the sandbox gateway (if used) and workers; restart workers
     that die. Ctrl-C or SIGTERM stops everything warm."""
-    from engine.supervisor import Supervisor
+    from engine.supervisor import DEFAULT_MAX_PROCESSES, DEFAULT_MIN_PROCESSES, Supervisor
 
-    supervisor = Supervisor(app.settings, workers or app.settings.workers, concurrency, pool)
+    _check_autoscale_pool(autoscale, pool)
+    high, low = autoscale or (DEFAULT_MAX_PROCESSES, DEFAULT_MIN_PROCESSES)
+    supervisor = Supervisor(app.settings, workers or app.settings.workers, concurrency, pool,
+                            min_processes=low, max_processes=high,
+                            autoscale=autoscale is not None)
     supervisor.start()
     click.echo(f"supervising {supervisor.workers} worker(s); Ctrl-C to stop", err=True)
     stop = threading.Event()

@@ -134,8 +134,18 @@ class EmbeddedRedis:
     def pid(self) -> int | None:
         return self._state().get("pid") or None
 
-    def start(self) -> tuple[subprocess.Popen[bytes] | None, str]:
-        """Start the server unless it already runs; return (our process or None, URL)."""
+    def port(self) -> int | None:
+        """The port it last ran on (None if never started in this data dir)."""
+        return self._state().get("port") or None
+
+    def start(self, timeout: float = STARTUP_TIMEOUT_S
+              ) -> tuple[subprocess.Popen[bytes] | None, str]:
+        """Start the server unless it already runs; return (our process or None, URL).
+
+        Returns once it answers (usually well under a second), raising RedisUnavailable
+        if it does not within ``timeout``. The caller owns the process: wait() on it after
+        stop() so it leaves no zombie.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.directory / "start.lock")):
             if self.ping():
@@ -158,11 +168,11 @@ class EmbeddedRedis:
             process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL, start_new_session=True)
             self.state_file.write_text(json.dumps({"port": port, "pid": process.pid}))
-            self._wait_until_up(process)
+            self._wait_until_up(process, timeout)
             return process, self.url(port)
 
-    def _wait_until_up(self, process: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    def _wait_until_up(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 tail = self.log_file.read_text(errors="replace")[-500:] if \
@@ -172,7 +182,8 @@ class EmbeddedRedis:
                 return
             time.sleep(0.05)
         process.kill()
-        raise RedisUnavailable(f"the embedded Redis did not answer within {STARTUP_TIMEOUT_S} s; "
+        process.wait()
+        raise RedisUnavailable(f"the embedded Redis did not answer within {timeout:g} s; "
                                f"see {self.log_file}")
 
     def stop(self, timeout: float = 15.0) -> bool:

@@ -25,13 +25,19 @@ def default_pool() -> str:
     return "threads" if sys.platform == "win32" else "prefork"  # no prefork on Windows
 
 
-def worker_name() -> str:
-    return f"relaydesk-{os.getpid()}-{uuid.uuid4().hex[:4]}@{socket.gethostname()}"
+def worker_name(label: str | None = None) -> str:
+    """A Celery node name unique to one worker run, e.g. relaydesk-local-1-3fa2@host."""
+    return f"relaydesk-{label or os.getpid()}-{uuid.uuid4().hex[:4]}@{socket.gethostname()}"
 
 
 def run_worker(settings: Settings, queues: list[str] | None = None,
                concurrency: int | None = None, pool: str | None = None,
-               name: str | None = None) -> None:
+               name: str | None = None, autoscale: tuple[int, int] | None = None) -> None:
+    """Run a worker in this process until it is shut down.
+
+    ``autoscale`` is (max, min) pool processes: the pool starts with min and grows with
+    the work, and ``concurrency`` is ignored.
+    """
     init_sentry(settings, "worker")
     # Pool processes report too: each starts its own Sentry client after the fork.
     signals.worker_process_init.connect(lambda **_: init_sentry(settings, "worker"),
@@ -44,6 +50,12 @@ def run_worker(settings: Settings, queues: list[str] | None = None,
     queues = queues or list(ALL_QUEUES)
     concurrency = concurrency or settings.worker_concurrency
     name = name or worker_name()
+    pool = pool or default_pool()
+    if autoscale:
+        concurrency = autoscale[0]  # the heartbeat shows the most it may run at once
+        sizing = ["--autoscale", f"{autoscale[0]},{autoscale[1]}"]
+    else:
+        sizing = ["--concurrency", str(concurrency)]
 
     def start_dispatcher(**_: Any) -> None:
         dispatcher = Dispatcher(name, queues, concurrency)
@@ -58,6 +70,6 @@ def run_worker(settings: Settings, queues: list[str] | None = None,
     signals.worker_shutdown.connect(stop_dispatcher, weak=False)
     app.worker_main([
         "worker", "--hostname", name, "--queues", ",".join(queues),
-        "--concurrency", str(concurrency), "--pool", pool or default_pool(),
+        *sizing, "--pool", pool,
         "--loglevel", "INFO", "--without-mingle", "--without-gossip",
     ])

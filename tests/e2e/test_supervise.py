@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 
 from engine.embedded_redis import EmbeddedRedis
@@ -19,6 +20,7 @@ from tests.support import wait_for
 
 def test_supervise_restarts_a_dead_worker_and_stops_everything(
         isolated_env: Path, fast_pipeline: None) -> None:
+    survivors: list[int] = []
     supervise = subprocess.Popen([sys.executable, "-m", "engine", "supervise", "--workers", "2"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = EmbeddedRedis(isolated_env / "redis")
@@ -36,10 +38,22 @@ def test_supervise_restarts_a_dead_worker_and_stops_everything(
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: len(workers()) == 2 and victim not in {w["pid"] for w in workers()},
                  timeout=90, message="the dead worker to be replaced")
+        # The workers run in their own sessions (so a terminal's Ctrl-C reaches only the
+        # supervisor): its warm stop must leave none of them or their pools behind.
+        survivors = [p.pid for w in workers() for p in
+                     [psutil.Process(w["pid"]), *psutil.Process(w["pid"]).children()]]
         client.close()
     finally:
         supervise.send_signal(signal.SIGTERM)
         code = supervise.wait(60)
     assert code == 0
+    assert not [pid for pid in survivors if _running(pid)]
     assert not server.ping(), "supervise started Redis, so it must stop it"
     assert not LocalGateway(isolated_env / "gateway").ping()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False

@@ -1,0 +1,68 @@
+"""What the console's Redis panel shows: is RelayDesk's Redis up, and how big is it.
+
+Read-only and quick: it never starts a server and never raises; a server that is down
+or unreachable is reported as not running, with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from engine.embedded_redis import EmbeddedRedis, RedisUnavailable
+from engine.secrets import mask_url
+from engine.settings import Settings
+
+STATUS_TIMEOUT_S = 1.0
+
+
+def embedded_redis_status(settings: Settings,
+                          timeout: float = STATUS_TIMEOUT_S) -> dict[str, Any]:
+    """The Redis RelayDesk uses: the embedded one of this data dir, or REDIS_URL's.
+
+    Keys: embedded (False when REDIS_URL is set), running, url (password masked), port,
+    pid, version, uptime_s, used_memory_bytes, used_memory_human, maxmemory_policy, keys
+    (in the broker's database), error (why it is not running, else None). One round trip,
+    at most about ``timeout`` seconds.
+    """
+    server = EmbeddedRedis.for_settings(settings)
+    status: dict[str, Any] = {
+        "embedded": not settings.redis_url, "running": False, "url": None,
+        "port": None if settings.redis_url else server.port(),
+        "pid": None, "version": None, "uptime_s": None, "used_memory_bytes": None,
+        "used_memory_human": None, "maxmemory_policy": None, "keys": None, "error": None,
+    }
+    try:
+        url = settings.redis_url or _embedded_url(server)
+    except RedisUnavailable as exc:
+        status["error"] = str(exc)
+        return status
+    status["url"] = mask_url(url)
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.info("server")
+        pipe.info("memory")
+        pipe.dbsize()
+        server_info, memory, keys = pipe.execute()
+    except (redis.RedisError, OSError) as exc:
+        status["error"] = f"not answering: {exc}"
+        return status
+    finally:
+        client.close()
+    status.update(
+        running=True, port=server_info.get("tcp_port", status["port"]),
+        pid=server_info.get("process_id"), version=server_info.get("redis_version"),
+        uptime_s=server_info.get("uptime_in_seconds"),
+        used_memory_bytes=memory.get("used_memory"),
+        used_memory_human=memory.get("used_memory_human"),
+        maxmemory_policy=memory.get("maxmemory_policy"), keys=keys)
+    return status
+
+
+def _embedded_url(server: EmbeddedRedis) -> str:
+    # Only read what is there: url() would create the password file of a fresh data dir.
+    if not server.port() or not server.password_file.exists():
+        raise RedisUnavailable("the embedded Redis has never been started in this data dir")
+    return server.url()
