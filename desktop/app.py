@@ -75,6 +75,7 @@ class Console:
         self.window.close()
         self.ctx.background.shutdown(wait=wait)
         self.ctx.services.close()
+        self.window.deleteLater()
 
 
 def build_console(settings: Settings, *, theme: str = "system") -> Console:

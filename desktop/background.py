@@ -37,6 +37,7 @@ class Background(QObject):
         self._serial = ThreadPoolExecutor(1, thread_name_prefix="relaydesk-serial")
         self._lock = threading.Lock()
         self._in_flight = 0
+        self._closed = False
         self._finished.connect(self._deliver)
 
     @property
@@ -49,7 +50,12 @@ class Background(QObject):
         """Run ``fn(*args, **kwargs)`` on a background thread; callbacks run on the UI thread.
 
         Without ``on_error`` an exception goes to the :attr:`error` signal (the app shows it).
+        After shutdown() the call is dropped: the window is closing.
         """
+        if self._closed:
+            dropped: Future[Any] = Future()
+            dropped.cancel()
+            return dropped
         self._change_in_flight(+1)
         executor = self._serial if serial else self._pool
         future = executor.submit(fn, *args, **kwargs)
@@ -84,5 +90,6 @@ class Background(QObject):
     def shutdown(self, wait: bool = False) -> None:
         """Stop taking work; calls already running finish on their own threads (the window
         closes without waiting for them unless ``wait``)."""
+        self._closed = True
         self._pool.shutdown(wait=wait, cancel_futures=True)
         self._serial.shutdown(wait=wait, cancel_futures=True)

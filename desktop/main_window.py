@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
         self._gui_state = QSettings(state_file, QSettings.Format.IniFormat)
         self.setWindowTitle("RelayDesk")
         self.setWindowIcon(icon("relaydesk"))
-        self.setMinimumSize(QSize(980, 640))
+        self.setMinimumSize(QSize(760, 520))  # small laptop screens at 150 %
 
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")

@@ -3,15 +3,15 @@ through :class:`desktop.background.Background`, never on the UI thread."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
-from typing import Any
 
 import redis
 
 from engine.celery_app import configure
 from engine.db import Database, open_database
 from engine.embedded_redis import EmbeddedRedis, redis_url
-from engine.local_gateway import gateway_url
+from engine.local_gateway import LocalGateway
 from engine.settings import Settings
 
 REDIS_TIMEOUT_S = 3.0
@@ -23,6 +23,8 @@ class Services:
         self._lock = threading.Lock()
         self._redis: redis.Redis | None = None
         self._redis_url: str | None = None
+        self._own_redis: subprocess.Popen[bytes] | None = None
+        self._own_gateway: subprocess.Popen[bytes] | None = None
 
     def db(self) -> Database:
         return open_database(self.settings)
@@ -40,15 +42,28 @@ class Services:
                 configure(url)  # campaigns are published through Celery
             return self._redis
 
-    def start_local_services(self) -> dict[str, Any]:
-        """Start the embedded Redis and the sandbox gateway where the settings use them."""
-        started: dict[str, Any] = {"redis": False, "gateway": False}
-        if not self.settings.redis_url:
-            process, _ = EmbeddedRedis.for_settings(self.settings).start()
-            started["redis"] = process is not None
-        if self.settings.sms_provider == "sandbox" and not self.settings.sms_gateway_url:
-            started["gateway"] = gateway_url(self.settings, start=True) is not None
-        return started
+    def start_local_services(self) -> None:
+        """Start the embedded Redis and the sandbox gateway where the settings use them
+        (and are not running yet); the console then owns them."""
+        with self._lock:
+            if not self.settings.redis_url and self._own_redis is None:
+                self._own_redis, _ = EmbeddedRedis.for_settings(self.settings).start()
+            if self.settings.sms_provider == "sandbox" and not self.settings.sms_gateway_url \
+                    and self._own_gateway is None:
+                self._own_gateway, _ = LocalGateway.for_settings(self.settings).start(
+                    self.settings)
+
+    def stop_local_services(self) -> None:
+        """Stop the Redis and gateway this console started (not ones it found running)."""
+        with self._lock:
+            if self._own_gateway is not None:
+                self._own_gateway.terminate()
+                self._own_gateway.wait(10)
+                self._own_gateway = None
+            if self._own_redis is not None:
+                EmbeddedRedis.for_settings(self.settings).stop()  # flushes its AOF
+                self._own_redis.wait(10)
+                self._own_redis = None
 
     def close(self) -> None:
         with self._lock:

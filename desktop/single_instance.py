@@ -42,12 +42,11 @@ class InstanceServer(QObject):
 
     def _connection(self) -> None:
         while (socket := self.server.nextPendingConnection()) is not None:
-            socket.readyRead.connect(lambda s=socket: self._read(s))
-            socket.disconnected.connect(socket.deleteLater)
-
-    def _read(self, socket: QLocalSocket) -> None:
-        if bytes(socket.readAll().data()).strip() == b"raise":
-            self.raise_requested.emit()
+            # The request is one short line, sent right after connecting.
+            if socket.bytesAvailable() or socket.waitForReadyRead(CONNECT_TIMEOUT_MS):
+                if bytes(socket.readAll().data()).strip() == b"raise":
+                    self.raise_requested.emit()
+            socket.disconnectFromServer()
 
     def close(self) -> None:
         self.server.close()

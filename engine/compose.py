@@ -50,7 +50,7 @@ class ComposeSummary:
 
 
 def price_per_segment(settings: Settings) -> Decimal:
-    return Decimal(str(getattr(settings, "price_per_segment", 0) or 0))
+    return settings.price_per_segment
 
 
 def preview_one(session: Session, settings: Settings, template_text: str,

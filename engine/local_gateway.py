@@ -60,9 +60,9 @@ class LocalGateway:
                 return None, url
             port = free_port()
             command = relaydesk_command(settings, "gateway", "--port", str(port))
-            log = (self.directory / "gateway.log").open("ab")
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=log, start_new_session=True)
+            with (self.directory / "gateway.log").open("ab") as log:  # the child keeps its copy
+                process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
+                                           stderr=log, start_new_session=True)
             url = f"http://127.0.0.1:{port}"
             self.state_file.write_text(json.dumps({"url": url, "pid": process.pid}))
             deadline = time.monotonic() + STARTUP_TIMEOUT_S

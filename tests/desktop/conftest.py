@@ -23,6 +23,7 @@ def console(qapp: QApplication, qtbot: QtBot) -> Iterator[Console]:
         if isinstance(widget, QDialog | QMessageBox) and widget.isVisible():
             widget.close()
     built.close(wait=True)
+    built.ctx.services.stop_local_services()
     qapp.processEvents()
 
 

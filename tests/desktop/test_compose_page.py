@@ -1,0 +1,118 @@
+"""Compose page: live preview per recipient, unknown tags, totals, plan, and sending
+through the real pipeline (embedded Redis, sandbox gateway, a real worker process)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+from PySide6.QtWidgets import QMessageBox
+from pytestqt.qtbot import QtBot
+
+from desktop.app import Console
+from desktop.pages.compose_page import ComposePage
+from engine.contacts_import import import_contacts
+from tests.desktop.conftest import idle, open_page
+from tests.support import write_contacts
+
+ROWS = [
+    ("Amina Mutua", "0700000105", "10000", "2500", "2027-05-05", "east"),
+    ("Brian Kiprop", "0700000115", "5000", "0", "2027-03-18", "west"),
+    ("Cynthia Odhiambo", "0700000125", "20000", "20000", "2027-06-05", "east"),
+]
+TEMPLATE = "Dear #name, #balance of your #pledge pledge remains."
+
+
+def seed(console: Console, tmp_path: Path, rows: list[tuple[str, ...]] | None = None) -> None:
+    path = write_contacts(tmp_path / "contacts.csv", rows or ROWS)  # type: ignore[arg-type]
+    import_contacts(console.ctx.services.db(), path, "KE")
+    console.ctx.bus.contacts_changed.emit()
+
+
+def compose(console: Console, qtbot: QtBot, text: str = TEMPLATE) -> ComposePage:
+    page = open_page(console, "compose")
+    assert isinstance(page, ComposePage)
+    page.editor.setPlainText(text)
+    qtbot.waitUntil(lambda: page.summary is not None and idle(console), timeout=20_000)
+    return page
+
+
+def test_preview_steps_through_recipients(console: Console, qtbot: QtBot,
+                                          tmp_path: Path) -> None:
+    seed(console, tmp_path)
+    page = compose(console, qtbot)
+    assert page.recipient_label.text() == "Recipient 1 of 3: Amina Mutua (+254700000105)"
+    assert page.rendered.toPlainText() == "Dear Amina Mutua, 7,500 of your 10,000 pledge remains."
+    assert page.message_stats.text() == "54 characters · GSM-7 · 1 segment(s)"
+    assert not page.previous_button.isEnabled()
+    page.step(+1)
+    qtbot.waitUntil(lambda: "Brian Kiprop" in page.recipient_label.text())
+    assert page.rendered.toPlainText().startswith("Dear Brian Kiprop, 5,000")
+    page.step(+1)
+    qtbot.waitUntil(lambda: "Recipient 3 of 3" in page.recipient_label.text())
+    assert not page.next_button.isEnabled()
+    assert page.totals_labels["recipients"].text() == "3 (all contacts)"
+    assert page.totals_labels["segments"].text() == "3"
+    assert page.totals_labels["route"].text() == "Individual: 3 job(s) on messages"
+    assert page.send_button.isEnabled()
+
+
+def test_unknown_tag_is_flagged_and_blocks_sending(console: Console, qtbot: QtBot,
+                                                   tmp_path: Path) -> None:
+    seed(console, tmp_path)
+    page = compose(console, qtbot)
+    page.editor.setPlainText("Dear #nmae, thanks")
+    qtbot.waitUntil(page.problems.isVisible)
+    assert "#nmae: did you mean #name?" in page.problems.text()
+    assert not page.send_button.isEnabled()
+    qtbot.waitUntil(lambda: "Fix the unknown tag" in page.message_stats.text())
+    page.editor.setPlainText("Dear ##nmae #name")  # '##' is a literal '#'
+    qtbot.waitUntil(lambda: page.rendered.toPlainText() == "Dear #nmae Amina Mutua")
+    assert page.problems.isHidden()
+
+
+def test_tag_buttons_insert_tags(console: Console, qtbot: QtBot, tmp_path: Path) -> None:
+    seed(console, tmp_path)
+    page = compose(console, qtbot, "Hello")
+    page.editor.moveCursor(page.editor.textCursor().MoveOperation.End)
+    page.findChild(type(page.previous_button), "insert-days_remain").click()
+    assert page.editor.toPlainText() == "Hello #days_remain"
+
+
+def test_recipients_by_tag_and_selection(console: Console, qtbot: QtBot,
+                                         tmp_path: Path) -> None:
+    seed(console, tmp_path)
+    page = compose(console, qtbot)
+    qtbot.waitUntil(lambda: page.tag.findData("west") >= 0)
+    page.tag.setCurrentIndex(page.tag.findData("west"))
+    page.to_tag.setChecked(True)
+    qtbot.waitUntil(lambda: page.totals_labels["recipients"].text() ==
+                    "1 (contacts tagged 'west')", timeout=10_000)
+    assert "Brian Kiprop" in page.recipient_label.text()
+    page.choose_contacts([3, 1])
+    qtbot.waitUntil(lambda: page.totals_labels["recipients"].text() ==
+                    "2 (2 selected contact(s))", timeout=10_000)
+
+
+def test_bulk_plan_cost_and_urgent(console: Console, qtbot: QtBot, tmp_path: Path) -> None:
+    rows = [(f"Person {i}", f"07{10000000 + i * 10 + 5}", "100", "0", "2027-01-01", "")
+            for i in range(150)]
+    seed(console, tmp_path, rows)
+    services = console.ctx.services
+    services.settings = replace(services.settings, price_per_segment=Decimal("0.8"))
+    page = compose(console, qtbot)
+    assert page.totals_labels["route"].text() == (
+        "Bulk: 1 job on bulk_messages, split into 3 chunk(s) of up to 50")
+    assert page.totals_labels["duration"].text() == "20 s (pacing)"
+    assert page.totals_labels["cost"].text().startswith("120.00 (150 × 0.8)")
+    page.urgent.setChecked(True)  # urgent changes the queue of individual jobs only
+    qtbot.waitUntil(lambda: idle(console))
+    assert "bulk_messages" in page.totals_labels["route"].text()
+    page.confirm_send()
+    box = page.confirm_box
+    assert isinstance(box, QMessageBox)
+    assert box.text() == "Send to 150 recipient(s) (all contacts)?"
+    assert "150 SMS segment(s)" in box.informativeText()
+    assert "Estimated cost: 120.00" in box.informativeText()
+    box.reject()

@@ -1,0 +1,104 @@
+"""The window around the pages: status bar, Redis banner, error reporting, remembered
+geometry, one console per data dir, and the screenshot tour."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from desktop.app import Console, build_console
+from desktop.single_instance import InstanceServer, ask_running_instance_to_raise
+from engine.campaigns import CampaignError
+from engine.embedded_redis import EmbeddedRedis
+from engine.settings import load_settings
+from tests.support import run_cli
+
+
+def error_dialogs() -> list[QMessageBox]:
+    return [w for w in QApplication.topLevelWidgets()
+            if isinstance(w, QMessageBox) and w.objectName() == "error-dialog" and w.isVisible()]
+
+
+def test_redis_down_is_said_plainly_and_can_be_started(console: Console, qtbot: QtBot,
+                                                       isolated_env: Path) -> None:
+    window = console.window
+    qtbot.waitUntil(lambda: window.status is not None)
+    assert window.redis_label.text().endswith("Embedded Redis is not running")
+    assert window.banner.isVisible()
+    assert window.banner.start_button.isVisible()
+    assert window.workers_label.text() == "Workers: –"
+    assert window.dead_label.text() == "Dead letters: 0"  # the database still answers
+    window.banner.start_button.click()
+    qtbot.waitUntil(lambda: window.status is not None and window.status.redis_ok,
+                    timeout=30_000)
+    assert "Redis connected (embedded)" in window.redis_label.text()
+    assert window.workers_label.text() == "Workers: 0 (0 processes)"
+    assert not window.banner.isVisible()
+    server = EmbeddedRedis(isolated_env / "redis")
+    assert server.ping()
+    console.ctx.services.stop_local_services()  # the console stops what it started
+    assert not server.ping()
+
+
+def test_unexpected_error_is_shown_and_logged(console: Console, qtbot: QtBot,
+                                             isolated_env: Path) -> None:
+    from desktop.errors import setup_logging
+
+    log_file = setup_logging(isolated_env)
+    console.ctx.background.run(lambda: 1 / 0)
+    qtbot.waitUntil(lambda: bool(error_dialogs()))
+    dialog = error_dialogs()[0]
+    assert "ZeroDivisionError: division by zero" in dialog.text()
+    assert "Traceback" in dialog.detailedText()
+    dialog.close()
+    assert "ZeroDivisionError" in log_file.read_text()
+
+
+def test_operator_error_is_one_plain_message(console: Console, qtbot: QtBot) -> None:
+    def fail() -> None:
+        raise CampaignError("Redis is unreachable; nothing was created.")
+
+    console.ctx.background.run(fail)
+    qtbot.waitUntil(lambda: bool(error_dialogs()))
+    assert error_dialogs()[0].text() == "Redis is unreachable; nothing was created."
+
+
+def test_window_geometry_and_page_are_remembered(console: Console, qtbot: QtBot) -> None:
+    console.window.resize(790, 700)  # the offscreen screen is 800x800: fit what fits
+    console.window.show_page("contacts")
+    console.window.save_state()
+    again = build_console(load_settings(), theme="dark")
+    try:
+        assert (again.window.size().width(), again.window.size().height()) == (790, 700)
+        assert again.window.stack.currentWidget() is again.window.page("contacts")
+    finally:
+        again.close(wait=True)
+
+
+def test_second_launch_raises_the_first(qapp: QApplication, qtbot: QtBot,
+                                        isolated_env: Path) -> None:
+    assert not ask_running_instance_to_raise(isolated_env)
+    server = InstanceServer(isolated_env)
+    try:
+        with qtbot.waitSignal(server.raise_requested):
+            assert ask_running_instance_to_raise(isolated_env)
+    finally:
+        server.close()
+
+
+def test_screenshot_tour_saves_every_page_and_stops_what_it_started(
+        tmp_path: Path, isolated_env: Path) -> None:
+    shots = tmp_path / "shots"
+    result = run_cli("gui", "--screenshot-dir", str(shots), "--demo",
+                     env={"QT_QPA_PLATFORM": "offscreen",
+                          "RELAYDESK_WORKER_CONCURRENCY": "1"}, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = sorted(p.name for p in shots.glob("*.png"))
+    assert names == ["campaigns.png", "compose.png", "contacts.png", "dashboard.png",
+                     "failed.png", "settings.png", "workers.png"]
+    assert all(p.stat().st_size > 10_000 for p in shots.glob("*.png"))
+    assert not EmbeddedRedis(isolated_env / "redis").ping()  # the tour stopped its Redis
+    assert os.listdir(isolated_env / "logs")  # the worker it started logged there
