@@ -8,6 +8,7 @@ never leaves a half-created campaign behind.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
@@ -21,7 +22,7 @@ from engine.contacts import iter_recipients
 from engine.db import Database
 from engine.delivery_state import campaign_counts
 from engine.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
-from engine.personalize import Template
+from engine.personalize import Recipient, Template
 from engine.planning import PlanPolicy, Route, SendPlan, plan_send
 from engine.sender import PROCESS_BULK, message_job
 from engine.settings import Settings
@@ -47,33 +48,54 @@ def create_campaign(db: Database, settings: Settings, template_text: str, *,
                     today: date | None = None) -> CreatedCampaign:
     """Render every message and store the campaign as queued (TemplateError, PlanError)."""
     template = Template.parse(template_text)
+    with db.session() as session:
+        return _store_campaign(session, settings, template, iter_recipients(session, tag=tag),
+                               tag=tag, urgent=urgent, name=name, today=today)
+
+
+def create_campaign_to(db: Database, settings: Settings, template_text: str,
+                       recipients: Iterable[tuple[int | None, str, Recipient]], *,
+                       urgent: bool = False, name: str | None = None,
+                       today: date | None = None) -> CreatedCampaign:
+    """Like create_campaign, for explicit ``(contact id or None, phone, values)`` recipients
+    (a test send): the same rows and plan, so it travels the same pipeline."""
+    template = Template.parse(template_text)
+    with db.session() as session:
+        return _store_campaign(session, settings, template, recipients, tag=None,
+                               urgent=urgent, name=name, today=today)
+
+
+def _store_campaign(session: Session, settings: Settings, template: Template,
+                    recipients: Iterable[tuple[int | None, str, Recipient]], *,
+                    tag: str | None, urgent: bool, name: str | None,
+                    today: date | None) -> CreatedCampaign:
+    template_text = template.source
     today = today or date.today()
     now = utcnow()
-    with db.session() as session:
-        campaign = Campaign(name=name or f"Campaign {now:%Y-%m-%d %H:%M}", template=template_text,
-                            tag_filter=tag, urgent=urgent, status=CampaignStatus.DRAFT,
-                            route="", queue="", created_at=now)
-        session.add(campaign)
-        session.flush()
-        rows: list[dict[str, Any]] = []
-        segments = 0
-        for contact_id, phone, values in iter_recipients(session, tag=tag):
-            text = template.render(values, today=today, currency_format=settings.currency_format)
-            info = segment_info(text)
-            segments += info.segments
-            rows.append({"campaign_id": campaign.id, "contact_id": contact_id, "phone": phone,
-                         "body": text, "encoding": str(info.encoding),
-                         "segments": info.segments, "status": MessageStatus.QUEUED,
-                         "attempts": 0, "created_at": now, "updated_at": now})
-        plan = plan_send(len(rows), urgent=urgent, policy=PlanPolicy.from_settings(settings))
-        for start in range(0, len(rows), _INSERT_BATCH):
-            session.execute(insert(_MESSAGES), rows[start:start + _INSERT_BATCH])
-        campaign.route = str(plan.route)
-        campaign.queue = plan.queue
-        campaign.recipients = len(rows)
-        campaign.segments = segments
-        campaign.status = CampaignStatus.QUEUED
-        return CreatedCampaign(campaign.id, plan, segments)
+    campaign = Campaign(name=name or f"Campaign {now:%Y-%m-%d %H:%M}", template=template_text,
+                        tag_filter=tag, urgent=urgent, status=CampaignStatus.DRAFT,
+                        route="", queue="", created_at=now)
+    session.add(campaign)
+    session.flush()
+    rows: list[dict[str, Any]] = []
+    segments = 0
+    for contact_id, phone, values in recipients:
+        text = template.render(values, today=today, currency_format=settings.currency_format)
+        info = segment_info(text)
+        segments += info.segments
+        rows.append({"campaign_id": campaign.id, "contact_id": contact_id, "phone": phone,
+                     "body": text, "encoding": str(info.encoding),
+                     "segments": info.segments, "status": MessageStatus.QUEUED,
+                     "attempts": 0, "created_at": now, "updated_at": now})
+    plan = plan_send(len(rows), urgent=urgent, policy=PlanPolicy.from_settings(settings))
+    for start in range(0, len(rows), _INSERT_BATCH):
+        session.execute(insert(_MESSAGES), rows[start:start + _INSERT_BATCH])
+    campaign.route = str(plan.route)
+    campaign.queue = plan.queue
+    campaign.recipients = len(rows)
+    campaign.segments = segments
+    campaign.status = CampaignStatus.QUEUED
+    return CreatedCampaign(campaign.id, plan, segments)
 
 
 def enqueue_campaign(db: Database, client: Any, settings: Settings,
@@ -100,12 +122,33 @@ def enqueue_campaign(db: Database, client: Any, settings: Settings,
 def send_campaign(db: Database, client: Any, settings: Settings, template_text: str, *,
                   tag: str | None = None, urgent: bool = False,
                   name: str | None = None) -> CreatedCampaign:
+    _require_redis(client)
+    created = create_campaign(db, settings, template_text, tag=tag, urgent=urgent, name=name)
+    _enqueue_or_discard(db, client, settings, created)
+    return created
+
+
+def send_campaign_to(db: Database, client: Any, settings: Settings, template_text: str,
+                     recipients: Iterable[tuple[int | None, str, Recipient]], *,
+                     urgent: bool = False, name: str | None = None) -> CreatedCampaign:
+    """send_campaign for explicit recipients (see create_campaign_to)."""
+    _require_redis(client)
+    created = create_campaign_to(db, settings, template_text, recipients, urgent=urgent,
+                                 name=name)
+    _enqueue_or_discard(db, client, settings, created)
+    return created
+
+
+def _require_redis(client: Any) -> None:
     try:
         client.ping()
     except Exception as exc:
         raise CampaignError(f"Redis is unreachable ({type(exc).__name__}); nothing was "
                             "created. Start RelayDesk's Redis or check REDIS_URL.") from None
-    created = create_campaign(db, settings, template_text, tag=tag, urgent=urgent, name=name)
+
+
+def _enqueue_or_discard(db: Database, client: Any, settings: Settings,
+                        created: CreatedCampaign) -> None:
     try:
         enqueue_campaign(db, client, settings, created)
     except Exception as exc:
@@ -113,7 +156,6 @@ def send_campaign(db: Database, client: Any, settings: Settings, template_text: 
             session.execute(delete(Campaign).where(Campaign.id == created.id))
         raise CampaignError(f"the campaign could not be queued ({type(exc).__name__}: {exc}); "
                             "it was not kept and nothing was sent.") from None
-    return created
 
 
 def campaign_summary(session: Session, campaign_id: int) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""``relaydesk campaign ...``: preview (and, with the send pipeline, send) campaigns."""
+"""``relaydesk campaign ...``: preview, send, follow, pause, resume and cancel campaigns."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ from typing import Any
 
 import click
 
+from engine.campaign_control import (
+    OPERATOR_PAUSE,
+    cancel_campaign,
+    pause_campaign,
+    resume_campaign,
+    send_test_message,
+)
 from engine.campaigns import campaign_summary, is_settled, send_campaign
 from engine.cli_common import AppContext, json_option, pass_app, print_json
 from engine.local_gateway import gateway_url
@@ -28,7 +35,7 @@ def read_template(template: str | None, template_file: Path | None) -> str:
 
 @click.group("campaign")
 def campaign_group() -> None:
-    """Preview and send campaigns."""
+    """Preview, send and control campaigns."""
 
 
 def _format_duration(seconds: float) -> str:
@@ -142,10 +149,75 @@ def _wait(app: AppContext, campaign_id: int) -> dict[str, Any]:
 @pass_app
 def status_cmd(app: AppContext, campaign_id: int, as_json: bool) -> None:
     """Delivery counts of one campaign."""
-    summary = _summary(app, campaign_id)
+    _print_summary(_summary(app, campaign_id), as_json)
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(summary)
         return
     for key, value in summary.items():
         if value is not None:
             click.echo(f"{key:<13} {value}")
+
+
+@campaign_group.command("pause")
+@click.argument("campaign_id", type=int)
+@click.option("--reason", default=OPERATOR_PAUSE, show_default=True,
+              help="Shown with the campaign while it is paused.")
+@json_option
+@pass_app
+def pause_cmd(app: AppContext, campaign_id: int, reason: str, as_json: bool) -> None:
+    """Stop sending a campaign; its unsent messages wait, nothing is lost."""
+    summary = pause_campaign(app.db, app.redis, campaign_id, reason)
+    click.echo(f"campaign {campaign_id} paused: {summary['sent']} sent, "
+               f"{summary['pending'] + summary['retrying']} waiting; 'relaydesk campaign "
+               f"resume {campaign_id}' sends the rest", err=True)
+    _print_summary(summary, as_json)
+
+
+@campaign_group.command("resume")
+@click.argument("campaign_id", type=int)
+@json_option
+@pass_app
+def resume_cmd(app: AppContext, campaign_id: int, as_json: bool) -> None:
+    """Send the rest of a paused campaign, from where it stopped."""
+    summary = resume_campaign(app.db, app.redis, app.settings, campaign_id)
+    click.echo(f"campaign {campaign_id} resumed: {summary['pending'] + summary['retrying']} "
+               "message(s) to send", err=True)
+    _print_summary(summary, as_json)
+
+
+@campaign_group.command("cancel")
+@click.argument("campaign_id", type=int)
+@json_option
+@pass_app
+def cancel_cmd(app: AppContext, campaign_id: int, as_json: bool) -> None:
+    """Stop a campaign for good: unsent messages are cancelled, sent ones stay sent."""
+    summary = cancel_campaign(app.db, app.redis, campaign_id)
+    click.echo(f"campaign {campaign_id} cancelled: {summary['sent']} sent, "
+               f"{summary['cancelled']} cancelled", err=True)
+    _print_summary(summary, as_json)
+
+
+@campaign_group.command("test-send")
+@click.option("--template", help="The message (see 'campaign preview').")
+@click.option("--template-file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--to", "phone", required=True, help="The one number to send it to.")
+@click.option("--contact", "contact_id", type=int,
+              help="Render it with this contact's values (default: the first contact).")
+@click.option("--wait", is_flag=True, help="Return when it is sent or given up.")
+@json_option
+@pass_app
+def test_send_cmd(app: AppContext, template: str | None, template_file: Path | None,
+                  phone: str, contact_id: int | None, wait: bool, as_json: bool) -> None:
+    """Send the message to one number, as a 1-recipient urgent campaign."""
+    text = read_template(template, template_file)
+    endpoint = provider_endpoint(app.settings, gateway_url(app.settings, start=True))
+    if endpoint:
+        check_reachable(endpoint)
+    created = send_test_message(app.db, app.redis, app.settings, text, phone, contact_id)
+    click.echo(f"test message queued as campaign {created.id} on {created.plan.queue}",
+               err=True)
+    summary = _wait(app, created.id) if wait else _summary(app, created.id)
+    _print_summary(summary, as_json)
