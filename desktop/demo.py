@@ -1,22 +1,19 @@
-"""Demo data for ``gui --screenshot-dir --demo``: the sample contacts, a worker, and a small
-campaign on its way, so every page has something real to show."""
+"""Demo data for ``gui --screenshot-dir --demo``: the sample contacts, the local pipeline,
+and a small campaign on its way, so every page has something real to show."""
 
 from __future__ import annotations
 
 from desktop.context import ConsoleContext
 from desktop.resources import resource
-from engine.campaigns import send_campaign
+from engine.campaigns import CreatedCampaign, send_campaign
 from engine.contacts_import import import_contacts
-from engine.supervisor import Supervisor
 
 
-def seed_demo(ctx: ConsoleContext, template: str) -> Supervisor:
-    """Import the sample contacts, start a worker (and the services it needs), and send a
-    campaign to everyone. The returned supervisor stops all of it."""
+def seed_demo(ctx: ConsoleContext, template: str) -> CreatedCampaign:
+    """Import the sample contacts, start Redis, the gateway and the workers, and send a
+    campaign to everyone. ``ctx.services.stop_local_services()`` stops what it started."""
     settings = ctx.settings
     import_contacts(ctx.services.db(), resource("sample_contacts.csv"), settings.default_region)
-    supervisor = Supervisor(settings, workers=1)
-    supervisor.start()
-    send_campaign(ctx.services.db(), ctx.services.redis(), settings, template,
-                  name="Demo: pledge reminder")
-    return supervisor
+    ctx.services.start_local_pipeline()
+    return send_campaign(ctx.services.db(), ctx.services.redis(), settings, template,
+                         name="Demo: pledge reminder")

@@ -1,30 +1,95 @@
 """The console as the owner of the local pipeline: at start it brings up what the settings
-use locally (embedded Redis, sandbox gateway, workers); at close it asks whether the
-workers keep running."""
+use locally (embedded Redis, sandbox gateway, workers), it restarts workers that die, and at
+close it asks whether the workers keep running."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QMessageBox
+
+from engine.supervisor import WorkerEvent
 
 if TYPE_CHECKING:
     from desktop.app import Console
 
+log = logging.getLogger(__name__)
+
+CHECK_EVERY_MS = 2000
+
 
 def start_local_pipeline(console: Console) -> None:
     window = console.window
-    window.statusBar().showMessage("Starting the local Redis and gateway…")
+    services = console.ctx.services
+    window.statusBar().showMessage("Starting Redis, the gateway and the workers…")
 
-    def started(_: object) -> None:
-        window.statusBar().showMessage("Local services running", 4000)
+    def started(workers: int) -> None:
+        text = f"Started {workers} local worker(s)" if workers else "Workers already running"
+        window.statusBar().showMessage(text, 5000)
         window.poll_status()
 
-    console.ctx.background.run(console.ctx.services.start_local_services, on_done=started)
+    console.ctx.background.run(services.start_local_pipeline, on_done=started)
+    watch_workers(console)
+
+
+def watch_workers(console: Console) -> None:
+    """Restart local workers that die unexpectedly, and say so in the status bar."""
+    supervisor = console.ctx.services.supervisor
+    timer = QTimer(console.window, interval=CHECK_EVERY_MS)
+
+    def restarted(events: list[WorkerEvent]) -> None:
+        for event in events:
+            console.window.statusBar().showMessage(
+                f"Worker {event.worker_id} (pid {event.pid}) exited with code "
+                f"{event.exit_code}: {event.action}", 10_000)
+
+    timer.timeout.connect(lambda: console.ctx.background.run(
+        supervisor.check, on_done=restarted, on_error=lambda e: log.warning("check: %s", e)))
+    timer.start()
 
 
 def install_close_policy(console: Console) -> None:
-    def allow_close(event: QCloseEvent) -> bool:
-        return True
+    """Closing asks whether local workers keep running; stopping them happens off the UI
+    thread, and the window closes once they have stopped."""
+    window = console.window
+    services = console.ctx.services
+    state = {"stopped": False}
 
-    console.window.close_policy = allow_close
+    def allow_close(event: QCloseEvent) -> bool:
+        if state["stopped"] or not services.supervisor.running:
+            return True
+        box = QMessageBox(QMessageBox.Icon.Question, "Close RelayDesk",
+                          f"{len(services.supervisor.running)} local worker(s) are running.",
+                          parent=window)
+        box.setObjectName("confirm-close")
+        box.setInformativeText("Leave them running to keep sending with the window closed "
+                               "(they show under Workers when RelayDesk opens again), or stop "
+                               "them: they finish their current task first.")
+        leave = box.addButton("Leave running", QMessageBox.ButtonRole.AcceptRole)
+        stop = box.addButton("Stop workers", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+
+        def chosen(button: object) -> None:
+            if button is leave:
+                state["stopped"] = True
+                window.close()
+            elif button is stop:
+                window.statusBar().showMessage("Stopping the workers (warm)…")
+                window.setEnabled(False)
+
+                def closed(_: object = None) -> None:
+                    state["stopped"] = True
+                    window.close()
+
+                console.ctx.background.run(services.stop_local_services, on_done=closed,
+                                           on_error=lambda e: closed())
+
+        box.buttonClicked.connect(chosen)
+        window.close_box = box
+        box.open()
+        return False
+
+    window.close_policy = allow_close

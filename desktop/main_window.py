@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QStackedWidget,
@@ -84,29 +85,13 @@ class MainWindow(QMainWindow):
         self.pages = pages
         self.status: ConsoleStatus | None = None
         self.close_policy: Callable[[QCloseEvent], bool] | None = None
+        self.close_box: QMessageBox | None = None  # the question asked on close, if any
         self._gui_state = QSettings(state_file, QSettings.Format.IniFormat)
         self.setWindowTitle("RelayDesk")
         self.setWindowIcon(icon("relaydesk"))
         self.setMinimumSize(QSize(760, 520))  # small laptop screens at 150 %
 
-        self.sidebar = QListWidget()
-        self.sidebar.setObjectName("sidebar")
-        self.sidebar.setIconSize(QSize(20, 20))
-        self.sidebar.setFixedWidth(180)
-        self.sidebar.setFrameShape(QFrame.Shape.NoFrame)
-        self.sidebar.setSpacing(2)
-        self.stack = QStackedWidget()
-        text_color = QApplication.palette().color(QPalette.ColorRole.Text)
-        for number, page in enumerate(pages, start=1):
-            item = QListWidgetItem(icon(page.icon_name, text_color), page.title)
-            item.setSizeHint(QSize(160, 36))
-            item.setToolTip(f"{page.title} (Ctrl+{number})")
-            self.sidebar.addItem(item)
-            self.stack.addWidget(page)
-            shortcut = QShortcut(QKeySequence(f"Ctrl+{number}"), self)
-            shortcut.activated.connect(lambda n=number - 1: self.sidebar.setCurrentRow(n))
-        self.sidebar.currentRowChanged.connect(self._show_row)
-
+        self._build_sidebar(pages)
         self.banner = RedisBanner()
         self.banner.hide()
         self.banner.start_requested.connect(self.start_local_services)
@@ -135,6 +120,26 @@ class MainWindow(QMainWindow):
         self._status_timer.start()
         self._restore_state()
         self.poll_status()
+
+    def _build_sidebar(self, pages: list[Page]) -> None:
+        self.sidebar = QListWidget()
+        self.sidebar.setObjectName("sidebar")
+        self.sidebar.setIconSize(QSize(20, 20))
+        self.sidebar.setFixedWidth(180)
+        self.sidebar.setFrameShape(QFrame.Shape.NoFrame)
+        self.sidebar.setSpacing(2)
+        self.stack = QStackedWidget()
+        text_color = QApplication.palette().color(QPalette.ColorRole.Text)
+        for number, page in enumerate(pages, start=1):
+            item = QListWidgetItem(icon(page.icon_name, text_color), page.title)
+            item.setSizeHint(QSize(160, 36))
+            item.setToolTip(f"{page.title} (Ctrl+{number})")
+            self.sidebar.addItem(item)
+            self.stack.addWidget(page)
+            shortcut = QShortcut(QKeySequence(f"Ctrl+{number}"), self)
+            shortcut.activated.connect(lambda n=number - 1: self.sidebar.setCurrentRow(n))
+        self.sidebar.currentRowChanged.connect(self._show_row)
+
 
     # -- status bar -------------------------------------------------------------------
     def _build_status_bar(self) -> None:

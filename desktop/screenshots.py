@@ -29,7 +29,7 @@ class ScreenshotTour:
         self.demo = demo
         self.saved: list[Path] = []
         self.pages = [page.page_id for page in console.window.pages]
-        self.started: Any = None  # what the demo started, to stop at the end
+        self.campaign_id: int | None = None
         self._waited = 0
 
     def start(self) -> None:
@@ -49,8 +49,8 @@ class ScreenshotTour:
 
         return seed_demo(self.console.ctx, DEMO_TEMPLATE)
 
-    def _seeded(self, started: Any) -> None:
-        self.started = started
+    def _seeded(self, created: Any) -> None:
+        self.campaign_id = created.id
         compose = self.console.window.page("compose")
         editor = getattr(compose, "editor", None)
         if editor is not None:
@@ -90,12 +90,10 @@ class ScreenshotTour:
         self._next_page()
 
     def _finish(self, code: int) -> None:
-        def stop() -> None:
-            if self.started is not None:
-                self.started.stop()
-
         def done(_: object = None) -> None:
             self.console.close()
             self.console.app.exit(code)
 
-        self.console.ctx.background.run(stop, on_done=done, on_error=lambda e: done())
+        # Whatever the tour started (Redis, gateway, workers) stops; nothing else does.
+        self.console.ctx.background.run(self.console.ctx.services.stop_local_services,
+                                        on_done=done, on_error=lambda e: done())

@@ -3,28 +3,40 @@ through :class:`desktop.background.Background`, never on the UI thread."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 
 import redis
 
 from engine.celery_app import configure
 from engine.db import Database, open_database
-from engine.embedded_redis import EmbeddedRedis, redis_url
-from engine.local_gateway import LocalGateway
+from engine.embedded_redis import redis_url
 from engine.settings import Settings
+from engine.supervisor import Supervisor
+from engine.worker_registry import live_workers
 
 REDIS_TIMEOUT_S = 3.0
 
 
 class Services:
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self._settings = settings
         self._lock = threading.Lock()
         self._redis: redis.Redis | None = None
         self._redis_url: str | None = None
-        self._own_redis: subprocess.Popen[bytes] | None = None
-        self._own_gateway: subprocess.Popen[bytes] | None = None
+        self.supervisor = Supervisor(settings, min_processes=settings.min_processes,
+                                     max_processes=settings.max_processes)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        """New settings (saved on the Settings page): new connections and workers use them."""
+        self._settings = settings
+        self.supervisor.settings = settings
+        self.supervisor.min_processes = settings.min_processes
+        self.supervisor.max_processes = settings.max_processes
 
     def db(self) -> Database:
         return open_database(self.settings)
@@ -44,26 +56,24 @@ class Services:
 
     def start_local_services(self) -> None:
         """Start the embedded Redis and the sandbox gateway where the settings use them
-        (and are not running yet); the console then owns them."""
-        with self._lock:
-            if not self.settings.redis_url and self._own_redis is None:
-                self._own_redis, _ = EmbeddedRedis.for_settings(self.settings).start()
-            if self.settings.sms_provider == "sandbox" and not self.settings.sms_gateway_url \
-                    and self._own_gateway is None:
-                self._own_gateway, _ = LocalGateway.for_settings(self.settings).start(
-                    self.settings)
+        (and they are not running yet); the console's supervisor then owns them."""
+        self.supervisor.start_services()
+
+    def start_local_pipeline(self) -> int:
+        """The services, plus the configured number of workers when none is online on this
+        Redis (a console reopened over workers it left running adds none). Returns how many
+        workers it started."""
+        self.start_local_services()
+        if live_workers(self.redis()):
+            return 0
+        for _ in range(self.settings.workers):
+            self.supervisor.add_worker()
+        return self.settings.workers
 
     def stop_local_services(self) -> None:
-        """Stop the Redis and gateway this console started (not ones it found running)."""
-        with self._lock:
-            if self._own_gateway is not None:
-                self._own_gateway.terminate()
-                self._own_gateway.wait(10)
-                self._own_gateway = None
-            if self._own_redis is not None:
-                EmbeddedRedis.for_settings(self.settings).stop()  # flushes its AOF
-                self._own_redis.wait(10)
-                self._own_redis = None
+        """Warm-stop the local workers, then the Redis and gateway this console started
+        (not ones it found running)."""
+        self.supervisor.stop()
 
     def close(self) -> None:
         with self._lock:

@@ -34,6 +34,7 @@ class InstanceServer(QObject):
     def __init__(self, data_dir: Path) -> None:
         super().__init__()
         self.server = QLocalServer(self)
+        self._pending: list[QLocalSocket] = []
         name = server_name(data_dir)
         if not self.server.listen(name):
             QLocalServer.removeServer(name)  # left over by a console that crashed
@@ -42,11 +43,16 @@ class InstanceServer(QObject):
 
     def _connection(self) -> None:
         while (socket := self.server.nextPendingConnection()) is not None:
-            # The request is one short line, sent right after connecting.
-            if socket.bytesAvailable() or socket.waitForReadyRead(CONNECT_TIMEOUT_MS):
-                if bytes(socket.readAll().data()).strip() == b"raise":
-                    self.raise_requested.emit()
+            self._pending.append(socket)  # children of the server: freed with it
+            socket.readyRead.connect(self._read)
+
+    def _read(self) -> None:
+        for socket in [s for s in self._pending if s.bytesAvailable()]:
+            self._pending.remove(socket)
+            request = bytes(socket.readAll().data()).strip()
             socket.disconnectFromServer()
+            if request == b"raise":
+                self.raise_requested.emit()
 
     def close(self) -> None:
         self.server.close()

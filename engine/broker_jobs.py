@@ -29,5 +29,5 @@ def campaign_has_jobs(client: Any, campaign_id: int, queue: str) -> bool:
             return True
     if any(_job_campaign(raw) == campaign_id for raw in client.hvals("unacked")):
         return True
-    pattern = f'*"args":[{campaign_id},*'
+    pattern = f'*"args":\\[{campaign_id},*'  # '[' opens a character class in MATCH
     return any(True for _ in client.zscan_iter(redis_keys.SCHEDULED, match=pattern, count=1000))

@@ -8,7 +8,7 @@ never leaves a half-created campaign behind.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
@@ -44,12 +44,15 @@ class CreatedCampaign:
 
 
 def create_campaign(db: Database, settings: Settings, template_text: str, *,
-                    tag: str | None = None, urgent: bool = False, name: str | None = None,
+                    tag: str | None = None, contact_ids: Sequence[int] | None = None,
+                    urgent: bool = False, name: str | None = None,
                     today: date | None = None) -> CreatedCampaign:
-    """Render every message and store the campaign as queued (TemplateError, PlanError)."""
+    """Render every message and store the campaign as queued (TemplateError, PlanError).
+    Recipients: every contact, those with ``tag``, or the contacts ``contact_ids``."""
     template = Template.parse(template_text)
     with db.session() as session:
-        return _store_campaign(session, settings, template, iter_recipients(session, tag=tag),
+        recipients = iter_recipients(session, tag=tag, ids=contact_ids)
+        return _store_campaign(session, settings, template, recipients,
                                tag=tag, urgent=urgent, name=name, today=today)
 
 
@@ -120,10 +123,11 @@ def enqueue_campaign(db: Database, client: Any, settings: Settings,
 
 
 def send_campaign(db: Database, client: Any, settings: Settings, template_text: str, *,
-                  tag: str | None = None, urgent: bool = False,
-                  name: str | None = None) -> CreatedCampaign:
+                  tag: str | None = None, contact_ids: Sequence[int] | None = None,
+                  urgent: bool = False, name: str | None = None) -> CreatedCampaign:
     _require_redis(client)
-    created = create_campaign(db, settings, template_text, tag=tag, urgent=urgent, name=name)
+    created = create_campaign(db, settings, template_text, tag=tag, contact_ids=contact_ids,
+                              urgent=urgent, name=name)
     _enqueue_or_discard(db, client, settings, created)
     return created
 

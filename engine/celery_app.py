@@ -58,7 +58,13 @@ app.conf.update(
 
 
 def configure(broker_url: str) -> Celery:
-    """Point the app at the broker; every process calls this once at start."""
+    """Point the app at the broker. Pointing it elsewhere later (the console after a
+    settings change) drops the cached connection and producer pools, which would otherwise
+    keep publishing to the old broker."""
+    if app.conf.broker_url not in (None, broker_url) and app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
     app.conf.broker_url = broker_url
     if broker_url.startswith("rediss://") and "ssl_cert_reqs" not in broker_url:
         # kombu refuses a TLS URL that does not say how to check the certificate;

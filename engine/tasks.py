@@ -27,8 +27,12 @@ def process_bulk(campaign_id: int) -> int:
             select(OutgoingMessage.id).where(OutgoingMessage.campaign_id == campaign_id)
             .where(OutgoingMessage.status == MessageStatus.QUEUED).order_by(OutgoingMessage.id)))
         queue = campaign.queue
-        session.execute(update(Campaign).where(Campaign.id == campaign_id)
-                        .values(status=CampaignStatus.SENDING, started_at=utcnow()))
+        started = session.execute(
+            update(Campaign).where(Campaign.id == campaign_id)
+            .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
+            .values(status=CampaignStatus.SENDING, started_at=utcnow()))
+        if not getattr(started, "rowcount", 0):
+            return 0  # paused or cancelled since the read: resume re-plans it
     size, pacing = rt.settings.chunk_size, rt.settings.pacing_chunk_s
     start = time.time()
     jobs = [(start + i * pacing, scheduler.Job(SEND_CHUNK, [campaign_id, ids[a:b]], queue))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +11,10 @@ from pytestqt.qtbot import QtBot
 
 from desktop.app import Console, build_console
 from desktop.pages.base import Page
+from engine.sandbox_gateway import GatewayServer
 from engine.settings import load_settings
+from engine.worker_registry import live_workers
+from tests.support import http_json, wait_for
 
 
 @pytest.fixture
@@ -34,3 +38,27 @@ def open_page(console: Console, page_id: str) -> Page:
 
 def idle(console: Console) -> bool:
     return console.ctx.background.in_flight == 0
+
+
+@pytest.fixture
+def pipeline_console(qapp: QApplication, qtbot: QtBot, fast_pipeline: None,
+                     gateway: GatewayServer) -> Iterator[Console]:
+    """The console over the real pipeline, started the way the app starts it: embedded
+    Redis and one worker process launched by the console's own supervisor."""
+    built = build_console(load_settings(), theme="light")
+    built.window.show()
+    built.ctx.services.start_local_pipeline()
+    client = built.ctx.services.redis()
+    wait_for(lambda: live_workers(client), timeout=60, message="the console's worker")
+    yield built
+    for widget in QApplication.topLevelWidgets():
+        if isinstance(widget, QDialog | QMessageBox) and widget.isVisible():
+            widget.close()
+    built.close(wait=True)
+    built.ctx.services.stop_local_services()
+    qapp.processEvents()
+
+
+def delivered(gateway: GatewayServer) -> Counter[str]:
+    """How many times each phone number reached the gateway."""
+    return Counter(m["to"] for m in http_json(gateway.url + "/messages"))

@@ -1,0 +1,82 @@
+"""What the Workers page shows, gathered off the UI thread in one call: the console's own
+workers, every worker on this Redis (other machines too), events, and the Redis status."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from desktop.services import Services
+from engine.celery_app import app as celery_app
+from engine.embedded_redis import RedisUnavailable
+from engine.redis_info import embedded_redis_status
+from engine.supervisor import LocalWorkerState, WorkerEvent
+from engine.worker_control import WorkerControlError, WorkerInfo, list_workers
+
+
+@dataclass(frozen=True)
+class LocalRow:
+    state: LocalWorkerState
+    info: WorkerInfo | None  # what the worker itself reports, once online
+
+    @property
+    def current_task(self) -> str:
+        if self.info is None or not self.info.active:
+            return ""
+        first = self.info.active[0]
+        more = f" (+{len(self.info.active) - 1})" if len(self.info.active) > 1 else ""
+        return f"{first.name.removeprefix('relaydesk.')} {first.args}{more}"
+
+
+@dataclass(frozen=True)
+class WorkersView:
+    local: list[LocalRow]
+    everywhere: list[WorkerInfo]
+    events: list[WorkerEvent]
+    redis: dict[str, Any]
+    error: str | None = None  # why the workers on Redis could not be listed
+    taken_at: float = field(default_factory=time.time)
+
+
+def gather_workers(services: Services) -> WorkersView:
+    supervisor = services.supervisor
+    everywhere: list[WorkerInfo] = []
+    error = None
+    try:
+        everywhere = list_workers(services.redis(), celery_app)
+    except (RedisUnavailable, WorkerControlError, OSError) as exc:
+        error = str(exc)
+    except Exception as exc:  # redis errors: shown, the page keeps working
+        error = f"{type(exc).__name__}: {exc}"
+    by_name = {w.hostname: w for w in everywhere}
+    local = [LocalRow(s, by_name.get(s.hostname)) for s in supervisor.snapshot()]
+    return WorkersView(local, everywhere, supervisor.events(),
+                       embedded_redis_status(services.settings), error)
+
+
+def format_bytes(value: int | None) -> str:
+    if value is None:
+        return "–"
+    size = float(value)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} GB"
+
+
+def format_uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
