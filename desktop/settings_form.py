@@ -162,7 +162,7 @@ class FieldEditor(QWidget):
         self.clearing = False  # a secret the operator asked to remove
         self.setObjectName(f"field-{info.name}")
         column = QVBoxLayout(self)
-        column.setContentsMargins(0, 0, 0, 4)
+        column.setContentsMargins(0, 0, 0, 10)  # the gap between rows
         column.setSpacing(3)
         self.row = QHBoxLayout()
         self.row.setSpacing(6)
@@ -174,8 +174,7 @@ class FieldEditor(QWidget):
         self.label.setObjectName(f"label-{info.name}")
         self.label.setToolTip(info.name)
         self.label.setBuddy(self.editor)
-        self.label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.label.setMinimumHeight(self.editor.sizeHint().height())
+        self.set_compact(False)
 
         self.caption = muted(QLabel(info.help))
         self.caption.setWordWrap(True)
@@ -194,6 +193,16 @@ class FieldEditor(QWidget):
         self.error.hide()
         column.addWidget(self.error)
         self.set_info(info)
+
+    def set_compact(self, compact: bool) -> None:
+        """Compact: the label above the editor (narrow windows); else beside it, centred on
+        the editor's line."""
+        if compact:
+            self.label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom)
+            self.label.setMinimumHeight(0)
+        else:
+            self.label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.label.setMinimumHeight(self.editor.sizeHint().height())
 
     def _build_editor(self, info: FieldInfo) -> None:
         self.editor: QLineEdit | QComboBox

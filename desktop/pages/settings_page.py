@@ -21,6 +21,7 @@ from PySide6.QtGui import (
     QPainter,
     QPalette,
     QPixmap,
+    QResizeEvent,
     QShortcut,
 )
 from PySide6.QtWidgets import (
@@ -75,6 +76,7 @@ log = logging.getLogger(__name__)
 VALIDATE_DELAY_MS = 300
 GROUP_LIST_WIDTH = 170
 FORM_MAX_WIDTH = 880
+COMPACT_BELOW = 620  # form width under which labels go above their fields
 # Which connection test a changed setting makes out of date.
 CHECK_INPUTS = {"redis": {"REDIS_URL", "RELAYDESK_DATA_DIR"},
                 "database": {"DATABASE_URL", "RELAYDESK_DATA_DIR"}}
@@ -237,9 +239,30 @@ class SettingsPage(Page):
         self._validate_timer.timeout.connect(self.validate_now)
         QShortcut(QKeySequence.StandardKey.Save, self, activated=self.save,
                   context=Qt.ShortcutContext.WindowShortcut)
+        self._compact: bool | None = None
         self._update_state()
 
     # -- layout ---------------------------------------------------------------------------
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_width()
+
+    def _fit_width(self) -> None:
+        if not self.editors:
+            return
+        compact = self.width() - GROUP_LIST_WIDTH < COMPACT_BELOW
+        if compact == self._compact:
+            return
+        self._compact = compact
+        policy = (QFormLayout.RowWrapPolicy.WrapAllRows if compact
+                  else QFormLayout.RowWrapPolicy.DontWrapRows)
+        alignment = Qt.AlignmentFlag.AlignLeft if compact else Qt.AlignmentFlag.AlignRight
+        for form in set(self.forms.values()):
+            form.setRowWrapPolicy(policy)
+            form.setLabelAlignment(alignment | Qt.AlignmentFlag.AlignTop)
+        for editor in self.editors.values():
+            editor.set_compact(compact)
+
     def _build_failure(self) -> QWidget:
         box = QWidget()
         column = QVBoxLayout(box)
@@ -305,6 +328,7 @@ class SettingsPage(Page):
             self.group_stack.addWidget(self._build_group(group, infos))
         self._add_checks()
         self.group_list.setCurrentRow(0)
+        self._fit_width()
 
     def _build_group(self, group: str, infos: list[FieldInfo]) -> QScrollArea:
         inner = QWidget()
@@ -332,9 +356,8 @@ class SettingsPage(Page):
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
         form.setFormAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.setHorizontalSpacing(14)
-        form.setVerticalSpacing(10)
+        form.setVerticalSpacing(4)
         for info in infos:
             editor = FieldEditor(info)
             editor.changed.connect(self._changed)
@@ -423,6 +446,11 @@ class SettingsPage(Page):
         self.validate_now()  # settings in force can still conflict (e.g. provider fields)
 
     # -- editing and validation -----------------------------------------------------------
+    @property
+    def validation_pending(self) -> bool:
+        """An edit whose validation has not answered yet."""
+        return self._validate_timer.isActive() or self._validating
+
     def values(self) -> dict[str, str]:
         return {name: editor.text() for name, editor in self.editors.items()}
 
@@ -536,6 +564,7 @@ class SettingsPage(Page):
         self._saving = True
         self._validate_timer.stop()
         self._generation += 1  # answers to earlier validations no longer apply
+        self._validating = False
         self.group_stack.setEnabled(False)
         self._update_state()
         self.ctx.background.run(save_form, self.values(), self.clear_names(), self.pinned or {},
