@@ -81,6 +81,8 @@ class Console:
 def build_console(settings: Settings, *, theme: str = "system") -> Console:
     app = application()
     apply_theme(app, theme)
+    if theme == "system":  # follow the desktop when it switches between light and dark
+        app.styleHints().colorSchemeChanged.connect(lambda _: apply_theme(app, "system"))
     app.setWindowIcon(icon("relaydesk"))
     errors = ErrorReporter()
     background = Background()
@@ -94,6 +96,12 @@ def run_gui(settings: Settings, *, theme: str = "system", screenshot_dir: Path |
             demo: bool = False) -> int:
     if screenshot_dir is not None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    elif not has_display():
+        print("RelayDesk found no display to open its window on (no DISPLAY or "
+              "WAYLAND_DISPLAY). On a server, run the pipeline with 'relaydesk supervise' "
+              "and send with 'relaydesk campaign send', or save the window as pictures with "
+              "'relaydesk gui --screenshot-dir DIR'.", file=sys.stderr)
+        return 2
     app = application()
     if screenshot_dir is None and ask_running_instance_to_raise(settings.data_dir):
         print("RelayDesk is already open for this data dir; brought it to the front.")
@@ -113,11 +121,20 @@ def run_gui(settings: Settings, *, theme: str = "system", screenshot_dir: Path |
 
     install_close_policy(console)
     start_local_pipeline(console)
+    from desktop.heavy_work import warm_up
+
+    console.ctx.background.run_in_process(warm_up)
     console.window.show()
     code = app.exec()
     instance.close()
     console.ctx.background.shutdown()
     return code
+
+
+def has_display() -> bool:
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def _bring_to_front(window: MainWindow) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing import get_context
 from typing import Any
 
 import shiboken6
@@ -33,6 +34,9 @@ class Background(QObject):
     def __init__(self, threads: int = 4, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="relaydesk-bg")
+        # CPU-heavy calls run in a helper process: a thread of ours would hold the
+        # interpreter lock for long stretches and freeze the window (measured: 100-200 ms).
+        self._process: ProcessPoolExecutor | None = None
         # Ordered work (e.g. saving settings) runs one call at a time, in submission order.
         self._serial = ThreadPoolExecutor(1, thread_name_prefix="relaydesk-serial")
         self._lock = threading.Lock()
@@ -59,6 +63,21 @@ class Background(QObject):
         self._change_in_flight(+1)
         executor = self._serial if serial else self._pool
         future = executor.submit(fn, *args, **kwargs)
+        future.add_done_callback(lambda f: self._done(f, on_done, on_error))
+        return future
+
+    def run_in_process(self, fn: Callable[..., Any], *args: Any,
+                       on_done: Callback | None = None,
+                       on_error: ErrorCallback | None = None) -> Future[Any]:
+        """Like run(), in the helper process: ``fn`` must be a module-level function and
+        its arguments and result picklable. Calls run one at a time, in order."""
+        if self._closed:
+            return self.run(fn)  # dropped, as run() drops it
+        if self._process is None:
+            # spawn, not fork: forking a process that runs Qt and threads is unsafe
+            self._process = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+        self._change_in_flight(+1)
+        future = self._process.submit(fn, *args)
         future.add_done_callback(lambda f: self._done(f, on_done, on_error))
         return future
 
@@ -93,3 +112,5 @@ class Background(QObject):
         self._closed = True
         self._pool.shutdown(wait=wait, cancel_futures=True)
         self._serial.shutdown(wait=wait, cancel_futures=True)
+        if self._process is not None:  # a call under way finishes: nothing half-imported
+            self._process.shutdown(wait=wait, cancel_futures=True)

@@ -15,6 +15,7 @@ from engine.supervisor import Supervisor
 from engine.worker_registry import live_workers
 
 REDIS_TIMEOUT_S = 3.0
+WORKER_NICE = 10
 
 
 class Services:
@@ -23,8 +24,9 @@ class Services:
         self._lock = threading.Lock()
         self._redis: redis.Redis | None = None
         self._redis_url: str | None = None
+        # Workers yield the CPU to the window: a busy machine must not freeze the console.
         self.supervisor = Supervisor(settings, min_processes=settings.min_processes,
-                                     max_processes=settings.max_processes)
+                                     max_processes=settings.max_processes, nice=WORKER_NICE)
 
     @property
     def settings(self) -> Settings:

@@ -57,10 +57,10 @@ def palette_for(dark: bool) -> QPalette:
     palette = QPalette()
     for role, color in (_DARK if dark else _LIGHT).items():
         palette.setColor(role, QColor(color))
-    if dark:
-        for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText,
-                     QPalette.ColorRole.WindowText):
-            palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6b717a"))
+    muted = QColor("#6b717a" if dark else "#8d939b")
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText,
+                 QPalette.ColorRole.WindowText):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, muted)
     return palette
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,9 @@ for command in (contacts_group, campaign_group, failed_group, worker_cmd, gatewa
 
 
 def main() -> None:
+    # The console's helper process is started by re-running this executable; in the
+    # packaged app this call turns such a run into that helper.
+    multiprocessing.freeze_support()
     cli.main(prog_name="relaydesk")
 
 

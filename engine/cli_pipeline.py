@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import FrameType
@@ -74,13 +75,20 @@ def _check_autoscale_pool(autoscale: tuple[int, int] | None, pool: str | None) -
 @click.option("--autoscale", metavar="MAX,MIN", callback=_autoscale,
               help="Grow the prefork pool up to MAX processes under load and shrink it to "
                    "MIN when idle (replaces --concurrency).")
+@click.option("--nice", type=click.IntRange(0, 19), default=0, show_default=True,
+              help="Run at a lower CPU priority (the console starts its workers at 10 so "
+                   "its window stays responsive on a busy machine).")
 @click.option("-n", "--name", help="Celery node name, e.g. relaydesk-a@host [default: "
                                    "relaydesk-PID-RANDOM@host].")
 @pass_app
 def worker_cmd(app: AppContext, queues: str | None, concurrency: int | None,
-               pool: str | None, autoscale: tuple[int, int] | None, name: str | None) -> None:
+               pool: str | None, autoscale: tuple[int, int] | None, name: str | None,
+               nice: int) -> None:
     """Run a worker that sends queued messages (SIGTERM: finish current work, then exit)."""
     from engine.worker import run_worker
+
+    if nice and hasattr(os, "nice"):
+        os.nice(nice)  # its pool processes inherit it
 
     _check_autoscale_pool(autoscale, pool)
     run_worker(app.settings, _queue_list(queues), concurrency, pool, name, autoscale)

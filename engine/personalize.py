@@ -42,6 +42,9 @@ class TemplateError(ValueError):
         self.problems = problems
         super().__init__("; ".join(str(p) for p in problems))
 
+    def __reduce__(self) -> tuple[type[TemplateError], tuple[list[TagProblem]]]:
+        return TemplateError, (self.problems,)  # crosses to the console from its helper
+
 
 @dataclass(frozen=True)
 class Recipient:

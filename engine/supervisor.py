@@ -152,7 +152,7 @@ class Supervisor:
                  pool: str | None = None, queues: list[str] | None = None, *,
                  min_processes: int = DEFAULT_MIN_PROCESSES,
                  max_processes: int = DEFAULT_MAX_PROCESSES, autoscale: bool = False,
-                 stop_timeout: float = STOP_TIMEOUT_S) -> None:
+                 stop_timeout: float = STOP_TIMEOUT_S, nice: int = 0) -> None:
         if not 0 <= min_processes <= max_processes or max_processes < 1:
             raise ValueError(f"min_processes ({min_processes}) must be at most "
                              f"max_processes ({max_processes})")
@@ -163,6 +163,7 @@ class Supervisor:
         self.min_processes = min_processes
         self.max_processes = max_processes
         self.stop_timeout = stop_timeout
+        self.nice = nice  # CPU priority of the workers: lower (higher nice) yields the CPU
         self.own_redis: subprocess.Popen[bytes] | None = None  # set when we started it
         self.own_gateway: subprocess.Popen[bytes] | None = None
         self._lock = threading.RLock()
@@ -378,6 +379,8 @@ class Supervisor:
     def _command(self, worker: _Worker) -> list[str]:
         spec = worker.spec
         args = ["worker", "--name", worker.hostname]
+        if self.nice:
+            args += ["--nice", str(self.nice)]
         if spec.autoscales:
             high, low = spec.autoscale_range or (self.max_processes, self.min_processes)
             args += ["--autoscale", f"{high},{low}"]

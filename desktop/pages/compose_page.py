@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop import heavy_work
 from desktop.campaign_progress import CampaignProgress
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
@@ -429,7 +430,13 @@ class ComposePage(Page):
     def send(self, request: SendRequest) -> None:
         self.send_button.setEnabled(False)
         self.send_button.setText("Queueing…")
-        self.ctx.background.run(start_campaign, self.ctx, request, on_done=self._sent,
+        def queued(_: object) -> None:
+            self.ctx.background.run_in_process(
+                heavy_work.send, self.ctx.settings, request.template, request.recipients,
+                request.urgent, request.name, on_done=self._sent, on_error=self._send_failed)
+
+        # The provider check first, so a gateway that is down creates nothing.
+        self.ctx.background.run(check_provider, self.ctx, on_done=queued,
                                 on_error=self._send_failed)
 
     def _send_done(self) -> None:
@@ -498,13 +505,3 @@ def check_provider(ctx: ConsoleContext) -> None:
 
     settings = ctx.settings
     check_reachable(provider_endpoint(settings, gateway_url(settings, start=False)))
-
-
-def start_campaign(ctx: ConsoleContext, request: SendRequest) -> CreatedCampaign:
-    from engine.campaigns import send_campaign
-
-    check_provider(ctx)
-    return send_campaign(ctx.services.db(), ctx.services.redis(), ctx.settings,
-                         request.template, tag=request.recipients.tag,
-                         contact_ids=request.recipients.ids, urgent=request.urgent,
-                         name=request.name)

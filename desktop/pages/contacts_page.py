@@ -23,12 +23,13 @@ from PySide6.QtWidgets import (
 
 from desktop.contacts_model import ContactsModel
 from desktop.context import ConsoleContext
+from desktop.heavy_work import import_file
 from desktop.pages.base import Page, page_header
 from desktop.pages.contact_dialog import ContactDialog
 from desktop.widgets import ReportDialog, SearchField, empty_state
 from engine.contact_browser import ContactView, delete_contacts
 from engine.contacts import all_tags
-from engine.contacts_import import ImportFileError, ImportResult, import_contacts
+from engine.contacts_import import ImportFileError, ImportResult
 
 ALL_TAGS = "All contacts"
 
@@ -170,9 +171,9 @@ class ContactsPage(Page):
     def import_file(self, path: Path) -> None:
         self.import_button.setEnabled(False)
         self.import_button.setText("Importing…")
-        region = self.ctx.settings.default_region
-        self.ctx.background.run(import_contacts, self.ctx.services.db(), path, region,
-                                on_done=self._imported, on_error=self._import_failed)
+        self.ctx.background.run_in_process(import_file, self.ctx.settings, path,
+                                           on_done=self._imported,
+                                           on_error=self._import_failed)
 
     def _import_done(self) -> None:
         self.import_button.setEnabled(True)

@@ -19,7 +19,6 @@ from PySide6.QtGui import (
     QIcon,
     QKeySequence,
     QPainter,
-    QPalette,
     QPixmap,
     QResizeEvent,
     QShortcut,
@@ -158,19 +157,6 @@ def check_form(kind: str, values: Mapping[str, str], clear: Collection[str],
         return kind, CheckResult(False, f"The test could not run: {type(exc).__name__}: {exc}")
 
 
-def grey_disabled_text(widget: QWidget) -> None:
-    """The light palette gives disabled text its normal colour, so a disabled Save would look
-    clickable: grey it on this page (a no-op once the theme sets disabled colours)."""
-    palette = widget.palette()
-    for role in (QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText,
-                 QPalette.ColorRole.Text):
-        if palette.color(QPalette.ColorGroup.Disabled, role) == palette.color(
-                QPalette.ColorGroup.Active, role):
-            palette.setColor(QPalette.ColorGroup.Disabled, role,
-                             palette.color(QPalette.ColorRole.PlaceholderText))
-    widget.setPalette(palette)
-
-
 def _dot(color: QColor | None) -> QIcon:
     pixmap = QPixmap(12, 12)
     pixmap.fill(Qt.GlobalColor.transparent)
@@ -199,7 +185,6 @@ class SettingsPage(Page):
 
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
-        grey_disabled_text(self)
         self.editors: dict[str, FieldEditor] = {}
         self.forms: dict[str, QFormLayout] = {}
         self.checks: dict[str, CheckControl] = {}

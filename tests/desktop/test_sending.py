@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QMessageBox
+from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
 from desktop.app import Console
@@ -83,8 +84,8 @@ def slow_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_pause_resume_cancel_from_the_campaigns_page(slow_chunks: None,
                                                      pipeline_console: Console, qtbot: QtBot,
-                                                     gateway: GatewayServer,
-                                                     tmp_path: Path) -> None:
+                                                     gateway: GatewayServer, tmp_path: Path,
+                                                     qtmodeltester: ModelTester) -> None:
     phones = seed(pipeline_console, tmp_path, 300)  # 6 chunks, 1.5 s apart
     compose_page = compose(pipeline_console, qtbot, "Dear #name")
     compose_page.send(compose_page.request())
@@ -121,3 +122,5 @@ def test_pause_resume_cancel_from_the_campaigns_page(slow_chunks: None,
     assert summary["cancelled"] + summary["sent"] == 300
     assert summary["cancelled"] > 0
     qtbot.waitUntil(lambda: page.messages.rowCount() == 300, timeout=20_000)
+    qtmodeltester.check(page.model)
+    qtmodeltester.check(page.messages)

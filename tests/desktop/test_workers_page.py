@@ -3,6 +3,9 @@ on Redis with their counts, events, and the embedded Redis panel."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
@@ -72,3 +75,41 @@ def test_launch_resize_stop_and_kill_workers(pipeline_console: Console, qtbot: Q
     assert any("local-2" in e and "stopped" in e for e in events)
     qtmodeltester.check(page.local_model)
     qtmodeltester.check(page.all_model)
+
+
+def test_a_worker_that_dies_is_restarted_and_the_event_shown(pipeline_console: Console,
+                                                             qtbot: QtBot) -> None:
+    from desktop.local_control import watch_workers
+
+    watch_workers(pipeline_console)
+    page = workers_page(pipeline_console)
+    qtbot.waitUntil(lambda: state_of(page, "local-1") == "online", timeout=30_000)
+    row = local_row(page, "local-1")
+    assert row is not None
+    assert row.state.pid is not None
+    os.killpg(row.state.pid, signal.SIGKILL)  # a crash, not an operator's action
+    qtbot.waitUntil(lambda: any("restarted" in page.events.item(i).text()
+                                for i in range(page.events.count())), timeout=30_000)
+    qtbot.waitUntil(lambda: state_of(page, "local-1") == "online", timeout=60_000)
+    restarted = local_row(page, "local-1")
+    assert restarted is not None
+    assert restarted.state.pid != row.state.pid
+    assert restarted.state.restarts == 1
+
+
+def test_closing_asks_and_stops_the_workers_warm(pipeline_console: Console,
+                                                 qtbot: QtBot) -> None:
+    from desktop.local_control import install_close_policy
+
+    install_close_policy(pipeline_console)
+    window = pipeline_console.window
+    supervisor = pipeline_console.ctx.services.supervisor
+    assert supervisor.running
+    window.close()
+    assert window.isVisible()  # not before the operator answered
+    box = window.close_box
+    assert box is not None
+    assert box.text() == "1 local worker(s) are running."
+    next(b for b in box.buttons() if b.text() == "Stop workers").click()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
+    assert not supervisor.running

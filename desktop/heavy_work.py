@@ -1,0 +1,39 @@
+"""Engine calls heavy enough in CPU to stall the window if run on a thread of its process
+(Python threads share one interpreter lock): importing a contacts file, rendering and
+storing a whole campaign. They run in one helper process instead. Each function here is
+self-contained and takes only plain, picklable arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.campaigns import CreatedCampaign, send_campaign
+from engine.celery_app import configure
+from engine.compose import Recipients
+from engine.contacts_import import ImportResult, import_contacts
+from engine.db import open_database
+from engine.embedded_redis import redis_url
+from engine.settings import Settings
+
+
+def import_file(settings: Settings, path: Path) -> ImportResult:
+    return import_contacts(open_database(settings), path, settings.default_region)
+
+
+def send(settings: Settings, template: str, recipients: Recipients, urgent: bool,
+         name: str | None) -> CreatedCampaign:
+    import redis
+
+    url = redis_url(settings, start=False)
+    client = redis.Redis.from_url(url, socket_timeout=10)
+    try:
+        configure(url)
+        return send_campaign(open_database(settings), client, settings, template,
+                             tag=recipients.tag, contact_ids=recipients.ids, urgent=urgent,
+                             name=name)
+    finally:
+        client.close()
+
+
+def warm_up() -> None:
+    """Nothing: the first call pays the process start and the imports, so make it early."""
