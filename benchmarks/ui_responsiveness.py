@@ -21,13 +21,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer  # noqa: E402
-from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer
+from PySide6.QtTest import QTest
 
-from engine.embedded_redis import free_port  # noqa: E402
+from engine.embedded_redis import free_port
 
 TEMPLATE = ("Dear #name, of your pledge of #pledge you have paid #paid_amount; "
             "#balance remains, #days_remain days to go.")
@@ -112,35 +113,85 @@ def write_contacts(path: Path, count: int) -> None:
                     f"2027-{1 + i % 12:02d}-15,{'east' if i % 2 else 'west'}\n")
 
 
+def start_gateway(data_dir: Path) -> subprocess.Popen[bytes]:
+    """The SMS provider stands for a server elsewhere: on this machine it must not take the
+    CPU from the console, so it runs at low priority, as the console's workers do."""
+    port = free_port()
+    os.environ.update({"RELAYDESK_DATA_DIR": str(data_dir),
+                       "RELAYDESK_CONFIG_FILE": str(data_dir / "config.toml"),
+                       "RELAYDESK_PACING_CHUNK_S": "0", "RELAYDESK_WORKERS": "2",
+                       "SMS_GATEWAY_URL": f"http://127.0.0.1:{port}"})
+    return subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "engine", "gateway",
+                             "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def operate(console: Any, monitor: StallMonitor, contacts_file: Path,
+            recipients: int) -> dict[str, float]:
+    """What the operator does: import, compose, preview, send, watch. Returns timings."""
+    from desktop.pages.compose_page import ComposePage
+    from desktop.pages.contacts_page import ContactsPage
+
+    window, background = console.window, console.ctx.background
+    timings: dict[str, float] = {}
+    monitor.phase = "start pipeline"
+    future = background.run(console.ctx.services.start_local_pipeline)
+    wait_until(future.done, 120)
+
+    monitor.phase = "import"
+    t0 = time.monotonic()
+    window.show_page("contacts")
+    contacts = window.page("contacts")
+    assert isinstance(contacts, ContactsPage)
+    contacts.import_file(contacts_file)
+    wait_until(lambda: contacts.model.rowCount() == recipients, 120)
+    contacts.report.close()
+    timings["import_s"] = time.monotonic() - t0
+
+    monitor.phase = "compose and preview"
+    t0 = time.monotonic()
+    window.show_page("compose")
+    compose = window.page("compose")
+    assert isinstance(compose, ComposePage)
+    compose.editor.setFocus()
+    QTest.keyClicks(compose.editor, TEMPLATE, delay=5)  # an operator typing
+    wait_until(lambda: compose.summary is not None and compose.summary.recipients ==
+               recipients and background.in_flight == 0, 120)
+    for step in range(1, 21):  # stepping through recipients
+        compose.step(+1)
+        wait_until(lambda s=step: compose.preview is not None and
+                   compose.preview.index == s, 30)
+    timings["compose_s"] = time.monotonic() - t0
+
+    monitor.phase = "send"
+    t0 = time.monotonic()
+    compose.send(compose.request())
+    wait_until(lambda: compose.last_campaign is not None, 120)
+    timings["queue_s"] = time.monotonic() - t0
+
+    monitor.phase = "watch progress"
+    window.show_page("campaigns")
+    wait_until(lambda: compose.progress.summary is not None and
+               compose.progress.summary["status"] == "completed", 900)
+    timings["delivery_s"] = time.monotonic() - t0
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--trace-stalls", action="store_true",
                         help="print the UI thread's stack whenever it stalls (to stderr)")
     args = parser.parse_args()
-
     data_dir = Path(tempfile.mkdtemp(prefix="relaydesk-ui-bench-"))
-    os.environ.update({"RELAYDESK_DATA_DIR": str(data_dir),
-                       "RELAYDESK_CONFIG_FILE": str(data_dir / "config.toml"),
-                       "RELAYDESK_PACING_CHUNK_S": "0", "RELAYDESK_WORKERS": "2"})
-    # The SMS provider stands for a server elsewhere: on this machine it must not take the
-    # CPU from the console, so it runs at low priority, as the console's workers do.
-    port = free_port()
-    gateway = subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "engine",
-                                "gateway", "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ["SMS_GATEWAY_URL"] = f"http://127.0.0.1:{port}"
+    gateway = start_gateway(data_dir)
 
     from desktop.app import build_console
-    from desktop.pages.campaigns_page import CampaignsPage
-    from desktop.pages.compose_page import ComposePage
-    from desktop.pages.contacts_page import ContactsPage
     from engine.settings import load_settings
 
     console = build_console(load_settings(), theme="light")
-    window, background = console.window, console.ctx.background
-    window.resize(1280, 800)
-    window.show()
+    console.window.resize(1280, 800)
+    console.window.show()
     contacts_file = data_dir / "contacts.csv"
     write_contacts(contacts_file, args.recipients)
     monitor = StallMonitor()
@@ -148,56 +199,11 @@ def main() -> None:
     if args.trace_stalls:
         monitor.watch()
     started = time.monotonic()
-    timings: dict[str, float] = {}
     try:
-        monitor.phase = "start pipeline"
-        future = background.run(console.ctx.services.start_local_pipeline)
-        wait_until(future.done, 120)
-
-        monitor.phase = "import"
-        t0 = time.monotonic()
-        window.show_page("contacts")
-        contacts = window.page("contacts")
-        assert isinstance(contacts, ContactsPage)
-        contacts.import_file(contacts_file)
-        wait_until(lambda: contacts.model.rowCount() == args.recipients, 120)
-        contacts.report.close()
-        timings["import_s"] = time.monotonic() - t0
-
-        monitor.phase = "compose and preview"
-        t0 = time.monotonic()
-        window.show_page("compose")
-        compose = window.page("compose")
-        assert isinstance(compose, ComposePage)
-        compose.editor.setFocus()
-        QTest.keyClicks(compose.editor, TEMPLATE, delay=5)  # an operator typing
-        wait_until(lambda: compose.summary is not None and
-                   compose.summary.recipients == args.recipients and
-                   background.in_flight == 0, 120)
-        for _ in range(20):  # stepping through recipients
-            shown = compose.index
-            compose.step(+1)
-            wait_until(lambda: compose.preview is not None and
-                       compose.preview.index == shown + 1, 30)
-        wait_until(lambda: background.in_flight == 0, 60)
-        timings["compose_s"] = time.monotonic() - t0
-
-        monitor.phase = "send"
-        t0 = time.monotonic()
-        compose.send(compose.request())
-        wait_until(lambda: compose.last_campaign is not None, 120)
-        timings["queue_s"] = time.monotonic() - t0
-
-        monitor.phase = "watch progress"
-        window.show_page("campaigns")
-        campaigns = window.page("campaigns")
-        assert isinstance(campaigns, CampaignsPage)
-        wait_until(lambda: compose.progress.summary is not None and
-                   compose.progress.summary["status"] == "completed", 900)
-        timings["delivery_s"] = time.monotonic() - t0
+        timings = operate(console, monitor, contacts_file, args.recipients)
     finally:
         monitor.phase = "shutdown"  # not the operator's work; reported, not in the max
-        stop = background.run(console.ctx.services.stop_local_services)
+        stop = console.ctx.background.run(console.ctx.services.stop_local_services)
         wait_until(stop.done, 120)
         console.close(wait=True)
         gateway.terminate()
