@@ -59,8 +59,10 @@ class StallMonitor:
             while True:
                 time.sleep(0.01)
                 if time.monotonic() - self.last_tick > threshold_s:
-                    frame = sys._current_frames().get(main_id)
-                    stack = "".join(traceback.format_stack(frame, limit=12))
+                    stack = "\n".join(
+                        f"[{'UI' if ident == main_id else ident}]\n" +
+                        "".join(traceback.format_stack(frame, limit=8))
+                        for ident, frame in sys._current_frames().items())
                     self.stall_stacks.append(stack)
                     print(f"--- UI thread stalled ({self.phase}):\n{stack}", file=sys.stderr)
                     time.sleep(0.2)

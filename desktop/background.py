@@ -37,6 +37,7 @@ class Background(QObject):
         # CPU-heavy calls run in a helper process: a thread of ours would hold the
         # interpreter lock for long stretches and freeze the window (measured: 100-200 ms).
         self._process: ProcessPoolExecutor | None = None
+        self._process_feeder = ThreadPoolExecutor(1, thread_name_prefix="relaydesk-helper")
         # Ordered work (e.g. saving settings) runs one call at a time, in submission order.
         self._serial = ThreadPoolExecutor(1, thread_name_prefix="relaydesk-serial")
         self._lock = threading.Lock()
@@ -50,7 +51,7 @@ class Background(QObject):
 
     def run(self, fn: Callable[..., Any], *args: Any, on_done: Callback | None = None,
             on_error: ErrorCallback | None = None, serial: bool = False,
-            **kwargs: Any) -> Future[Any]:
+            executor: ThreadPoolExecutor | None = None, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on a background thread; callbacks run on the UI thread.
 
         Without ``on_error`` an exception goes to the :attr:`error` signal (the app shows it).
@@ -61,7 +62,7 @@ class Background(QObject):
             dropped.cancel()
             return dropped
         self._change_in_flight(+1)
-        executor = self._serial if serial else self._pool
+        executor = executor or (self._serial if serial else self._pool)
         future = executor.submit(fn, *args, **kwargs)
         future.add_done_callback(lambda f: self._done(f, on_done, on_error))
         return future
@@ -70,16 +71,16 @@ class Background(QObject):
                        on_done: Callback | None = None,
                        on_error: ErrorCallback | None = None) -> Future[Any]:
         """Like run(), in the helper process: ``fn`` must be a module-level function and
-        its arguments and result picklable. Calls run one at a time, in order."""
-        if self._closed:
-            return self.run(fn)  # dropped, as run() drops it
+        its arguments and result picklable. Calls run one at a time, in order. Starting the
+        helper (and handing it work) happens on a thread of ours too, not the UI thread."""
+        return self.run(self._in_process, fn, *args, on_done=on_done, on_error=on_error,
+                        executor=self._process_feeder)
+
+    def _in_process(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._process is None:
             # spawn, not fork: forking a process that runs Qt and threads is unsafe
             self._process = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
-        self._change_in_flight(+1)
-        future = self._process.submit(fn, *args)
-        future.add_done_callback(lambda f: self._done(f, on_done, on_error))
-        return future
+        return self._process.submit(fn, *args).result()
 
     def _done(self, future: Future[Any], on_done: Callback | None,
               on_error: ErrorCallback | None) -> None:
@@ -112,5 +113,6 @@ class Background(QObject):
         self._closed = True
         self._pool.shutdown(wait=wait, cancel_futures=True)
         self._serial.shutdown(wait=wait, cancel_futures=True)
+        self._process_feeder.shutdown(wait=wait, cancel_futures=True)
         if self._process is not None:  # a call under way finishes: nothing half-imported
             self._process.shutdown(wait=wait, cancel_futures=True)

