@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QTimer
 
@@ -29,7 +29,6 @@ class ScreenshotTour:
         self.demo = demo
         self.saved: list[Path] = []
         self.pages = [page.page_id for page in console.window.pages]
-        self.campaign_id: int | None = None
         self._waited = 0
 
     def start(self) -> None:
@@ -44,20 +43,33 @@ class ScreenshotTour:
             QTimer.singleShot(0, self._next_page)
 
     # -- demo data -------------------------------------------------------------------------
-    def _seed(self) -> Any:
+    def _seed(self) -> None:
         from desktop.demo import seed_demo
 
-        return seed_demo(self.console.ctx, DEMO_TEMPLATE)
+        seed_demo(self.console.ctx)
 
-    def _seeded(self, created: Any) -> None:
-        self.campaign_id = created.id
+    def _seeded(self, _: object) -> None:
+        """Send the demo campaign the way an operator does, from Compose."""
+        from desktop.pages.compose_page import ComposePage
+
         compose = self.console.window.page("compose")
-        editor = getattr(compose, "editor", None)
-        if editor is not None:
-            editor.setPlainText(DEMO_TEMPLATE)
+        assert isinstance(compose, ComposePage)
         self.console.ctx.bus.contacts_changed.emit()
-        self.console.ctx.bus.campaigns_changed.emit()
-        QTimer.singleShot(0, self._next_page)
+        compose.name.setText("Demo: pledge reminder")
+        compose.editor.setPlainText(DEMO_TEMPLATE)
+        self._waited = 0
+        self._until(compose.send_button.isEnabled,
+                    lambda: compose.send(compose.request()) or self._until(
+                        lambda: compose.progress.summary is not None and
+                        compose.progress.summary["sent"] > 0, self._next_page))
+
+    def _until(self, condition: Callable[[], bool], then: Callable[[], None]) -> None:
+        if condition() or self._waited >= PAGE_TIMEOUT_MS:
+            self._waited = 0
+            then()
+            return
+        self._waited += POLL_MS
+        QTimer.singleShot(POLL_MS, lambda: self._until(condition, then))
 
     def _failed(self, error: BaseException) -> None:
         log.error("screenshot demo failed: %s", error)

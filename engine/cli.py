@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ class RelayDeskGroup(click.Group):
 def cli(ctx: click.Context, data_dir: Path | None) -> None:
     """RelayDesk: personalised SMS campaigns through Celery workers on Redis."""
     overrides = {"RELAYDESK_DATA_DIR": str(data_dir)} if data_dir else {}
+    # Also for what loads the settings again on its own: a worker's runtime, its pool
+    # processes, the console's helper process.
+    os.environ.update(overrides)
     ctx.obj = AppContext(overrides)
     if ctx.invoked_subcommand is None:
         ctx.invoke(gui_cmd)

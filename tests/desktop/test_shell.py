@@ -4,6 +4,7 @@ geometry, one console per data dir, and the screenshot tour."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -11,10 +12,11 @@ from pytestqt.qtbot import QtBot
 
 from desktop.app import Console, build_console
 from desktop.single_instance import InstanceServer, ask_running_instance_to_raise
-from engine.campaigns import CampaignError
+from engine.campaigns import CampaignError, campaign_summary
+from engine.db import open_database
 from engine.embedded_redis import EmbeddedRedis
 from engine.settings import load_settings
-from tests.support import run_cli
+from tests.support import RELAYDESK
 
 
 def error_dialogs() -> list[QMessageBox]:
@@ -92,13 +94,21 @@ def test_second_launch_raises_the_first(qapp: QApplication, qtbot: QtBot,
 def test_screenshot_tour_saves_every_page_and_stops_what_it_started(
         tmp_path: Path, isolated_env: Path) -> None:
     shots = tmp_path / "shots"
-    result = run_cli("gui", "--screenshot-dir", str(shots), "--demo",
-                     env={"QT_QPA_PLATFORM": "offscreen",
-                          "RELAYDESK_WORKER_CONCURRENCY": "1"}, timeout=240)
+    env = {k: v for k, v in os.environ.items() if k != "RELAYDESK_DATA_DIR"}
+    env.update(QT_QPA_PLATFORM="offscreen", RELAYDESK_WORKER_CONCURRENCY="1",
+               RELAYDESK_PACING_INDIVIDUAL_S="0.2")
+    # --data-dir, not the environment: the workers must find it too.
+    result = subprocess.run([RELAYDESK, "--data-dir", str(isolated_env), "gui",
+                             "--screenshot-dir", str(shots), "--demo"],
+                            capture_output=True, text=True, env=env, timeout=240, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(p.name for p in shots.glob("*.png"))
     assert names == ["campaigns.png", "compose.png", "contacts.png", "dashboard.png",
                      "failed.png", "settings.png", "workers.png"]
     assert all(p.stat().st_size > 10_000 for p in shots.glob("*.png"))
     assert not EmbeddedRedis(isolated_env / "redis").ping()  # the tour stopped its Redis
-    assert os.listdir(isolated_env / "logs")  # the worker it started logged there
+    with open_database(load_settings()).session() as session:
+        summary = campaign_summary(session, 1)
+    assert summary is not None
+    assert summary["name"] == "Demo: pledge reminder"
+    assert summary["sent"] > 0  # the worker it started sent from the same data dir
