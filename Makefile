@@ -13,10 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Until the desktop console lands, "the app" is the headless supervisor: embedded Redis,
-# the sandbox gateway and workers, ready for `.venv/bin/relaydesk campaign send`.
+# The console, on the embedded defaults: it starts Redis, the sandbox gateway and a worker.
 run: $(STAMP)
-	$(BIN)/relaydesk supervise
+	$(BIN)/relaydesk gui
 
 test: $(STAMP)
 	$(BIN)/ruff check engine desktop tests benchmarks
