@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QAbstractItemModel, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QDialog,
     QDialogButtonBox,
     QFrame,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -60,6 +63,25 @@ class ReportDialog(QDialog):
 
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(f"{self.summary.text()}\n\n{self.details.toPlainText()}")
+
+
+def data_table(model: QAbstractItemModel, name: str, *, single: bool = True,
+               fit_contents: bool = False) -> QTableView:
+    """A read-only table of whole rows, as every page shows them."""
+    view = QTableView()
+    view.setObjectName(name)
+    view.setModel(model)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    if single:
+        view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    view.setAlternatingRowColors(True)
+    view.verticalHeader().setVisible(False)
+    view.verticalHeader().setDefaultSectionSize(26)
+    header = view.horizontalHeader()
+    header.setStretchLastSection(True)
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents if fit_contents
+                                else QHeaderView.ResizeMode.Interactive)
+    return view
 
 
 def empty_state(text: str) -> QLabel:

@@ -10,6 +10,7 @@ from typing import Any
 from desktop.services import Services
 from engine.celery_app import app as celery_app
 from engine.embedded_redis import RedisUnavailable
+from engine.human import format_bytes, format_duration
 from engine.redis_info import embedded_redis_status
 from engine.supervisor import LocalWorkerState, WorkerEvent
 from engine.worker_control import WorkerControlError, WorkerInfo, list_workers
@@ -55,28 +56,9 @@ def gather_workers(services: Services) -> WorkersView:
                        embedded_redis_status(services.settings), error)
 
 
-def format_bytes(value: int | None) -> str:
-    if value is None:
-        return "–"
-    size = float(value)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{size:,.1f} GB"
-
-
 def format_uptime(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
+    return "–" if seconds is None else format_duration(seconds)
+
+
+def format_memory(value: int | None) -> str:
+    return "–" if value is None else format_bytes(value)

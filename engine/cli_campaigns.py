@@ -17,6 +17,7 @@ from engine.campaign_control import (
 )
 from engine.campaigns import campaign_summary, is_settled, send_campaign
 from engine.cli_common import AppContext, json_option, pass_app, print_json
+from engine.human import format_duration
 from engine.local_gateway import gateway_url
 from engine.preview import CampaignPreview, preview_campaign
 from engine.providers.reachability import check_reachable, provider_endpoint
@@ -38,17 +39,6 @@ def campaign_group() -> None:
     """Preview, send and control campaigns."""
 
 
-def _format_duration(seconds: float) -> str:
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
-
-
 def _print_preview(preview: CampaignPreview) -> None:
     for m in preview.messages:
         click.echo(f"To {m.phone}  [{m.encoding}, {m.characters} chars, "
@@ -61,7 +51,7 @@ def _print_preview(preview: CampaignPreview) -> None:
         route = f"bulk: 1 job on {plan.queue}, {plan.chunks} chunk(s) of up to {plan.chunk_size}"
     else:
         route = f"individual: {plan.jobs} job(s) on {plan.queue}"
-    click.echo(f"Plan: {route}; estimated duration {_format_duration(plan.estimated_duration_s)}")
+    click.echo(f"Plan: {route}; estimated duration {format_duration(plan.estimated_duration_s)}")
 
 
 @campaign_group.command("preview")

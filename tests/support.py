@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from keyring.backend import KeyringBackend
+from keyring.compat import properties
+from keyring.errors import PasswordDeleteError
 
 RELAYDESK = str(Path(sys.executable).with_name("relaydesk"))
 
@@ -54,3 +57,26 @@ def http_json(url: str, method: str = "GET") -> Any:
 
     response = urllib3.request(method, url, timeout=10.0)
     return json.loads(response.data)
+
+
+class MemoryKeyring(KeyringBackend):
+    """A system keyring kept in memory: the outside system these tests stand in for."""
+
+    @properties.classproperty
+    def priority(cls) -> float:
+        # Not viable for keyring's own detection: used only where a test sets it.
+        raise RuntimeError("test keyring: only used when set explicitly")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.items.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.items[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self.items.pop((service, username), None) is None:
+            raise PasswordDeleteError(username)

@@ -8,17 +8,14 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMessageBox,
     QPushButton,
     QSplitter,
     QStackedWidget,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -27,25 +24,11 @@ from desktop.campaign_progress import CampaignProgress
 from desktop.campaigns_model import CampaignsModel, MessagesModel
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
-from desktop.widgets import empty_state
+from desktop.widgets import data_table, empty_state
 from engine.campaign_browser import CampaignRow
 from engine.models import MessageStatus
 
 REFRESH_MS = 3000
-
-
-def table(model: Any, name: str) -> QTableView:
-    view = QTableView()
-    view.setObjectName(name)
-    view.setModel(model)
-    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    view.setAlternatingRowColors(True)
-    view.verticalHeader().setVisible(False)
-    view.verticalHeader().setDefaultSectionSize(26)
-    view.horizontalHeader().setStretchLastSection(True)
-    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-    return view
 
 
 class CampaignsPage(Page):
@@ -81,7 +64,7 @@ class CampaignsPage(Page):
         actions.addWidget(refresh)
         layout.addLayout(actions)
 
-        self.table = table(self.model, "campaigns-table")
+        self.table = data_table(self.model, "campaigns-table")
         for column, width in enumerate((50, 240, 90, 90, 80, 80, 80, 70, 110)):
             self.table.setColumnWidth(column, width)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection())
@@ -136,7 +119,7 @@ class CampaignsPage(Page):
         self.messages_count = QLabel()
         filter_row.addWidget(self.messages_count)
         messages_layout.addLayout(filter_row)
-        self.messages_table = table(self.messages, "messages-table")
+        self.messages_table = data_table(self.messages, "messages-table")
         for column, width in enumerate((80, 130, 80, 70, 70, 150)):
             self.messages_table.setColumnWidth(column, width)
         messages_layout.addWidget(self.messages_table)

@@ -45,21 +45,11 @@ from engine.compose import (
     summarize,
 )
 from engine.contacts import all_tags
+from engine.human import format_duration
 from engine.personalize import KNOWN_TAGS, TemplateError
 from engine.planning import SendPlan
 
 PREVIEW_DELAY_MS = 300
-
-
-def format_duration(seconds: float) -> str:
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
 
 
 def describe_plan(plan: SendPlan) -> str:

@@ -8,16 +8,13 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMessageBox,
     QPushButton,
     QStackedWidget,
-    QTableView,
     QVBoxLayout,
 )
 
@@ -26,7 +23,7 @@ from desktop.context import ConsoleContext
 from desktop.heavy_work import import_file
 from desktop.pages.base import Page, page_header
 from desktop.pages.contact_dialog import ContactDialog
-from desktop.widgets import ReportDialog, SearchField, empty_state
+from desktop.widgets import ReportDialog, SearchField, data_table, empty_state
 from engine.contact_browser import ContactView, delete_contacts
 from engine.contacts import all_tags
 from engine.contacts_import import ImportFileError, ImportResult
@@ -50,18 +47,9 @@ class ContactsPage(Page):
 
         layout.addLayout(self._build_tools())
 
-        self.table = QTableView()
-        self.table.setObjectName("contacts-table")
-        self.table.setModel(self.model)
+        self.table = data_table(self.model, "contacts-table", single=False)
         self.table.setSortingEnabled(True)
         self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(26)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
         for column, width in enumerate((220, 150, 110, 110, 110, 100)):
             self.table.setColumnWidth(column, width)
         self.table.doubleClicked.connect(lambda _: self.edit_selected())

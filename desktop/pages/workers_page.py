@@ -9,7 +9,6 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -18,13 +17,11 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QListWidget,
     QMessageBox,
     QPushButton,
     QSpinBox,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -33,11 +30,11 @@ from desktop.context import ConsoleContext
 from desktop.paged_model import Column
 from desktop.pages.base import Page, page_header
 from desktop.rows_model import RowsModel
-from desktop.widgets import bold
+from desktop.widgets import bold, data_table
 from desktop.workers_view import (
     LocalRow,
     WorkersView,
-    format_bytes,
+    format_memory,
     format_uptime,
     gather_workers,
 )
@@ -69,7 +66,7 @@ LOCAL_COLUMNS = [
            r.info.processed is not None else "–", align_right=True),
     Column("Current task", None, lambda r: r.current_task),
     Column("CPU", None, lambda r: _percent(r.state.cpu_percent), align_right=True),
-    Column("Memory", None, lambda r: format_bytes(r.state.rss_bytes), align_right=True),
+    Column("Memory", None, lambda r: format_memory(r.state.rss_bytes), align_right=True),
     Column("Uptime", None, lambda r: format_uptime(r.state.uptime_s), align_right=True),
     Column("Restarts", None, lambda r: str(r.state.restarts), align_right=True),
 ]
@@ -87,20 +84,6 @@ ALL_COLUMNS = [
     Column("Active", None, lambda w: str(len(w.active)), align_right=True),
     Column("Uptime", None, lambda w: format_uptime(w.uptime_s), align_right=True),
 ]
-
-
-def table_view(model: RowsModel, name: str) -> QTableView:
-    view = QTableView()
-    view.setObjectName(name)
-    view.setModel(model)
-    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    view.verticalHeader().setVisible(False)
-    view.verticalHeader().setDefaultSectionSize(26)
-    view.horizontalHeader().setStretchLastSection(True)
-    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    view.setAlternatingRowColors(True)
-    return view
 
 
 class AddWorkerDialog(QDialog):
@@ -215,7 +198,7 @@ class WorkersPage(Page):
         self.autoscale_button.clicked.connect(self.apply_autoscale)
         tools.addWidget(self.autoscale_button)
         column.addLayout(tools)
-        self.local_table = table_view(self.local_model, "workers-local")
+        self.local_table = data_table(self.local_model, "workers-local", fit_contents=True)
         self.local_table.selectionModel().selectionChanged.connect(
             lambda *_: self._update_buttons())
         column.addWidget(self.local_table)
@@ -241,7 +224,7 @@ class WorkersPage(Page):
         self.all_note.setEnabled(False)
         tools.addWidget(self.all_note)
         column.addLayout(tools)
-        self.all_table = table_view(self.all_model, "workers-all")
+        self.all_table = data_table(self.all_model, "workers-all", fit_contents=True)
         self.all_table.selectionModel().selectionChanged.connect(
             lambda *_: self._update_buttons())
         column.addWidget(self.all_table)

@@ -23,11 +23,16 @@ def console(qapp: QApplication, qtbot: QtBot) -> Iterator[Console]:
     built.window.show()
     qtbot.waitExposed(built.window)
     yield built
+    close(built, qapp)
+
+
+def close(console: Console, qapp: QApplication) -> None:
+    """Close what a test left open, the console, and whatever it started."""
     for widget in QApplication.topLevelWidgets():
         if isinstance(widget, QDialog | QMessageBox) and widget.isVisible():
             widget.close()
-    built.close(wait=True)
-    built.ctx.services.stop_local_services()
+    console.close(wait=True)
+    console.ctx.services.stop_local_services()
     qapp.processEvents()
 
 
@@ -51,12 +56,7 @@ def pipeline_console(qapp: QApplication, qtbot: QtBot, fast_pipeline: None,
     client = built.ctx.services.redis()
     wait_for(lambda: live_workers(client), timeout=60, message="the console's worker")
     yield built
-    for widget in QApplication.topLevelWidgets():
-        if isinstance(widget, QDialog | QMessageBox) and widget.isVisible():
-            widget.close()
-    built.close(wait=True)
-    built.ctx.services.stop_local_services()
-    qapp.processEvents()
+    close(built, qapp)
 
 
 def delivered(gateway: GatewayServer) -> Counter[str]:

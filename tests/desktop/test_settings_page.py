@@ -12,10 +12,7 @@ from pathlib import Path
 import keyring
 import keyring.core
 import pytest
-from keyring.backend import KeyringBackend
 from keyring.backends import fail
-from keyring.compat import properties
-from keyring.errors import PasswordDeleteError
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QLineEdit
 from pytestqt.qtbot import QtBot
@@ -26,31 +23,10 @@ from engine.embedded_redis import EmbeddedRedis
 from engine.settings import RateLimit, keyring_service, load_settings
 from engine.settings_store import GROUPS, editable_fields
 from tests.desktop.conftest import idle, open_page
+from tests.support import MemoryKeyring
 
 TOKEN = "twilio-token-0123456789abcdef"
 CHECK_TIMEOUT_MS = 15_000
-
-
-class MemoryKeyring(KeyringBackend):
-    """A system keyring kept in memory: the outside system these tests stand in for."""
-
-    @properties.classproperty
-    def priority(cls) -> float:
-        raise RuntimeError("test keyring: only used when set explicitly")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.items.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.items[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.items.pop((service, username), None) is None:
-            raise PasswordDeleteError(username)
 
 
 @pytest.fixture(autouse=True)

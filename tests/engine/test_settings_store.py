@@ -11,10 +11,8 @@ import keyring
 import keyring.core
 import pytest
 from click.testing import CliRunner
-from keyring.backend import KeyringBackend
 from keyring.backends import chainer, fail
-from keyring.compat import properties
-from keyring.errors import KeyringError, PasswordDeleteError
+from keyring.errors import KeyringError
 
 from engine import settings_store
 from engine.cli import cli
@@ -34,32 +32,10 @@ from engine.settings_store import (
     save,
     validate,
 )
+from tests.support import MemoryKeyring
 
 TOKEN = "twilio-token-0123456789abcdef"
 AT_KEY = "atsk_abcdefghijklmnopqrstuvwxyz"
-
-
-class MemoryKeyring(KeyringBackend):
-    """A system keyring kept in memory: the outside system these tests stand in for."""
-
-    @properties.classproperty
-    def priority(cls) -> float:
-        # Not viable for keyring's own detection: used only where a test sets it.
-        raise RuntimeError("test keyring: only used when set explicitly")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.items.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.items[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.items.pop((service, username), None) is None:
-            raise PasswordDeleteError(username)
 
 
 class BrokenKeyring(MemoryKeyring):
