@@ -9,11 +9,11 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from engine.contacts import count_contacts, iter_recipients
+from engine.contacts import iter_recipients
 from engine.personalize import Template
 from engine.planning import PlanPolicy, SendPlan, plan_send
 from engine.settings import Settings
-from engine.sms_encoding import segment_info
+from engine.sms_encoding import Encoding, segment_info
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,10 @@ class MessagePreview:
 class ComposeSummary:
     recipients: int
     segments: int
+    characters: int
+    ucs2: int  # messages that need UCS-2 (70 characters a segment instead of 160)
     cost: Decimal
     plan: SendPlan | None  # None when there is nobody to send to
-
-
-def price_per_segment(settings: Settings) -> Decimal:
-    return settings.price_per_segment
 
 
 def preview_one(session: Session, settings: Settings, template_text: str,
@@ -76,16 +74,16 @@ def summarize(session: Session, settings: Settings, template_text: str,
     """Totals over every recipient: each message is rendered, as the send will render it."""
     template = Template.parse(template_text)
     today = today or date.today()
-    count = segments = 0
+    count = segments = characters = ucs2 = 0
     for _, _, values in iter_recipients(session, tag=recipients.tag, ids=recipients.ids):
         text = template.render(values, today=today, currency_format=settings.currency_format)
-        segments += segment_info(text).segments
+        info = segment_info(text)
+        segments += info.segments
+        characters += info.characters
+        ucs2 += info.encoding is Encoding.UCS2
         count += 1
     plan = plan_send(count, urgent=urgent, policy=PlanPolicy.from_settings(settings)) \
         if count else None
-    return ComposeSummary(count, segments, price_per_segment(settings) * segments, plan)
-
-
-def count_recipients(session: Session, recipients: Recipients) -> int:
-    return count_contacts(session, tag=recipients.tag, ids=recipients.ids)
+    return ComposeSummary(count, segments, characters, ucs2,
+                          settings.price_per_segment * segments, plan)
 

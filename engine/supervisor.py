@@ -182,10 +182,13 @@ class Supervisor:
 
     def start_services(self) -> None:
         """The embedded Redis and the sandbox gateway, when used and not yet running."""
+        # start() returns no process when one already runs: keep what we own, if anything.
         if not self.settings.redis_url:
-            self.own_redis, _ = EmbeddedRedis.for_settings(self.settings).start()
+            redis_process, _ = EmbeddedRedis.for_settings(self.settings).start()
+            self.own_redis = redis_process or self.own_redis
         if self.settings.sms_provider == "sandbox" and not self.settings.sms_gateway_url:
-            self.own_gateway, _ = LocalGateway.for_settings(self.settings).start(self.settings)
+            gateway, _ = LocalGateway.for_settings(self.settings).start(self.settings)
+            self.own_gateway = gateway or self.own_gateway
 
     @property
     def restarts(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -41,12 +41,12 @@ from engine.compose import (
     MessagePreview,
     Recipients,
     preview_one,
-    price_per_segment,
     summarize,
 )
 from engine.contacts import all_tags
 from engine.human import format_duration
 from engine.personalize import KNOWN_TAGS, TemplateError
+from engine.phones import mask_phone
 from engine.planning import SendPlan
 
 PREVIEW_DELAY_MS = 300
@@ -78,7 +78,13 @@ class ComposePage(Page):
         self.summary: ComposeSummary | None = None
         self.preview: MessagePreview | None = None
         self.selected_ids: tuple[int, ...] = ()
-        self._generation = 0
+        self._preview_generation = 0  # stepping and typing each make older results stale
+        self._totals_generation = 0
+        self._totals_pending = False
+        self._sending = False
+        # Remembered between runs, beside the window's state: the number test sends go to.
+        self._memory = QSettings(str(ctx.settings.data_dir / "console.ini"),
+                                 QSettings.Format.IniFormat)
         self.last_campaign: CreatedCampaign | None = None
         layout = QVBoxLayout(self)
         layout.addWidget(page_header(
@@ -102,6 +108,7 @@ class ComposePage(Page):
         QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.confirm_send,
                   context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self._tags_loaded = False
+        self._show_test_number()
         self._update_send_state()
 
     # -- layout ---------------------------------------------------------------------------
@@ -140,6 +147,10 @@ class ComposePage(Page):
         inner.addWidget(self.problems)
         column.addWidget(message, 1)
 
+        column.addLayout(self._build_actions())
+        return box
+
+    def _build_actions(self) -> QHBoxLayout:
         actions = QHBoxLayout()
         self.urgent = QCheckBox("Urgent (high-priority queue)")
         self.urgent.setObjectName("compose-urgent")
@@ -149,16 +160,20 @@ class ComposePage(Page):
         self.test_button.setObjectName("compose-test-send")
         self.test_button.setToolTip("Send this message, as the shown recipient would get it, "
                                     "to one number of yours first")
-        self.test_button.clicked.connect(self.ask_test_send)
+        self.test_button.clicked.connect(self.test_send_clicked)
+        self.change_test_number = QToolButton(text="…")
+        self.change_test_number.setObjectName("compose-test-number")
+        self.change_test_number.setToolTip("Choose the number test sends go to")
+        self.change_test_number.clicked.connect(self.ask_test_send)
         self.send_button = QPushButton("Send campaign…")
         self.send_button.setObjectName("compose-send")
         self.send_button.setDefault(True)
         self.send_button.setToolTip("Review and send (Ctrl+Enter)")
         self.send_button.clicked.connect(self.confirm_send)
         actions.addWidget(self.test_button)
+        actions.addWidget(self.change_test_number)
         actions.addWidget(self.send_button)
-        column.addLayout(actions)
-        return box
+        return actions
 
     def _build_recipients(self) -> QGroupBox:
         who = QGroupBox("Recipients")
@@ -220,6 +235,7 @@ class ComposePage(Page):
         form = QFormLayout(totals)
         self.totals_labels: dict[str, QLabel] = {}
         for key, caption in (("recipients", "Recipients"), ("segments", "Segments"),
+                             ("characters", "Characters"),
                              ("cost", "Estimated cost"), ("route", "Route"),
                              ("duration", "Estimated duration")):
             label = bold(QLabel("–"))
@@ -276,11 +292,14 @@ class ComposePage(Page):
         self.to_selected.setChecked(bool(self.selected_ids))
         self._recipients_changed()
 
-    def recipients(self) -> Recipients:
-        if self.to_selected.isChecked() and self.selected_ids:
-            return Recipients(ids=self.selected_ids)
-        if self.to_tag.isChecked() and self.tag.currentData():
-            return Recipients(tag=str(self.tag.currentData()))
+    def recipients(self) -> Recipients | None:
+        """Who the campaign goes to; None while the chosen option has nothing to go on (a
+        tag not picked, no contacts selected): never quietly everyone instead."""
+        if self.to_selected.isChecked():
+            return Recipients(ids=self.selected_ids) if self.selected_ids else None
+        if self.to_tag.isChecked():
+            tag = self.tag.currentData()
+            return Recipients(tag=str(tag)) if tag else None
         return Recipients()
 
     def _recipients_changed(self) -> None:
@@ -290,6 +309,11 @@ class ComposePage(Page):
     # -- preview -------------------------------------------------------------------------
     def _schedule_refresh(self) -> None:
         self._refresh_timer.start()
+        self._update_send_state()  # the totals on screen are about to change
+
+    def shutdown(self) -> None:
+        self._refresh_timer.stop()
+        self.progress.stop()
 
     def _show_problems(self, problems: list[tuple[int, int, str, str | None]]) -> None:
         if not problems:
@@ -308,44 +332,70 @@ class ComposePage(Page):
         self.refresh_preview(totals=False)
 
     def refresh_preview(self, totals: bool = True) -> None:
-        """Render the shown recipient's message, and (unless only stepping) the totals."""
-        self._generation += 1
-        generation = self._generation
-        text = self.editor.toPlainText()
-        if not text.strip():
-            self._show_result(generation, (None, None), totals)
+        """Render the shown recipient's message, and (unless only stepping) the totals.
+        Each has its own generation: a step must not make a pending total stale."""
+        text, recipients = self.editor.toPlainText(), self.recipients()
+        self._preview_generation += 1
+        generation = self._preview_generation
+        if totals:
+            self._totals_generation += 1
+            self._start_totals(self._totals_generation, text, recipients)
+        if not text.strip() or recipients is None:
+            self._show_preview(generation, None)
             return
-        recipients, urgent, index = self.recipients(), self.urgent.isChecked(), self.index
-        settings = self.ctx.settings
+        settings, index = self.ctx.settings, self.index
 
-        def work() -> tuple[MessagePreview | None, ComposeSummary | None]:
+        def work() -> MessagePreview | None:
             with self.ctx.services.db().session() as session:
-                one = preview_one(session, settings, text, recipients, index)
-                summary = summarize(session, settings, text, recipients, urgent=urgent) \
-                    if totals else None
-            return one, summary
+                return preview_one(session, settings, text, recipients, index)
 
-        def failed(error: BaseException) -> None:
-            if generation != self._generation:
+        self.ctx.background.run(work, on_done=lambda r: self._show_preview(generation, r),
+                                on_error=lambda e: self._preview_failed(generation, e))
+
+    def _start_totals(self, generation: int, text: str, recipients: Recipients | None) -> None:
+        if not text.strip() or recipients is None:
+            self._totals_pending = False
+            self._show_summary(generation, None)
+            return
+        self._totals_pending = True
+        settings, urgent = self.ctx.settings, self.urgent.isChecked()
+
+        def work() -> ComposeSummary:
+            with self.ctx.services.db().session() as session:
+                return summarize(session, settings, text, recipients, urgent=urgent)
+
+        self.ctx.background.run(work, on_done=lambda r: self._show_summary(generation, r),
+                                on_error=lambda e: self._preview_failed(generation, e,
+                                                                        totals=True))
+
+    def _preview_failed(self, generation: int, error: BaseException,
+                        totals: bool = False) -> None:
+        if totals:
+            if generation != self._totals_generation:
                 return
-            if isinstance(error, TemplateError):
-                self.rendered.setPlainText("")
-                self.message_stats.setText("Fix the unknown tag(s) to see the preview.")
-                return
+            self._totals_pending = False
+            self._update_send_state()
+        elif generation != self._preview_generation:
+            return
+        if isinstance(error, TemplateError):
+            self.rendered.setPlainText("")
+            self.message_stats.setText("Fix the unknown tag(s) to see the preview.")
+            return
+        if not totals:  # one report of a failure is enough
             self.ctx.background.error.emit(error)
 
-        self.ctx.background.run(work, on_done=lambda r: self._show_result(generation, r, totals),
-                                on_error=failed)
+    def _show_summary(self, generation: int, summary: ComposeSummary | None) -> None:
+        if generation != self._totals_generation:
+            return  # the operator typed on; newer totals are coming
+        self._totals_pending = False
+        self.summary = summary
+        self._show_totals()
+        self._show_stepper()
+        self._update_send_state()
 
-    def _show_result(self, generation: int,
-                     result: tuple[MessagePreview | None, ComposeSummary | None],
-                     totals: bool) -> None:
-        if generation != self._generation:
-            return  # the operator typed on; a newer preview is coming
-        one, summary = result
-        if totals:
-            self.summary = summary
-            self._show_totals()
+    def _show_preview(self, generation: int, one: MessagePreview | None) -> None:
+        if generation != self._preview_generation:
+            return
         self.preview = one
         count = self.summary.recipients if self.summary else 0
         if one is None:
@@ -355,14 +405,20 @@ class ComposePage(Page):
             self.message_stats.setText("Write a message to see it as each recipient will."
                                        if not self.editor.toPlainText().strip() else "–")
         else:
-            self.recipient_label.setText(f"Recipient {one.index + 1:,} of {count:,}: "
-                                         f"{one.name} ({one.phone})")
             self.rendered.setPlainText(one.text)
             self.message_stats.setText(f"{one.characters} characters · {one.encoding} · "
                                        f"{one.segments} segment(s)")
+        self._show_stepper()
+
+    def _show_stepper(self) -> None:
+        one = self.preview
+        count = self.summary.recipients if self.summary else 0
+        if one is not None:
+            of = f" of {count:,}" if self.summary else ""
+            self.recipient_label.setText(f"Recipient {one.index + 1:,}{of}: {one.name} "
+                                         f"({mask_phone(one.phone)})")
         self.previous_button.setEnabled(self.index > 0)
         self.next_button.setEnabled(self.index + 1 < count)
-        self._update_send_state()
 
     def _show_totals(self) -> None:
         labels = self.totals_labels
@@ -371,9 +427,14 @@ class ComposePage(Page):
             for label in labels.values():
                 label.setText("–")
             return
-        labels["recipients"].setText(f"{summary.recipients:,} ({self.recipients().describe()})")
+        chosen = self.recipients()
+        labels["recipients"].setText(f"{summary.recipients:,} ({chosen.describe()})"
+                                     if chosen else "–")
         labels["segments"].setText(f"{summary.segments:,}")
-        price = price_per_segment(self.ctx.settings)
+        labels["characters"].setText(
+            f"{summary.characters:,} · GSM-7 {summary.recipients - summary.ucs2:,} message(s), "
+            f"UCS-2 {summary.ucs2:,}")
+        price = self.ctx.settings.price_per_segment
         labels["cost"].setText(f"{summary.cost:,.2f} ({summary.segments:,} × {price})"
                                if price else "set a price per segment in Settings")
         if summary.plan is None:
@@ -387,39 +448,48 @@ class ComposePage(Page):
             f"{format_duration(summary.plan.estimated_duration_s)} (pacing{limit})")
 
     def _update_send_state(self) -> None:
+        """Send only what the totals on screen describe: not while they are being counted,
+        not while a send is under way."""
         ready = (bool(self.editor.toPlainText().strip()) and self.problems.isHidden()
+                 and self.recipients() is not None and not self._sending
+                 and not self._totals_pending and not self._refresh_timer.isActive()
                  and self.summary is not None and self.summary.recipients > 0)
         self.send_button.setEnabled(ready)
         self.test_button.setEnabled(ready)
+        self.change_test_number.setEnabled(ready)
 
     # -- sending -------------------------------------------------------------------------
     def request(self) -> SendRequest:
-        return SendRequest(self.editor.toPlainText(), self.recipients(),
+        recipients = self.recipients()
+        assert recipients is not None, "sending is disabled until recipients are chosen"
+        return SendRequest(self.editor.toPlainText(), recipients,
                            self.urgent.isChecked(), self.name.text().strip() or None)
 
     def confirm_send(self) -> None:
         if not self.send_button.isEnabled() or self.summary is None or \
                 self.summary.plan is None:
             return
-        summary, plan = self.summary, self.summary.plan
-        cost = f"\nEstimated cost: {summary.cost:,.2f}" if price_per_segment(
-            self.ctx.settings) else ""
+        summary, plan, request = self.summary, self.summary.plan, self.request()
+        cost = f"\nEstimated cost: {summary.cost:,.2f}" if \
+            self.ctx.settings.price_per_segment else ""
         box = QMessageBox(QMessageBox.Icon.Question, "Send campaign",
                           f"Send to {summary.recipients:,} recipient(s) "
-                          f"({self.recipients().describe()})?", parent=self)
+                          f"({request.recipients.describe()})?", parent=self)
         box.setObjectName("confirm-send")
         box.setInformativeText(
             f"{summary.segments:,} SMS segment(s){cost}\n{describe_plan(plan)}\n"
             f"Estimated duration: {format_duration(plan.estimated_duration_s)}")
         send = box.addButton("Send", QMessageBox.ButtonRole.AcceptRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
-        box.buttonClicked.connect(lambda b: b is send and self.send(self.request()))
+        box.buttonClicked.connect(lambda b: b is send and self.send(request))
         self.confirm_box = box
         box.open()
 
     def send(self, request: SendRequest) -> None:
-        self.send_button.setEnabled(False)
+        self._sending = True
         self.send_button.setText("Queueing…")
+        self._update_send_state()
+
         def queued(_: object) -> None:
             self.ctx.background.run_in_process(
                 heavy_work.send, self.ctx.settings, request.template, request.recipients,
@@ -430,6 +500,7 @@ class ComposePage(Page):
                                 on_error=self._send_failed)
 
     def _send_done(self) -> None:
+        self._sending = False
         self.send_button.setText("Send campaign…")
         self._update_send_state()
 
@@ -445,16 +516,36 @@ class ComposePage(Page):
         self._send_done()
         self.ctx.background.error.emit(error)
 
+    def test_send_clicked(self) -> None:
+        """One click once a number is known; the first time, ask for it."""
+        number = str(self._memory.value("compose/test_number", "") or "")
+        if number:
+            self.test_send(number)
+        else:
+            self.ask_test_send()
+
     def ask_test_send(self) -> None:
-        dialog = TestSendDialog(self)
-        dialog.accepted.connect(lambda: self.test_send(dialog.phone.text().strip()))
+        dialog = TestSendDialog(self, str(self._memory.value("compose/test_number", "") or ""))
+        dialog.accepted.connect(lambda: self._remember_and_send(dialog.phone.text().strip()))
         self.test_dialog = dialog
         dialog.open()
+
+    def _remember_and_send(self, number: str) -> None:
+        if not number:
+            return
+        self._memory.setValue("compose/test_number", number)
+        self._show_test_number()
+        self.test_send(number)
+
+    def _show_test_number(self) -> None:
+        number = str(self._memory.value("compose/test_number", "") or "")
+        self.test_button.setText(f"Test send to …{number[-4:]}" if number else "Test send…")
 
     def test_send(self, phone: str) -> None:
         contact_id = self.preview.contact_id if self.preview else None
         template = self.editor.toPlainText()
-        self.test_button.setEnabled(False)
+        self._sending = True
+        self._update_send_state()
 
         def work() -> CreatedCampaign:
             from engine.campaign_control import send_test_message
@@ -463,20 +554,16 @@ class ComposePage(Page):
             return send_test_message(self.ctx.services.db(), self.ctx.services.redis(),
                                      self.ctx.settings, template, phone, contact_id=contact_id)
 
-        def failed(error: BaseException) -> None:
-            self._update_send_state()
-            self.ctx.background.error.emit(error)
-
-        self.ctx.background.run(work, on_done=self._sent, on_error=failed)
+        self.ctx.background.run(work, on_done=self._sent, on_error=self._send_failed)
 
 
 class TestSendDialog(QDialog):
-    def __init__(self, parent: QWidget) -> None:
+    def __init__(self, parent: QWidget, number: str = "") -> None:
         super().__init__(parent)
         self.setWindowTitle("Test send")
         form = QFormLayout(self)
         form.addRow(QLabel("Send the message, as the shown recipient would get it, to:"))
-        self.phone = QLineEdit()
+        self.phone = QLineEdit(number)
         self.phone.setObjectName("test-send-phone")
         self.phone.setPlaceholderText("your phone number")
         form.addRow("Phone", self.phone)
@@ -489,9 +576,11 @@ class TestSendDialog(QDialog):
 
 
 def check_provider(ctx: ConsoleContext) -> None:
-    """Fail fast, with nothing created, when the provider cannot be reached."""
+    """Fail fast, with nothing created, when the provider cannot be reached. The console
+    owns the local pipeline, so a sandbox gateway (or Redis) that went away is started."""
     from engine.local_gateway import gateway_url
     from engine.providers.reachability import check_reachable, provider_endpoint
 
+    ctx.services.start_local_services()
     settings = ctx.settings
     check_reachable(provider_endpoint(settings, gateway_url(settings, start=False)))

@@ -42,7 +42,7 @@ def test_preview_steps_through_recipients(console: Console, qtbot: QtBot,
                                           tmp_path: Path) -> None:
     seed(console, tmp_path)
     page = compose(console, qtbot)
-    assert page.recipient_label.text() == "Recipient 1 of 3: Amina Mutua (+254700000105)"
+    assert page.recipient_label.text() == "Recipient 1 of 3: Amina Mutua (+2547******05)"
     assert page.rendered.toPlainText() == "Dear Amina Mutua, 7,500 of your 10,000 pledge remains."
     assert page.message_stats.text() == "54 characters · GSM-7 · 1 segment(s)"
     assert not page.previous_button.isEnabled()
@@ -55,7 +55,36 @@ def test_preview_steps_through_recipients(console: Console, qtbot: QtBot,
     assert page.totals_labels["recipients"].text() == "3 (all contacts)"
     assert page.totals_labels["segments"].text() == "3"
     assert page.totals_labels["route"].text() == "Individual: 3 job(s) on messages"
+    assert page.totals_labels["characters"].text() == (
+        "163 · GSM-7 3 message(s), UCS-2 0")
     assert page.send_button.isEnabled()
+
+
+def test_stepping_never_leaves_stale_totals_to_send(console: Console, qtbot: QtBot,
+                                                    tmp_path: Path) -> None:
+    seed(console, tmp_path)
+    page = compose(console, qtbot)
+    qtbot.waitUntil(lambda: page.tag.findData("east") >= 0)
+    page.tag.setCurrentIndex(page.tag.findData("east"))
+    page.to_tag.setChecked(True)  # totals now being recounted...
+    assert not page.send_button.isEnabled()  # ...so nothing can be sent meanwhile
+    page.refresh_preview()
+    page.step(+1)  # a step while the totals are pending must not discard them
+    qtbot.waitUntil(lambda: page.totals_labels["recipients"].text() ==
+                    "2 (contacts tagged 'east')", timeout=10_000)
+    qtbot.waitUntil(page.send_button.isEnabled)
+    page.confirm_send()
+    assert page.confirm_box.text() == "Send to 2 recipient(s) (contacts tagged 'east')?"
+    page.confirm_box.reject()
+
+
+def test_no_tag_chosen_means_no_recipients_not_everyone(console: Console, qtbot: QtBot,
+                                                        tmp_path: Path) -> None:
+    page = compose(console, qtbot)  # no contacts, so no tags
+    page.to_tag.setChecked(True)
+    assert page.recipients() is None
+    qtbot.waitUntil(lambda: idle(console))
+    assert not page.send_button.isEnabled()
 
 
 def test_unknown_tag_is_flagged_and_blocks_sending(console: Console, qtbot: QtBot,
@@ -107,7 +136,7 @@ def test_bulk_plan_cost_and_urgent(console: Console, qtbot: QtBot, tmp_path: Pat
     assert page.totals_labels["duration"].text() == "20 s (pacing)"
     assert page.totals_labels["cost"].text().startswith("120.00 (150 × 0.8)")
     page.urgent.setChecked(True)  # urgent changes the queue of individual jobs only
-    qtbot.waitUntil(lambda: idle(console))
+    qtbot.waitUntil(page.send_button.isEnabled)
     assert "bulk_messages" in page.totals_labels["route"].text()
     page.confirm_send()
     box = page.confirm_box
