@@ -8,12 +8,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import sentry_sdk
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from desktop.background import Background
 from desktop.context import Bus, ConsoleContext
-from desktop.errors import ErrorReporter, setup_logging
+from desktop.errors import ErrorReporter, keep_out_of_sentry_logging, setup_logging
 from desktop.main_window import MainWindow
 from desktop.pages.base import Page, PlaceholderPage
 from desktop.resources import icon
@@ -106,7 +107,9 @@ def run_gui(settings: Settings, *, theme: str = "system", screenshot_dir: Path |
     if screenshot_dir is None and ask_running_instance_to_raise(settings.data_dir):
         print("RelayDesk is already open for this data dir; brought it to the front.")
         return 0
-    setup_logging(settings.data_dir)  # Sentry was set up with the settings (engine.cli)
+    setup_logging(settings.data_dir)
+    sentry_sdk.set_tag("component", "console")  # the command line set it up as "cli"
+    keep_out_of_sentry_logging()
     console = build_console(settings, theme=theme)
     console.errors.install()
     if screenshot_dir is not None:

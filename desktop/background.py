@@ -2,8 +2,8 @@
 
 The console never waits on Redis, SQL, HTTP or a process on the UI thread. Every such call
 goes through :class:`Background`: the call runs on a thread pool, and its callback runs on
-the UI thread through a queued signal. Callbacks bound to a widget that has been deleted
-meanwhile are dropped instead of crashing.
+the UI thread through a queued signal. Callbacks that are methods of a widget deleted
+meanwhile, and every callback once the window has closed, are dropped instead of crashing.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any
 
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 
 Callback = Callable[[Any], None]
 ErrorCallback = Callable[[BaseException], None]
+
+
+class HelperCrashed(RuntimeError):
+    """The helper process died while running a call."""
 
 
 class Background(QObject):
@@ -80,10 +85,17 @@ class Background(QObject):
         if self._process is None:
             # spawn, not fork: forking a process that runs Qt and threads is unsafe
             self._process = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
-        return self._process.submit(fn, *args).result()
+        try:
+            return self._process.submit(fn, *args).result()
+        except BrokenProcessPool:
+            self._process = None  # the next call starts a new helper
+            raise HelperCrashed("the console's helper process stopped unexpectedly (out of "
+                                "memory?); nothing it was doing was kept. Try again.") from None
 
     def _done(self, future: Future[Any], on_done: Callback | None,
               on_error: ErrorCallback | None) -> None:
+        if future.cancelled():  # dropped at shutdown
+            return
         error = future.exception()
         if error is not None:
             self._finished.emit(on_error or self.error.emit, None, error)
@@ -93,8 +105,8 @@ class Background(QObject):
     def _deliver(self, callback: Callable[[Any], None] | None, value: Any,
                  error: BaseException | None) -> None:
         self._change_in_flight(-1)
-        if callback is None:
-            return
+        if callback is None or self._closed:
+            return  # nothing to tell, or the window is gone
         owner = getattr(callback, "__self__", None)
         if isinstance(owner, QObject) and not shiboken6.isValid(owner):
             return  # the widget went away while the call ran

@@ -56,7 +56,7 @@ class CampaignProgress(QWidget):
         self.note.setWordWrap(True)
         layout.addWidget(self.note)
         self.timer = QTimer(self, interval=POLL_MS)
-        self.timer.timeout.connect(self.poll)
+        self.timer.timeout.connect(lambda: self.isVisible() and self.poll())
 
     def follow(self, campaign_id: int) -> None:
         self.campaign_id = campaign_id
@@ -82,6 +82,9 @@ class CampaignProgress(QWidget):
 
     def _show(self, summary: dict[str, Any] | None) -> None:
         self._in_flight = False
+        if summary is not None and summary["campaign"] != self.campaign_id:
+            self.poll()  # the answer for a campaign followed before: ask about this one
+            return
         if summary is None:
             self.stop()
             self.note.setText("This campaign no longer exists.")

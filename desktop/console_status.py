@@ -36,8 +36,10 @@ def gather_status(services: Services) -> ConsoleStatus:
         where = "embedded" if embedded else mask_url(settings.redis_url or "")
         redis_ok, redis_text = True, f"Redis connected ({where})"
     except RedisUnavailable:
+        services.forget_redis()
         redis_ok, redis_text = False, "Embedded Redis is not running"
     except redis.RedisError as exc:
+        services.forget_redis()  # it may come back elsewhere (a new port, a new URL)
         redis_ok, redis_text = False, f"Redis unreachable: {type(exc).__name__}"
     try:
         with services.db().session() as session:

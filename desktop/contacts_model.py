@@ -36,25 +36,23 @@ class ContactsModel(PagedTableModel):
         self.query = ContactQuery()
         self.sort_key = "name"
 
-    def set_filter(self, *, search: str | None = None, tag: str | None = "",
-                   ids: tuple[int, ...] | None = None) -> None:
+    def set_filter(self, *, search: str | None = None, tag: str | None = "") -> None:
+        """Change the search text and/or the tag ("" leaves the tag as it is)."""
         changes: dict[str, Any] = {}
         if search is not None:
             changes["search"] = search
         if tag != "":
             changes["tag"] = tag
-        if ids is not None:
-            changes["ids"] = ids or None
         self.query = replace(self.query, **changes)
         self.reload()
 
-    def _current_query(self) -> ContactQuery:
+    def current_query(self) -> ContactQuery:
         return replace(self.query, sort=self.sort_key or "name", descending=self.descending)
 
     def fetch_count(self) -> int:
         with self.services.db().session() as session:
-            return count_matching(session, self._current_query())
+            return count_matching(session, self.current_query())
 
     def fetch_page(self, offset: int, limit: int) -> list[ContactView]:
         with self.services.db().session() as session:
-            return contact_page(session, self._current_query(), offset, limit)
+            return contact_page(session, self.current_query(), offset, limit)

@@ -11,16 +11,17 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from types import TracebackType
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 log = logging.getLogger("relaydesk.gui")
 
 
 def operator_errors() -> tuple[type[Exception], ...]:
+    from desktop.background import HelperCrashed
     from engine.cli import OPERATOR_ERRORS  # one list for the CLI and the console
 
-    return OPERATOR_ERRORS
+    return (*OPERATOR_ERRORS, HelperCrashed)
 
 
 def setup_logging(data_dir: Path) -> Path:
@@ -50,7 +51,7 @@ def show_error(parent: QWidget | None, error: BaseException, title: str = "Relay
                       parent)
     box.setObjectName("error-dialog")
     box.setDetailedText(details)
-    box.setTextInteractionFlags(box.textInteractionFlags())
+    box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     box.open()  # not exec(): a modal loop inside a slot would re-enter the caller
 
 
@@ -65,6 +66,8 @@ class ErrorReporter(QObject):
         self.reported.connect(self._show)
 
     def report(self, error: BaseException) -> None:
+        # This logger is kept out of Sentry's logging integration: an error is sent once,
+        # below, and only when it is not one the operator can act on.
         log.error("unhandled error", exc_info=(type(error), error, error.__traceback__))
         if not isinstance(error, operator_errors()):
             _to_sentry(error)
@@ -99,3 +102,9 @@ def _to_sentry(error: BaseException) -> None:
         return
     if sentry_sdk.get_client().is_active():
         sentry_sdk.capture_exception(error)  # scrubbed by telemetry's before_send
+
+
+def keep_out_of_sentry_logging() -> None:
+    from sentry_sdk.integrations.logging import ignore_logger
+
+    ignore_logger(log.name)

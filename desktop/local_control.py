@@ -46,8 +46,22 @@ def watch_workers(console: Console) -> None:
                 f"Worker {event.worker_id} (pid {event.pid}) exited with code "
                 f"{event.exit_code}: {event.action}", 10_000)
 
-    timer.timeout.connect(lambda: console.ctx.background.run(
-        supervisor.check, on_done=restarted, on_error=lambda e: log.warning("check: %s", e)))
+    checking = [False]  # one check at a time
+
+    def done(events: list[WorkerEvent]) -> None:
+        checking[0] = False
+        restarted(events)
+
+    def failed(error: BaseException) -> None:
+        checking[0] = False
+        log.warning("worker check failed: %s", error)
+
+    def check() -> None:
+        if not checking[0]:
+            checking[0] = True
+            console.ctx.background.run(supervisor.check, on_done=done, on_error=failed)
+
+    timer.timeout.connect(check)
     timer.start()
 
 

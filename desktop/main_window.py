@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         self.ctx = ctx
         self.pages = pages
         self.status: ConsoleStatus | None = None
+        self._polling = False
         self.close_policy: Callable[[QCloseEvent], bool] | None = None
         self.close_box: QMessageBox | None = None  # the question asked on close, if any
         self._gui_state = QSettings(state_file, QSettings.Format.IniFormat)
@@ -173,10 +174,18 @@ class MainWindow(QMainWindow):
             self._busy_timer.start()
 
     def poll_status(self) -> None:
+        if self._polling:  # one at a time: a slow server must not pile polls up
+            return
+        self._polling = True
+
+        def failed(_: BaseException) -> None:
+            self._polling = False
+
         self.ctx.background.run(gather_status, self.ctx.services, on_done=self.show_status,
-                                on_error=lambda exc: None)
+                                on_error=failed)
 
     def show_status(self, status: ConsoleStatus) -> None:
+        self._polling = False
         self.status = status
         self.redis_label.set_state(GOOD.name() if status.redis_ok else BAD.name(),
                                    status.redis_text)

@@ -41,7 +41,6 @@ class Column:
 class PagedTableModel(QAbstractTableModel):
     loaded = Signal(int)  # the row count, after every (re)load
     page_loaded = Signal(int)  # page number
-    refreshed = Signal()  # rows on screen re-read in place
 
     def __init__(self, background: Background, columns: Sequence[Column],
                  parent: QObject | None = None) -> None:
@@ -52,6 +51,7 @@ class PagedTableModel(QAbstractTableModel):
         self._pages: OrderedDict[int, list[Any]] = OrderedDict()
         self._pending: set[int] = set()
         self._generation = 0
+        self._refreshing = False
         self.sort_key: str | None = None
         self.descending = False
 
@@ -81,17 +81,24 @@ class PagedTableModel(QAbstractTableModel):
             self.endResetModel()
             self.loaded.emit(count)
 
-        self.background.run(self._count_and_first_page, on_done=counted)
+        def failed(error: BaseException) -> None:
+            if generation == self._generation:
+                self._pending.clear()  # pages asked for before can be asked for again
+            self.background.error.emit(error)
+
+        self.background.run(self._count_and_first_page, on_done=counted, on_error=failed)
 
     def _count_and_first_page(self) -> tuple[int, list[Any]]:
         count = self.fetch_count()
         return count, self.fetch_page(0, PAGE_SIZE) if count else []
 
     def refresh(self) -> None:
-        """Re-read the rows on screen in place (a live view); reload if the count changed.
-
-        Unlike reload(), this keeps the view's selection and scroll position.
-        """
+        """Re-read the rows on screen in place, for a live view. Rows that appeared or went
+        away are inserted or removed at the end, so the view keeps its selection and
+        scroll position (reload() resets both). One refresh at a time."""
+        if self._refreshing:
+            return
+        self._refreshing = True
         generation = self._generation
         pages = list(self._pages)
 
@@ -100,19 +107,33 @@ class PagedTableModel(QAbstractTableModel):
                                         for p in pages}
 
         def arrived(result: tuple[int, dict[int, list[Any]]]) -> None:
+            self._refreshing = False
             if generation != self._generation:
                 return
             count, fresh = result
-            if count != self._count:
-                self.reload()
-                return
+            self._resize(count)
             self._pages.update(fresh)
             if count:
                 self.dataChanged.emit(self.index(0, 0),
                                       self.index(count - 1, len(self.columns) - 1))
-            self.refreshed.emit()
 
-        self.background.run(fetch, on_done=arrived)
+        def failed(_: BaseException) -> None:
+            self._refreshing = False  # a live view tries again at its next tick
+
+        self.background.run(fetch, on_done=arrived, on_error=failed)
+
+    def _resize(self, count: int) -> None:
+        if count > self._count:
+            self.beginInsertRows(QModelIndex(), self._count, count - 1)
+            self._count = count
+            self.endInsertRows()
+        elif count < self._count:
+            self.beginRemoveRows(QModelIndex(), count, self._count - 1)
+            self._count = count
+            first_gone = count // PAGE_SIZE + (1 if count % PAGE_SIZE else 0)
+            for page in [p for p in self._pages if p >= first_gone]:
+                del self._pages[page]
+            self.endRemoveRows()
 
     def _request_page(self, page: int) -> None:
         if page in self._pending:
@@ -140,6 +161,9 @@ class PagedTableModel(QAbstractTableModel):
 
         self.background.run(self.fetch_page, page * PAGE_SIZE, PAGE_SIZE,
                             on_done=arrived, on_error=failed)
+
+    def loaded_pages(self) -> set[int]:
+        return set(self._pages)
 
     def row_object(self, row: int) -> Any | None:
         """The row's object when its page is loaded (always, for rows on screen)."""

@@ -23,7 +23,6 @@ class Services:
         self._settings = settings
         self._lock = threading.Lock()
         self._redis: redis.Redis | None = None
-        self._redis_url: str | None = None
         # Workers yield the CPU to the window: a busy machine must not freeze the console.
         self.supervisor = Supervisor(settings, min_processes=settings.min_processes,
                                      max_processes=settings.max_processes, nice=WORKER_NICE)
@@ -36,6 +35,7 @@ class Services:
     def settings(self, settings: Settings) -> None:
         """New settings (saved on the Settings page): new connections and workers use them."""
         self._settings = settings
+        self.forget_redis()
         self.supervisor.settings = settings
         self.supervisor.min_processes = settings.min_processes
         self.supervisor.max_processes = settings.max_processes
@@ -44,17 +44,22 @@ class Services:
         return open_database(self.settings)
 
     def redis(self) -> redis.Redis:
-        """A client for the configured Redis (RedisUnavailable when the embedded one is down)."""
-        url = redis_url(self.settings, start=False)
+        """A client for the configured Redis (RedisUnavailable when the embedded one is down).
+        Kept until forget_redis(): finding the embedded server's URL costs a ping."""
         with self._lock:
-            if self._redis is None or url != self._redis_url:
-                if self._redis is not None:
-                    self._redis.close()
+            if self._redis is None:
+                url = redis_url(self.settings, start=False)
                 self._redis = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S,
                                                    socket_connect_timeout=REDIS_TIMEOUT_S)
-                self._redis_url = url
                 configure(url)  # campaigns are published through Celery
             return self._redis
+
+    def forget_redis(self) -> None:
+        """Look the server up again next time (it stopped, moved, or the settings changed)."""
+        with self._lock:
+            if self._redis is not None:
+                self._redis.close()
+                self._redis = None
 
     def start_local_services(self) -> None:
         """Start the embedded Redis and the sandbox gateway where the settings use them
@@ -78,7 +83,4 @@ class Services:
         self.supervisor.stop()
 
     def close(self) -> None:
-        with self._lock:
-            if self._redis is not None:
-                self._redis.close()
-                self._redis = None
+        self.forget_redis()

@@ -34,7 +34,6 @@ class ContactEditError(ValueError):
 class ContactQuery:
     search: str = ""
     tag: str | None = None
-    ids: tuple[int, ...] | None = None  # only these contacts
     sort: str = "name"
     descending: bool = False
 
@@ -63,8 +62,6 @@ def _where(query: ContactQuery) -> list[ColumnElement[bool]]:
     if query.tag:
         tagged = select(ContactTag.contact_id).where(ContactTag.tag == query.tag.lower())
         conditions.append(Contact.id.in_(tagged))
-    if query.ids is not None:
-        conditions.append(Contact.id.in_(query.ids))
     return conditions
 
 
@@ -73,10 +70,14 @@ def count_matching(session: Session, query: ContactQuery) -> int:
     return session.scalar(stmt) or 0
 
 
+def _order(query: ContactQuery) -> list[Any]:
+    column = SORT_COLUMNS.get(query.sort, Contact.name)
+    return [column.desc() if query.descending else column.asc(), Contact.id.asc()]
+
+
 def contact_page(session: Session, query: ContactQuery, offset: int,
                  limit: int) -> list[ContactView]:
-    column = SORT_COLUMNS.get(query.sort, Contact.name)
-    order = [column.desc() if query.descending else column.asc(), Contact.id.asc()]
+    order = _order(query)
     rows = session.execute(
         select(Contact.id, Contact.name, Contact.phone, Contact.pledge_cents,
                Contact.paid_cents, Contact.due_date)
@@ -92,8 +93,15 @@ def contact_page(session: Session, query: ContactQuery, offset: int,
             for id_, name, phone, pledge, paid, due in rows]
 
 
-def matching_ids(session: Session, query: ContactQuery) -> list[int]:
-    return list(session.scalars(select(Contact.id).where(*_where(query)).order_by(Contact.id)))
+def ids_in_rows(session: Session, query: ContactQuery,
+                rows: Sequence[tuple[int, int]]) -> list[int]:
+    """The ids of the contacts at row ranges ``(first, last)`` of the table as ``query``
+    shows it: a selection of rows that were never loaded still names its contacts."""
+    ids: list[int] = []
+    for first, last in rows:
+        ids += session.scalars(select(Contact.id).where(*_where(query)).order_by(*_order(query))
+                               .offset(first).limit(last - first + 1))
+    return ids
 
 
 def update_contact(session: Session, contact_id: int, fields: dict[str, str],

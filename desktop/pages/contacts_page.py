@@ -3,6 +3,7 @@ delete, and hand a selection to Compose."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -21,10 +22,11 @@ from PySide6.QtWidgets import (
 from desktop.contacts_model import ContactsModel
 from desktop.context import ConsoleContext
 from desktop.heavy_work import import_file
+from desktop.paged_model import PAGE_SIZE
 from desktop.pages.base import Page, page_header
 from desktop.pages.contact_dialog import ContactDialog
 from desktop.widgets import ReportDialog, SearchField, data_table, empty_state
-from engine.contact_browser import ContactView, delete_contacts
+from engine.contact_browser import ContactView, delete_contacts, ids_in_rows
 from engine.contacts import all_tags
 from engine.contacts_import import ImportFileError, ImportResult
 
@@ -127,6 +129,8 @@ class ContactsPage(Page):
         index = self.tag.findData(current)
         self.tag.setCurrentIndex(max(index, 0))
         self.tag.blockSignals(False)
+        if index < 0 and self.model.query.tag:  # the tag is gone: show what the combo says
+            self.model.set_filter(tag=None)
 
     def _loaded(self, count: int) -> None:
         filtered = bool(self.model.query.search or self.model.query.tag)
@@ -139,12 +143,32 @@ class ContactsPage(Page):
         self._update_buttons()
 
     # -- selection -------------------------------------------------------------------------
+    def selected_ranges(self) -> list[tuple[int, int]]:
+        """The selected rows as (first, last) ranges: Ctrl+A on 100,000 rows is one range,
+        and most of its rows were never loaded."""
+        return sorted({(r.top(), r.bottom()) for r in self.table.selectionModel().selection()})
+
+    def selected_count(self) -> int:
+        return sum(last - first + 1 for first, last in self.selected_ranges())
+
     def selected_contacts(self) -> list[ContactView]:
-        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        """The selected contacts whose rows are loaded (all of them for a row on screen)."""
+        rows = [r for first, last in self.selected_ranges() for r in range(first, last + 1)
+                if r // PAGE_SIZE in self.model.loaded_pages()]
         return [c for c in (self.model.row_object(r) for r in rows) if c is not None]
 
+    def with_selected_ids(self, then: Callable[[list[int]], None]) -> None:
+        """Look up the ids of every selected row (loaded or not) off the UI thread."""
+        query, ranges = self.model.current_query(), self.selected_ranges()
+
+        def lookup() -> list[int]:
+            with self.ctx.services.db().session() as session:
+                return ids_in_rows(session, query, ranges)
+
+        self.ctx.background.run(lookup, on_done=then)
+
     def _update_buttons(self) -> None:
-        selected = len(self.table.selectionModel().selectedRows())
+        selected = self.selected_count()
         self.edit_button.setEnabled(selected == 1)
         self.delete_button.setEnabled(selected > 0)
         self.compose_button.setEnabled(selected > 0)
@@ -157,6 +181,8 @@ class ContactsPage(Page):
             self.import_file(Path(path))
 
     def import_file(self, path: Path) -> None:
+        if not self.import_button.isEnabled():
+            return  # one import at a time (Ctrl+I while one runs)
         self.import_button.setEnabled(False)
         self.import_button.setText("Importing…")
         self.ctx.background.run_in_process(import_file, self.ctx.settings, path,
@@ -201,17 +227,23 @@ class ContactsPage(Page):
         self.dialog.open()
 
     def delete_selected(self) -> None:
-        selected = self.selected_contacts()
-        if not selected:
-            return
-        names = ", ".join(c.name for c in selected[:3]) + ("…" if len(selected) > 3 else "")
-        answer = QMessageBox.question(
-            self, "Delete contacts",
-            f"Delete {len(selected):,} contact(s) ({names})? Messages already sent to them "
-            "stay in their campaigns' history.")
-        if answer != QMessageBox.StandardButton.Yes:
-            return
-        self.delete_ids([c.id for c in selected])
+        if self.selected_count():
+            self.with_selected_ids(self.confirm_delete)
+
+    def confirm_delete(self, ids: list[int]) -> None:
+        """Ask about exactly these contacts; delete exactly these."""
+        shown = self.selected_contacts()[:3]
+        names = ", ".join(c.name for c in shown) + ("…" if len(ids) > len(shown) else "")
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete contacts",
+                          f"Delete {len(ids):,} contact(s) ({names})?", parent=self)
+        box.setObjectName("confirm-delete")
+        box.setInformativeText("Messages already sent to them stay in their campaigns' "
+                               "history.")
+        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.buttonClicked.connect(lambda b: b is delete and self.delete_ids(ids))
+        self.confirm_box = box
+        box.open()
 
     def delete_ids(self, ids: list[int]) -> None:
         def remove() -> int:
@@ -221,7 +253,10 @@ class ContactsPage(Page):
         self.ctx.background.run(remove, on_done=lambda _: self.ctx.bus.contacts_changed.emit())
 
     def compose_for_selected(self) -> None:
-        ids = [c.id for c in self.selected_contacts()]
-        if ids:
-            self.ctx.bus.recipients_chosen.emit(ids)
-            self.ctx.bus.show_page.emit("compose")
+        def chosen(ids: list[int]) -> None:
+            if ids:
+                self.ctx.bus.recipients_chosen.emit(ids)
+                self.ctx.bus.show_page.emit("compose")
+
+        if self.selected_count():
+            self.with_selected_ids(chosen)

@@ -142,8 +142,11 @@ def test_delete_and_compose_for_selected(console: Console, qtbot: QtBot,
     assert len(chosen.args[0]) == 1
     assert console.window.stack.currentWidget() is console.window.page("compose")
     open_page(console, "contacts")
+    page.delete_selected()
+    qtbot.waitUntil(lambda: hasattr(page, "confirm_box") and page.confirm_box.isVisible())
+    assert page.confirm_box.text() == "Delete 1 contact(s) (Amina Mutua)?"
     with qtbot.waitSignal(page.model.loaded):
-        page.delete_ids([page.selected_contacts()[0].id])
+        next(b for b in page.confirm_box.buttons() if b.text() == "Delete").click()
     assert page.model.rowCount() == 2
 
 
@@ -165,5 +168,20 @@ def test_paged_model_at_many_rows(console: Console, qtbot: QtBot, tmp_path: Path
     for page in range(0, 12_000 // PAGE_SIZE):  # touch every page: memory stays bounded
         model.row_object(page * PAGE_SIZE)
     qtbot.waitUntil(lambda: idle(console), timeout=60_000)
-    assert len(model._pages) <= MAX_PAGES
+    assert len(model.loaded_pages()) <= MAX_PAGES
     qtmodeltester.check(model)
+
+
+def test_select_all_names_every_contact_not_only_loaded_rows(
+        console: Console, qtbot: QtBot, tmp_path: Path) -> None:
+    rows = [(f"Person {i:04d}", f"07{10000000 + i * 10 + 5}", "100", "0", "2027-01-01", "")
+            for i in range(1_000)]
+    import_contacts(console.ctx.services.db(), write_contacts(tmp_path / "many.csv", rows),
+                    "KE")
+    page = contacts_page(console, qtbot)
+    qtbot.waitUntil(lambda: page.model.rowCount() == 1_000)
+    page.table.selectAll()
+    assert page.selected_count() == 1_000
+    with qtbot.waitSignal(console.ctx.bus.recipients_chosen) as chosen:
+        page.compose_for_selected()
+    assert len(set(chosen.args[0])) == 1_000
