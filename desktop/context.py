@@ -19,7 +19,6 @@ class Bus(QObject):
     settings_saved = Signal()
     recipients_chosen = Signal(list)  # contact ids picked on the Contacts page for Compose
     show_page = Signal(str)  # page id
-    status = Signal(object)  # the latest ConsoleStatus, every few seconds
 
 
 @dataclass

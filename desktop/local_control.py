@@ -72,9 +72,29 @@ def install_close_policy(console: Console) -> None:
     services = console.ctx.services
     state = {"stopped": False}
 
+    def stop_then_close() -> None:
+        window.statusBar().showMessage("Stopping what RelayDesk started (warm)…")
+        window.setEnabled(False)
+
+        def closed(_: object = None) -> None:
+            state["stopped"] = True
+            window.close()
+
+        console.ctx.background.run(services.stop_local_services, on_done=closed,
+                                   on_error=lambda e: closed())
+
     def allow_close(event: QCloseEvent) -> bool:
-        if state["stopped"] or not services.supervisor.running:
+        if state["stopped"]:
             return True
+        if services.starting:
+            window.statusBar().showMessage("Still starting the workers: close again in a "
+                                           "moment.", 5000)
+            return False
+        if not services.owns_anything():
+            return True
+        if not services.supervisor.running:  # only Redis and the gateway: nothing to ask
+            stop_then_close()
+            return False
         box = QMessageBox(QMessageBox.Icon.Question, "Close RelayDesk",
                           f"{len(services.supervisor.running)} local worker(s) are running.",
                           parent=window)
@@ -91,15 +111,7 @@ def install_close_policy(console: Console) -> None:
                 state["stopped"] = True
                 window.close()
             elif button is stop:
-                window.statusBar().showMessage("Stopping the workers (warm)…")
-                window.setEnabled(False)
-
-                def closed(_: object = None) -> None:
-                    state["stopped"] = True
-                    window.close()
-
-                console.ctx.background.run(services.stop_local_services, on_done=closed,
-                                           on_error=lambda e: closed())
+                stop_then_close()
 
         box.buttonClicked.connect(chosen)
         window.close_box = box

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, QEvent, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -130,9 +130,8 @@ class MainWindow(QMainWindow):
         self.sidebar.setFrameShape(QFrame.Shape.NoFrame)
         self.sidebar.setSpacing(2)
         self.stack = QStackedWidget()
-        text_color = QApplication.palette().color(QPalette.ColorRole.Text)
         for number, page in enumerate(pages, start=1):
-            item = QListWidgetItem(icon(page.icon_name, text_color), page.title)
+            item = QListWidgetItem(page.title)
             item.setSizeHint(QSize(160, 36))
             item.setToolTip(f"{page.title} (Ctrl+{number})")
             self.sidebar.addItem(item)
@@ -140,7 +139,19 @@ class MainWindow(QMainWindow):
             shortcut = QShortcut(QKeySequence(f"Ctrl+{number}"), self)
             shortcut.activated.connect(lambda n=number - 1: self.sidebar.setCurrentRow(n))
         self.sidebar.currentRowChanged.connect(self._show_row)
+        self._paint_icons()
 
+    def _paint_icons(self) -> None:
+        """Line icons in the theme's text colour (again when light and dark switch)."""
+        color = QApplication.palette().color(QPalette.ColorRole.Text)
+        for row, page in enumerate(self.pages):
+            self.sidebar.item(row).setIcon(icon(page.icon_name, color))
+
+    def changeEvent(self, event: QEvent) -> None:
+        # (also sent while the window is being built, before it has a sidebar)
+        if event.type() == QEvent.Type.ApplicationPaletteChange and hasattr(self, "sidebar"):
+            self._paint_icons()
+        super().changeEvent(event)
 
     # -- status bar -------------------------------------------------------------------
     def _build_status_bar(self) -> None:
@@ -197,7 +208,6 @@ class MainWindow(QMainWindow):
         dead = "?" if status.dead_letters is None else f"{status.dead_letters:,}"
         self.dead_label.setText(f"Dead letters: {dead}")
         self.banner.show_status(status)
-        self.ctx.bus.status.emit(status)
 
     def start_local_services(self) -> None:
         self.banner.start_button.setEnabled(False)

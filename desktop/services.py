@@ -23,6 +23,7 @@ class Services:
         self._settings = settings
         self._lock = threading.Lock()
         self._redis: redis.Redis | None = None
+        self.starting = False  # start_local_pipeline() is under way
         # Workers yield the CPU to the window: a busy machine must not freeze the console.
         self.supervisor = Supervisor(settings, min_processes=settings.min_processes,
                                      max_processes=settings.max_processes, nice=WORKER_NICE)
@@ -70,12 +71,23 @@ class Services:
         """The services, plus the configured number of workers when none is online on this
         Redis (a console reopened over workers it left running adds none). Returns how many
         workers it started."""
-        self.start_local_services()
-        if live_workers(self.redis()):
-            return 0
-        for _ in range(self.settings.workers):
-            self.supervisor.add_worker()
-        return self.settings.workers
+        self.starting = True
+        try:
+            self.start_local_services()
+            if live_workers(self.redis()):
+                return 0
+            for _ in range(self.settings.workers):
+                self.supervisor.add_worker()
+            return self.settings.workers
+        finally:
+            self.starting = False
+
+    def owns_anything(self) -> bool:
+        """Workers, or a Redis or gateway, that this console started and that still run."""
+        supervisor = self.supervisor
+        return bool(supervisor.running) or any(
+            p is not None and p.poll() is None
+            for p in (supervisor.own_redis, supervisor.own_gateway))
 
     def stop_local_services(self) -> None:
         """Warm-stop the local workers, then the Redis and gateway this console started

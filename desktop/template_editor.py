@@ -17,15 +17,13 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QCompleter, QPlainTextEdit, QToolTip, QWidget
 
-from engine.personalize import KNOWN_TAGS, suggest_tag
-
-_TOKEN = re.compile(r"##|#([A-Za-z][A-Za-z0-9_]*)")
+from engine.personalize import KNOWN_TAGS, TAG_TOKEN, suggest_tag
 
 
 def unknown_tags(text: str) -> list[tuple[int, int, str, str | None]]:
     """(start, length, word, suggestion) of every '#word' that is not a known tag."""
     found = []
-    for match in _TOKEN.finditer(text):
+    for match in TAG_TOKEN.finditer(text):
         word = match.group(1)
         if word is not None and word.lower() not in KNOWN_TAGS:
             found.append((match.start(), match.end() - match.start(), word, suggest_tag(word)))
@@ -43,7 +41,7 @@ class TagHighlighter(QSyntaxHighlighter):
         self.unknown.setUnderlineColor(QColor("#d64545"))
 
     def highlightBlock(self, text: str) -> None:
-        for match in _TOKEN.finditer(text):
+        for match in TAG_TOKEN.finditer(text):
             word = match.group(1)
             if word is None:
                 continue
@@ -78,9 +76,13 @@ class TemplateEditor(QPlainTextEdit):
         self.setFocus()
 
     def _word_before_cursor(self) -> str:
+        """The '#word' being typed; '' when there is none. '##' writes a literal '#', so
+        only an odd run of '#' starts a tag."""
         text = self.toPlainText()[:self.textCursor().position()]
-        match = re.search(r"#[A-Za-z0-9_]*$", text)
-        return match.group(0) if match else ""
+        match = re.search(r"(#+)([A-Za-z0-9_]*)$", text)
+        if match is None or len(match.group(1)) % 2 == 0:
+            return ""
+        return "#" + match.group(2)
 
     def _complete(self, choice: str) -> None:
         typed = self._word_before_cursor()
@@ -98,7 +100,7 @@ class TemplateEditor(QPlainTextEdit):
             return
         super().keyPressEvent(event)
         typed = self._word_before_cursor()
-        if typed and not typed.startswith("##"):
+        if typed:
             self.completer.setCompletionPrefix(typed)
             rect = self.cursorRect()
             rect.setWidth(180)

@@ -3,8 +3,7 @@ workers, every worker on this Redis (other machines too), events, and the Redis 
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from desktop.services import Services
@@ -37,7 +36,6 @@ class WorkersView:
     events: list[WorkerEvent]
     redis: dict[str, Any]
     error: str | None = None  # why the workers on Redis could not be listed
-    taken_at: float = field(default_factory=time.time)
 
 
 def gather_workers(services: Services) -> WorkersView:

@@ -18,7 +18,8 @@ from engine.money import format_amount
 
 KNOWN_TAGS = ("name", "pledge", "paid_amount", "balance", "days_remain")
 
-_TOKEN = re.compile(r"##|#([A-Za-z][A-Za-z0-9_]*)")
+# A tag, or "##" (a literal "#"); the console highlights with the same pattern.
+TAG_TOKEN = re.compile(r"##|#([A-Za-z][A-Za-z0-9_]*)")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class Template:
         literal: list[str] = []
         problems: list[TagProblem] = []
         pos = 0
-        for match in _TOKEN.finditer(source):
+        for match in TAG_TOKEN.finditer(source):
             literal.append(source[pos:match.start()])
             pos = match.end()
             word = match.group(1)

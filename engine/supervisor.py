@@ -8,7 +8,8 @@ entry point, restarts any that die, and lets an operator add, stop, kill and res
 Each worker runs in its own process group (session) so that a kill takes its pool
 processes with it and a Ctrl-C in the terminal reaches only the supervisor, which then
 stops the workers warm. Thread-safe: one thread may poll ``snapshot()``/``check()`` while
-another calls the actions; no lock is held while waiting for a process or for Redis.
+another calls the actions; no lock is held while waiting for a process to exit or for
+Redis (starting one, a fork and exec, happens under the lock).
 """
 
 from __future__ import annotations

@@ -40,7 +40,6 @@ def page_header(title: str, subtitle: str = "") -> QWidget:
     if subtitle:
         sub = QLabel(subtitle)
         sub.setWordWrap(True)
-        sub.setForegroundRole(sub.foregroundRole())
         sub.setEnabled(False)  # the palette's muted text colour
         layout.addWidget(sub)
     return box

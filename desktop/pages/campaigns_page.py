@@ -85,6 +85,7 @@ class CampaignsPage(Page):
         self.model.loaded.connect(self._loaded)
         self.messages.loaded.connect(lambda n: self.messages_count.setText(f"{n:,} message(s)"))
         ctx.bus.campaigns_changed.connect(self.model.reload)
+        ctx.bus.campaign_started.connect(self.select_campaign)  # "Open in Campaigns"
         self.timer = QTimer(self, interval=REFRESH_MS)
         self.timer.timeout.connect(self._tick)
         self._update_buttons(None)

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSpinBox,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -84,6 +85,16 @@ ALL_COLUMNS = [
     Column("Active", None, lambda w: str(len(w.active)), align_right=True),
     Column("Uptime", None, lambda w: format_uptime(w.uptime_s), align_right=True),
 ]
+
+
+def keep_table_selection(view: QTableView, model: RowsModel, rows: list[Any]) -> None:
+    """New rows for a live table; the selected row stays selected when rows come and go."""
+    selected = view.selectionModel().selectedRows()
+    key = model.key(model.rows[selected[0].row()]) if selected else None
+    model.set_rows(rows)
+    row = model.row_for_key(key) if key is not None else None
+    if row is not None and not view.selectionModel().isRowSelected(row):
+        view.selectRow(row)
 
 
 class AddWorkerDialog(QDialog):
@@ -174,7 +185,8 @@ class WorkersPage(Page):
                 ("kill", "Kill", "Stop at once (its tasks are redelivered)"),
                 ("restart", "Restart", "Warm stop, then start again"),
                 ("grow", "Grow +1", "One more pool process"),
-                ("shrink", "Shrink −1", "One pool process fewer")):
+                ("shrink", "Shrink −1", "One pool process fewer"),
+                ("remove", "Remove", "Take a stopped worker off this list")):
             button = QPushButton(text)
             button.setObjectName(f"workers-{action}")
             button.setToolTip(tip)
@@ -289,9 +301,9 @@ class WorkersPage(Page):
     def show_view(self, view: WorkersView) -> None:
         self._refreshing = False
         self.view = view
-        self.local_model.set_rows(view.local)
-        self.all_model.set_rows(view.everywhere)
-        running = sum(1 for r in view.local if r.state.pid and r.state.state != "stopped")
+        keep_table_selection(self.local_table, self.local_model, view.local)
+        keep_table_selection(self.all_table, self.all_model, view.everywhere)
+        running = sum(1 for r in view.local if r.state.state not in ("stopped", "dead"))
         self.local_note.setText(
             "No local worker yet: Add worker starts one." if not view.local else
             f"{running} of {len(view.local)} local worker(s) running; logs in "
@@ -344,6 +356,7 @@ class WorkersPage(Page):
         self.local_buttons["stop"].setEnabled(alive)
         self.local_buttons["kill"].setEnabled(alive)
         self.local_buttons["restart"].setEnabled(local is not None)
+        self.local_buttons["remove"].setEnabled(local is not None and not alive)
         fixed = local is not None and not local.state.spec.autoscales
         self.local_buttons["grow"].setEnabled(online and fixed)
         self.local_buttons["shrink"].setEnabled(online and fixed)
@@ -381,6 +394,7 @@ class WorkersPage(Page):
             "restart": lambda: supervisor.restart_worker(worker_id),
             "grow": lambda: worker_control.pool_grow(celery_app, hostname),
             "shrink": lambda: worker_control.pool_shrink(celery_app, hostname),
+            "remove": lambda: supervisor.remove_worker(worker_id),
         }
         self._run(calls[action], f"{worker_id}: {action} requested")
 
