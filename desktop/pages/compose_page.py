@@ -432,8 +432,8 @@ class ComposePage(Page):
                                      if chosen else "–")
         labels["segments"].setText(f"{summary.segments:,}")
         labels["characters"].setText(
-            f"{summary.characters:,} · GSM-7 {summary.recipients - summary.ucs2:,} message(s), "
-            f"UCS-2 {summary.ucs2:,}")
+            f"{summary.characters:,}, all GSM-7" if not summary.ucs2 else
+            f"{summary.characters:,}; {summary.ucs2:,} message(s) need UCS-2 (70 a segment)")
         price = self.ctx.settings.price_per_segment
         labels["cost"].setText(f"{summary.cost:,.2f} ({summary.segments:,} × {price})"
                                if price else "set a price per segment in Settings")

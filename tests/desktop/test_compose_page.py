@@ -55,8 +55,7 @@ def test_preview_steps_through_recipients(console: Console, qtbot: QtBot,
     assert page.totals_labels["recipients"].text() == "3 (all contacts)"
     assert page.totals_labels["segments"].text() == "3"
     assert page.totals_labels["route"].text() == "Individual: 3 job(s) on messages"
-    assert page.totals_labels["characters"].text() == (
-        "163 · GSM-7 3 message(s), UCS-2 0")
+    assert page.totals_labels["characters"].text() == "163, all GSM-7"
     assert page.send_button.isEnabled()
 
 
@@ -98,6 +97,9 @@ def test_unknown_tag_is_flagged_and_blocks_sending(console: Console, qtbot: QtBo
     qtbot.waitUntil(lambda: "Fix the unknown tag" in page.message_stats.text())
     page.editor.setPlainText("Dear ##nmae #name")  # '##' is a literal '#'
     qtbot.waitUntil(lambda: page.rendered.toPlainText() == "Dear #nmae Amina Mutua")
+    page.editor.setPlainText("Karibu #name ✓")  # a character outside GSM-7
+    qtbot.waitUntil(lambda: page.totals_labels["characters"].text() ==
+                    "66; 3 message(s) need UCS-2 (70 a segment)")
     assert page.problems.isHidden()
 
 
