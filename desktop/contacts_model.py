@@ -17,10 +17,8 @@ from engine.money import format_amount
 class ContactsModel(PagedTableModel):
     def __init__(self, services: Services, background: Background,
                  parent: QObject | None = None) -> None:
-        fmt = services.settings.currency_format
-
-        def money(cents: int) -> str:
-            return format_amount(cents, fmt)
+        def money(cents: int) -> str:  # the format in force, also after a settings save
+            return format_amount(cents, services.settings.currency_format)
 
         columns = [
             Column("Name", "name", lambda c: c.name),

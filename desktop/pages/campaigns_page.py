@@ -39,6 +39,7 @@ class CampaignsPage(Page):
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
         self.selected_id: int | None = None
+        self._acting = False  # a pause, resume or cancel is under way
         self.model = CampaignsModel(ctx.services, ctx.background, self)
         self.messages = MessagesModel(ctx.services, ctx.background, self)
         layout = QVBoxLayout(self)
@@ -86,6 +87,7 @@ class CampaignsPage(Page):
         self.messages.loaded.connect(lambda n: self.messages_count.setText(f"{n:,} message(s)"))
         ctx.bus.campaigns_changed.connect(self.model.reload)
         ctx.bus.campaign_started.connect(self.select_campaign)  # "Open in Campaigns"
+        ctx.bus.settings_saved.connect(self.model.reload)
         self.timer = QTimer(self, interval=REFRESH_MS)
         self.timer.timeout.connect(self._tick)
         self._update_buttons(None)
@@ -172,7 +174,7 @@ class CampaignsPage(Page):
         self._update_buttons(campaign.status)
 
     def _progress_updated(self, summary: dict[str, Any]) -> None:
-        if summary["campaign"] == self.selected_id:
+        if summary["campaign"] == self.selected_id and not self._acting:
             self._update_buttons(summary["status"])
 
     def _update_buttons(self, status: str | None) -> None:
@@ -198,7 +200,7 @@ class CampaignsPage(Page):
     def control(self, action: str) -> None:
         """Pause, resume or cancel the selected campaign."""
         campaign_id = self.selected_id
-        if campaign_id is None:
+        if campaign_id is None or self._acting:
             return
         from engine import campaign_control
 
@@ -211,16 +213,19 @@ class CampaignsPage(Page):
             "cancel": lambda: campaign_control.cancel_campaign(
                 self.ctx.services.db(), self.ctx.services.redis(), campaign_id),
         }
+        self._acting = True
         self._update_buttons(None)
         self.ctx.background.run(calls[action], on_done=self._controlled,
                                 on_error=self._control_failed)
 
     def _controlled(self, summary: dict[str, Any]) -> None:
+        self._acting = False
         self._update_buttons(summary["status"])
         self.progress.follow(summary["campaign"])
         self.model.refresh()
         self.messages.refresh()
 
     def _control_failed(self, error: BaseException) -> None:
+        self._acting = False
         self.progress.poll()
         self.ctx.background.error.emit(error)

@@ -70,6 +70,7 @@ class ContactsPage(Page):
 
         self.model.loaded.connect(self._loaded)
         ctx.bus.contacts_changed.connect(self.refresh)
+        ctx.bus.settings_saved.connect(self.refresh)  # another database, another format
         QShortcut(QKeySequence("Ctrl+I"), self, activated=self.choose_file,
                   context=Qt.ShortcutContext.WindowShortcut)
         QShortcut(QKeySequence.StandardKey.Delete, self.table, activated=self.delete_selected)
