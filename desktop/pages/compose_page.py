@@ -33,6 +33,7 @@ from desktop import heavy_work
 from desktop.campaign_progress import CampaignProgress
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
+from desktop.tag_choice import fill_tags, load_tags
 from desktop.template_editor import TemplateEditor
 from desktop.widgets import bold
 from engine.campaigns import CreatedCampaign
@@ -43,7 +44,6 @@ from engine.compose import (
     preview_one,
     summarize,
 )
-from engine.contacts import all_tags
 from engine.human import format_duration
 from engine.personalize import KNOWN_TAGS, TemplateError
 from engine.phones import mask_phone
@@ -267,20 +267,10 @@ class ComposePage(Page):
         self._schedule_refresh()
 
     def _load_tags(self) -> None:
-        def tags() -> list[tuple[str, int]]:
-            with self.ctx.services.db().session() as session:
-                return all_tags(session)
-
-        self.ctx.background.run(tags, on_done=self._show_tags)
+        load_tags(self.ctx, self._show_tags)
 
     def _show_tags(self, tags: list[tuple[str, int]]) -> None:
-        current = self.tag.currentData()
-        self.tag.blockSignals(True)
-        self.tag.clear()
-        for tag, count in tags:
-            self.tag.addItem(f"{tag} ({count:,})", tag)
-        self.tag.setCurrentIndex(max(self.tag.findData(current), 0))
-        self.tag.blockSignals(False)
+        fill_tags(self.tag, tags)
         self.to_tag.setEnabled(bool(tags))
         self.tag.setEnabled(bool(tags))
         self._schedule_refresh()

@@ -25,9 +25,9 @@ from desktop.heavy_work import import_file
 from desktop.paged_model import PAGE_SIZE
 from desktop.pages.base import Page, page_header
 from desktop.pages.contact_dialog import ContactDialog
+from desktop.tag_choice import fill_tags, load_tags
 from desktop.widgets import ReportDialog, SearchField, data_table, empty_state
 from engine.contact_browser import ContactView, delete_contacts, ids_in_rows
-from engine.contacts import all_tags
 from engine.contacts_import import ImportFileError, ImportResult
 
 ALL_TAGS = "All contacts"
@@ -114,24 +114,11 @@ class ContactsPage(Page):
 
     def refresh(self) -> None:
         self.model.reload()
-        self.ctx.background.run(self._tags, on_done=self._show_tags)
-
-    def _tags(self) -> list[tuple[str, int]]:
-        with self.ctx.services.db().session() as session:
-            return all_tags(session)
+        load_tags(self.ctx, self._show_tags)
 
     def _show_tags(self, tags: list[tuple[str, int]]) -> None:
-        current = self.tag.currentData()
-        self.tag.blockSignals(True)
-        self.tag.clear()
-        self.tag.addItem(ALL_TAGS, None)
-        for tag, count in tags:
-            self.tag.addItem(f"{tag} ({count:,})", tag)
-        index = self.tag.findData(current)
-        self.tag.setCurrentIndex(max(index, 0))
-        self.tag.blockSignals(False)
-        if index < 0 and self.model.query.tag:  # the tag is gone: show what the combo says
-            self.model.set_filter(tag=None)
+        if not fill_tags(self.tag, tags, ALL_TAGS) and self.model.query.tag:
+            self.model.set_filter(tag=None)  # the tag is gone: show what the combo says
 
     def _loaded(self, count: int) -> None:
         filtered = bool(self.model.query.search or self.model.query.tag)

@@ -1,0 +1,35 @@
+"""The tag drop-downs of Contacts and Compose: tags with their counts, read off the UI
+thread, refilled without losing the operator's choice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtWidgets import QComboBox
+
+from desktop.context import ConsoleContext
+from engine.contacts import all_tags
+
+
+def load_tags(ctx: ConsoleContext, then: Callable[[list[tuple[str, int]]], None]) -> None:
+    def read() -> list[tuple[str, int]]:
+        with ctx.services.db().session() as session:
+            return all_tags(session)
+
+    ctx.background.run(read, on_done=then)
+
+
+def fill_tags(combo: QComboBox, tags: list[tuple[str, int]], first: str | None = None) -> bool:
+    """Refill ``combo`` (with ``first`` meaning "no tag" at the top, if given), keeping the
+    chosen tag. False when that tag is gone and the first entry is chosen instead."""
+    current = combo.currentData()
+    combo.blockSignals(True)  # a refill is not the operator choosing
+    combo.clear()
+    if first is not None:
+        combo.addItem(first, None)
+    for tag, count in tags:
+        combo.addItem(f"{tag} ({count:,})", tag)
+    index = combo.findData(current)
+    combo.setCurrentIndex(max(index, 0))
+    combo.blockSignals(False)
+    return index >= 0 or current is None
