@@ -100,6 +100,15 @@ def separator() -> QFrame:
     return line
 
 
+def heading(text: str, scale: float) -> QLabel:
+    """A bold title ``scale`` times the normal font size."""
+    label = bold(QLabel(text))
+    font = label.font()
+    font.setPointSizeF(font.pointSizeF() * scale)
+    label.setFont(font)
+    return label
+
+
 def bold(label: QLabel) -> QLabel:
     font = label.font()
     font.setBold(True)

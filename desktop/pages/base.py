@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from desktop.context import ConsoleContext
+from desktop.widgets import heading
 
 
 class Page(QWidget):
@@ -31,12 +32,7 @@ def page_header(title: str, subtitle: str = "") -> QWidget:
     layout = QVBoxLayout(box)
     layout.setContentsMargins(0, 0, 0, 6)
     layout.setSpacing(2)
-    heading = QLabel(title)
-    font = heading.font()
-    font.setPointSizeF(font.pointSizeF() * 1.45)
-    font.setBold(True)
-    heading.setFont(font)
-    layout.addWidget(heading)
+    layout.addWidget(heading(title, 1.45))
     if subtitle:
         sub = QLabel(subtitle)
         sub.setWordWrap(True)

@@ -51,7 +51,7 @@ from desktop.settings_form import (
     tone,
 )
 from desktop.theme import BAD, GOOD
-from desktop.widgets import empty_state, separator
+from desktop.widgets import empty_state, heading, separator
 from engine.connection_checks import CheckResult, check_database, check_provider, check_redis
 from engine.settings import (
     Settings,
@@ -321,12 +321,7 @@ class SettingsPage(Page):
         column = QVBoxLayout(inner)
         column.setContentsMargins(4, 0, 12, 12)
         column.setSpacing(4)
-        heading = QLabel(group)
-        font = heading.font()
-        font.setPointSizeF(font.pointSizeF() * 1.15)
-        font.setBold(True)
-        heading.setFont(font)
-        column.addWidget(heading)
+        column.addWidget(heading(group, 1.15))
         note = muted(QLabel(GROUP_NOTES.get(group, "")))
         note.setWordWrap(True)
         column.addWidget(note)
