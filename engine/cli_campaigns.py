@@ -18,9 +18,8 @@ from engine.campaign_control import (
 from engine.campaigns import campaign_summary, is_settled, send_campaign
 from engine.cli_common import AppContext, json_option, pass_app, print_json
 from engine.human import format_duration
-from engine.local_gateway import gateway_url
 from engine.preview import CampaignPreview, preview_campaign
-from engine.providers.reachability import check_reachable, provider_endpoint
+from engine.providers.reachability import require_provider
 
 WAIT_POLL_S = 0.5
 
@@ -93,9 +92,7 @@ def send_cmd(app: AppContext, template: str | None, template_file: Path | None,
              as_json: bool) -> None:
     """Create the campaign, plan it and queue it for the workers."""
     text = read_template(template, template_file)
-    endpoint = provider_endpoint(app.settings, gateway_url(app.settings, start=True))
-    if endpoint:
-        check_reachable(endpoint)
+    require_provider(app.settings, start_gateway=True)
     created = send_campaign(app.db, app.redis, app.settings, text, tag=tag, urgent=urgent,
                             name=name)
     plan = created.plan
@@ -203,9 +200,7 @@ def test_send_cmd(app: AppContext, template: str | None, template_file: Path | N
                   phone: str, contact_id: int | None, wait: bool, as_json: bool) -> None:
     """Send the message to one number, as a 1-recipient urgent campaign."""
     text = read_template(template, template_file)
-    endpoint = provider_endpoint(app.settings, gateway_url(app.settings, start=True))
-    if endpoint:
-        check_reachable(endpoint)
+    require_provider(app.settings, start_gateway=True)
     created = send_test_message(app.db, app.redis, app.settings, text, phone, contact_id)
     click.echo(f"test message queued as campaign {created.id} on {created.plan.queue}",
                err=True)

@@ -568,9 +568,7 @@ class TestSendDialog(QDialog):
 def check_provider(ctx: ConsoleContext) -> None:
     """Fail fast, with nothing created, when the provider cannot be reached. The console
     owns the local pipeline, so a sandbox gateway (or Redis) that went away is started."""
-    from engine.local_gateway import gateway_url
-    from engine.providers.reachability import check_reachable, provider_endpoint
+    from engine.providers.reachability import require_provider
 
     ctx.services.start_local_services()
-    settings = ctx.settings
-    check_reachable(provider_endpoint(settings, gateway_url(settings, start=False)))
+    require_provider(ctx.settings, start_gateway=False)

@@ -35,3 +35,13 @@ def check_reachable(url: str, timeout_s: float = 5.0) -> None:
             "nothing was created. Start it ('relaydesk gateway') or fix SMS_GATEWAY_URL / "
             "the provider settings."
         ) from None
+
+
+def require_provider(settings: Settings, *, start_gateway: bool) -> None:
+    """Fail fast, before anything is created, when the provider cannot be reached (the
+    sandbox gateway of this data dir is started first when ``start_gateway``)."""
+    from engine.local_gateway import gateway_url
+
+    endpoint = provider_endpoint(settings, gateway_url(settings, start=start_gateway))
+    if endpoint:
+        check_reachable(endpoint)
