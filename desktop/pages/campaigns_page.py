@@ -131,6 +131,7 @@ class CampaignsPage(Page):
 
     def activated(self) -> None:
         self.model.reload()
+        self.progress.poll()  # it does not poll while hidden: catch up at once
         self.timer.start()
 
     def shutdown(self) -> None:
