@@ -28,6 +28,7 @@ import phonenumbers
 import platformdirs
 from dotenv import dotenv_values
 
+from engine.queues import ALL_QUEUES
 from engine.secrets import mask_secret, mask_url
 
 if TYPE_CHECKING:
@@ -81,6 +82,59 @@ def parse_rate_limit(text: str) -> RateLimit | None:
     if count <= 0:
         raise ValueError("the count must be a positive whole number")
     return RateLimit(count, _PERIODS[unit])
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Whole seconds from ``90``, ``90s``, ``15m``, ``24h`` or ``30d``."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _DURATION_UNITS else "s"
+    number = value[:-1] if value[-1:] in _DURATION_UNITS else value
+    try:
+        seconds = round(float(number) * _DURATION_UNITS[unit])
+    except ValueError:
+        raise ValueError("write it as a number with s, m, h or d, e.g. 90s, 15m, 24h or "
+                         "30d") from None
+    if seconds <= 0:
+        raise ValueError("must be more than zero, e.g. 24h")
+    return seconds
+
+
+@dataclass(frozen=True)
+class WaitThresholds:
+    """How long a job may wait in its queue before it counts as a long wait."""
+
+    default_s: float
+    per_queue: tuple[tuple[str, float], ...] = ()
+
+    def for_queue(self, queue: str) -> float:
+        return dict(self.per_queue).get(queue, self.default_s)
+
+    def __str__(self) -> str:
+        parts = [f"{self.default_s:g}"] + [f"{q}={s:g}" for q, s in self.per_queue]
+        return ",".join(parts)
+
+
+def parse_wait_thresholds(text: str) -> WaitThresholds:
+    """``60`` or ``60,bulk_messages=600``: seconds for every queue, then overrides."""
+    default: float | None = None
+    per_queue: list[tuple[str, float]] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, seconds_text = part.rpartition("=")
+        seconds = float(parse_duration(seconds_text))
+        if not sep:
+            default = seconds
+        elif name.strip() in ALL_QUEUES:
+            per_queue.append((name.strip(), seconds))
+        else:
+            raise ValueError(f"unknown queue {name.strip()!r}; queues are "
+                             f"{', '.join(ALL_QUEUES)} (e.g. 60,bulk_messages=600)")
+    if default is None:
+        raise ValueError("start with the seconds for every queue, e.g. 60 or "
+                         "60,bulk_messages=600")
+    return WaitThresholds(default, tuple(per_queue))
 
 
 def _optional_str(text: str) -> str | None:
@@ -198,6 +252,13 @@ _FIELDS: tuple[SettingField, ...] = (
     SettingField("RELAYDESK_WORKERS", "workers", _positive_int),
     SettingField("RELAYDESK_MIN_PROCESSES", "min_processes", _positive_int),
     SettingField("RELAYDESK_MAX_PROCESSES", "max_processes", _positive_int),
+    SettingField("RELAYDESK_METRICS_KEEP_10S", "metrics_keep_10s_s", parse_duration),
+    SettingField("RELAYDESK_METRICS_KEEP_MINUTES", "metrics_keep_minutes_s", parse_duration),
+    SettingField("RELAYDESK_METRICS_KEEP_HOURS", "metrics_keep_hours_s", parse_duration),
+    SettingField("RELAYDESK_LONG_WAIT", "long_wait", parse_wait_thresholds),
+    SettingField("RELAYDESK_ALERT_WEBHOOK", "alert_webhook", _optional_str, secret=True),
+    SettingField("RELAYDESK_ALERT_EMAIL", "alert_email", _optional_str),
+    SettingField("RELAYDESK_SMTP_URL", "smtp_url", _optional_str, url=True),
     SettingField("SMS_PROVIDER", "sms_provider", _provider),
     SettingField("SMS_GATEWAY_URL", "sms_gateway_url", _optional_str, url=True),
     SettingField("SMS_HTTP_BODY_TEMPLATE", "sms_http_body_template", _optional_str),
@@ -252,6 +313,14 @@ class Settings:
     workers: int = 1  # workers `relaydesk supervise` keeps running
     min_processes: int = 2  # autoscaling bounds: fewest and most worker processes
     max_processes: int = 20
+    # Metrics buckets of 10 s, 1 min and 1 h are kept this long (Redis memory stays flat).
+    metrics_keep_10s_s: int = 3600
+    metrics_keep_minutes_s: int = 86_400
+    metrics_keep_hours_s: int = 30 * 86_400
+    long_wait: WaitThresholds = WaitThresholds(60.0)  # Horizon's default threshold
+    alert_webhook: str | None = None  # POSTed a JSON alert; often holds a token
+    alert_email: str | None = None
+    smtp_url: str | None = None  # smtp[s]://user:password@host:port for alert_email
     sms_provider: str = "sandbox"
     sms_gateway_url: str | None = None
     sms_http_body_template: str | None = None

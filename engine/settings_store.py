@@ -65,7 +65,7 @@ Kind = Literal["text", "int", "float", "choice", "url", "secret"]
 SecretStore = Literal["keyring", "config file"]
 
 GROUPS = ("General", "Connections", "Provider", "Sending", "Retries", "Workers", "Regional",
-          "Monitoring (Sentry)")
+          "Metrics and alerts", "Monitoring (Sentry)")
 _SHADOWING: tuple[Source, ...] = ("command line", "environment", ".env")
 
 
@@ -201,6 +201,31 @@ _META: dict[str, _Meta] = {
         "Currency format", "Regional", "text",
         "How amounts appear in messages and estimates; {amount} stands for the number.",
         "KES {amount}"),
+    "RELAYDESK_METRICS_KEEP_10S": _Meta(
+        "Keep 10-second figures", "Metrics and alerts", "text",
+        "How long the dashboard's finest figures stay in Redis (s, m, h or d).", "1h"),
+    "RELAYDESK_METRICS_KEEP_MINUTES": _Meta(
+        "Keep per-minute figures", "Metrics and alerts", "text",
+        "How long per-minute figures stay in Redis (s, m, h or d).", "24h"),
+    "RELAYDESK_METRICS_KEEP_HOURS": _Meta(
+        "Keep hourly figures", "Metrics and alerts", "text",
+        "How long hourly figures stay in Redis (s, m, h or d).", "30d"),
+    "RELAYDESK_LONG_WAIT": _Meta(
+        "Long-wait alert after", "Metrics and alerts", "text",
+        "Seconds a job may wait in its queue before an alert, then per-queue overrides.",
+        "60,bulk_messages=600"),
+    "RELAYDESK_ALERT_WEBHOOK": _Meta(
+        "Alert webhook", "Metrics and alerts", "secret",
+        "A URL that receives each alert as a JSON POST. Empty: no webhook.",
+        "https://hooks.example.com/services/..."),
+    "RELAYDESK_ALERT_EMAIL": _Meta(
+        "Alert e-mail to", "Metrics and alerts", "text",
+        "Who receives alerts by e-mail (needs the SMTP server below). Empty: no e-mail.",
+        "ops@example.org"),
+    "RELAYDESK_SMTP_URL": _Meta(
+        "SMTP server", "Metrics and alerts", "url",
+        "The mail server for alert e-mails: smtp:// (STARTTLS when offered) or smtps://.",
+        "smtp://user:password@mail.example.org:587"),
     "SENTRY_DSN": _Meta(
         "Sentry DSN", "Monitoring (Sentry)", "secret",
         "Where errors are reported. Empty: no error reporting.",
