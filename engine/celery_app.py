@@ -7,6 +7,7 @@ DESIGN.md, "Celery on Redis"); the comments say which.
 from __future__ import annotations
 
 import ssl
+import time
 from typing import Any
 
 from celery import Celery
@@ -73,5 +74,10 @@ def configure(broker_url: str) -> Celery:
     return app
 
 
+# A header with the publish time: the worker derives the job's wait in the queue from it,
+# and the monitor the age of the oldest job still waiting.
+PUBLISHED_HEADER = "relaydesk_published"
+
+
 def publish(task: str, args: list[Any], queue: str) -> None:
-    app.send_task(task, args=args, queue=queue)
+    app.send_task(task, args=args, queue=queue, headers={PUBLISHED_HEADER: time.time()})

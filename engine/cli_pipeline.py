@@ -13,8 +13,9 @@ import redis
 
 from engine.breaker import CircuitBreaker
 from engine.cli_common import AppContext, json_option, pass_app, print_json
-from engine.dead_letters import count_failed
 from engine.embedded_redis import EmbeddedRedis, redis_url
+from engine.human import format_duration
+from engine.overview import gather
 from engine.queue_status import broker_snapshot
 from engine.queues import ALL_QUEUES
 from engine.secrets import mask_url
@@ -177,11 +178,11 @@ def status_data(app: AppContext) -> dict[str, Any]:
         snapshot = broker_snapshot(client)
         breaker = CircuitBreaker(client, settings.sms_provider, settings.breaker_threshold,
                                  settings.breaker_cooldown_s).state()
+        with app.db.session() as session:
+            figures = gather(client, session, settings)
     finally:
         client.close()
-    with app.db.session() as session:
-        dead = count_failed(session)
-    return {**snapshot, "dead_letters": dead,
+    return {**figures.as_dict(), **snapshot,
             "breaker": {"provider": settings.sms_provider, "state": breaker.state,
                         "failures": breaker.failures,
                         "reopens_in_s": round(breaker.reopens_in_s, 1)}}
@@ -196,8 +197,16 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    for queue, depth in data["queues"].items():
-        click.echo(f"queue {queue:<14} {depth:>8} waiting")
+    click.echo(f"state                {data['status']:>8}")
+    click.echo(f"jobs per minute      {data['jobs_per_minute']:>8}")
+    click.echo(f"sent, last hour      {data['sent_last_hour']:>8}")
+    click.echo(f"failed, last 7 days  {data['failed_last_7_days']:>8}")
+    for q in data["workload"]:
+        click.echo(f"queue {q['queue']:<14} {q['waiting']:>8} waiting  {q['in_flight']} in flight"
+                   f"  {q['processes']} processes  oldest {format_duration(q['wait_s'])}")
+    for alert in data["alerts"]:
+        click.echo(f"ALERT: jobs on {alert['queue']} have waited {alert['wait_s']:.0f} s "
+                   f"(threshold {alert['threshold_s']:g} s)")
     click.echo(f"in flight            {data['in_flight']:>8}")
     click.echo(f"scheduled (paced)    {data['scheduled']:>8}")
     click.echo(f"dead letters         {data['dead_letters']:>8}")

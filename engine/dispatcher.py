@@ -12,7 +12,7 @@ import time
 
 import redis
 
-from engine import redis_keys, scheduler, worker_registry
+from engine import monitor, redis_keys, scheduler, worker_registry
 from engine.broker_jobs import campaign_has_jobs
 from engine.celery_app import publish
 from engine.delivery_state import queued_message_ids, stale_sending, stalled_campaigns
@@ -41,7 +41,7 @@ class Dispatcher(threading.Thread):
         self.stopping.set()
 
     def run(self) -> None:
-        last_heartbeat = last_sweep = 0.0
+        last_heartbeat = last_sweep = last_monitor = 0.0
         while not self.stopping.is_set():
             try:
                 rt = runtime()
@@ -52,6 +52,9 @@ class Dispatcher(threading.Thread):
                 if now - last_sweep >= SWEEP_EVERY_S:
                     self._sweep()
                     last_sweep = now
+                if now - last_monitor >= monitor.TICK_EVERY_S:
+                    monitor.tick(rt.redis, rt.settings, self.worker_name)
+                    last_monitor = now
                 released = scheduler.release_due(
                     rt.redis, lambda job: publish(job.task, job.args, job.queue))
                 if released:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import redis
 from sqlalchemy import select
 
-from engine import redis_keys, scheduler
+from engine import metrics, redis_keys, scheduler
 from engine.delivery_state import (
     Claimed,
     claim,
@@ -52,16 +52,29 @@ def send_messages(rt: Runtime, campaign_id: int, message_ids: Sequence[int],
         queue = session.scalar(select(Campaign.queue).where(Campaign.id == campaign_id))
     if queue is None:
         return  # the campaign was deleted
-    futures = [rt.pool.submit(_deliver_one, rt, campaign_id, mid, allowed, queue, task_name)
+    sample = metrics.Sample()
+    futures = [rt.pool.submit(_deliver_one, rt, campaign_id, mid, allowed, queue, task_name,
+                              sample)
                for mid in message_ids]
-    for future in futures:
-        future.result()
+    try:
+        for future in futures:
+            future.result()
+    finally:
+        _record_sample(rt, sample)
     with rt.db.session() as session:
         finish_campaign_if_done(session, campaign_id)
 
 
+def _record_sample(rt: Runtime, sample: metrics.Sample) -> None:
+    try:
+        metrics.record(rt.redis, rt.settings, sample)
+    except redis.RedisError as exc:  # figures, not state: never fail a send for them
+        log.warning("could not record send metrics: %s", exc)
+
+
 def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
-                 allowed: tuple[MessageStatus, ...], queue: str, task_name: str) -> None:
+                 allowed: tuple[MessageStatus, ...], queue: str, task_name: str,
+                 sample: metrics.Sample) -> None:
     if rt.redis.exists(redis_keys.campaign_paused(campaign_id)):
         return
     wait = rt.breaker.wait_s()
@@ -78,18 +91,35 @@ def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
     if claimed is None:
         return  # already sent, dead, cancelled, or being sent by another task
     trace = None
+    started = time.monotonic()
     try:
         result = rt.provider.send(claimed.sms)
     except Exception as exc:  # a bug or an unexpected answer: treat as transient, keep it
         log.exception("provider call failed for message %s", message_id)
         result = SendResult(Outcome.TRANSIENT, error_type=type(exc).__name__, error=str(exc))
         trace = traceback.format_exc()
-    _record(rt, claimed, result, task_name, trace)
+    call_ms = (time.monotonic() - started) * 1000
+    outcome = _record(rt, claimed, result, task_name, trace)
+    _observe(sample, rt.provider.name, queue, campaign_id, result, call_ms, outcome)
+
+
+def _observe(sample: metrics.Sample, provider: str, queue: str, campaign_id: int,
+             result: SendResult, call_ms: float, outcome: str | None) -> None:
+    calls = (metrics.ALL, metrics.provider_scope(provider))
+    sample.add(calls, metrics.CALLS)
+    sample.timing(calls, metrics.CALL_MS, metrics.CALL_MAX_MS, call_ms)
+    if result.outcome is not Outcome.SENT:
+        sample.add(calls, metrics.CALL_ERRORS)
+    if outcome is not None:
+        sample.add((metrics.ALL, metrics.queue_scope(queue), metrics.campaign_scope(campaign_id)),
+                   outcome)
 
 
 def _record(rt: Runtime, claimed: Claimed, result: SendResult, task_name: str,
-            trace: str | None) -> None:
+            trace: str | None) -> str | None:
+    """Store the outcome; returns the metric it counts as (sent, retried, dead) or None."""
     settings = rt.settings
+    outcome: str | None = metrics.SENT
     message_id = claimed.sms.message_id
     dead = False
     with rt.db.session() as session:
@@ -97,6 +127,7 @@ def _record(rt: Runtime, claimed: Claimed, result: SendResult, task_name: str,
             mark_sent(session, message_id, result)
         elif result.outcome is Outcome.TRANSIENT:
             if claimed.attempts < settings.max_attempts:
+                outcome = metrics.RETRIED
                 mark_retry(session, message_id, result)
                 due = time.time() + backoff_s(claimed.attempts, settings.retry_backoff_s,
                                               settings.retry_backoff_max_s)
@@ -112,12 +143,14 @@ def _record(rt: Runtime, claimed: Claimed, result: SendResult, task_name: str,
             mark_dead(session, claimed, result, task_name, trace)
             dead = True
         else:  # account-level: no message can go out; pause instead of burning attempts
+            outcome = None
             release_claim(session, message_id)
             reason = f"{result.error_type}: {result.error}"
             pause_campaign(session, claimed.sms.campaign_id, reason)
             rt.redis.set(redis_keys.campaign_paused(claimed.sms.campaign_id), reason)
             log.warning("campaign %s paused: %s", claimed.sms.campaign_id, reason)
     if dead:  # only the final failure is reported, never a retry
+        outcome = metrics.DEAD
         report_dead(claimed.sms.campaign_id, message_id, result.error_type or "Error",
                     claimed.attempts)
     # After the commit, and allowed to fail: the delivery state is what must not be lost.
@@ -128,3 +161,4 @@ def _record(rt: Runtime, claimed: Claimed, result: SendResult, task_name: str,
             rt.breaker.record_failure()
     except redis.RedisError as exc:
         log.warning("could not update the circuit breaker: %s", exc)
+    return outcome

@@ -10,6 +10,7 @@ from typing import Any
 
 from celery import signals
 
+from engine import job_metrics
 from engine.celery_app import configure
 from engine.dispatcher import Dispatcher
 from engine.embedded_redis import redis_url
@@ -46,6 +47,9 @@ def run_worker(settings: Settings, queues: list[str] | None = None,
     gateway_url(settings, start=True)
     app = configure(url)
     import engine.tasks  # noqa: F401  (registers the tasks)
+
+
+    job_metrics.connect()
 
     queues = queues or list(ALL_QUEUES)
     concurrency = concurrency or settings.worker_concurrency
