@@ -46,14 +46,12 @@ def build_pages(ctx: ConsoleContext) -> list[Page]:
     from desktop.pages.campaigns_page import CampaignsPage
     from desktop.pages.compose_page import ComposePage
     from desktop.pages.contacts_page import ContactsPage
+    from desktop.pages.dashboard_page import DashboardPage
     from desktop.pages.settings_page import SettingsPage
     from desktop.pages.workers_page import WorkersPage
 
     return [
-        PlaceholderPage(ctx, "dashboard", "Dashboard", "dashboard",
-                        "Live queue depth, throughput and failure charts arrive here with the "
-                        "monitoring release. Until then, the status bar below shows Redis, "
-                        "workers and dead letters, and the Campaigns page shows progress."),
+        DashboardPage(ctx),
         ComposePage(ctx),
         ContactsPage(ctx),
         CampaignsPage(ctx),

@@ -186,3 +186,32 @@ def read_bucket(client: Any, res: Resolution, at: float) -> dict[str, int]:
 
 def field(scope: str, name: str) -> str:
     return f"{scope}|{name}"
+
+
+class MetricWindow:
+    """The last ``span_s`` of some fields at one resolution, read incrementally: the whole
+    window once, then only the previous and the current bucket (figures are always written
+    to the bucket of the moment they are recorded, so older buckets no longer change)."""
+
+    def __init__(self, res: Resolution, span_s: int, fields: Sequence[str]) -> None:
+        self.res = res
+        self.span_s = span_s
+        self.fields = list(fields)
+        self._rows: dict[int, list[int]] = {}
+        self._read_until: int | None = None
+
+    def refresh(self, client: Any, now: float | None = None) -> Series:
+        now = time.time() if now is None else now
+        step = self.res.step_s
+        first, last = self.res.bucket(now - self.span_s + step), self.res.bucket(now)
+        since = first if self._read_until is None else max(first, self._read_until - step)
+        fresh = read_series(client, self.res, self.fields, since, now)
+        for i, start in enumerate(fresh.starts):
+            self._rows[start] = [fresh.values[f][i] for f in self.fields]
+        for start in [s for s in self._rows if s < first]:
+            del self._rows[start]
+        self._read_until = last
+        starts = list(range(first, last + 1, step))
+        empty = [0] * len(self.fields)
+        rows = [self._rows.get(s, empty) for s in starts]
+        return Series(step, starts, {f: [r[j] for r in rows] for j, f in enumerate(self.fields)})

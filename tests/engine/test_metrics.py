@@ -222,3 +222,24 @@ def test_a_failing_webhook_is_reported_without_its_address(receivers: tuple[str,
     assert "webhook" in problems[0]
     assert "s3cret" not in problems[0]
     assert "127.0.0.1" not in problems[0]
+
+
+def test_a_window_reads_incrementally_and_matches_a_full_read(redis_client: Any,
+                                                               settings: Settings) -> None:
+    res = metrics.resolutions(settings)[0]
+    now = float(res.bucket(time.time()))
+    for back in (0, 10, 60, 300, 890, 950):  # the last two: inside, then outside 15 min
+        metrics.record(redis_client, settings, _sample(back + 1, 5), at=now - back + 1)
+    window = metrics.MetricWindow(res, 900, ["all|sent"])
+    first = window.refresh(redis_client, now + 1)
+    assert len(first.starts) == 90
+    assert first.total("all|sent") == 1 + 11 + 61 + 301 + 891
+    # Newer figures land in the current bucket; a later refresh sees them and drops what
+    # left the window, without reading the old buckets again.
+    metrics.record(redis_client, settings, _sample(1000, 5), at=now + 25)
+    redis_client.delete(res.key(res.bucket(now - 300)))  # would change a full read only
+    later = window.refresh(redis_client, now + 25)
+    assert len(later.starts) == 90
+    assert later.starts[-1] == res.bucket(now + 25)
+    # 891 left the window; 301 is still counted though its bucket is gone from Redis.
+    assert later.total("all|sent") == 1 + 11 + 61 + 301 + 1000

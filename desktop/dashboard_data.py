@@ -1,0 +1,67 @@
+"""What one dashboard refresh reads, off the UI thread: the overview figures and the chart
+series of the chosen range (read incrementally through a MetricWindow)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from desktop.services import Services
+from engine import metrics
+from engine.overview import Overview, gather
+from engine.queues import ALL_QUEUES
+
+# range label -> (span in seconds, resolution index: 0 = 10 s, 1 = minute)
+RANGES = {"15 min": (900, 0), "1 h": (3600, 0), "24 h": (86_400, 1)}
+
+DEPTH_FIELDS = {q: metrics.field(metrics.queue_scope(q), metrics.DEPTH) for q in ALL_QUEUES}
+SENT, DEAD, RETRIED = (metrics.field(metrics.ALL, n) for n in
+                       (metrics.SENT, metrics.DEAD, metrics.RETRIED))
+CALLS, CALL_MS, CALL_MAX = (metrics.field(metrics.ALL, n) for n in
+                            (metrics.CALLS, metrics.CALL_MS, metrics.CALL_MAX_MS))
+FIELDS = [*DEPTH_FIELDS.values(), SENT, DEAD, RETRIED, CALLS, CALL_MS, CALL_MAX]
+
+
+@dataclass(frozen=True)
+class ChartData:
+    starts: list[int]
+    depth: dict[str, list[float]]  # queue -> jobs waiting
+    throughput: dict[str, list[float]]  # sent / failed / retried per minute
+    response: dict[str, list[float]]  # average / slowest provider call, ms (NaN: no call)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    overview: Overview
+    charts: ChartData
+    range_label: str
+
+
+def new_window(services: Services, range_label: str) -> metrics.MetricWindow:
+    span, index = RANGES[range_label]
+    return metrics.MetricWindow(metrics.resolutions(services.settings)[index], span, FIELDS)
+
+
+def chart_data(series: metrics.Series, overview: Overview) -> ChartData:
+    per_minute = 60 / series.step_s
+    v = series.values
+    depth = {q: [float(x) for x in v[f]] for q, f in DEPTH_FIELDS.items()}
+    # The monitor samples every few seconds; the bucket of the moment also gets what the
+    # dashboard sees right now, so the line moves at once.
+    for row in overview.workload:
+        if depth[row.queue]:
+            depth[row.queue][-1] = max(depth[row.queue][-1], float(row.waiting))
+    throughput = {"sent": [x * per_minute for x in v[SENT]],
+                  "failed": [x * per_minute for x in v[DEAD]],
+                  "retried": [x * per_minute for x in v[RETRIED]]}
+    average = [ms / n if n else math.nan for ms, n in zip(v[CALL_MS], v[CALLS], strict=True)]
+    slowest = [float(ms) if n else math.nan for ms, n in zip(v[CALL_MAX], v[CALLS], strict=True)]
+    return ChartData(series.starts, depth, throughput, {"average": average, "slowest": slowest})
+
+
+def fetch(services: Services, window: metrics.MetricWindow, range_label: str) -> Snapshot:
+    client = services.redis()
+    with services.db().session() as session:
+        overview = gather(client, session, services.settings)
+    series = window.refresh(client, overview.read_at)
+    return Snapshot(overview, chart_data(series, overview), range_label)
