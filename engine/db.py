@@ -157,6 +157,10 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Database:
                         f"cannot open the database at {mask_url(url)}: {exc.orig}. "
                         "Check DATABASE_URL, or unset it to use the local SQLite file."
                     ) from None
+            if settings.inspector_on:  # development only: statements for the Inspector page
+                from engine.inspector import watch_sql
+
+                watch_sql(engine, settings)
             db = Database(engine, sessionmaker(engine, expire_on_commit=False))
             _open[url] = db
         return db

@@ -26,6 +26,7 @@ from engine.delivery_state import (
     pause_campaign,
     release_claim,
 )
+from engine.inspector import record_message
 from engine.models import Campaign, MessageStatus
 from engine.providers.base import Outcome, SendResult
 from engine.retry_policy import backoff_s
@@ -101,6 +102,7 @@ def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
     call_ms = (time.monotonic() - started) * 1000
     outcome = _record(rt, claimed, result, task_name, trace)
     _observe(sample, rt.provider.name, queue, campaign_id, result, call_ms, outcome)
+    record_message(claimed, result)  # the development inspector; nothing when it is off
 
 
 def _observe(sample: metrics.Sample, provider: str, queue: str, campaign_id: int,

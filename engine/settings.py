@@ -46,6 +46,13 @@ Environment = Literal["development", "production"]
 PROVIDERS = ("sandbox", "http", "twilio", "africastalking")
 
 
+# Why the job inspector never runs in production, for the error, the CLI and the console.
+INSPECTOR_REFUSED = (
+    "the inspector records job payloads, SQL statements and provider calls, which is for "
+    "development only. Set RELAYDESK_INSPECTOR to auto or off, or set "
+    "RELAYDESK_ENV=development on a machine that sends no real campaigns.")
+
+
 class SettingsError(ValueError):
     """A setting has a value RelayDesk cannot use; the message says which and why."""
 
@@ -171,6 +178,20 @@ def _environment(text: str) -> Environment:
     raise ValueError("must be development or production")
 
 
+InspectorSwitch = Literal["auto", "on", "off"]
+
+
+def _inspector_switch(text: str) -> InspectorSwitch:
+    value = text.strip().lower()
+    if value in ("auto", ""):
+        return "auto"
+    if value in ("on", "true", "yes", "1"):
+        return "on"
+    if value in ("off", "false", "no", "0"):
+        return "off"
+    raise ValueError("must be on, off or auto (auto: on in development, off in production)")
+
+
 def _region(text: str) -> str:
     value = text.strip().upper()
     if value not in phonenumbers.SUPPORTED_REGIONS:
@@ -226,6 +247,9 @@ class SettingField:
 _FIELDS: tuple[SettingField, ...] = (
     SettingField("RELAYDESK_DATA_DIR", "data_dir", _path),
     SettingField("RELAYDESK_ENV", "env", _environment),
+    SettingField("RELAYDESK_INSPECTOR", "inspector", _inspector_switch),
+    SettingField("RELAYDESK_INSPECTOR_MAX_AGE", "inspector_max_age_s", parse_duration),
+    SettingField("RELAYDESK_INSPECTOR_MAX_ENTRIES", "inspector_max_entries", _positive_int),
     SettingField("REDIS_URL", "redis_url", _optional_str, url=True),
     SettingField("DATABASE_URL", "database_url", _optional_str, url=True),
     SettingField("SENTRY_DSN", "sentry_dsn", _optional_str, secret=True),
@@ -286,6 +310,11 @@ def default_config_file() -> Path:
 class Settings:
     data_dir: Path
     env: Environment = "production"
+    # The job inspector (engine.inspector) records jobs, SQL and provider calls; it is for
+    # development only and refused in production.
+    inspector: InspectorSwitch = "auto"
+    inspector_max_age_s: int = 3600
+    inspector_max_entries: int = 5000  # per kind: jobs, SQL statements, HTTP calls
     redis_url: str | None = None
     database_url: str | None = None
     sentry_dsn: str | None = None
@@ -333,6 +362,12 @@ class Settings:
     at_api_key: str | None = None
     at_sender_id: str | None = None
     at_api_url: str | None = None
+
+    @property
+    def inspector_on(self) -> bool:
+        if self.inspector == "auto":
+            return self.env == "development"
+        return self.inspector == "on" and self.env == "development"
 
     @property
     def sqlite_path(self) -> Path:
@@ -546,6 +581,13 @@ def load_settings(
             f"{where['RELAYDESK_MIN_PROCESSES']}) is more than RELAYDESK_MAX_PROCESSES="
             f"{settings.max_processes} (from {where['RELAYDESK_MAX_PROCESSES']}): lower the "
             "minimum or raise the maximum.")
+    if settings.inspector == "on" and settings.env == "production":
+        raise SettingsError(
+            f"RELAYDESK_INSPECTOR=on (from "
+            f"{_describe_source(sources['RELAYDESK_INSPECTOR'], environ)}) cannot be used with "
+            f"RELAYDESK_ENV=production (from "
+            f"{_describe_source(sources.get('RELAYDESK_ENV', 'default'), environ)}): "
+            f"{INSPECTOR_REFUSED}")
     return settings
 
 

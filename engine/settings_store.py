@@ -40,6 +40,7 @@ from filelock import FileLock
 
 from engine.secrets import MASK
 from engine.settings import (
+    INSPECTOR_REFUSED,
     KEYRING_TABLE,
     PROVIDERS,
     SettingField,
@@ -88,6 +89,18 @@ _META: dict[str, _Meta] = {
         "Environment", "General", "choice",
         "production for real campaigns; development for trying RelayDesk out.",
         choices=("production", "development")),
+    "RELAYDESK_INSPECTOR": _Meta(
+        "Job inspector", "General", "choice",
+        "Records recent jobs, SQL statements and provider calls for the Inspector page. "
+        "auto: on in development, off in production (where it cannot be turned on).",
+        choices=("auto", "on", "off")),
+    "RELAYDESK_INSPECTOR_MAX_AGE": _Meta(
+        "Inspector keeps entries for", "General", "text",
+        "Older inspector entries are removed (seconds, or with s, m, h or d).", "1h"),
+    "RELAYDESK_INSPECTOR_MAX_ENTRIES": _Meta(
+        "Inspector entries kept", "General", "int",
+        "The most jobs, SQL statements and provider calls kept, each.", "5000",
+        minimum=1),
     "RELAYDESK_DATA_DIR": _Meta(
         "Data folder", "General", "text",
         "Where the database, logs and RelayDesk's own Redis keep their files.",
@@ -530,6 +543,11 @@ def _cross_problems(texts: dict[str, str],
         problems.append((("RELAYDESK_MIN_PROCESSES", "RELAYDESK_MAX_PROCESSES"),
                          f"Fewest processes ({low}) is more than most processes ({high}): "
                          "lower the fewest or raise the most."))
+    if (_parsed(texts, "RELAYDESK_INSPECTOR") == "on"
+            and _parsed(texts, "RELAYDESK_ENV") == "production"):
+        problems.append((("RELAYDESK_INSPECTOR", "RELAYDESK_ENV"),
+                         "The job inspector cannot be on in production: "
+                         f"{INSPECTOR_REFUSED}"))
     base, cap = _parsed(texts, "RELAYDESK_RETRY_BACKOFF"), _parsed(texts,
                                                                   "RELAYDESK_RETRY_BACKOFF_MAX")
     if base is not None and cap is not None and base > cap:

@@ -14,6 +14,7 @@ from engine import job_metrics
 from engine.celery_app import configure
 from engine.dispatcher import Dispatcher
 from engine.embedded_redis import redis_url
+from engine.inspector import watch_jobs
 from engine.local_gateway import gateway_url
 from engine.queues import ALL_QUEUES
 from engine.settings import Settings
@@ -48,6 +49,7 @@ def run_worker(settings: Settings, queues: list[str] | None = None,
     app = configure(url)
     import engine.tasks  # noqa: F401  (registers the tasks)
 
+    watch_jobs(settings)  # the development inspector; does nothing when it is off
 
     job_metrics.connect()
 

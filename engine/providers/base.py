@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import urllib3
 
@@ -67,6 +68,37 @@ def parse_json(data: bytes) -> Any:
         return None
 
 
+@dataclass(frozen=True)
+class HttpExchange:
+    """One provider call as the development inspector sees it (engine.inspector)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    request_body: str
+    status: int | None  # None: no answer (timeout, connection error)
+    response_body: bytes
+    latency_s: float
+    error: str | None = None
+
+
+# Told of every provider call. Empty unless the development inspector is on, so then a call
+# costs one check and nothing is built for it.
+HTTP_OBSERVERS: list[Callable[[HttpExchange], None]] = []
+
+
+def _tell_observers(method: str, url: str, kwargs: dict[str, Any], status: int | None,
+                    data: bytes, latency_s: float, error: str | None = None) -> None:
+    body = kwargs.get("body")
+    if body is None and kwargs.get("fields"):
+        body = urlencode(kwargs["fields"])
+    body = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    exchange = HttpExchange(method, url, dict(kwargs.get("headers") or {}), body, status, data,
+                            latency_s, error)
+    for observer in HTTP_OBSERVERS:
+        observer(exchange)
+
+
 def timed_request(
     http: urllib3.PoolManager,
     method: str,
@@ -78,15 +110,19 @@ def timed_request(
     start = time.perf_counter()
     try:
         response = http.request(method, url, **kwargs)
-    except urllib3.exceptions.TimeoutError as exc:
-        return SendResult(Outcome.TRANSIENT, error_type="Timeout", error=str(exc),
-                          latency_s=time.perf_counter() - start)
     except urllib3.exceptions.HTTPError as exc:
-        return SendResult(Outcome.TRANSIENT, error_type=type(exc).__name__, error=str(exc),
-                          latency_s=time.perf_counter() - start)
+        error_type = ("Timeout" if isinstance(exc, urllib3.exceptions.TimeoutError)
+                      else type(exc).__name__)
+        latency = time.perf_counter() - start
+        if HTTP_OBSERVERS:
+            _tell_observers(method, url, kwargs, None, b"", latency, f"{error_type}: {exc}")
+        return SendResult(Outcome.TRANSIENT, error_type=error_type, error=str(exc),
+                          latency_s=latency)
+    latency = time.perf_counter() - start
+    if HTTP_OBSERVERS:
+        _tell_observers(method, url, kwargs, response.status, response.data, latency)
     result = interpret(response.status, response.data)
     return SendResult(
         result.outcome, result.provider_message_id, result.error_type, result.error,
-        response.data[:MAX_RESPONSE_KEPT].decode("utf-8", "replace"),
-        time.perf_counter() - start,
+        response.data[:MAX_RESPONSE_KEPT].decode("utf-8", "replace"), latency,
     )

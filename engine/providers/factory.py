@@ -26,6 +26,10 @@ def _require(settings: Settings, *names: str) -> None:
 def make_provider(settings: Settings, gateway_url: str | None = None) -> Provider:
     """``gateway_url`` is where the sandbox runs when RelayDesk started it itself."""
     http = http_client(settings.provider_timeout_s, settings.send_concurrency)
+    if settings.inspector_on:  # development only: provider calls for the Inspector page
+        from engine.inspector import watch_http
+
+        watch_http(settings)
     kind = settings.sms_provider
     if kind == "sandbox":
         url = settings.sms_gateway_url or gateway_url

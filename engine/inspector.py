@@ -1,0 +1,599 @@
+"""The job inspector: recent job events, SQL statements and provider calls, for development.
+
+RelayDesk's answer to Laravel Telescope. When the settings turn it on (``RELAYDESK_ENV=
+development``; it is refused in production, see ``engine.settings``), every process records
+into Redis: workers their job events (Celery signals), each message's outcome, the SQL they
+run and the provider calls they make; the console and the CLI the SQL they run. The
+Inspector page and ``relaydesk inspector`` read it back, filtered by kind, campaign and task.
+
+The store is bounded twice: one Redis stream per kind, trimmed to the newest
+``RELAYDESK_INSPECTOR_MAX_ENTRIES`` on every write and to ``RELAYDESK_INSPECTOR_MAX_AGE`` on
+every write and read. Entries are small JSON documents. What is kept is chosen so that the
+store holds nothing an operator's log must not: SQL text without its parameters (they hold
+phone numbers and message text), provider calls without headers (credentials), URLs
+without user info or query, and every phone number in a payload or body masked.
+
+Off, the inspector installs nothing: no SQL listener, no HTTP observer, no Celery signal
+handler. On, recording never breaks sending: every error is swallowed and logged at debug
+level, and a Redis that does not answer is left alone for a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from engine.embedded_redis import redis_url
+from engine.phones import mask_phone
+from engine.redis_keys import PREFIX
+from engine.settings import Settings
+from engine.telemetry import PHONE
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from engine.delivery_state import Claimed
+    from engine.providers.base import HttpExchange, SendResult
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["job", "sql", "http"]
+KINDS: tuple[Kind, ...] = ("job", "sql", "http")
+JOB_EVENTS = ("enqueued", "started", "succeeded", "failed", "retried")
+MESSAGE_EVENTS = ("sent", "retried", "failed", "paused")
+
+MAX_TEXT = 2000  # characters of a statement or a body kept
+MAX_PAYLOAD = 1000
+READ_BATCH = 500
+REDIS_TIMEOUT_S = 2.0
+QUIET_AFTER_ERROR_S = 5.0  # Redis failed: record nothing for this long (sending goes on)
+PUBLISHED_HEADER = "relaydesk_published"  # epoch seconds, added to each published task
+
+
+def stream_key(kind: Kind) -> str:
+    return f"{PREFIX}inspector:{kind}"
+
+
+def inspector_off_reason(settings: Settings) -> str | None:
+    """Why the inspector records nothing with these settings, or None when it is on."""
+    if settings.inspector_on:
+        return None
+    what = ("The inspector records recent job events, SQL statements and provider HTTP calls, "
+            "for debugging.")
+    if settings.env == "production":
+        return (f"{what} It is off in production and cannot be turned on there: set "
+                "RELAYDESK_ENV=development, on a machine that sends no real campaigns, to use "
+                "it.")
+    return f"{what} It is turned off (RELAYDESK_INSPECTOR=off): set it to auto or on to use it."
+
+
+# --- what is kept ----------------------------------------------------------------------------
+
+def mask_phones(text: str) -> str:
+    """Every phone-number-like run in ``text`` masked as the console masks numbers."""
+    return PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+
+
+def _clip(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more)"
+
+
+def safe_text(text: str, limit: int = MAX_TEXT) -> str:
+    return _clip(mask_phones(text), limit)
+
+
+def safe_payload(value: Any) -> str:
+    """Task arguments as JSON text with phone numbers masked."""
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return safe_text(text, MAX_PAYLOAD)
+
+
+def _looks_like_token(segment: str) -> bool:
+    return len(segment) >= 20 and segment.isalnum() and any(c.isdigit() for c in segment)
+
+
+def safe_url(url: str) -> str:
+    """Scheme, host and path: no user info, no query (either may hold a credential), and
+    long token-like path parts (e.g. an account SID) shortened."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return "(unreadable URL)"
+    path = "/".join(s[:4] + "…" if _looks_like_token(s) else s for s in parts.path.split("/"))
+    return urlunsplit((parts.scheme, host, path, "", ""))
+
+
+# --- the store ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    kind: Kind
+    time: float  # epoch seconds
+    event: str  # job: enqueued, started, ...; sql: the verb; http: the method
+    summary: str
+    status: str = ""
+    campaign: int | None = None
+    task: str | None = None
+    duration_ms: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    id: str = ""  # the stream ID, set when read back
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        del data["id"]
+        return json.dumps(data, separators=(",", ":"), default=str, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, entry_id: str, raw: str | bytes) -> Entry:
+        data = json.loads(raw)
+        return cls(kind=data["kind"], time=float(data["time"]), event=data["event"],
+                   summary=data["summary"], status=data.get("status", ""),
+                   campaign=data.get("campaign"), task=data.get("task"),
+                   duration_ms=data.get("duration_ms"), detail=data.get("detail") or {},
+                   id=entry_id)
+
+
+@dataclass(frozen=True)
+class Query:
+    kinds: tuple[Kind, ...] = KINDS
+    campaign: int | None = None
+    task: str | None = None  # any part of the task name, e.g. send_chunk
+    since_s: float | None = None  # only entries at most this old
+    limit: int = 500
+    # Only entries newer than these stream IDs (a previous Reading's cursors): a live view
+    # then reads what is new instead of everything again.
+    after: tuple[tuple[Kind, str], ...] = ()
+
+    def matches(self, fields: dict[bytes, bytes]) -> bool:
+        """Checked on an entry's plain fields, before its JSON is decoded."""
+        if self.campaign is not None and fields.get(b"c") != str(self.campaign).encode():
+            return False
+        return not self.task or self.task.lower() in fields.get(b"t", b"").decode().lower()
+
+
+@dataclass(frozen=True)
+class Reading:
+    entries: list[Entry]  # newest first
+    cursors: tuple[tuple[Kind, str], ...]  # the newest stream ID of each kind read
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _id_parts(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _after(entry_id: str) -> str:
+    """The smallest stream ID after ``entry_id`` (an inclusive bound for XRANGE; the
+    exclusive "(" form needs Redis 6.2)."""
+    ms, seq = _id_parts(entry_id)
+    return f"{ms}-{seq + 1}"
+
+
+def _before(entry_id: str) -> str:
+    ms, seq = _id_parts(entry_id)
+    return f"{ms}-{seq - 1}" if seq else f"{ms - 1}-18446744073709551615"
+
+
+class InspectorStore:
+    """The bounded Redis store: one stream per kind."""
+
+    def __init__(self, client: Any, max_entries: int, max_age_s: float) -> None:
+        self.client = client
+        self.max_entries = max_entries
+        self.max_age_s = max_age_s
+
+    @classmethod
+    def for_settings(cls, settings: Settings, client: Any) -> InspectorStore:
+        return cls(client, settings.inspector_max_entries, settings.inspector_max_age_s)
+
+    def _cutoff_id(self, now: float | None = None) -> str:
+        return f"{int(((now or time.time()) - self.max_age_s) * 1000)}-0"
+
+    def add(self, entry: Entry) -> None:
+        """Store one entry and trim its stream to both bounds, in one round trip."""
+        key = stream_key(entry.kind)
+        pipe = self.client.pipeline(transaction=False)
+        fields = {"c": "" if entry.campaign is None else str(entry.campaign),
+                  "t": entry.task or "", "e": entry.to_json()}
+        pipe.xadd(key, fields, maxlen=self.max_entries, approximate=False)
+        pipe.xtrim(key, minid=self._cutoff_id(), approximate=False)
+        pipe.execute()
+
+    def prune(self, now: float | None = None) -> int:
+        """Remove entries older than the age bound (and beyond the count bound); how many."""
+        pipe = self.client.pipeline(transaction=False)
+        for kind in KINDS:
+            pipe.xtrim(stream_key(kind), minid=self._cutoff_id(now), approximate=False)
+            pipe.xtrim(stream_key(kind), maxlen=self.max_entries, approximate=False)
+        return sum(int(n) for n in pipe.execute())
+
+    def clear(self) -> int:
+        return int(self.client.delete(*(stream_key(k) for k in KINDS)))
+
+    def counts(self) -> dict[str, int]:
+        pipe = self.client.pipeline(transaction=False)
+        for kind in KINDS:
+            pipe.xlen(stream_key(kind))
+        return {kind: int(n) for kind, n in zip(KINDS, pipe.execute(), strict=True)}
+
+    def entries(self, query: Query = Query()) -> list[Entry]:
+        """The newest entries matching ``query``, newest first (old ones pruned first)."""
+        return self.read(query).entries
+
+    def read(self, query: Query = Query()) -> Reading:
+        """entries(), and where this read got to in each stream, for the next ``after``."""
+        self.prune()
+        found: list[Entry] = []
+        cursors = dict(query.after)
+        for kind in query.kinds:
+            found.extend(self._newest(kind, query, cursors))
+        found.sort(key=lambda e: e.time, reverse=True)
+        return Reading(found[:query.limit], tuple(cursors.items()))
+
+    def _newest(self, kind: Kind, query: Query, cursors: dict[Kind, str]) -> Iterator[Entry]:
+        key = stream_key(kind)
+        oldest = "-"
+        if query.since_s is not None:
+            oldest = f"{int((time.time() - query.since_s) * 1000)}-0"
+        after = dict(query.after).get(kind)
+        if after is not None and (oldest == "-" or _id_parts(_after(after)) > _id_parts(oldest)):
+            oldest = _after(after)
+        newest, taken = "+", 0
+        while taken < query.limit:
+            batch = self.client.xrevrange(key, max=newest, min=oldest, count=READ_BATCH)
+            if batch and newest == "+":
+                cursors[kind] = _text(batch[0][0])
+            for raw_id, fields in batch:
+                if query.matches(fields):
+                    taken += 1
+                    yield Entry.from_json(_text(raw_id), fields[b"e"])
+            if len(batch) < READ_BATCH:
+                return
+            newest = _before(_text(batch[-1][0]))
+
+
+# --- recording, per process -----------------------------------------------------------------
+
+class Recorder:
+    """Writes entries for this process; one Redis client per process (made after a fork)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._store: InspectorStore | None = None
+        self._pid = 0
+        self._quiet_until = 0.0
+
+    def _current_store(self) -> InspectorStore:
+        with self._lock:
+            if self._store is None or self._pid != os.getpid():
+                client = redis.Redis.from_url(redis_url(self.settings, start=False),
+                                              socket_timeout=REDIS_TIMEOUT_S,
+                                              socket_connect_timeout=REDIS_TIMEOUT_S)
+                self._store = InspectorStore.for_settings(self.settings, client)
+                self._pid = os.getpid()
+            return self._store
+
+    def add(self, entry: Entry) -> None:
+        if time.monotonic() < self._quiet_until:
+            return
+        try:
+            self._current_store().add(entry)
+        except Exception as exc:  # the inspector must never break what it watches
+            self._quiet_until = time.monotonic() + QUIET_AFTER_ERROR_S
+            with self._lock:
+                self._store = None
+            log.debug("inspector: could not record a %s entry (%s: %s)", entry.kind,
+                      type(exc).__name__, exc)
+
+
+_process: dict[str, Recorder] = {}  # "recorder": this process's, while the inspector is on
+_process_lock = threading.Lock()
+
+
+def recorder(settings: Settings) -> Recorder | None:
+    """This process's recorder, following the newest ``settings`` it is given (e.g. a new
+    Redis after a settings save); None, and recording stops, when they turn it off."""
+    with _process_lock:
+        if not settings.inspector_on:
+            _process.pop("recorder", None)
+            return None
+        current = _process.get("recorder")
+        if current is None or current.settings != settings:
+            current = _process["recorder"] = Recorder(settings)
+        return current
+
+
+def _active() -> Recorder | None:
+    return _process.get("recorder")
+
+
+def stop() -> None:
+    """Stop recording in this process and take the HTTP observer and Celery signal
+    handlers away (SQL listeners stay on their engines and record nothing)."""
+    with _process_lock:
+        _process.pop("recorder", None)
+    from engine.providers.base import HTTP_OBSERVERS
+
+    if _record_http in HTTP_OBSERVERS:
+        HTTP_OBSERVERS.remove(_record_http)
+    if "celery" in sys.modules:
+        from celery import signals
+
+        for signal, uid in _SIGNALS:
+            getattr(signals, signal).disconnect(dispatch_uid=uid)
+
+
+# --- which task a thread works for ----------------------------------------------------------
+
+@dataclass
+class _Running:
+    task: str
+    campaign: int | None
+    started: float  # perf_counter
+
+
+_running: dict[str, _Running] = {}  # task id -> the task running in this process
+_local = threading.local()
+
+
+def _campaign_of(args: Any) -> int | None:
+    """Every RelayDesk task takes the campaign id first."""
+    if isinstance(args, list | tuple) and args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def _context() -> tuple[int | None, str | None]:
+    """The campaign and task the calling thread works for: its own task, or the one task
+    this process runs (a task's send threads work for it)."""
+    running = getattr(_local, "running", None)
+    if running is None and len(_running) == 1:
+        running = next(iter(_running.values()), None)
+    return (running.campaign, running.task) if running else (None, None)
+
+
+# --- SQL --------------------------------------------------------------------------------------
+
+def watch_sql(engine: Engine, settings: Settings) -> bool:
+    """Record the statements ``engine`` runs (text and duration, never parameters)."""
+    rec = recorder(settings)
+    if rec is None:
+        return False
+    from sqlalchemy import event
+
+    if event.contains(engine, "before_cursor_execute", _before_sql):
+        return True
+    event.listen(engine, "before_cursor_execute", _before_sql)
+    event.listen(engine, "after_cursor_execute", _after_sql)
+    event.listen(engine, "handle_error", _sql_error)
+    return True
+
+
+def _before_sql(conn: Any, _cursor: Any, _statement: str, _parameters: Any, _context: Any,
+                _executemany: bool) -> None:
+    conn.info.setdefault("relaydesk_inspector", []).append(time.perf_counter())
+
+
+def _after_sql(conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any,
+               executemany: bool) -> None:
+    started = conn.info.get("relaydesk_inspector") or [time.perf_counter()]
+    _record_sql(statement, (time.perf_counter() - started.pop()) * 1000,
+                len(parameters) if executemany and parameters else 1, "ok")
+
+
+def _sql_error(context: Any) -> None:
+    started = context.connection.info.get("relaydesk_inspector") if context.connection else None
+    duration = (time.perf_counter() - started.pop()) * 1000 if started else None
+    _record_sql(context.statement or "", duration, 1,
+                f"error: {type(context.original_exception).__name__}")
+
+
+def _record_sql(statement: str, duration_ms: float | None, rows: int, status: str) -> None:
+    rec = _active()
+    if rec is None:
+        return
+    try:
+        text = " ".join(statement.split())
+        campaign, task = _context()
+        summary = safe_text(text, 160)
+        if rows > 1:
+            summary = f"{summary}  (× {rows})"
+        rec.add(Entry("sql", time.time(), text.split(" ", 1)[0].upper() or "SQL", summary,
+                      status, campaign, task, duration_ms,
+                      {"statement": safe_text(text), "executions": rows}))
+    except Exception as exc:
+        log.debug("inspector: SQL entry not recorded (%s)", type(exc).__name__)
+
+
+# --- provider HTTP calls -------------------------------------------------------------------
+
+def watch_http(settings: Settings) -> bool:
+    """Record every provider call this process makes (engine.providers.base)."""
+    if recorder(settings) is None:
+        return False
+    from engine.providers.base import HTTP_OBSERVERS
+
+    if _record_http not in HTTP_OBSERVERS:
+        HTTP_OBSERVERS.append(_record_http)
+    return True
+
+
+def _idempotency_campaign(headers: Any) -> int | None:
+    """``relaydesk-<campaign>-<message>``: the campaign of a call made off a task thread."""
+    key = str((headers or {}).get("Idempotency-Key") or "")
+    parts = key.split("-")
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def _record_http(call: HttpExchange) -> None:
+    rec = _active()
+    if rec is None:
+        return
+    try:
+        campaign, task = _context()
+        campaign = campaign if campaign is not None else _idempotency_campaign(call.headers)
+        url = safe_url(call.url)
+        status = str(call.status) if call.status is not None else (call.error or "error")
+        response = call.response_body.decode("utf-8", "replace")
+        rec.add(Entry(
+            "http", time.time(), call.method, f"{call.method} {url} → {status}", status,
+            campaign, task, call.latency_s * 1000,
+            {"url": url, "request_body": safe_text(call.request_body),
+             "response_body": safe_text(response),
+             "error": safe_text(call.error) if call.error else None}))
+    except Exception as exc:
+        log.debug("inspector: HTTP entry not recorded (%s)", type(exc).__name__)
+
+
+# --- job events (Celery signals) and message outcomes ---------------------------------------
+
+def watch_jobs(settings: Settings) -> bool:
+    """Record job events in this process (and the pool processes it forks)."""
+    if recorder(settings) is None:
+        return False
+    from celery import signals
+
+    handlers = (_on_publish, _on_prerun, _on_postrun, _on_failure, _on_retry)
+    for (signal, uid), handler in zip(_SIGNALS, handlers, strict=True):
+        getattr(signals, signal).connect(handler, weak=False, dispatch_uid=uid)
+    return True
+
+
+_SIGNALS = tuple((name, f"relaydesk-inspector-{name}") for name in (
+    "before_task_publish", "task_prerun", "task_postrun", "task_failure", "task_retry"))
+
+
+def _job(event: str, task: str, campaign: int | None, summary: str, status: str,
+         duration_ms: float | None, **detail: Any) -> None:
+    rec = _active()
+    if rec is not None:
+        rec.add(Entry("job", time.time(), event, summary, status, campaign, task, duration_ms,
+                      {k: v for k, v in detail.items() if v is not None}))
+
+
+def _on_publish(sender: Any = None, body: Any = None, headers: Any = None,
+                routing_key: Any = None, **_: Any) -> None:
+    try:
+        headers = headers if isinstance(headers, dict) else {}
+        headers[PUBLISHED_HEADER] = time.time()
+        args = body[0] if isinstance(body, list | tuple) and body else []
+        task = str(sender or headers.get("task") or "?")
+        _job("enqueued", task, _campaign_of(args), f"{task} enqueued on {routing_key}",
+             "enqueued", None, task_id=headers.get("id"), queue=routing_key,
+             payload=safe_payload(args))
+    except Exception as exc:
+        log.debug("inspector: publish not recorded (%s)", type(exc).__name__)
+
+
+def _on_prerun(task_id: str = "", task: Any = None, args: Any = None, **_: Any) -> None:
+    try:
+        name = str(getattr(task, "name", "?"))
+        running = _Running(name, _campaign_of(args), time.perf_counter())
+        _running[task_id] = running
+        _local.running = running
+        request = getattr(task, "request", None)
+        published = getattr(request, PUBLISHED_HEADER, None)
+        wait_ms = (time.time() - float(published)) * 1000 if published else None
+        queue = ((getattr(request, "delivery_info", None) or {}).get("routing_key"))
+        waited = f" after {wait_ms:,.0f} ms in the queue" if wait_ms is not None else ""
+        _job("started", name, running.campaign, f"{name} started{waited}", "started", None,
+             task_id=task_id, queue=queue, wait_ms=wait_ms, payload=safe_payload(args),
+             retries=getattr(request, "retries", None), pid=os.getpid())
+    except Exception as exc:
+        log.debug("inspector: task start not recorded (%s)", type(exc).__name__)
+
+
+def _runtime_ms(task_id: str) -> float | None:
+    running = _running.get(task_id)
+    return (time.perf_counter() - running.started) * 1000 if running else None
+
+
+def _on_postrun(task_id: str = "", task: Any = None, args: Any = None, state: Any = None,
+                **_: Any) -> None:
+    try:
+        if state == "SUCCESS":
+            name = str(getattr(task, "name", "?"))
+            runtime = _runtime_ms(task_id)
+            _job("succeeded", name, _campaign_of(args), f"{name} succeeded in "
+                 f"{runtime or 0:,.0f} ms", "succeeded", runtime, task_id=task_id,
+                 runtime_ms=runtime, payload=safe_payload(args))
+    except Exception as exc:
+        log.debug("inspector: task end not recorded (%s)", type(exc).__name__)
+    finally:
+        _running.pop(task_id, None)
+        _local.running = None
+
+
+def _on_failure(sender: Any = None, task_id: str = "", exception: Any = None, args: Any = None,
+                **_: Any) -> None:
+    try:
+        name = str(getattr(sender, "name", "?"))
+        runtime = _runtime_ms(task_id)
+        error = safe_text(f"{type(exception).__name__}: {exception}", 500)
+        _job("failed", name, _campaign_of(args), f"{name} failed: {error}", "failed", runtime,
+             task_id=task_id, runtime_ms=runtime, error=error, payload=safe_payload(args))
+    except Exception as exc:
+        log.debug("inspector: task failure not recorded (%s)", type(exc).__name__)
+
+
+def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+    try:
+        name = str(getattr(sender, "name", "?"))
+        args = getattr(request, "args", None)
+        task_id = str(getattr(request, "id", ""))
+        runtime = _runtime_ms(task_id)
+        _job("retried", name, _campaign_of(args), f"{name} retried: {safe_text(str(reason))}",
+             "retried", runtime, task_id=task_id, runtime_ms=runtime,
+             payload=safe_payload(args))
+    except Exception as exc:
+        log.debug("inspector: task retry not recorded (%s)", type(exc).__name__)
+
+
+def record_message(claimed: Claimed, result: SendResult) -> None:
+    """One message's outcome as the sender recorded it (sent, retried, failed, paused)."""
+    rec = _active()
+    if rec is None:
+        return
+    try:
+        sms, attempts = claimed.sms, claimed.attempts
+        outcome = str(result.outcome)
+        if outcome == "sent":
+            event = "sent"
+        elif outcome == "account":
+            event = "paused"
+        elif outcome == "transient" and attempts < rec.settings.max_attempts:
+            event = "retried"
+        else:
+            event = "failed"
+        why = f": {result.error_type}" if result.error_type else ""
+        _, task = _context()
+        _job(event, task or "message", sms.campaign_id,
+             f"message {sms.message_id} to {mask_phone(sms.to)} {event} "
+             f"(attempt {attempts} of {rec.settings.max_attempts}){why}", event,
+             result.latency_s * 1000, message_id=sms.message_id, to=mask_phone(sms.to),
+             attempt=attempts, outcome=outcome, error_type=result.error_type,
+             error=safe_text(result.error, 500) if result.error else None,
+             provider_message_id=result.provider_message_id)
+    except Exception as exc:
+        log.debug("inspector: message outcome not recorded (%s)", type(exc).__name__)
