@@ -47,6 +47,7 @@ def build_pages(ctx: ConsoleContext) -> list[Page]:
     from desktop.pages.compose_page import ComposePage
     from desktop.pages.contacts_page import ContactsPage
     from desktop.pages.dashboard_page import DashboardPage
+    from desktop.pages.inspector_page import InspectorPage
     from desktop.pages.settings_page import SettingsPage
     from desktop.pages.workers_page import WorkersPage
 
@@ -59,6 +60,7 @@ def build_pages(ctx: ConsoleContext) -> list[Page]:
         PlaceholderPage(ctx, "failed", "Failed jobs", "failed",
                         "The failed-job review panel arrives with the monitoring release. "
                         "Meanwhile: relaydesk failed list | show ID | retry ID… | forget ID…"),
+        InspectorPage(ctx),
         SettingsPage(ctx),
     ]
 
