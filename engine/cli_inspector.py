@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from engine.cli_common import AppContext, json_option, pass_app, print_json
+from engine.human import format_duration
 from engine.inspector import KINDS, Entry, InspectorStore, Kind, Query, inspector_off_reason
 from engine.settings import parse_duration
 
@@ -67,5 +68,5 @@ def inspector_cmd(app: AppContext, kind: Kind | None, campaign_id: int | None,
     for entry in entries:
         click.echo(_line(entry))
     click.echo(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} "
-               f"(kept for {app.settings.inspector_max_age_s} s, at most "
+               f"(kept for {format_duration(app.settings.inspector_max_age_s)}, at most "
                f"{app.settings.inspector_max_entries:,} of each kind)")

@@ -34,6 +34,7 @@ from desktop.pages.base import Page, page_header
 from desktop.rows_model import RowsModel
 from desktop.services import Services
 from desktop.widgets import SearchField, data_table, empty_state
+from engine.human import format_duration
 from engine.inspector import (
     KINDS,
     Entry,
@@ -91,11 +92,26 @@ def describe(entry: Entry) -> str:
     for key, value in entry.detail.items():
         if value is None or value == "":
             continue
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        label = key.replace("_", " ").capitalize()
+        text = _detail_text(key, value)
+        label = LABELS.get(key, key.replace("_", " ").capitalize())
         lines += ["", f"{label}:", text] if "\n" in text or len(text) > 60 else \
             [f"{label}: {text}"]
     return "\n".join(lines)
+
+
+LABELS = {"url": "URL", "pid": "Process ID", "task_id": "Task ID", "wait_ms": "Waited",
+          "runtime_ms": "Ran for", "message_id": "Message ID", "to": "To"}
+
+
+def _detail_text(key: str, value: Any) -> str:
+    if key.endswith("_ms") and isinstance(value, int | float):
+        return f"{value:,.1f} ms"
+    if isinstance(value, str) and key.endswith("_body"):
+        try:  # JSON bodies indented, so they read at a glance
+            return json.dumps(json.loads(value), indent=2, ensure_ascii=False)
+        except ValueError:
+            return value
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 class InspectorPage(Page):
@@ -261,8 +277,8 @@ class InspectorPage(Page):
         self.note.setText(
             f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, newest first "
             f"(at most {SHOWN} shown); entries are kept for "
-            f"{settings.inspector_max_age_s:,} s, at most {settings.inspector_max_entries:,} "
-            "of each kind. Refreshed every 2 s.")
+            f"{format_duration(settings.inspector_max_age_s)}, at most "
+            f"{settings.inspector_max_entries:,} of each kind. Refreshed every 2 s.")
 
     def _show_detail(self) -> None:
         selected = self.table.selectionModel().selectedRows()
