@@ -16,6 +16,7 @@ from engine.cli_campaigns import campaign_group
 from engine.cli_common import AppContext, json_option, pass_app, print_json
 from engine.cli_contacts import contacts_group
 from engine.cli_failed import failed_group
+from engine.cli_inspector import inspector_cmd
 from engine.cli_metrics import metrics_cmd
 from engine.cli_pipeline import gateway_cmd, redis_cmd, status_cmd, supervise_cmd, worker_cmd
 from engine.contacts_import import ImportFileError
@@ -110,7 +111,7 @@ def db_upgrade(app: AppContext) -> None:
 
 
 for command in (contacts_group, campaign_group, failed_group, worker_cmd, gateway_cmd,
-                redis_cmd, supervise_cmd, status_cmd, metrics_cmd):
+                redis_cmd, supervise_cmd, status_cmd, metrics_cmd, inspector_cmd):
     cli.add_command(command)
 
 
