@@ -313,7 +313,10 @@ _process_lock = threading.Lock()
 
 def recorder(settings: Settings) -> Recorder | None:
     """This process's recorder, following the newest ``settings`` it is given (e.g. a new
-    Redis after a settings save); None, and recording stops, when they turn it off."""
+    Redis after a settings save); None, and recording stops, when they turn it off.
+
+    Every recording process also records the jobs it publishes: the console and the CLI
+    publish a bulk campaign's first job themselves, workers the rest."""
     with _process_lock:
         if not settings.inspector_on:
             _process.pop("recorder", None)
@@ -321,7 +324,11 @@ def recorder(settings: Settings) -> Recorder | None:
         current = _process.get("recorder")
         if current is None or current.settings != settings:
             current = _process["recorder"] = Recorder(settings)
-        return current
+    from celery import signals
+
+    name, uid = _SIGNALS[0]
+    getattr(signals, name).connect(_on_publish, weak=False, dispatch_uid=uid)
+    return current
 
 
 def _active() -> Recorder | None:

@@ -178,7 +178,10 @@ def _settled(campaign: int) -> bool:
 
 def test_worker_records_jobs_sql_and_http_with_phones_masked(
         development: None, tmp_path: Path, gateway: GatewayServer, workers: Workers,
-        redis_client: Any) -> None:
+        redis_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bulk route: the CLI publishes process_bulk, the worker's dispatcher two chunks.
+    monkeypatch.setenv("RELAYDESK_BULK_THRESHOLD", "2")
+    monkeypatch.setenv("RELAYDESK_CHUNK_SIZE", "2")
     rows = [(f"Donor {i}", phone, "1000", "250", "2027-01-01", "inspect")
             for i, phone in enumerate([*PHONES, TWICE_TRANSIENT])]
     assert run_cli("contacts", "import",
@@ -196,9 +199,15 @@ def test_worker_records_jobs_sql_and_http_with_phones_masked(
     wait_for(lambda: events() >= {"enqueued", "started", "succeeded", "sent", "retried"},
              message="every job event")
     jobs = store.entries(Query(kinds=("job",), campaign=campaign, limit=1000))
+    enqueued = sorted(e.task or "" for e in jobs if e.event == "enqueued")
+    assert enqueued == ["relaydesk.process_bulk", "relaydesk.send_chunk",
+                        "relaydesk.send_chunk", "relaydesk.send_message",
+                        "relaydesk.send_message"]  # and the two retries
     started = [e for e in jobs if e.event == "started"]
-    assert all(e.task == "relaydesk.send_message" for e in started)
+    assert sorted(e.task or "" for e in started) == enqueued
     assert all(e.detail["wait_ms"] >= 0 for e in started)  # timed from the publish
+    chunks = [e for e in started if e.task == "relaydesk.send_chunk"]
+    assert sorted(json.loads(e.detail["payload"])[1] for e in chunks) == [[1, 2], [3, 4]]
     assert all(e.duration_ms is not None for e in jobs if e.event == "succeeded")
     assert {e.detail["to"] for e in jobs if e.event == "sent"} == {
         "+2547******55", "+2547******66", "+2547******77", "+2547******02"}
