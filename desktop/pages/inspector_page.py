@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QFontDatabase, QHideEvent, QIntValidator
+from PySide6.QtGui import QFontDatabase, QHideEvent, QIntValidator, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -43,6 +43,7 @@ from engine.inspector import (
     Query,
     Reading,
     inspector_off_reason,
+    recorder,
 )
 
 REFRESH_MS = 2000
@@ -204,6 +205,9 @@ class InspectorPage(Page):
         return inspector_off_reason(self.ctx.settings) is None
 
     def _show_state(self) -> None:
+        # The console records (its SQL, its publishes) by the settings in force, saved ones
+        # included: turned off here, it stops without a restart.
+        recorder(self.ctx.settings)
         reason = inspector_off_reason(self.ctx.settings)
         self.off_label.setText(reason or "")
         self.stack.setCurrentIndex(0 if reason else 1)
@@ -227,8 +231,13 @@ class InspectorPage(Page):
         self.timer.start()
 
     def hideEvent(self, event: QHideEvent) -> None:
-        self.timer.stop()  # live only while shown
+        self.timer.stop()  # live only while shown (another page, or the window minimised)
         super().hideEvent(event)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        if self.is_on:
+            self.timer.start()
+        super().showEvent(event)
 
     def shutdown(self) -> None:
         self.timer.stop()
