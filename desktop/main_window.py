@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.about import install_about
 from desktop.console_status import ConsoleStatus, gather_status
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page
@@ -112,6 +113,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self._build_status_bar()
+        self.about_action = install_about(self, ctx)
         QShortcut(QKeySequence.StandardKey.Quit, self, activated=self.close)
         QShortcut(QKeySequence("F5"), self, activated=self.refresh_current)
         ctx.bus.show_page.connect(self.show_page)

@@ -19,6 +19,7 @@ from engine.cli_failed import failed_group
 from engine.cli_inspector import inspector_cmd
 from engine.cli_metrics import metrics_cmd
 from engine.cli_pipeline import gateway_cmd, redis_cmd, status_cmd, supervise_cmd, worker_cmd
+from engine.cli_selftest import selftest_cmd
 from engine.contacts_import import ImportFileError
 from engine.db import DatabaseError, current_revision
 from engine.embedded_redis import RedisUnavailable
@@ -111,7 +112,8 @@ def db_upgrade(app: AppContext) -> None:
 
 
 for command in (contacts_group, campaign_group, failed_group, worker_cmd, gateway_cmd,
-                redis_cmd, supervise_cmd, status_cmd, metrics_cmd, inspector_cmd):
+                redis_cmd, supervise_cmd, status_cmd, metrics_cmd, selftest_cmd,
+                inspector_cmd):
     cli.add_command(command)
 
 
