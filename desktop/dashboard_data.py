@@ -3,8 +3,9 @@ series of the chosen range (read incrementally through a MetricWindow)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from desktop.services import Services
 from engine import metrics
@@ -24,10 +25,12 @@ FIELDS = [*DEPTH_FIELDS.values(), SENT, DEAD, RETRIED, CALLS, CALL_MS, CALL_MAX]
 
 @dataclass(frozen=True)
 class ChartData:
-    starts: list[int]
-    depth: dict[str, list[float]]  # queue -> jobs waiting
-    throughput: dict[str, list[float]]  # sent / failed / retried per minute
-    response: dict[str, list[float]]  # average / slowest provider call, ms (NaN: no call)
+    """Numpy arrays, built on the background thread: the UI thread only copies them."""
+
+    starts: np.ndarray
+    depth: dict[str, np.ndarray]  # queue -> jobs waiting
+    throughput: dict[str, np.ndarray]  # sent / failed / retried per minute
+    response: dict[str, np.ndarray]  # average / slowest provider call, ms (NaN: no call)
 
 
 @dataclass(frozen=True)
@@ -44,19 +47,21 @@ def new_window(services: Services, range_label: str) -> metrics.MetricWindow:
 
 def chart_data(series: metrics.Series, overview: Overview) -> ChartData:
     per_minute = 60 / series.step_s
-    v = series.values
-    depth = {q: [float(x) for x in v[f]] for q, f in DEPTH_FIELDS.items()}
+    v = {f: np.asarray(values, dtype=float) for f, values in series.values.items()}
+    depth = {q: v[f] for q, f in DEPTH_FIELDS.items()}
     # The monitor samples every few seconds; the bucket of the moment also gets what the
     # dashboard sees right now, so the line moves at once.
     for row in overview.workload:
-        if depth[row.queue]:
+        if len(depth[row.queue]):
             depth[row.queue][-1] = max(depth[row.queue][-1], float(row.waiting))
-    throughput = {"sent": [x * per_minute for x in v[SENT]],
-                  "failed": [x * per_minute for x in v[DEAD]],
-                  "retried": [x * per_minute for x in v[RETRIED]]}
-    average = [ms / n if n else math.nan for ms, n in zip(v[CALL_MS], v[CALLS], strict=True)]
-    slowest = [float(ms) if n else math.nan for ms, n in zip(v[CALL_MAX], v[CALLS], strict=True)]
-    return ChartData(series.starts, depth, throughput, {"average": average, "slowest": slowest})
+    throughput = {"sent": v[SENT] * per_minute, "failed": v[DEAD] * per_minute,
+                  "retried": v[RETRIED] * per_minute}
+    called = v[CALLS] > 0
+    average = np.full(len(series.starts), np.nan)
+    np.divide(v[CALL_MS], v[CALLS], out=average, where=called)
+    slowest = np.where(called, v[CALL_MAX], np.nan)
+    return ChartData(np.asarray(series.starts, dtype=float), depth, throughput,
+                     {"average": average, "slowest": slowest})
 
 
 def fetch(services: Services, window: metrics.MetricWindow, range_label: str) -> Snapshot:

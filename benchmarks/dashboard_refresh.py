@@ -1,0 +1,149 @@
+"""The dashboard's refresh cost per tick, with a full day of metrics behind it. Prints JSON.
+
+Usage: QT_QPA_PLATFORM=offscreen python benchmarks/dashboard_refresh.py [--ticks 30]
+
+For each range (15 min, 1 h, 24 h) the dashboard refreshes ``--ticks`` times, as its
+1-second timer does, with a new chunk's figures recorded before each tick (so the charts
+really change). Figures per tick:
+- ``charts_ms``: the three charts: copying the new arrays in, ``setData``, and painting;
+- ``page_ms``: everything the UI thread does for a tick (cards, charts, workload table,
+  campaign rows) and painting the whole page;
+- ``read_ms``: the background read (overview + chart window) before it, as seen from the
+  UI thread (queueing included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtWidgets import QApplication
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 60) -> None:
+    loop = QEventLoop()
+    deadline = time.monotonic() + timeout_s
+    poll = QTimer(interval=1)
+    poll.timeout.connect(lambda: (condition() or time.monotonic() > deadline) and loop.quit())
+    poll.start()
+    if not condition():
+        loop.exec()
+    poll.stop()
+    if not condition():
+        raise TimeoutError("the dashboard did not refresh in time")
+
+
+def busy_sample(at: float) -> Any:
+    """What a chunk of 50 adds, with a queue-depth sample."""
+    from engine import metrics
+
+    sample = metrics.Sample()
+    scopes = (metrics.ALL, metrics.queue_scope("bulk_messages"))
+    sample.add(scopes, metrics.SENT, 48)
+    sample.add(scopes, metrics.DEAD, 1)
+    sample.add(scopes, metrics.RETRIED, 1)
+    sample.add((metrics.ALL,), metrics.CALLS, 50)
+    sample.timing((metrics.ALL,), metrics.CALL_MS, metrics.CALL_MAX_MS, 50 * 85)
+    # A campaign's backlog rising and draining over the hour; a little individual traffic.
+    bulk = round(300 + 250 * math.sin(at / 900))
+    for queue, depth in (("bulk_messages", bulk), ("messages", int(at) // 10 % 3)):
+        sample.peak((metrics.queue_scope(queue),), metrics.DEPTH, depth)
+    return sample
+
+
+def seed_day(client: Any, settings: Any) -> None:
+    """A busy day: a chunk of 50 every 10 seconds."""
+    from engine import metrics
+
+    now = time.time()
+    for at in range(int(now - 86_400), int(now), 10):
+        metrics.record(client, settings, busy_sample(at), at=at)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"median": round(statistics.median(ordered), 2),
+            "p95": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
+            "max": round(ordered[-1], 2)}
+
+
+def measure(page: Any, client: Any, settings: Any, ticks: int) -> dict[str, Any]:
+    from engine import metrics
+
+    charts_ms: list[float] = []
+    page_ms: list[float] = []
+    reads: list[float] = []
+    charts = (page.depth_chart, page.throughput_chart, page.response_chart)
+    for _ in range(ticks):
+        metrics.record(client, settings, busy_sample(time.time()))
+        before = page.snapshot
+        started = time.perf_counter()
+        page.refresh()
+        wait_until(lambda b=before: page.snapshot is not b)
+        reads.append((time.perf_counter() - started) * 1000 - page.last_ui_ms)
+        painted = time.perf_counter()
+        for chart in charts:  # the paint the new data costs, now rather than later
+            chart.plot.viewport().repaint()
+        charts_paint = (time.perf_counter() - painted) * 1000
+        painted = time.perf_counter()
+        page.repaint()
+        charts_ms.append(page.last_charts_ms + charts_paint)
+        page_ms.append(page.last_ui_ms + charts_paint + (time.perf_counter() - painted) * 1000)
+    return {"points": page.throughput_chart.points, "charts_ms": summary(charts_ms),
+            "page_ms": summary(page_ms), "read_ms": summary(reads)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ticks", type=int, default=30)
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="relaydesk-dashboard-bench-"))
+    os.environ.update({"RELAYDESK_DATA_DIR": str(data_dir),
+                       "RELAYDESK_CONFIG_FILE": str(data_dir / "config.toml")})
+    app = QApplication([])
+
+    from desktop.app import build_console
+    from desktop.pages.dashboard_page import DashboardPage
+    from engine.embedded_redis import EmbeddedRedis
+    from engine.settings import load_settings
+
+    settings = load_settings()
+    server = EmbeddedRedis(data_dir / "redis")
+    server.start()
+    console = build_console(settings, theme="light")
+    try:
+        client = console.ctx.services.redis()
+        seed_day(client, settings)
+        console.window.resize(1280, 800)
+        console.window.show()
+        console.window.show_page("dashboard")
+        page = console.window.page("dashboard")
+        assert isinstance(page, DashboardPage)
+        page.timer.stop()  # the benchmark drives the ticks itself
+        results: dict[str, Any] = {}
+        from desktop import dashboard_data
+
+        for label in dashboard_data.RANGES:
+            page.set_range(label)
+            wait_until(lambda: page.snapshot is not None and not page._refreshing)
+            results[label] = measure(page, client, settings, args.ticks)
+    finally:
+        console.close(wait=True)
+        server.stop()
+        app.quit()
+    print(json.dumps({"ticks": args.ticks, "ranges": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
