@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import redis
 
 from desktop.services import Services
+from engine import wait_alerts
 from engine.dead_letters import count_failed
 from engine.embedded_redis import RedisUnavailable
 from engine.secrets import mask_url
@@ -21,18 +22,21 @@ class ConsoleStatus:
     workers: int
     processes: int
     dead_letters: int | None  # None when the database could not be read
+    long_waits: tuple[wait_alerts.LongWait, ...] = ()  # queues whose jobs wait too long
 
 
 def gather_status(services: Services) -> ConsoleStatus:
     settings = services.settings
     embedded = not settings.redis_url
     workers = processes = 0
+    long_waits: tuple[wait_alerts.LongWait, ...] = ()
     try:
         client = services.redis()
         client.ping()
         beats = live_workers(client)
         workers = len(beats)
         processes = sum(int(w.get("concurrency", 0)) for w in beats)
+        long_waits = tuple(wait_alerts.active(client))
         where = "embedded" if embedded else mask_url(settings.redis_url or "")
         redis_ok, redis_text = True, f"Redis connected ({where})"
     except RedisUnavailable:
@@ -46,4 +50,4 @@ def gather_status(services: Services) -> ConsoleStatus:
             dead: int | None = count_failed(session)
     except Exception:  # shown as unknown; the Settings page tests the database properly
         dead = None
-    return ConsoleStatus(redis_ok, redis_text, embedded, workers, processes, dead)
+    return ConsoleStatus(redis_ok, redis_text, embedded, workers, processes, dead, long_waits)

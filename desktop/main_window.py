@@ -164,6 +164,11 @@ class MainWindow(QMainWindow):
         self.workers_label.setObjectName("status-workers")
         self.dead_label = QLabel("Dead letters: –")
         self.dead_label.setObjectName("status-dead")
+        # A long-wait alert shows on every page, not only on the dashboard.
+        self.wait_label = QLabel()
+        self.wait_label.setObjectName("status-long-wait")
+        self.wait_label.setStyleSheet("QLabel { color: #b45309; font-weight: bold; }")
+        self.wait_label.hide()
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)
         self.busy.setFixedWidth(90)
@@ -174,7 +179,7 @@ class MainWindow(QMainWindow):
         self._busy_timer.timeout.connect(
             lambda: self.busy.setVisible(self.ctx.background.in_flight > 0))
         self.ctx.background.busy_changed.connect(self._busy_changed)
-        for widget in (self.redis_label, self.workers_label, self.dead_label):
+        for widget in (self.wait_label, self.redis_label, self.workers_label, self.dead_label):
             bar.addPermanentWidget(widget)
             widget.setContentsMargins(8, 0, 8, 0)
         bar.addWidget(self.busy)
@@ -209,6 +214,11 @@ class MainWindow(QMainWindow):
             self.workers_label.setText("Workers: –")
         dead = "?" if status.dead_letters is None else f"{status.dead_letters:,}"
         self.dead_label.setText(f"Dead letters: {dead}")
+        self.wait_label.setVisible(bool(status.long_waits))
+        if status.long_waits:
+            queues = ", ".join(alert.queue for alert in status.long_waits)
+            self.wait_label.setText(f"⚠ Long wait: {queues}")
+            self.wait_label.setToolTip("\n".join(alert.text() for alert in status.long_waits))
         self.banner.show_status(status)
 
     def start_local_services(self) -> None:

@@ -88,6 +88,9 @@ def test_a_long_wait_shows_as_an_alert(console: Console, qtbot: QtBot,
     page = dashboard(console)
     qtbot.waitUntil(lambda: page.alert.isVisibleTo(page), timeout=20_000)
     assert "bulk_messages" in page.alert.text()
+    status_bar = console.window.wait_label
+    qtbot.waitUntil(status_bar.isVisible, timeout=10_000)  # seen on every page
+    assert status_bar.text() == "⚠ Long wait: bulk_messages"
     assert page.card_text("status") == "Inactive"  # no worker is online
     assert page.cards["wait"].detail.text() == "on bulk_messages"
     assert page.card_text("wait").startswith("15 min")
@@ -101,3 +104,4 @@ def test_a_long_wait_shows_as_an_alert(console: Console, qtbot: QtBot,
     client.delete(monitor.LOCK)
     assert monitor.tick(client, console.ctx.settings, monitor_owner)
     qtbot.waitUntil(lambda: not page.alert.isVisibleTo(page), timeout=20_000)
+    qtbot.waitUntil(lambda: not status_bar.isVisible(), timeout=10_000)
