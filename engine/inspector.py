@@ -461,7 +461,8 @@ def _record_http(call: HttpExchange) -> None:
         campaign, task = _context()
         campaign = campaign if campaign is not None else _idempotency_campaign(call.headers)
         url = safe_url(call.url)
-        status = str(call.status) if call.status is not None else (call.error or "error")
+        status = str(call.status) if call.status is not None else \
+            (call.error or "error").split(":", 1)[0]
         response = call.response_body.decode("utf-8", "replace")
         rec.add(Entry(
             "http", time.time(), call.method, f"{call.method} {url} → {status}", status,

@@ -16,8 +16,11 @@ from engine import inspector
 from engine.db import open_database
 from engine.embedded_redis import free_port
 from engine.inspector import Entry, InspectorStore, Query, Recorder, stream_key
-from engine.providers.base import HTTP_OBSERVERS
+from engine.providers.base import HTTP_OBSERVERS, Sms
 from engine.providers.factory import make_provider
+from engine.providers.http_client import http_client
+from engine.providers.sandbox import SandboxProvider
+from engine.providers.twilio import TwilioProvider
 from engine.sandbox_gateway import GatewayServer
 from engine.settings import SettingsError, load_settings
 from engine.settings_store import validate
@@ -108,6 +111,31 @@ def test_recording_never_fails_when_redis_is_gone(development: None,
     recorder = Recorder(load_settings())
     recorder.add(entry())  # refused connection: swallowed
     assert recorder._quiet_until > time.monotonic()
+
+
+def test_provider_calls_are_kept_without_credentials(development: None, redis_client: Any,
+                                                     gateway: GatewayServer) -> None:
+    settings = load_settings()
+    assert inspector.watch_http(settings)
+    sid = "AC0123456789abcdef0123456789abcdef"
+    twilio = TwilioProvider(sid, "auth-token-s3cret", "+14155550100", http_client(5.0, 2),
+                            gateway.url)
+    twilio.send(Sms(7, 3, "+254712345655", "Hello Amina"))
+    refused = SandboxProvider(f"http://127.0.0.1:{free_port()}", http_client(5.0, 2))
+    result = refused.send(Sms(8, 3, "+254712345666", "Hello Baraka"))
+    store = InspectorStore.for_settings(settings, redis_client)
+    failed, called = store.entries(Query(kinds=("http",)))
+    assert called.campaign is None  # no task, no idempotency key: not guessed
+    assert called.detail["url"] == f"{gateway.url}/2010-04-01/Accounts/AC01…/Messages.json"
+    assert called.status == "404"
+    assert "To=%2B25471*****55" in called.detail["request_body"]
+    assert "Body=Hello+Amina" in called.detail["request_body"]
+    assert failed.status == result.error_type == "Timeout"  # refused: no answer at all
+    assert failed.campaign == 3  # from the idempotency key
+    assert '"to": "+2547******66"' in failed.detail["request_body"]
+    everything = json.dumps([e.to_json() for e in store.entries()])
+    for secret in ("auth-token-s3cret", sid, "712345655", "712345666"):
+        assert secret not in everything
 
 
 # --- the store: bounds and filters -------------------------------------------------------------
