@@ -27,8 +27,8 @@ pg.setConfigOptions(antialias=True, background=None)
 
 
 class TimeChart(QWidget):
-    def __init__(self, title: str, unit: str, names: Sequence[str],
-                 parent: QWidget | None = None) -> None:
+    def __init__(self, title: str, unit: str, names: Sequence[str], *,
+                 legend_columns: int | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.names = list(names)
         layout = QVBoxLayout(self)
@@ -50,7 +50,8 @@ class TimeChart(QWidget):
         item.setLabel("left", unit)
         item.getViewBox().setLimits(yMin=0)
         item.getViewBox().disableAutoRange()
-        self.legend = item.addLegend(offset=(4, 2), labelTextSize="8pt", colCount=len(names))
+        self.legend = item.addLegend(offset=(4, 2), labelTextSize="8pt",
+                                     colCount=legend_columns or len(names))
         # Axes (with their grid lines) and the legend change only when a range does: keep
         # them as pixmaps instead of replaying their text each paint (~1 ms per axis).
         for part in (item.getAxis("left"), item.getAxis("bottom"), self.legend):

@@ -148,7 +148,8 @@ class DashboardPage(Page):
         layout.addLayout(self._build_cards())
 
         charts = QHBoxLayout()
-        self.depth_chart = TimeChart("Queue depth", "jobs waiting", list(ALL_QUEUES))
+        self.depth_chart = TimeChart("Queue depth", "jobs waiting", list(ALL_QUEUES),
+                                     legend_columns=2)
         self.throughput_chart = TimeChart("Throughput and failures", "per minute",
                                           ["sent", "failed", "retried"])
         self.response_chart = TimeChart("Provider response time", "ms",
