@@ -89,6 +89,10 @@ _META: dict[str, _Meta] = {
         "Environment", "General", "choice",
         "production for real campaigns; development for trying RelayDesk out.",
         choices=("production", "development")),
+    "RELAYDESK_DATA_DIR": _Meta(
+        "Data folder", "General", "text",
+        "Where the database, logs and RelayDesk's own Redis keep their files.",
+        "~/relaydesk-data"),
     "RELAYDESK_INSPECTOR": _Meta(
         "Job inspector", "General", "choice",
         "Records recent jobs, SQL statements and provider calls for the Inspector page. "
@@ -101,10 +105,6 @@ _META: dict[str, _Meta] = {
         "Inspector entries kept", "General", "int",
         "The most jobs, SQL statements and provider calls kept, each.", "5000",
         minimum=1),
-    "RELAYDESK_DATA_DIR": _Meta(
-        "Data folder", "General", "text",
-        "Where the database, logs and RelayDesk's own Redis keep their files.",
-        "~/relaydesk-data"),
     "REDIS_URL": _Meta(
         "Redis URL", "Connections", "url",
         "The broker and shared state. Leave empty to let RelayDesk run its own Redis.",
