@@ -13,7 +13,12 @@ from engine.queues import ALL_QUEUES
 from engine.settings import parse_duration
 
 COLUMNS = (metrics.JOBS, metrics.SENT, metrics.RETRIED, metrics.DEAD, metrics.DEPTH,
-           metrics.RUNTIME_MAX_MS, metrics.WAIT_MAX_MS, metrics.CALL_MS, metrics.CALLS)
+           metrics.RUNTIME_MS, metrics.RUNTIME_MAX_MS, metrics.WAIT_MS, metrics.WAIT_MAX_MS,
+           metrics.CALL_MS, metrics.CALL_MAX_MS, metrics.CALLS)
+# Sums shown as averages: sum field -> (count field, average's name)
+AVERAGES = {metrics.RUNTIME_MS: (metrics.JOBS, "runtime_avg_ms"),
+            metrics.WAIT_MS: (metrics.JOBS, "wait_avg_ms"),
+            metrics.CALL_MS: (metrics.CALLS, "call_avg_ms")}
 
 
 def _since(ctx: click.Context, param: click.Parameter, text: str) -> int:
@@ -32,8 +37,9 @@ def _since(ctx: click.Context, param: click.Parameter, text: str) -> int:
 @pass_app
 def metrics_cmd(app: AppContext, span_s: int, queue: str | None, campaign_id: int | None,
                 as_json: bool) -> None:
-    """Jobs, messages sent, retried and dead, queue depth, runtimes and waits, per bucket
-    (10 s up to an hour back, per minute up to a day, then per hour)."""
+    """Jobs, messages sent, retried and dead, delivery success, queue depth, runtimes,
+    waits in the queue and provider response times, per bucket (10 s up to an hour back,
+    per minute up to a day, then per hour)."""
     if queue and campaign_id is not None:
         raise click.UsageError("give --queue or --campaign, not both")
     scope = (metrics.queue_scope(queue) if queue else
@@ -45,9 +51,11 @@ def metrics_cmd(app: AppContext, span_s: int, queue: str | None, campaign_id: in
     rows: list[dict[str, str | int]] = []
     for i, start in enumerate(series.starts):
         values = {c: series.values[metrics.field(scope, c)][i] for c in COLUMNS}
-        # A sum of call times reads better as an average.
-        call_ms, calls = values.pop(metrics.CALL_MS), values[metrics.CALLS]
-        values["call_avg_ms"] = round(call_ms / calls) if calls else 0
+        for total, (count, name) in AVERAGES.items():
+            amount = values.pop(total)
+            values[name] = round(amount / values[count]) if values[count] else 0
+        done = values[metrics.SENT] + values[metrics.DEAD]
+        values["success_pct"] = round(100 * values[metrics.SENT] / done) if done else 0
         stamp = datetime.fromtimestamp(start).astimezone().isoformat(timespec="seconds")
         rows.append({"start": stamp, **values})
     if as_json:

@@ -56,6 +56,8 @@ class Overview:
     jobs_per_minute: int
     sent_per_minute: int
     sent_last_hour: int
+    success_rate_last_hour: float | None  # sent / (sent + given up on); None: nothing done
+    provider_ms_last_hour: float | None  # average provider response time
     failed_last_7_days: int
     max_wait_s: float
     max_wait_queue: str | None
@@ -151,9 +153,11 @@ def gather(client: Any, session: Session, settings: Settings) -> Overview:
         client, ten_s, [*jobs_fields, metrics.field(metrics.ALL, metrics.SENT)],
         now - RATE_WINDOW_S + ten_s.step_s, now)
     runtime_fields = [metrics.field(s, metrics.RUNTIME_MAX_MS) for s in queue_scopes]
-    last_hour = metrics.read_series(
-        client, minute, [*runtime_fields, metrics.field(metrics.ALL, metrics.SENT)],
-        now - 3600 + minute.step_s, now)
+    hour_totals = [metrics.field(metrics.ALL, n) for n in
+                   (metrics.SENT, metrics.DEAD, metrics.CALLS, metrics.CALL_MS)]
+    last_hour = metrics.read_series(client, minute, [*runtime_fields, *hour_totals],
+                                    now - 3600 + minute.step_s, now)
+    sent, dead, calls, call_ms = (last_hour.total(f) for f in hour_totals)
     runtimes = {q: last_hour.peak(f) for q, f in zip(load.queues, runtime_fields, strict=True)}
     slowest = max(runtimes, key=lambda q: runtimes[q]) if any(runtimes.values()) else None
     waits = {name: q.oldest_wait_s for name, q in load.queues.items()}
@@ -167,7 +171,9 @@ def gather(client: Any, session: Session, settings: Settings) -> Overview:
         status=_status(workers, breakers, campaigns),
         jobs_per_minute=last_minute.total(jobs_fields[0]),
         sent_per_minute=last_minute.total(metrics.field(metrics.ALL, metrics.SENT)),
-        sent_last_hour=last_hour.total(metrics.field(metrics.ALL, metrics.SENT)),
+        sent_last_hour=sent,
+        success_rate_last_hour=round(sent / (sent + dead), 4) if sent + dead else None,
+        provider_ms_last_hour=round(call_ms / calls, 1) if calls else None,
         failed_last_7_days=failed_week,
         max_wait_s=round(waits[longest], 1) if longest else 0.0,
         max_wait_queue=longest,

@@ -273,7 +273,9 @@ class DashboardPage(Page):
                                 f"{o.workers_online} worker(s) online")
         c["jobs"].show_figure(f"{o.jobs_per_minute:,}",
                               f"{o.sent_per_minute:,} message(s) sent per minute")
-        c["sent"].show_figure(f"{o.sent_last_hour:,}", "messages")
+        rate = o.success_rate_last_hour
+        c["sent"].show_figure(f"{o.sent_last_hour:,}", "messages" if rate is None else
+                              f"{rate:.1%} delivered")
         c["failed"].show_figure(f"{o.failed_last_7_days:,}", "messages given up on")
         c["wait"].show_figure(format_duration(o.max_wait_s) if o.max_wait_queue else "–",
                               f"on {o.max_wait_queue}" if o.max_wait_queue else

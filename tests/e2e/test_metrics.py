@@ -34,6 +34,8 @@ def test_a_campaign_shows_up_in_the_metrics(tmp_path: Path, gateway: GatewayServ
     assert total["calls"] == 120
     assert total["jobs"] >= 1 + 120 // 50  # the bulk job and its chunks
     assert any(b["call_avg_ms"] > 0 for b in figures["buckets"])
+    assert any(b["runtime_avg_ms"] > 0 for b in figures["buckets"])
+    assert all(0 <= b["success_pct"] <= 100 for b in figures["buckets"])
 
     bulk = run_cli_json("metrics", "--since", "15m", "--queue", "bulk_messages")
     assert sum(b["sent"] for b in bulk["buckets"]) == 119
@@ -48,6 +50,8 @@ def test_a_campaign_shows_up_in_the_metrics(tmp_path: Path, gateway: GatewayServ
     assert status["status"] == "active"
     assert status["sent_last_hour"] == 119
     assert status["failed_last_7_days"] == 1
+    assert status["success_rate_last_hour"] == round(119 / 120, 4)
+    assert status["provider_ms_last_hour"] > 0
     assert status["processes"] == 2
     assert status["breakers"]["sandbox"] == "closed"
     assert status["redis_memory_bytes"] > 0
