@@ -28,7 +28,7 @@ from sqlalchemy import text
 from engine import inspector
 from engine.db import create_db_engine
 from engine.embedded_redis import EmbeddedRedis
-from engine.inspector import KINDS, Entry, InspectorStore, Query, stream_key
+from engine.inspector_store import KINDS, Entry, InspectorStore, Query, stream_key
 from engine.settings import load_settings
 
 

@@ -1,4 +1,4 @@
-"""``relaydesk inspector``: what the development inspector recorded (engine.inspector)."""
+"""``relaydesk inspector``: what the development inspector recorded (engine.inspector_store)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import click
 
 from engine.cli_common import AppContext, json_option, pass_app, print_json
 from engine.human import format_duration
-from engine.inspector import KINDS, Entry, InspectorStore, Kind, Query, inspector_off_reason
+from engine.inspector_store import (
+    KINDS,
+    Entry,
+    InspectorStore,
+    Kind,
+    Query,
+    inspector_off_reason,
+)
 from engine.settings import parse_duration
 
 

@@ -35,7 +35,8 @@ from desktop.rows_model import RowsModel
 from desktop.services import Services
 from desktop.widgets import SearchField, data_table, empty_state
 from engine.human import format_duration
-from engine.inspector import (
+from engine.inspector import recorder
+from engine.inspector_store import (
     KINDS,
     Entry,
     InspectorStore,
@@ -43,7 +44,6 @@ from engine.inspector import (
     Query,
     Reading,
     inspector_off_reason,
-    recorder,
 )
 
 REFRESH_MS = 2000

@@ -15,7 +15,7 @@ from desktop.pages.inspector_page import InspectorPage
 from engine import inspector
 from engine.campaigns import campaign_summary, is_settled, send_campaign
 from engine.contacts_import import import_contacts
-from engine.inspector import KINDS, stream_key
+from engine.inspector_store import KINDS, stream_key
 from tests.desktop.conftest import open_page
 from tests.support import wait_for, write_contacts
 

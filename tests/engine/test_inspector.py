@@ -15,7 +15,17 @@ from sqlalchemy import event
 from engine import inspector
 from engine.db import open_database
 from engine.embedded_redis import free_port
-from engine.inspector import Entry, InspectorStore, Query, Recorder, stream_key
+from engine.inspector import Recorder
+from engine.inspector_store import (
+    Entry,
+    InspectorStore,
+    Query,
+    inspector_off_reason,
+    mask_phones,
+    safe_payload,
+    safe_url,
+    stream_key,
+)
 from engine.providers.base import HTTP_OBSERVERS, Sms
 from engine.providers.factory import make_provider
 from engine.providers.http_client import http_client
@@ -89,7 +99,7 @@ def test_inspector_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert not settings.inspector_on
     assert (settings.inspector_max_age_s, settings.inspector_max_entries) == (900, 200)
-    assert "turned off" in (inspector.inspector_off_reason(settings) or "")
+    assert "turned off" in (inspector_off_reason(settings) or "")
     monkeypatch.setenv("RELAYDESK_INSPECTOR", "sometimes")
     with pytest.raises(SettingsError, match="must be on, off or auto"):
         load_settings()
@@ -98,11 +108,11 @@ def test_inspector_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- what is kept ------------------------------------------------------------------------------
 
 def test_phone_numbers_credentials_and_queries_are_not_kept() -> None:
-    assert inspector.mask_phones('{"to": "+254712345655"}') == '{"to": "+2547******55"}'
-    assert inspector.safe_url("https://AC:tok@api.example.com:8443/2010-04-01/Accounts/"
+    assert mask_phones('{"to": "+254712345655"}') == '{"to": "+2547******55"}'
+    assert safe_url("https://AC:tok@api.example.com:8443/2010-04-01/Accounts/"
                               "AC0123456789abcdef0123456789abcdef/Messages.json?key=s3cret") \
         == "https://api.example.com:8443/2010-04-01/Accounts/AC01…/Messages.json"
-    assert inspector.safe_payload([7, "+254 712 345 655"]) == '[7, "+254 *********55"]'
+    assert safe_payload([7, "+254 712 345 655"]) == '[7, "+254 *********55"]'
 
 
 def test_recording_never_fails_when_redis_is_gone(development: None,
