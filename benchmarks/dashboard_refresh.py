@@ -19,29 +19,18 @@ import json
 import math
 import os
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
 
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 60) -> None:
-    loop = QEventLoop()
-    deadline = time.monotonic() + timeout_s
-    poll = QTimer(interval=1)
-    poll.timeout.connect(lambda: (condition() or time.monotonic() > deadline) and loop.quit())
-    poll.start()
-    if not condition():
-        loop.exec()
-    poll.stop()
-    if not condition():
-        raise TimeoutError("the dashboard did not refresh in time")
+sys.path.insert(0, str(Path(__file__).parent))
+from qt_wait import wait_until
 
 
 def busy_sample(at: float) -> Any:
