@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from engine.celery_app import PUBLISHED_HEADER
 from engine.embedded_redis import redis_url
 from engine.inspector_store import Entry, InspectorStore, safe_payload, safe_text, safe_url
 from engine.phones import mask_phone
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 
 REDIS_TIMEOUT_S = 2.0
 QUIET_AFTER_ERROR_S = 5.0  # Redis failed: record nothing for this long (sending goes on)
-PUBLISHED_HEADER = "relaydesk_published"  # epoch seconds, added to each published task
 
 
 # --- recording, per process -----------------------------------------------------------------
@@ -273,7 +273,7 @@ def _on_publish(sender: Any = None, body: Any = None, headers: Any = None,
                 routing_key: Any = None, **_: Any) -> None:
     try:
         headers = headers if isinstance(headers, dict) else {}
-        headers[PUBLISHED_HEADER] = time.time()
+        headers.setdefault(PUBLISHED_HEADER, time.time())  # publish() sets it already
         args = body[0] if isinstance(body, list | tuple) and body else []
         task = str(sender or headers.get("task") or "?")
         _job("enqueued", task, _campaign_of(args), f"{task} enqueued on {routing_key}",
