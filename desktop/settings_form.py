@@ -60,6 +60,9 @@ GROUP_NOTES = {
     "Workers": "The worker processes the console (and 'relaydesk supervise') starts on this "
                "computer.",
     "Regional": "How phone numbers without a country code and amounts are read and written.",
+    "Metrics and alerts": "How long the dashboard's figures stay in Redis (memory stays flat "
+                          "whatever the volume), and who hears about a queue that waits too "
+                          "long.",
     "Monitoring (Sentry)": "Errors from the console and the workers go to Sentry when a DSN "
                            "is set.",
 }
