@@ -1,13 +1,17 @@
-"""The dead-letter store (failed_jobs): list, retry with a fresh budget, forget."""
+"""The dead-letter store (failed_jobs): list, retry with a fresh budget, forget; one by one
+or everything a FailedQuery matches, in SQL batches (100,000 records in seconds)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from engine.failed_query import FailedQuery, FailedRow, where
 from engine.models import (
     Campaign,
     CampaignStatus,
@@ -56,39 +60,102 @@ def failed_dict(job: FailedJob, *, full: bool = False) -> dict[str, Any]:
     return data
 
 
+def row_dict(row: FailedRow) -> dict[str, Any]:
+    """A table row as the CLI prints it (the keys of failed_dict, and what became of it)."""
+    return {
+        "id": row.id, "failed_at": row.failed_at.isoformat(), "campaign": row.campaign_id,
+        "campaign_name": row.campaign, "message": row.message_id, "recipient": row.recipient,
+        "queue": row.queue, "task": row.task_name, "attempts": row.attempts,
+        "error_type": row.error_type, "last_error": row.last_error,
+        "retried_at": row.retried_at.isoformat() if row.retried_at else None,
+        "retry_of": row.retry_of_id, "next": row.next_id, "retry_state": row.retry_state,
+    }
+
+
+BATCH = 1000  # ids per statement: bounded IN lists, bounded memory at 100,000 records
+
+
+def _batches(session: Session, query: FailedQuery) -> Iterator[list[int]]:
+    """The ids matching ``query``, a batch at a time in id order (keyset, not OFFSET: the
+    batch just acted on may no longer match)."""
+    last = 0
+    while True:
+        ids = list(session.scalars(select(FailedJob.id).where(*where(query))
+                                   .where(FailedJob.id > last)
+                                   .order_by(FailedJob.id).limit(BATCH)))
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), BATCH):
+        yield list(ids[start:start + BATCH])
+
+
+def _retry_batch(session: Session, failed_ids: list[int], now: datetime) -> list[Job]:
+    rows = session.execute(
+        select(FailedJob.id, OutgoingMessage.id, Campaign.id, Campaign.queue)
+        .join(OutgoingMessage, OutgoingMessage.id == FailedJob.message_id)
+        .join(Campaign, Campaign.id == OutgoingMessage.campaign_id)
+        .where(FailedJob.id.in_(failed_ids), FailedJob.retried_at.is_(None),
+               OutgoingMessage.status == MessageStatus.DEAD)).all()
+    if not rows:
+        return []
+    session.execute(update(FailedJob).where(FailedJob.id.in_([r[0] for r in rows]))
+                    .values(retried_at=now))
+    messages = {message_id: (campaign_id, queue) for _, message_id, campaign_id, queue in rows}
+    session.execute(update(OutgoingMessage).where(OutgoingMessage.id.in_(list(messages)))
+                    .values(status=MessageStatus.QUEUED, attempts=0, claimed_at=None,
+                            updated_at=now))
+    session.execute(update(Campaign)
+                    .where(Campaign.id.in_({c for c, _ in messages.values()}))
+                    .where(Campaign.status == CampaignStatus.COMPLETED)
+                    .values(status=CampaignStatus.SENDING, finished_at=None))
+    return [message_job(campaign_id, message_id, queue, retry=False)
+            for message_id, (campaign_id, queue) in messages.items()]
+
+
+def retry_ids(session: Session, ids: Sequence[int]) -> list[Job]:
+    """Requeue the dead messages of these records with a fresh attempt budget; returns the
+    jobs to schedule (in the same transaction: if Redis refuses, nothing is marked).
+
+    Each record stays, marked retried; if its message dies again, the new record points
+    back to it. Records already retried, or whose message is no longer dead, are skipped.
+    """
+    now = utcnow()
+    return [job for chunk in _chunks(ids) for job in _retry_batch(session, chunk, now)]
+
+
+def retry_matching(session: Session, query: FailedQuery) -> list[Job]:
+    """retry_ids for every record ``query`` matches, in batches."""
+    now = utcnow()
+    return [job for batch in _batches(session, replace(query, include_retried=False))
+            for job in _retry_batch(session, batch, now)]
+
+
 def retry_failed(session: Session, ids: Sequence[int] | None = None, *,
                  campaign_id: int | None = None) -> list[Job]:
-    """Requeue dead messages with a fresh attempt budget; returns the jobs to schedule.
-
-    The failed_jobs record stays (marked retried); if the message dies again, its new
-    record points back to this one.
-    """
-    stmt = select(FailedJob, OutgoingMessage, Campaign).join(
-        OutgoingMessage, OutgoingMessage.id == FailedJob.message_id).join(
-        Campaign, Campaign.id == OutgoingMessage.campaign_id).where(
-        FailedJob.retried_at.is_(None)).where(OutgoingMessage.status == MessageStatus.DEAD)
-    if ids is not None:
-        stmt = stmt.where(FailedJob.id.in_(ids))
-    if campaign_id is not None:
-        stmt = stmt.where(FailedJob.campaign_id == campaign_id)
-    now = utcnow()
-    jobs: list[Job] = []
-    for failed, message, campaign in session.execute(stmt):
-        failed.retried_at = now
-        message.status = MessageStatus.QUEUED
-        message.attempts = 0
-        message.claimed_at = None
-        message.updated_at = now
-        if campaign.status == CampaignStatus.COMPLETED:
-            campaign.status = CampaignStatus.SENDING
-            campaign.finished_at = None
-        jobs.append(message_job(campaign.id, message.id, campaign.queue, retry=False))
-    return jobs
+    """These records, or every one not retried yet (of one campaign): see retry_ids."""
+    if ids is None:
+        return retry_matching(session, FailedQuery(campaign_id=campaign_id))
+    return retry_ids(session, ids)
 
 
-def forget_failed(session: Session, ids: Sequence[int]) -> int:
+def _forget_batch(session: Session, ids: list[int]) -> int:
     # Later records that point to a forgotten one lose the link, not their own history.
     session.execute(update(FailedJob).where(FailedJob.retry_of_id.in_(ids))
                     .values(retry_of_id=None))
     result = session.execute(delete(FailedJob).where(FailedJob.id.in_(ids)))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def forget_failed(session: Session, ids: Sequence[int]) -> int:
+    """Remove records from the store (their messages stay dead)."""
+    return sum(_forget_batch(session, chunk) for chunk in _chunks(ids))
+
+
+def forget_matching(session: Session, query: FailedQuery) -> int:
+    """forget_failed for every record ``query`` matches, in batches."""
+    return sum(_forget_batch(session, batch) for batch in _batches(session, query))

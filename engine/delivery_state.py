@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from engine.models import (
     Campaign,
     CampaignStatus,
+    DeliveryAttempt,
     FailedJob,
     MessageStatus,
     OutgoingMessage,
@@ -74,12 +75,16 @@ def _error_text(result: SendResult) -> str:
 
 def mark_retry(session: Session, message_id: int, result: SendResult) -> None:
     error = _error_text(result)
-    session.execute(
+    now = utcnow()
+    attempt = session.execute(
         update(OutgoingMessage).where(OutgoingMessage.id == message_id)
         .values(status=MessageStatus.FAILED, last_error=error, claimed_at=None,
                 first_error=func.coalesce(OutgoingMessage.first_error, error),
-                updated_at=utcnow())
-    )
+                updated_at=now)
+        .returning(OutgoingMessage.attempts)
+    ).scalar_one_or_none()
+    if attempt is not None:
+        session.add(DeliveryAttempt(message_id=message_id, attempt=attempt, at=now, error=error))
 
 
 def release_claim(session: Session, message_id: int) -> None:
@@ -109,6 +114,8 @@ def mark_dead(session: Session, claimed: Claimed, result: SendResult, task_name:
         .order_by(FailedJob.id.desc()).limit(1))
     first_failed = session.scalar(
         select(func.min(FailedJob.first_failed_at)).where(FailedJob.message_id == message.id))
+    session.add(DeliveryAttempt(message_id=message.id, attempt=claimed.attempts, at=now,
+                                error=error))
     job = FailedJob(
         message_id=message.id, campaign_id=message.campaign_id, recipient=message.phone,
         queue=claimed.queue, task_name=task_name,

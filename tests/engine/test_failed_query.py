@@ -1,0 +1,286 @@
+"""The dead-letter store as the review panel and ``relaydesk failed`` use it: filters, sort,
+retry and forget of everything that matches (history kept and linked), every attempt
+recorded, CSV export; on SQLite and, when a server is given, PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from engine import scheduler
+from engine.db import Database, open_database
+from engine.dead_letters import forget_failed, forget_matching, retry_matching
+from engine.delivery_state import claim, mark_dead, mark_retry, mark_sent
+from engine.failed_export import export_csv
+from engine.failed_query import (
+    FailedQuery,
+    campaign_choices,
+    count_matching,
+    distinct_values,
+    failed_detail,
+    failed_page,
+    ids_in_rows,
+    matching,
+)
+from engine.models import Campaign, CampaignStatus, FailedJob, MessageStatus, OutgoingMessage
+from engine.providers.base import Outcome, SendResult
+from engine.settings import Settings
+from tests.failed_seed import CAMPAIGNS, FIRST_FAILURE, STEP, rows, seed_failed
+from tests.support import RELAYDESK
+
+COUNT = 600
+
+
+def expected(count: int, **where: Any) -> int:
+    return sum(1 for r in rows(count) if all(r[k] == v for k, v in where.items()))
+
+
+def all_ids(db: Database, query: FailedQuery) -> list[int]:
+    with db.session() as session:
+        return [r.id for r in failed_page(session, query, 0, 10_000)]
+
+
+def test_filters_count_what_they_show(db: Database) -> None:
+    campaigns = seed_failed(db, COUNT)
+    with db.session() as session:
+        def count(**filters: Any) -> int:
+            query = FailedQuery(**filters)
+            shown = failed_page(session, query, 0, 10_000)
+            assert len(shown) == count_matching(session, query)
+            return len(shown)
+
+        assert count() == COUNT
+        assert count(error_type="timeout") == expected(COUNT, error_type="timeout")
+        assert count(queue="bulk_messages") == expected(COUNT, queue="bulk_messages")
+        assert count(campaign_id=campaigns[2]) == expected(COUNT, campaign=2)
+        assert count(queue="messages", error_type="blocked") == expected(
+            COUNT, queue="messages", error_type="blocked")
+        # Search: the error text (any case), the campaign name, a phone fragment, an id.
+        assert count(search="QUOTA exceeded") == 1  # row 7 only
+        assert count(search="choir") == expected(COUNT, campaign=1)
+        assert count(search="00001235") == 1  # +2547 0000123 5: row 123's phone
+        assert count(search="ref 5%") == count(search="ref 5") == 111  # % is no pattern
+        with_id = failed_page(session, FailedQuery(search="#5"), 0, 100)
+        assert 5 in {r.id for r in with_id}
+        # A date range: [since, until)
+        since, until = FIRST_FAILURE + 100 * STEP, FIRST_FAILURE + 150 * STEP
+        assert count(since=since, until=until) == 50
+        assert count(since=since, until=until, error_type="timeout") == sum(
+            1 for r in rows(COUNT) if 100 <= r["i"] < 150 and r["error_type"] == "timeout")
+        assert count(search="no such text anywhere") == 0
+        assert campaign_choices(session) == [(c, n) for c, n in zip(campaigns, CAMPAIGNS,
+                                                                     strict=True)][::-1]
+        assert distinct_values(session, "queue") == ["bulk_messages", "high_priority",
+                                                      "messages"]
+
+
+def test_sort_orders_and_selected_rows(db: Database) -> None:
+    seed_failed(db, COUNT)
+    newest_first = all_ids(db, FailedQuery())
+    assert newest_first == sorted(newest_first, reverse=True)  # seeded in time order
+    with db.session() as session:
+        by_attempts = failed_page(session, FailedQuery(sort="attempts", descending=False),
+                                  0, COUNT)
+        assert [r.attempts for r in by_attempts] == sorted(r.attempts for r in by_attempts)
+        ties = [r.id for r in by_attempts if r.attempts == 1]
+        assert ties == sorted(ties)  # the tie-break keeps pages stable
+        by_type = failed_page(session, FailedQuery(sort="error_type", descending=True), 0, 3)
+        assert by_type[0].error_type == "timeout"
+        # Rows 10-14 and 100 of the table as sorted, even though never loaded as pages.
+        query = FailedQuery(sort="recipient")
+        ranked = [r.id for r in failed_page(session, query, 0, COUNT)]
+        assert ids_in_rows(session, query, [(10, 14), (100, 100)]) == [*ranked[10:15], ranked[100]]
+        phones = [r.recipient for r in failed_page(session, query, 0, 5)]
+        assert all("*" in p for p in phones)  # masked in every row
+
+
+def failure(kind: str = "timeout") -> SendResult:
+    return SendResult(Outcome.TRANSIENT, error_type=kind, error="the provider timed out",
+                      response='{"error": "timeout"}')
+
+
+def test_retry_matching_keeps_history_and_shows_outcome(db: Database) -> None:
+    campaigns = seed_failed(db, 40)
+    with db.session() as session:
+        jobs = retry_matching(session, FailedQuery(error_type="timeout"))
+    retried = expected(40, error_type="timeout")
+    assert len(jobs) == retried
+    with db.session() as session:
+        assert {j.args[0] for j in jobs} <= set(campaigns)
+        message_ids = [j.args[1] for j in jobs]
+        statuses = set(session.scalars(select(OutgoingMessage.status)
+                                       .where(OutgoingMessage.id.in_(message_ids))))
+        assert statuses == {MessageStatus.QUEUED}
+        assert set(session.scalars(select(Campaign.status))) == {CampaignStatus.SENDING}
+        # Retried records leave the default view, stay in the history, are not retried twice.
+        assert count_matching(session, FailedQuery()) == 40 - retried
+        assert count_matching(session, FailedQuery(include_retried=True)) == 40
+        assert retry_matching(session, FailedQuery(error_type="timeout")) == []
+
+    first, second = message_ids[0], message_ids[1]
+    with db.session() as session:  # the first dies again after two attempts
+        claimed = claim(session, first, [MessageStatus.QUEUED], "messages")
+        assert claimed is not None
+        mark_retry(session, first, failure())
+        claimed = claim(session, first, [MessageStatus.FAILED], "messages")
+        assert claimed is not None
+        new_record = mark_dead(session, claimed, failure("invalid_number"), "send")
+        session.flush()
+        new_id = new_record.id
+        # the second is delivered
+        assert claim(session, second, [MessageStatus.QUEUED], "messages") is not None
+        mark_sent(session, second, SendResult(Outcome.SENT, provider_message_id="p1"))
+
+    with db.session() as session:
+        history = {r.message_id: r for r in failed_page(
+            session, FailedQuery(include_retried=True), 0, 100) if r.retried_at}
+        old = history[first]
+        assert old.next_id == new_id
+        assert old.retry_state == f"retried, failed again (#{new_id})"
+        assert history[second].retry_state == "retried, sent"
+        assert history[message_ids[2]].retry_state == "retried, sending"
+        detail = failed_detail(session, new_id)
+        assert detail is not None
+        assert detail.row.retry_of_id == old.id
+        assert detail.row.retry_state == f"retry of #{old.id}"
+        # Every attempt of this record, none of the earlier one's.
+        assert [(a.number, a.error) for a in detail.attempts] == [
+            (1, "timeout: the provider timed out"),
+            (2, "invalid_number: the provider timed out")]
+        assert detail.provider_response == '{"error": "timeout"}'
+        assert "+2547" in json.loads(detail.payload)["to"]
+        assert "*" in json.loads(detail.payload)["to"]
+        assert detail.body.startswith("Dear member")
+
+
+def test_actions_are_pinned_to_what_was_counted(db: Database) -> None:
+    seed_failed(db, 30)
+    query = FailedQuery(error_type="blocked")
+    with db.session() as session:
+        found = matching(session, query)
+    seed_failed(db, 30)  # more failures arrive while the operator reads the question
+    with db.session() as session:
+        assert count_matching(session, query) == 2 * found.count
+        jobs = retry_matching(session, FailedQuery(error_type="blocked",
+                                                   through_id=found.last_id))
+    assert len(jobs) == found.count
+
+
+def test_forget_matching_and_selected(db: Database) -> None:
+    seed_failed(db, 50)
+    with db.session() as session:
+        [job] = retry_matching(session, FailedQuery(search="#3"))
+        claimed = claim(session, job.args[1], [MessageStatus.QUEUED], "high_priority")
+        assert claimed is not None
+        successor = mark_dead(session, claimed, failure(), "send")
+        session.flush()
+        successor_id = successor.id
+    with db.session() as session:
+        removed = forget_matching(session, FailedQuery(queue="messages", include_retried=True))
+    # row i is record i + 1: record 3 (row 2) and its successor are on high_priority
+    assert removed == expected(50, queue="messages")
+    with db.session() as session:
+        assert count_matching(session, FailedQuery(queue="messages")) == 0
+        kept = session.get(FailedJob, successor_id)
+        assert kept is not None
+        assert kept.retry_of_id == 3
+        assert forget_failed(session, [3]) == 1
+    with db.session() as session:
+        kept = session.get(FailedJob, successor_id)
+        assert kept is not None
+        assert kept.retry_of_id is None
+        left = count_matching(session, FailedQuery(include_retried=True))
+        assert left == 51 - removed - 1
+
+
+def test_export_streams_matching_rows_masked(db: Database) -> None:
+    seed_failed(db, 120)
+    out = io.StringIO()
+    with db.session() as session:
+        written = export_csv(session, FailedQuery(error_type="http_500"), out)
+    lines = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert written == len(lines) == expected(120, error_type="http_500")
+    assert {r["error_type"] for r in lines} == {"http_500"}
+    assert all("*" in r["recipient"] for r in lines)
+    assert [int(r["id"]) for r in lines] == sorted((int(r["id"]) for r in lines),
+                                                   reverse=True)
+    assert lines[0]["campaign"] in CAMPAIGNS
+    full = io.StringIO()
+    with db.session() as session:
+        export_csv(session, FailedQuery(search="#1"), full, full_phones=True)
+    assert "+254700000005" in full.getvalue()  # row 0's phone, whole
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def cli(*args: str, answer: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RELAYDESK, "failed", *args], capture_output=True, text=True,
+                          input=answer, timeout=120, check=False)
+
+
+def test_cli_filters_actions_and_export(settings: Settings, tmp_path: Path,
+                                        redis_client: Any) -> None:
+    seed_failed(open_database(settings), 90)
+    listed = cli("list", "--error-type", "timeout", "--queue", "messages", "--json")
+    assert listed.returncode == 0, listed.stderr
+    shown = json.loads(listed.stdout)
+    assert len(shown) == expected(90, error_type="timeout", queue="messages")
+    assert {j["error_type"] for j in shown} == {"timeout"}
+    day = (FIRST_FAILURE + 45 * STEP).astimezone().date().isoformat()
+    dated = json.loads(cli("list", "--since", day, "--until", day, "--json").stdout)
+    assert len(dated) == 90  # 90 rows 24 s apart: all on that day (local time)
+    bad = cli("list", "--since", "28/11/2026")
+    assert bad.returncode == 2
+    assert "write it as YYYY-MM-DD" in bad.stderr
+
+    refused = cli("retry", "--matching", "--search", "quota", answer="n\n")
+    assert refused.returncode == 1
+    assert "Retry 1 failed job(s)?" in refused.stderr
+    assert scheduler.pending(redis_client) == 0
+    retried = cli("retry", "--matching", "--error-type", "blocked", answer="y\n")
+    assert retried.returncode == 0, retried.stderr
+    blocked = expected(90, error_type="blocked")
+    assert f"{blocked} job(s) queued again" in retried.stdout
+    assert scheduler.pending(redis_client) == blocked  # the jobs are due in Redis
+
+    forgot = cli("forget", "--matching", "--queue", "high_priority", "--yes", "--json")
+    assert json.loads(forgot.stdout) == {"forgotten": sum(
+        1 for r in rows(90) if r["queue"] == "high_priority" and r["error_type"] != "blocked")}
+    out = tmp_path / "failed.csv"
+    exported = cli("export", "--out", str(out), "--error-type", "timeout")
+    assert exported.returncode == 0, exported.stderr
+    lines = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert len(lines) == sum(1 for r in rows(90) if r["error_type"] == "timeout"
+                             and r["queue"] != "high_priority")
+    assert lines
+    assert all("*" in r["recipient"] for r in lines)
+    assert cli("retry").returncode == 2  # nothing named: a usage error, nothing done
+
+
+def test_cli_since_is_local_time() -> None:
+    from engine.cli_failed import parse_when
+
+    start = parse_when("2026-11-28", end=False)
+    end = parse_when("2026-11-28", end=True)
+    assert end - start == timedelta(days=1)
+    assert start.tzinfo is not None
+    assert start.astimezone(UTC) == datetime(2026, 11, 28).astimezone().astimezone(UTC)
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-13-01"])
+def test_cli_bad_dates_say_how_to_write_them(text: str) -> None:
+    import click
+
+    from engine.cli_failed import parse_when
+
+    with pytest.raises(click.BadParameter, match="YYYY-MM-DD"):
+        parse_when(text, end=False)
