@@ -89,7 +89,7 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
-def _head_revision() -> str | None:
+def head_revision() -> str | None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return ScriptDirectory.from_config(config).get_current_head()
@@ -113,7 +113,7 @@ def upgrade(engine: Engine) -> None:
 
 
 def _upgrade_locked(engine: Engine) -> None:
-    if current_revision(engine) == _head_revision():
+    if current_revision(engine) == head_revision():
         return
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
