@@ -17,7 +17,7 @@ from desktop.background import Background
 from desktop.context import Bus, ConsoleContext
 from desktop.errors import ErrorReporter, keep_out_of_sentry_logging, setup_logging
 from desktop.main_window import MainWindow
-from desktop.pages.base import Page, PlaceholderPage
+from desktop.pages.base import Page
 from desktop.resources import icon
 from desktop.services import Services
 from desktop.single_instance import InstanceServer, ask_running_instance_to_raise
@@ -47,6 +47,7 @@ def build_pages(ctx: ConsoleContext) -> list[Page]:
     from desktop.pages.compose_page import ComposePage
     from desktop.pages.contacts_page import ContactsPage
     from desktop.pages.dashboard_page import DashboardPage
+    from desktop.pages.failed_page import FailedPage
     from desktop.pages.inspector_page import InspectorPage
     from desktop.pages.settings_page import SettingsPage
     from desktop.pages.workers_page import WorkersPage
@@ -57,9 +58,7 @@ def build_pages(ctx: ConsoleContext) -> list[Page]:
         ContactsPage(ctx),
         CampaignsPage(ctx),
         WorkersPage(ctx),
-        PlaceholderPage(ctx, "failed", "Failed jobs", "failed",
-                        "The failed-job review panel arrives with the monitoring release. "
-                        "Meanwhile: relaydesk failed list | show ID | retry ID… | forget ID…"),
+        FailedPage(ctx),
         InspectorPage(ctx),
         SettingsPage(ctx),
     ]
