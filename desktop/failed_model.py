@@ -11,9 +11,15 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication
 
 from desktop.background import Background
-from desktop.paged_model import Column, Index, PagedTableModel
+from desktop.paged_model import PAGE_SIZE, Column, Index, PagedTableModel
 from desktop.services import Services
-from engine.failed_query import FailedQuery, FailedRow, count_matching, failed_page
+from engine.failed_query import (
+    FailedQuery,
+    FailedRow,
+    count_and_first_page,
+    count_matching,
+    failed_page,
+)
 
 
 def local_time(moment: datetime) -> str:
@@ -63,6 +69,11 @@ class FailedModel(PagedTableModel):
     def fetch_count(self) -> int:
         with self.services.db().session() as session:
             return count_matching(session, self.current_query())
+
+    def _count_and_first_page(self) -> tuple[int, list[FailedRow]]:
+        # What a reload fetches, in one scan when searching (see count_and_first_page).
+        with self.services.db().session() as session:
+            return count_and_first_page(session, self.current_query(), PAGE_SIZE)
 
     def fetch_page(self, offset: int, limit: int) -> list[FailedRow]:
         with self.services.db().session() as session:

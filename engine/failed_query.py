@@ -199,6 +199,23 @@ def failed_page(session: Session, query: FailedQuery, offset: int,
     return _rows(session, rows)
 
 
+def count_and_first_page(session: Session, query: FailedQuery,
+                         limit: int) -> tuple[int, list[FailedRow]]:
+    """The count and the first page. A search reads every row whatever it does, so it
+    reads them once for both (a window count; measured: half the time of two scans) --
+    unless it names a campaign: then it matches many rows, which the window count would
+    hold in memory while the ordinary top-200 sort holds 200."""
+    pattern = table_query.like_pattern(query.search)
+    if not pattern or session.scalar(select(Campaign.id).where(
+            contains_text(Campaign.name, pattern)).limit(1)) is not None:
+        count = count_matching(session, query)
+        return count, failed_page(session, query, 0, limit) if count else []
+    total = func.count().over().label("total")
+    rows = session.execute(select(*_ROW_COLUMNS, total).where(*where(query))
+                           .order_by(*sort_order(query)).limit(limit)).all()
+    return (rows[0].total if rows else 0), _rows(session, rows)
+
+
 def _rows(session: Session, rows: Sequence[Any]) -> list[FailedRow]:
     if not rows:
         return []

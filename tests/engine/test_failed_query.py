@@ -23,6 +23,7 @@ from engine.failed_export import export_csv
 from engine.failed_query import (
     FailedQuery,
     campaign_choices,
+    count_and_first_page,
     count_matching,
     distinct_values,
     failed_detail,
@@ -76,6 +77,10 @@ def test_filters_count_what_they_show(db: Database) -> None:
         assert count(since=since, until=until, error_type="timeout") == sum(
             1 for r in rows(COUNT) if 100 <= r["i"] < 150 and r["error_type"] == "timeout")
         assert count(search="no such text anywhere") == 0
+        for text in ("quota", "choir", "", "ref 12"):  # one scan or two: the same answer
+            query = FailedQuery(search=text, sort="attempts")
+            assert count_and_first_page(session, query, 50) == (
+                count_matching(session, query), failed_page(session, query, 0, 50))
         assert campaign_choices(session) == [(c, n) for c, n in zip(campaigns, CAMPAIGNS,
                                                                      strict=True)][::-1]
         assert distinct_values(session, "queue") == ["bulk_messages", "high_priority",
