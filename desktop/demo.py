@@ -1,26 +1,74 @@
 """Demo data for ``gui --screenshot-dir --demo``: the sample contacts and the local pipeline
-with a worker online, so the campaign the tour then sends from Compose has somewhere to go."""
+with a worker online, so the campaign the tour then sends from Compose has somewhere to go;
+and a few dead letters for the Failed jobs page, one of them retried and dead again."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from datetime import date, timedelta
+
+from sqlalchemy import func, select
 
 from desktop.context import ConsoleContext
 from desktop.resources import resource
+from engine import scheduler
+from engine.campaigns import send_campaign_to
 from engine.contacts_import import import_contacts
+from engine.dead_letters import retry_ids
+from engine.models import FailedJob
+from engine.personalize import Recipient
 from engine.worker_registry import live_workers
 
 WORKER_START_TIMEOUT_S = 60.0
+DEAD_LETTERS_TIMEOUT_S = 60.0
+# The sandbox gateway refuses numbers ending in 0001 for good (invalid_number). They are
+# not contacts: the campaign Compose sends to every contact is not touched by them.
+REFUSED = [("Grace Wambui", "+254711230001"), ("Peter Otieno", "+254722340001"),
+           ("Mercy Njeri", "+254733450001"), ("Daniel Kamau", "+254744560001")]
+REFUSED_TEMPLATE = "Dear #name, of your pledge of #pledge, #balance remains. Thank you!"
 
 
 def seed_demo(ctx: ConsoleContext) -> None:
-    """Import the sample contacts, start Redis, the gateway and the workers, and wait until
-    a worker is online. ``ctx.services.stop_local_services()`` stops what it started."""
+    """Import the sample contacts, start Redis, the gateway and the workers, wait until a
+    worker is online, and leave a few dead letters. ``ctx.services.stop_local_services()``
+    stops what it started."""
     settings = ctx.settings
     import_contacts(ctx.services.db(), resource("sample_contacts.csv"), settings.default_region)
     ctx.services.start_local_pipeline()
-    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-    while not live_workers(ctx.services.redis()):
+    _wait(lambda: bool(live_workers(ctx.services.redis())), WORKER_START_TIMEOUT_S,
+          "the demo's worker did not come online; see the logs folder")
+    seed_dead_letters(ctx)
+
+
+def seed_dead_letters(ctx: ConsoleContext) -> None:
+    """Send to numbers the gateway refuses, wait until they are dead letters, then retry
+    one so the page shows a retry linked to its earlier failure."""
+    db, client = ctx.services.db(), ctx.services.redis()
+    due = date.today() + timedelta(days=30)
+    recipients = [(None, phone, Recipient(name, 50_000, 12_500 * (n + 1), due))
+                  for n, (name, phone) in enumerate(REFUSED)]
+    campaign = send_campaign_to(db, client, ctx.settings, REFUSED_TEMPLATE, recipients,
+                                name="Demo: numbers the gateway refuses").id
+
+    def dead_letters() -> int:
+        with db.session() as session:
+            return session.scalar(select(func.count(FailedJob.id))
+                                  .where(FailedJob.campaign_id == campaign)) or 0
+
+    message = "the demo's refused messages did not reach the dead-letter store; see the logs"
+    _wait(lambda: dead_letters() >= len(REFUSED), DEAD_LETTERS_TIMEOUT_S, message)
+    with db.session() as session:
+        first = session.scalar(select(func.min(FailedJob.id))
+                               .where(FailedJob.campaign_id == campaign))
+        assert first is not None
+        scheduler.schedule(client, [(0.0, job) for job in retry_ids(session, [first])])
+    _wait(lambda: dead_letters() > len(REFUSED), DEAD_LETTERS_TIMEOUT_S, message)
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float, message: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError("the demo's worker did not come online; see the logs folder")
+            raise TimeoutError(message)
         time.sleep(0.2)

@@ -10,7 +10,7 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.failed_query import FailedQuery, sort_order, where
+from engine.failed_query import FailedQuery, mask_phones_in, sort_order, where
 from engine.models import Campaign, FailedJob
 from engine.phones import mask_phone
 
@@ -22,8 +22,9 @@ STREAM_BATCH = 1000
 
 def export_csv(session: Session, query: FailedQuery, out: TextIO, *,
                full_phones: bool = False) -> int:
-    """Write the matching records in the table's order; phone numbers masked unless
-    ``full_phones`` (the file may travel: a full number is the operator's choice)."""
+    """Write the matching records in the table's order; phone numbers (also inside error
+    texts) masked unless ``full_phones`` (the file may travel: whole numbers are the
+    operator's choice)."""
     stmt = (select(FailedJob.id, FailedJob.failed_at, FailedJob.first_failed_at,
                    FailedJob.campaign_id, Campaign.name, FailedJob.recipient, FailedJob.queue,
                    FailedJob.exception_type, FailedJob.attempts, FailedJob.first_error,
@@ -38,10 +39,12 @@ def export_csv(session: Session, query: FailedQuery, out: TextIO, *,
     for row in session.execute(stmt):
         (id_, failed_at, first_failed_at, campaign_id, campaign, recipient, queue, error_type,
          attempts, first_error, last_error, retried_at, retry_of) = row
+        if not full_phones:
+            recipient = mask_phone(recipient)
+            first_error, last_error = mask_phones_in(first_error), mask_phones_in(last_error)
         writer.writerow([
             id_, failed_at.isoformat(), first_failed_at.isoformat(), campaign_id,
-            campaign or "", recipient if full_phones else mask_phone(recipient), queue,
-            error_type, attempts, first_error, last_error,
+            campaign or "", recipient, queue, error_type, attempts, first_error, last_error,
             retried_at.isoformat() if retried_at else "", retry_of or ""])
         count += 1
     return count

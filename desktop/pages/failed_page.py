@@ -237,6 +237,8 @@ class FailedPage(Page):
         noun = "failed job" if count == 1 else "failed jobs"
         self.count_label.setText(f"{count:,} {noun}" + (" match" if filtered else ""))
         self._show_detail(None)
+        if count:
+            self.table.selectRow(0)  # the newest failure's details, without a click
         self._update_buttons()
 
     # -- selection and detail ----------------------------------------------------------

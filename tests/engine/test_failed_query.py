@@ -289,3 +289,30 @@ def test_cli_bad_dates_say_how_to_write_them(text: str) -> None:
 
     with pytest.raises(click.BadParameter, match="YYYY-MM-DD"):
         parse_when(text, end=False)
+
+
+def test_phone_numbers_in_error_texts_are_masked(db: Database) -> None:
+    seed_failed(db, 3)
+    refused = SendResult(Outcome.PERMANENT, error_type="invalid_number",
+                         error="+254700000015 is not a valid number",
+                         response='{"to": "+254700000015"}')
+    with db.session() as session:
+        [job] = retry_matching(session, FailedQuery(search="#1"))
+        claimed = claim(session, job.args[1], [MessageStatus.QUEUED], "messages")
+        assert claimed is not None
+        record = mark_dead(session, claimed, refused, "send")
+        session.flush()
+        record_id = record.id
+    with db.session() as session:
+        [row] = failed_page(session, FailedQuery(search="not a valid"), 0, 10)
+        detail = failed_detail(session, record_id)
+        masked = io.StringIO()
+        export_csv(session, FailedQuery(search="not a valid"), masked)
+        whole = io.StringIO()
+        export_csv(session, FailedQuery(search="not a valid"), whole, full_phones=True)
+    assert row.last_error == "invalid_number: +2547******15 is not a valid number"
+    assert detail is not None
+    assert detail.attempts[-1].error == row.last_error
+    assert detail.provider_response == '{"to": "+2547******15"}'
+    assert "+254700000015" not in masked.getvalue()
+    assert "+254700000015 is not a valid number" in whole.getvalue()
