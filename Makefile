@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck clean
+.PHONY: run test lint typecheck clean dist
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "RelayDesk needs Python 3.11 or newer (set PYTHON=python3.x)")'
@@ -30,3 +30,22 @@ typecheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# The packaged app: dist/relaydesk/ (PyInstaller, build.spec), the .tar.gz and .deb built
+# from it, a compile check of the Windows installer script, then the frozen smoke test
+# (tests/frozen). Takes minutes, so it is not part of `make test`. docs/packaging.md.
+DIST_STAMP := $(VENV)/.dist-installed
+
+$(DIST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,dist]'
+	touch $(DIST_STAMP)
+
+dist: $(DIST_STAMP)
+	@command -v objdump >/dev/null || { echo "make dist: PyInstaller needs objdump and strip: apt install binutils"; exit 1; }
+	@command -v dpkg-deb >/dev/null || { echo "make dist: the .deb needs dpkg-deb: apt install dpkg"; exit 1; }
+	@command -v desktop-file-validate >/dev/null || echo "make dist: desktop-file-validate not found, the menu entry will not be validated (apt install desktop-file-utils)"
+	@command -v makensis >/dev/null || echo "make dist: makensis not found, the Windows installer script will not be checked (apt install nsis)"
+	rm -rf build/pyinstaller dist/relaydesk
+	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller build.spec
+	$(BIN)/python packaging/build_installers.py --check-nsis
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m frozen tests/frozen
