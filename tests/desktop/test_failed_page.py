@@ -24,6 +24,10 @@ from desktop.paged_model import LOADING
 from desktop.pages.failed_page import FailedPage
 from engine import scheduler
 from engine.db import Database, create_db_engine, upgrade
+from engine.dead_letters import retry_ids
+from engine.delivery_state import claim, mark_dead
+from engine.models import MessageStatus
+from engine.providers.base import Outcome, SendResult
 from engine.settings import load_settings
 from tests.desktop.conftest import close, idle, open_page
 from tests.failed_seed import rows, seed_failed
@@ -206,3 +210,25 @@ def test_nothing_failed_says_so(console: Console, qtbot: QtBot,
     assert not page.retry_all_button.isEnabled()
     assert not page.export_button.isEnabled()
     qtmodeltester.check(page.model)
+
+
+def test_new_failures_appear_live(seeded_console: Console, qtbot: QtBot) -> None:
+    page = failed_page(seeded_console, qtbot)
+    page.table.selectRow(3)
+    db = seeded_console.ctx.services.db()
+    with db.session() as session:  # a worker gives up on a message meanwhile
+        [job] = retry_ids(session, [1])
+        claimed = claim(session, job.args[1], [MessageStatus.QUEUED], "messages")
+        assert claimed is not None
+        mark_dead(session, claimed, SendResult(Outcome.PERMANENT, error_type="opted_out",
+                                               error="the recipient opted out"), "send")
+    seeded_console.ctx.bus.campaigns_changed.emit()
+    # The newest failure comes first; one record left the view (retried), one came in.
+    qtbot.waitUntil(lambda: cell(page, 0, 4) == "opted_out", timeout=WAIT_MS)
+    assert page.model.rowCount() == ROWS
+    qtbot.waitUntil(lambda: page.error_type.findData("opted_out") >= 0, timeout=WAIT_MS)
+    assert page.selected_ranges() == [(3, 3)]  # refreshed in place: the selection stays
+    with qtbot.waitSignal(page.model.loaded, timeout=WAIT_MS):
+        choose(page.error_type, "opted_out")
+    assert page.model.rowCount() == 1
+    assert cell(page, 0, 6) == "retry of #1"

@@ -242,7 +242,7 @@ def test_cli_filters_actions_and_export(settings: Settings, tmp_path: Path,
     assert {j["error_type"] for j in shown} == {"timeout"}
     day = (FIRST_FAILURE + 45 * STEP).astimezone().date().isoformat()
     dated = json.loads(cli("list", "--since", day, "--until", day, "--json").stdout)
-    assert len(dated) == 90  # 90 rows 24 s apart: all on that day (local time)
+    assert len(dated) == 90  # 90 rows 20 s apart: all on that day (local time)
     bad = cli("list", "--since", "28/11/2026")
     assert bad.returncode == 2
     assert "write it as YYYY-MM-DD" in bad.stderr
