@@ -78,3 +78,29 @@ def test_selftest_without_keep_data_removes_its_data_dir() -> None:
     data_line = next(line for line in result.stderr.splitlines() if "data dir" in line)
     data_dir = Path(data_line.split("data dir ", 1)[1]).parent
     assert not data_dir.exists()
+
+
+def test_a_worker_that_cannot_start_fails_the_selftest_and_everything_is_stopped(
+        tmp_path: Path) -> None:
+    # Python runs sitecustomize in every process it starts: this one makes only the
+    # worker process exit at start, as a packaged app missing a module would.
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import sys\n"
+        "if 'worker' in sys.argv:\n"
+        "    sys.exit('worker refused to start (test)')\n")
+    result = run_cli("selftest", "--json", "--timeout", "30", env={"PYTHONPATH": str(hooks)})
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    data_dir = Path(report["data_dir"])  # kept for a look, as after any failure
+    try:
+        assert report["ok"] is False
+        assert report["error"].startswith("the worker exited at start")
+        assert "worker refused to start (test)" in report["error"]  # the log's tail
+        assert report["campaigns"] == []
+        assert processes_using(data_dir) == []
+        gateway = json.loads((data_dir / "data" / "gateway" / "gateway.json").read_text())
+        assert not answers(gateway["url"] + "/stats")
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -93,6 +93,21 @@ def test_console_starts_offscreen_and_saves_screenshots(tmp_path: Path) -> None:
     assert image.height() >= 520
 
 
+@pytest.mark.skipif(shutil.which("xvfb-run") is None,
+                    reason="xvfb-run is not installed (apt install xvfb): no X server to try")
+def test_console_starts_on_x11_with_the_bundled_xcb_plugin(tmp_path: Path) -> None:
+    # Qt aborts at start when the xcb platform plugin or a library it needs cannot load.
+    shots = tmp_path / "shots"
+    env = no_python_env(tmp_path, QT_QPA_PLATFORM="xcb")
+    env["PATH"] = f"{env['PATH']}:/usr/bin:/bin"  # for xvfb-run itself, not for the app
+    result = subprocess.run(
+        ["xvfb-run", "-a", "-s", "-screen 0 1440x900x24", str(EXECUTABLE), "gui",
+         "--screenshot-dir", str(shots)],
+        capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert QImage(str(shots / "contacts.png")).width() >= 760
+
+
 def the_one(pattern: str) -> Path:
     found = sorted(DIST.glob(pattern))
     if not found:
