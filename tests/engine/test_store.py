@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from engine.db import Database, current_revision, database_url, open_database
+from engine.db import Database, current_revision, database_url, head_revision, open_database
 from engine.models import (
     Campaign,
     Contact,
@@ -34,12 +34,13 @@ def test_migrations_create_every_table_with_indexes(db: Database) -> None:
     inspector = inspect(db.engine)
     tables = set(inspector.get_table_names())
     assert {"contacts", "contact_tags", "campaigns", "outgoing_messages",
-            "failed_jobs", "alembic_version"} <= tables
+            "failed_jobs", "delivery_attempts", "alembic_version"} <= tables
     indexed = {tuple(ix["column_names"]) for ix in inspector.get_indexes("outgoing_messages")}
     assert {("status",), ("campaign_id", "status"), ("phone",), ("created_at",)} <= indexed
     failed_ix = {tuple(ix["column_names"]) for ix in inspector.get_indexes("failed_jobs")}
-    assert {("failed_at",), ("campaign_id",), ("queue",), ("exception_type",)} <= failed_ix
-    assert current_revision(db.engine) == "0001"
+    assert {("failed_at",), ("campaign_id",), ("queue",), ("exception_type",),
+            ("retried_at", "failed_at"), ("retry_of_id",)} <= failed_ix
+    assert current_revision(db.engine) == head_revision()
 
 
 def test_one_message_row_per_campaign_and_contact(db: Database) -> None:
@@ -122,7 +123,7 @@ def test_processes_starting_at_once_migrate_once(db_settings: Settings) -> None:
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [err for _, err in outputs]
-    assert [out.strip() for out, _ in outputs] == ["0001"] * 4
+    assert [out.strip() for out, _ in outputs] == [head_revision()] * 4
 
 
 def test_unreachable_database_is_a_clear_error(settings: Settings) -> None:
