@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QDate, Qt, QTimer, QUrl
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -99,6 +100,7 @@ class FailedPage(Page):
         layout.addWidget(self.count_label)
 
         self.model.loaded.connect(self._loaded)
+        QShortcut(QKeySequence.StandardKey.Delete, self.table, activated=self.forget_selected)
         ctx.bus.campaigns_changed.connect(self._changed_elsewhere)
         ctx.bus.campaign_started.connect(lambda _: self._changed_elsewhere())
         ctx.bus.settings_saved.connect(self.refresh)  # perhaps another database
@@ -162,7 +164,8 @@ class FailedPage(Page):
         self.retry_all_button = self._button("Retry all matching…", self.retry_all_matching,
                                              "Retry every job the filters match")
         self.forget_button = self._button("Forget selected", self.forget_selected,
-                                          "Remove the selected records (messages stay dead)")
+                                          "Remove the selected records (messages stay "
+                                          "dead) (Del)")
         self.forget_all_button = self._button("Forget all matching…",
                                               self.forget_all_matching,
                                               "Remove every record the filters match")
@@ -312,19 +315,23 @@ class FailedPage(Page):
                 "Forget", f"Forget {len(ids):,} failed job(s)?", lambda: self._forget(ids=ids)))
 
     def retry_all_matching(self) -> None:
+        # A record is retried once: with "Include retried" on, the count leaves those out.
         self._with_matching(lambda query, found: self._confirm(
             "Retry", f"Retry all {found.count:,} failed job(s) that match the filters?",
-            lambda: self._retry(query=query)))
+            lambda: self._retry(query=query)), include_retried=False)
 
     def forget_all_matching(self) -> None:
         self._with_matching(lambda query, found: self._confirm(
             "Forget", f"Forget all {found.count:,} failed job(s) that match the filters?",
             lambda: self._forget(query=query)))
 
-    def _with_matching(self, then: Callable[[FailedQuery, Matching], None]) -> None:
+    def _with_matching(self, then: Callable[[FailedQuery, Matching], None], *,
+                       include_retried: bool | None = None) -> None:
         """Count what matches now; the action is pinned to those records (a job failing
         while the operator reads the question is not included)."""
         query = self.model.current_query()
+        if include_retried is not None:
+            query = replace(query, include_retried=include_retried)
 
         def count() -> Matching:
             with self.ctx.services.db().session() as session:
@@ -333,6 +340,10 @@ class FailedPage(Page):
         def counted(found: Matching) -> None:
             if found.count:
                 then(replace(query, through_id=found.last_id), found)
+            else:
+                self.count_label.setText("Nothing to do: no failed job matches"
+                                         + (" that was not retried already"
+                                            if include_retried is False else ""))
 
         self.ctx.background.run(count, on_done=counted)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
@@ -150,6 +151,9 @@ def test_retry_matching_asks_with_the_count_and_keeps_history(
         page.include_retried.setChecked(True)
     assert page.model.rowCount() == matching
     assert cell(page, 0, 6) == "retried, sending"
+    page.retry_all_button.click()  # a record is retried once
+    qtbot.waitUntil(lambda: "not retried already" in page.count_label.text())
+    assert scheduler.pending(redis_client) == matching
 
 
 def test_forget_selected_and_matching(seeded_console: Console, qtbot: QtBot) -> None:
@@ -159,7 +163,7 @@ def test_forget_selected_and_matching(seeded_console: Console, qtbot: QtBot) -> 
         page.model.index(2, 0), page.table.selectionModel().SelectionFlag.Select
         | page.table.selectionModel().SelectionFlag.Rows)
     newest = {cell(page, 0, 7), cell(page, 2, 7)}
-    page.forget_button.click()
+    QTest.keyClick(page.table, Qt.Key.Key_Delete)  # the same as Forget selected
     confirm(page, qtbot, "Forget 2 failed job(s)?", "Forget")
     qtbot.waitUntil(lambda: page.model.rowCount() == ROWS - 2, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: cell(page, 0, 7) not in (None, LOADING))
