@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine import table_query
 from engine.contacts_import import parse_contact
 from engine.models import Contact, ContactTag, utcnow
 
@@ -55,9 +56,8 @@ class ContactView:
 
 def _where(query: ContactQuery) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
-    text = query.search.strip()
-    if text:
-        pattern = f"%{text.replace('%', '').replace('_', '')}%"
+    pattern = table_query.like_pattern(query.search)
+    if pattern:
         conditions.append(or_(Contact.name.ilike(pattern), Contact.phone.like(pattern)))
     if query.tag:
         tagged = select(ContactTag.contact_id).where(ContactTag.tag == query.tag.lower())
@@ -72,7 +72,7 @@ def count_matching(session: Session, query: ContactQuery) -> int:
 
 def _order(query: ContactQuery) -> list[Any]:
     column = SORT_COLUMNS.get(query.sort, Contact.name)
-    return [column.desc() if query.descending else column.asc(), Contact.id.asc()]
+    return table_query.stable_order(column, query.descending, Contact.id)
 
 
 def contact_page(session: Session, query: ContactQuery, offset: int,
@@ -97,11 +97,8 @@ def ids_in_rows(session: Session, query: ContactQuery,
                 rows: Sequence[tuple[int, int]]) -> list[int]:
     """The ids of the contacts at row ranges ``(first, last)`` of the table as ``query``
     shows it: a selection of rows that were never loaded still names its contacts."""
-    ids: list[int] = []
-    for first, last in rows:
-        ids += session.scalars(select(Contact.id).where(*_where(query)).order_by(*_order(query))
-                               .offset(first).limit(last - first + 1))
-    return ids
+    return table_query.ids_in_rows(
+        session, select(Contact.id).where(*_where(query)).order_by(*_order(query)), rows)
 
 
 def update_contact(session: Session, contact_id: int, fields: dict[str, str],
