@@ -102,6 +102,7 @@ def main() -> None:
         }
         for key, value in figures.items():
             runs.setdefault(key, []).append(value)
+        wait_until(lambda p=page: p.ctx.background.in_flight == 0)
         page.shutdown()
         page.deleteLater()
     print(json.dumps({"rows": args.rows, "seed_s": seed_s,

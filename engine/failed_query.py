@@ -300,9 +300,10 @@ def _attempts(session: Session, job: FailedJob) -> tuple[Attempt, ...]:
 
 def campaign_choices(session: Session) -> list[tuple[int, str]]:
     """(id, name) of the campaigns that have failed jobs, newest first."""
-    has_failed = select(FailedJob.campaign_id).where(FailedJob.campaign_id.is_not(None))
+    ids = list(session.scalars(select(FailedJob.campaign_id).distinct()
+                               .where(FailedJob.campaign_id.is_not(None))))
     return [(id_, name) for id_, name in session.execute(
-        select(Campaign.id, Campaign.name).where(Campaign.id.in_(has_failed))
+        select(Campaign.id, Campaign.name).where(Campaign.id.in_(ids))
         .order_by(Campaign.id.desc()))]
 
 

@@ -107,6 +107,7 @@ class FailedPage(Page):
         self.timer = QTimer(self, interval=REFRESH_MS)
         self.timer.timeout.connect(self._tick)
         self._loaded_once = False
+        self._choices_due = False
         self._update_buttons()
 
     # -- building ------------------------------------------------------------------------
@@ -199,8 +200,8 @@ class FailedPage(Page):
         self.timer.stop()
 
     def refresh(self) -> None:
+        self._choices_due = True  # once the rows are on screen: they come first
         self.model.reload()
-        self._load_choices()
 
     def _tick(self) -> None:
         if self.isVisible():
@@ -232,6 +233,9 @@ class FailedPage(Page):
                               else _local_midnight(until.addDays(1)))
 
     def _loaded(self, count: int) -> None:
+        if self._choices_due:
+            self._choices_due = False
+            self._load_choices()
         filtered = self.model.query.filtered
         if count:
             self.body.setCurrentWidget(self.splitter)
@@ -269,15 +273,17 @@ class FailedPage(Page):
         self._detail_generation += 1
         generation = self._detail_generation
 
-        def read() -> FailedDetail | None:
+        def read() -> tuple[int, FailedDetail | None]:
             with self.ctx.services.db().session() as session:
-                return failed_detail(session, row.id)
+                return generation, failed_detail(session, row.id)
 
-        def arrived(detail: FailedDetail | None) -> None:
-            if generation == self._detail_generation:
-                self._show_detail(detail)
+        # A bound method: dropped, not called, if the page is gone when the answer comes.
+        self.ctx.background.run(read, on_done=self._detail_arrived)
 
-        self.ctx.background.run(read, on_done=arrived)
+    def _detail_arrived(self, answer: tuple[int, FailedDetail | None]) -> None:
+        generation, detail = answer
+        if generation == self._detail_generation:  # the selection has not moved since
+            self._show_detail(detail)
 
     def _show_detail(self, detail: FailedDetail | None) -> None:
         self.detail = detail
