@@ -147,7 +147,9 @@ def retry_cmd(app: AppContext, job_ids: tuple[int, ...], use_filters: bool, yes:
     retry_all = query.include_retried
     if sum([bool(job_ids), retry_all and not use_filters, use_filters]) != 1:
         raise click.UsageError("give failed job ids, or --all, or --matching with filters")
-    pinned = _confirm(app, query, "Retry", yes) if use_filters else query
+    # A job is retried once: the question counts only jobs not retried yet.
+    pinned = (_confirm(app, replace(query, include_retried=False), "Retry", yes)
+              if use_filters else query)
     client = app.redis
     with app.db.session() as session:
         if pinned is None:
