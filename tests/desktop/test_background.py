@@ -3,6 +3,7 @@ thread, calls for a closed window are dropped, and delivering them leaks no refe
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 
@@ -56,6 +57,7 @@ def test_delivering_many_results_leaks_no_reference(qapp: QApplication, qtbot: Q
     deliveries = 1000
     background = Background()
     delivered: list[object] = []
+    gc.collect()  # garbage left by earlier tests would give back None references meanwhile
     before = sys.getrefcount(True), sys.getrefcount(None)
     for _ in range(deliveries):
         background.run(lambda: None, on_done=delivered.append)
