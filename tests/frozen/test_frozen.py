@@ -86,11 +86,15 @@ def test_console_starts_offscreen_and_saves_screenshots(tmp_path: Path) -> None:
                  env=no_python_env(tmp_path, QT_QPA_PLATFORM="offscreen"))
     assert result.returncode == 0, result.stdout + result.stderr
     saved = sorted(p.name for p in shots.glob("*.png"))
-    assert {"compose.png", "contacts.png", "campaigns.png", "settings.png"} <= set(saved)
+    assert {"compose.png", "contacts.png", "campaigns.png", "settings.png",
+            "dashboard.png"} <= set(saved)
     image = QImage(str(shots / "compose.png"))
     assert not image.isNull()
     assert image.width() >= 760  # the window's minimum size
     assert image.height() >= 520
+    # The Dashboard's pyqtgraph charts drew, with QtOpenGL left out of the bundle
+    # (packaging/rthook_qtopengl_stand_in.py).
+    assert not QImage(str(shots / "dashboard.png")).isNull()
 
 
 @pytest.mark.skipif(shutil.which("xvfb-run") is None,
