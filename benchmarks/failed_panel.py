@@ -21,23 +21,12 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QEventLoop, Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 60) -> None:
-    loop = QEventLoop()
-    deadline = time.monotonic() + timeout_s
-    poll = QTimer(interval=1)
-    poll.timeout.connect(lambda: (condition() or time.monotonic() > deadline) and loop.quit())
-    poll.start()
-    if not condition():
-        loop.exec()
-    poll.stop()
-    if not condition():
-        raise TimeoutError("the table did not fill in time")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from qt_wait import wait_until
 
 
 def main() -> None:

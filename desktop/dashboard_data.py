@@ -12,8 +12,8 @@ from engine import metrics
 from engine.overview import Overview, gather
 from engine.queues import ALL_QUEUES
 
-# range label -> (span in seconds, resolution index: 0 = 10 s, 1 = minute)
-RANGES = {"15 min": (900, 0), "1 h": (3600, 0), "24 h": (86_400, 1)}
+# range label -> span in seconds; each reads the finest resolution still kept that long
+RANGES = {"15 min": 900, "1 h": 3600, "24 h": 86_400}
 
 DEPTH_FIELDS = {q: metrics.field(metrics.queue_scope(q), metrics.DEPTH) for q in ALL_QUEUES}
 SENT, DEAD, RETRIED = (metrics.field(metrics.ALL, n) for n in
@@ -41,8 +41,8 @@ class Snapshot:
 
 
 def new_window(services: Services, range_label: str) -> metrics.MetricWindow:
-    span, index = RANGES[range_label]
-    return metrics.MetricWindow(metrics.resolutions(services.settings)[index], span, FIELDS)
+    span = RANGES[range_label]
+    return metrics.MetricWindow(metrics.resolution_for(services.settings, span), span, FIELDS)
 
 
 def chart_data(series: metrics.Series, overview: Overview) -> ChartData:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from engine.db import Database, open_database
-from engine.settings import Settings, load_settings
+from engine.settings import Settings, load_settings, parse_duration
 
 
 @dataclass
@@ -47,6 +47,16 @@ pass_app = click.make_pass_decorator(AppContext)
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    """A click callback: ``90s``, ``15m``, ``24h`` or ``30d`` as whole seconds."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc} (you gave {value!r})") from None
 
 
 def json_option(func: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from engine.cli_common import AppContext, json_option, pass_app, print_json
+from engine.cli_common import AppContext, duration, json_option, pass_app, print_json
 from engine.human import format_duration
 from engine.inspector_store import (
     KINDS,
@@ -18,16 +18,6 @@ from engine.inspector_store import (
     Query,
     inspector_off_reason,
 )
-from engine.settings import parse_duration
-
-
-def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"{exc} (you gave {value!r})") from None
 
 
 def _line(entry: Entry) -> str:
@@ -43,7 +33,7 @@ def _line(entry: Entry) -> str:
               "provider HTTP calls.")
 @click.option("--campaign", "campaign_id", type=int, help="Only this campaign.")
 @click.option("--task", help="Only tasks whose name contains this, e.g. send_chunk.")
-@click.option("--since", callback=_since, metavar="AGE",
+@click.option("--since", callback=duration, metavar="AGE",
               help="Only entries at most this old, e.g. 90s, 10m or 1h.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--clear", is_flag=True, help="Delete every recorded entry.")

@@ -8,9 +8,8 @@ from datetime import datetime
 import click
 
 from engine import metrics
-from engine.cli_common import AppContext, json_option, pass_app, print_json
+from engine.cli_common import AppContext, duration, json_option, pass_app, print_json
 from engine.queues import ALL_QUEUES
-from engine.settings import parse_duration
 
 COLUMNS = (metrics.JOBS, metrics.SENT, metrics.RETRIED, metrics.DEAD, metrics.DEPTH,
            metrics.RUNTIME_MS, metrics.RUNTIME_MAX_MS, metrics.WAIT_MS, metrics.WAIT_MAX_MS,
@@ -21,15 +20,8 @@ AVERAGES = {metrics.RUNTIME_MS: (metrics.JOBS, "runtime_avg_ms"),
             metrics.CALL_MS: (metrics.CALLS, "call_avg_ms")}
 
 
-def _since(ctx: click.Context, param: click.Parameter, text: str) -> int:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @click.command("metrics")
-@click.option("--since", "span_s", default="1h", show_default=True, callback=_since,
+@click.option("--since", "span_s", default="1h", show_default=True, callback=duration,
               help="How far back: 15m, 1h, 24h, 30d …")
 @click.option("--queue", type=click.Choice(ALL_QUEUES), help="Only this queue's figures.")
 @click.option("--campaign", "campaign_id", type=int, help="Only this campaign's messages.")

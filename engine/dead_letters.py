@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from engine.failed_query import FailedQuery, FailedRow, where
@@ -23,20 +23,6 @@ from engine.models import (
 from engine.phones import mask_phone
 from engine.scheduler import Job
 from engine.sender import message_job
-
-
-def _query(campaign_id: int | None, include_retried: bool) -> Select[FailedJob]:
-    stmt = select(FailedJob).order_by(FailedJob.failed_at.desc(), FailedJob.id.desc())
-    if campaign_id is not None:
-        stmt = stmt.where(FailedJob.campaign_id == campaign_id)
-    if not include_retried:
-        stmt = stmt.where(FailedJob.retried_at.is_(None))
-    return stmt
-
-
-def list_failed(session: Session, *, campaign_id: int | None = None,
-                include_retried: bool = False, limit: int | None = None) -> list[FailedJob]:
-    return list(session.scalars(_query(campaign_id, include_retried).limit(limit)))
 
 
 def count_failed(session: Session) -> int:
@@ -95,26 +81,32 @@ def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
 
 
 def _retry_batch(session: Session, failed_ids: list[int], now: datetime) -> list[Job]:
-    rows = session.execute(
-        select(FailedJob.id, OutgoingMessage.id, Campaign.id, Campaign.queue)
-        .join(OutgoingMessage, OutgoingMessage.id == FailedJob.message_id)
-        .join(Campaign, Campaign.id == OutgoingMessage.campaign_id)
-        .where(FailedJob.id.in_(failed_ids), FailedJob.retried_at.is_(None),
-               OutgoingMessage.status == MessageStatus.DEAD)).all()
-    if not rows:
+    # Each UPDATE re-checks its condition and says what it changed (RETURNING), so two
+    # retries at once (the console and the CLI) cannot both requeue a message, nor put
+    # one that was just sent back in the queue.
+    candidates = select(FailedJob.message_id).where(FailedJob.id.in_(failed_ids),
+                                                    FailedJob.retried_at.is_(None))
+    requeued = session.execute(
+        update(OutgoingMessage)
+        .where(OutgoingMessage.id.in_(candidates), OutgoingMessage.status == MessageStatus.DEAD)
+        .values(status=MessageStatus.QUEUED, attempts=0, claimed_at=None, updated_at=now)
+        .returning(OutgoingMessage.id, OutgoingMessage.campaign_id)).all()
+    if not requeued:
         return []
-    session.execute(update(FailedJob).where(FailedJob.id.in_([r[0] for r in rows]))
+    messages = dict(requeued)
+    session.execute(update(FailedJob)
+                    .where(FailedJob.id.in_(failed_ids), FailedJob.retried_at.is_(None),
+                           FailedJob.message_id.in_(list(messages)))
                     .values(retried_at=now))
-    messages = {message_id: (campaign_id, queue) for _, message_id, campaign_id, queue in rows}
-    session.execute(update(OutgoingMessage).where(OutgoingMessage.id.in_(list(messages)))
-                    .values(status=MessageStatus.QUEUED, attempts=0, claimed_at=None,
-                            updated_at=now))
+    campaigns = set(messages.values())
     session.execute(update(Campaign)
-                    .where(Campaign.id.in_({c for c, _ in messages.values()}))
+                    .where(Campaign.id.in_(campaigns))
                     .where(Campaign.status == CampaignStatus.COMPLETED)
                     .values(status=CampaignStatus.SENDING, finished_at=None))
-    return [message_job(campaign_id, message_id, queue, retry=False)
-            for message_id, (campaign_id, queue) in messages.items()]
+    queues = dict(session.execute(select(Campaign.id, Campaign.queue)
+                                  .where(Campaign.id.in_(campaigns))).all())
+    return [message_job(campaign_id, message_id, queues[campaign_id], retry=False)
+            for message_id, campaign_id in messages.items()]
 
 
 def retry_ids(session: Session, ids: Sequence[int]) -> list[Job]:

@@ -53,8 +53,8 @@ class Dispatcher(threading.Thread):
                     self._sweep()
                     last_sweep = now
                 if now - last_monitor >= monitor.TICK_EVERY_S:
-                    monitor.tick(rt.redis, rt.settings, self.worker_name)
                     last_monitor = now
+                    self._monitor()
                 released = scheduler.release_due(
                     rt.redis, lambda job: publish(job.task, job.args, job.queue))
                 if released:
@@ -68,6 +68,16 @@ class Dispatcher(threading.Thread):
             self.stopping.wait(RELEASE_EVERY_S)
         with contextlib.suppress(redis.RedisError):
             worker_registry.forget(runtime().redis, self.worker_name)
+
+    def _monitor(self) -> None:
+        """Metrics and alerts are observations: their failure must not hold up releases."""
+        rt = runtime()
+        try:
+            monitor.tick(rt.redis, rt.settings, self.worker_name)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise  # the loop's own handling: Redis is down for everyone
+        except Exception:
+            log.exception("monitor tick failed; job release goes on")
 
     def _sweep(self) -> None:
         rt = runtime()

@@ -28,6 +28,7 @@ from filelock import FileLock
 from engine.settings import Settings
 
 STARTUP_TIMEOUT_S = 15.0
+START_ATTEMPTS = 3  # a server that exits at start is tried again on another port
 
 
 class RedisUnavailable(RuntimeError):
@@ -153,24 +154,39 @@ class EmbeddedRedis:
                 return None, self.url()
             previous = self._state().get("port")
             port = previous if previous and _port_is_free(previous) else free_port()
-            binary = find_redis_server()
-            args = [
-                str(binary), "--bind", "127.0.0.1", "--port", str(port),
-                "--requirepass", self.password(),
-                "--dir", str(self.directory),
-                "--appendonly", "yes", "--appendfsync", "everysec",
-                "--save", "",
-                "--maxmemory-policy", "noeviction",  # a broker must never drop messages
-                "--logfile", str(self.log_file),
-                "--daemonize", "no",
-            ]
-            # New session: a Ctrl-C in the terminal that started it must not kill the broker
-            # the workers still use; its owner stops it with stop().
-            process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, start_new_session=True)
-            self.state_file.write_text(json.dumps({"port": port, "pid": process.pid}))
-            self._wait_until_up(process, timeout)
-            return process, self.url(port)
+            attempts_left = START_ATTEMPTS
+            while True:
+                process = self._spawn(port)
+                self.state_file.write_text(json.dumps({"port": port, "pid": process.pid}))
+                try:
+                    self._wait_until_up(process, timeout)
+                except RedisUnavailable:
+                    # A free port can be taken by another program before the server binds
+                    # it: try a new one rather than fail the whole start.
+                    attempts_left -= 1
+                    if process.poll() is None or not attempts_left:
+                        raise
+                    port = free_port()
+                    continue
+                return process, self.url(port)
+
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        args = [
+            str(find_redis_server()), "--bind", "127.0.0.1", "--port", str(port),
+            "--requirepass", self.password(),
+            "--dir", str(self.directory),
+            "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", "",
+            "--maxmemory-policy", "noeviction",  # a broker must never drop messages
+            "--logfile", str(self.log_file),
+            "--daemonize", "no",
+        ]
+        # Errors before the server opens its log (bad arguments) go to the log too.
+        with self.log_file.open("ab") as early_errors:
+            # New session: a Ctrl-C in the terminal that started it must not kill the
+            # broker the workers still use; its owner stops it with stop().
+            return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=early_errors, start_new_session=True)
 
     def _wait_until_up(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout

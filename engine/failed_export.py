@@ -10,9 +10,9 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.failed_query import FailedQuery, mask_phones_in, sort_order, where
+from engine.failed_query import FailedQuery, sort_order, where
 from engine.models import Campaign, FailedJob
-from engine.phones import mask_phone
+from engine.phones import mask_phone, mask_phones_in_text
 
 COLUMNS = ("id", "failed_at", "first_failed_at", "campaign_id", "campaign", "recipient",
            "queue", "error_type", "attempts", "first_error", "last_error", "retried_at",
@@ -41,7 +41,8 @@ def export_csv(session: Session, query: FailedQuery, out: TextIO, *,
          attempts, first_error, last_error, retried_at, retry_of) = row
         if not full_phones:
             recipient = mask_phone(recipient)
-            first_error, last_error = mask_phones_in(first_error), mask_phones_in(last_error)
+            first_error = mask_phones_in_text(first_error)
+            last_error = mask_phones_in_text(last_error)
         writer.writerow([
             id_, failed_at.isoformat(), first_failed_at.isoformat(), campaign_id,
             campaign or "", recipient, queue, error_type, attempts, first_error, last_error,
@@ -54,7 +55,10 @@ def export_file(session: Session, query: FailedQuery, path: Path, *,
                 full_phones: bool = False) -> int:
     """export_csv into ``path`` (UTF-8, written whole or not at all)."""
     partial = path.with_name(path.name + ".part")
-    with partial.open("w", encoding="utf-8", newline="") as out:
-        count = export_csv(session, query, out, full_phones=full_phones)
-    partial.replace(path)
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            count = export_csv(session, query, out, full_phones=full_phones)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return count

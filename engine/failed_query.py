@@ -9,7 +9,6 @@ CSV export: what the operator sees counted is what an action acts on.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from engine import table_query
 from engine.models import Campaign, DeliveryAttempt, FailedJob, MessageStatus, OutgoingMessage
-from engine.phones import mask_phone
+from engine.phones import mask_phone, mask_phones_in_text
 from engine.table_query import contains_text, scanned
 
 SORT_COLUMNS: dict[str, Any] = {
@@ -33,17 +32,8 @@ SORT_COLUMNS: dict[str, Any] = {
     "id": FailedJob.id,
 }
 IN_PROGRESS = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED)
-# Providers echo the number in their errors ("+254711230001 is not a valid number").
-PHONE_IN_TEXT = re.compile(r"\+?\d{9,15}\b")
-
-
-def mask_phones_in(text: str) -> str:
-    """``text`` with every phone number in it masked (see mask_phone)."""
-    return PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group()), text)
-
-
 def _masked(text: str | None) -> str | None:
-    return None if text is None else mask_phones_in(text)
+    return None if text is None else mask_phones_in_text(text)
 
 
 @dataclass(frozen=True)
@@ -249,7 +239,7 @@ def _rows(session: Session, rows: Sequence[Any]) -> list[FailedRow]:
     return [FailedRow(
         r.id, r.failed_at, r.message_id, r.task_name, r.campaign_id,
         names.get(r.campaign_id, ""), mask_phone(r.recipient),
-        r.queue, r.exception_type, r.attempts, mask_phones_in(r.last_error), r.retried_at,
+        r.queue, r.exception_type, r.attempts, mask_phones_in_text(r.last_error), r.retried_at,
         r.retry_of_id,
         next_ids.get(r.id), statuses.get(r.message_id)) for r in rows]
 
@@ -262,7 +252,7 @@ def failed_detail(session: Session, failed_id: int) -> FailedDetail | None:
         return None
     return FailedDetail(
         _rows(session, [row])[0], *_payload(job.payload),
-        mask_phones_in(job.first_error), job.first_failed_at, _masked(job.traceback),
+        mask_phones_in_text(job.first_error), job.first_failed_at, _masked(job.traceback),
         _masked(job.provider_response), _attempts(session, job))
 
 
@@ -288,11 +278,11 @@ def _attempts(session: Session, job: FailedJob) -> tuple[Attempt, ...]:
                                 .where(FailedJob.id == job.retry_of_id))
         if before is not None:
             stmt = stmt.where(DeliveryAttempt.at > before)
-    found = tuple(Attempt(n, at, mask_phones_in(error)) for n, at, error in session.execute(
+    found = tuple(Attempt(n, at, mask_phones_in_text(error)) for n, at, error in session.execute(
         stmt.order_by(DeliveryAttempt.at, DeliveryAttempt.id)))
     if found or job.message_id is None:
         return found
-    first, last = mask_phones_in(job.first_error), mask_phones_in(job.last_error)
+    first, last = mask_phones_in_text(job.first_error), mask_phones_in_text(job.last_error)
     if job.attempts <= 1:
         return (Attempt(1, job.failed_at, last),)
     return (Attempt(1, job.first_failed_at, first), Attempt(job.attempts, job.failed_at, last))

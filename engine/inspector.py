@@ -49,9 +49,14 @@ class Recorder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
+        # A pool process forked while another thread held the lock would wait for ever.
+        os.register_at_fork(after_in_child=self._new_lock)
         self._store: InspectorStore | None = None
         self._pid = 0
         self._quiet_until = 0.0
+
+    def _new_lock(self) -> None:
+        self._lock = threading.Lock()
 
     def _current_store(self) -> InspectorStore:
         with self._lock:
@@ -238,7 +243,8 @@ def _record_http(call: HttpExchange) -> None:
             campaign, task, call.latency_s * 1000,
             {"url": url, "request_body": safe_text(call.request_body),
              "response_body": safe_text(response),
-             "error": safe_text(call.error) if call.error else None}))
+             # urllib3's errors repeat the URL, with whatever credentials it held
+             "error": safe_text(call.error.replace(call.url, url)) if call.error else None}))
     except Exception as exc:
         log.debug("inspector: HTTP entry not recorded (%s)", type(exc).__name__)
 

@@ -20,10 +20,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from engine.phones import mask_phone
+from engine.phones import mask_phones_in_text
 from engine.redis_keys import PREFIX
 from engine.settings import Settings
-from engine.telemetry import PHONE
 
 Kind = Literal["job", "sql", "http"]
 KINDS: tuple[Kind, ...] = ("job", "sql", "http")
@@ -52,17 +51,12 @@ def inspector_off_reason(settings: Settings) -> str | None:
 
 # --- what is kept ----------------------------------------------------------------------------
 
-def mask_phones(text: str) -> str:
-    """Every phone-number-like run in ``text`` masked as the console masks numbers."""
-    return PHONE.sub(lambda m: mask_phone(m.group(0)), text)
-
-
 def _clip(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more)"
 
 
 def safe_text(text: str, limit: int = MAX_TEXT) -> str:
-    return _clip(mask_phones(text), limit)
+    return _clip(mask_phones_in_text(text), limit)
 
 
 def safe_payload(value: Any) -> str:

@@ -29,6 +29,9 @@ ACTIVE = PREFIX + "alerts:long_wait"  # hash: queue -> alert JSON
 LOG = PREFIX + "alerts:log"  # list, newest first
 LOG_LENGTH = 200
 NOTIFY_TIMEOUT_S = 10.0
+# The workers' monitor refreshes the alerts every few seconds; with no worker left to
+# watch, they lapse instead of showing a stale alert for ever.
+ACTIVE_TTL_S = 30
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,8 @@ def update(client: Any, settings: Settings, load: BrokerLoad) -> list[LongWait]:
             previous = json.loads(client.hget(ACTIVE, queue) or "{}")
             since = float(previous.get("since", alert.since))
             client.hset(ACTIVE, queue, json.dumps({**alert.as_dict(), "since": since}))
+    if current:
+        client.expire(ACTIVE, ACTIVE_TTL_S)
     for queue in load.queues:
         if queue not in current and client.hdel(ACTIVE, queue):
             _log(client, "long_wait_over",
@@ -130,12 +135,20 @@ def _send_email(smtp_url: str, to: str, alert: LongWait) -> None:
     message["To"] = to
     message.set_content(alert.text())
     port = parts.port or (465 if parts.scheme == "smtps" else 25)
-    smtp_class = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
-    with smtp_class(parts.hostname, port, timeout=NOTIFY_TIMEOUT_S) as smtp:
-        if parts.scheme == "smtp":
+    context = ssl.create_default_context()  # certificates are checked, as by any client
+    smtp = (smtplib.SMTP_SSL(parts.hostname, port, timeout=NOTIFY_TIMEOUT_S, context=context)
+            if parts.scheme == "smtps" else
+            smtplib.SMTP(parts.hostname, port, timeout=NOTIFY_TIMEOUT_S))
+    with smtp:
+        encrypted = parts.scheme == "smtps"
+        if not encrypted:
             smtp.ehlo()
             if smtp.has_extn("starttls"):
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=context)
+                encrypted = True
         if parts.username:
+            if not encrypted:  # never send the password in clear text
+                raise ValueError("the mail server offers no TLS; use smtps:// or a server "
+                                 "with STARTTLS")
             smtp.login(unquote(parts.username), unquote(parts.password or ""))
         smtp.send_message(message)

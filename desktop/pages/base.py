@@ -3,7 +3,6 @@ time the page is shown (pages refresh lazily, only when the operator looks at th
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from desktop.context import ConsoleContext
@@ -39,19 +38,3 @@ def page_header(title: str, subtitle: str = "") -> QWidget:
         sub.setEnabled(False)  # the palette's muted text colour
         layout.addWidget(sub)
     return box
-
-
-class PlaceholderPage(Page):
-    """A page whose content arrives with a later release; says so instead of being blank."""
-
-    def __init__(self, ctx: ConsoleContext, page_id: str, title: str, icon_name: str,
-                 text: str) -> None:
-        self.page_id, self.title, self.icon_name = page_id, title, icon_name
-        super().__init__(ctx)
-        layout = QVBoxLayout(self)
-        layout.addWidget(page_header(title))
-        label = QLabel(text)
-        label.setWordWrap(True)
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        label.setEnabled(False)
-        layout.addWidget(label, 1)

@@ -119,6 +119,7 @@ class DashboardPage(Page):
         self.window = new_window(ctx.services, self.range_label)
         self.snapshot: Snapshot | None = None
         self._refreshing = False
+        self._generation = 0  # bumped by a range switch: older answers are dropped
         # UI-thread cost of the last refresh, all of it and the charts' part (benchmarks).
         self.last_ui_ms = self.last_charts_ms = 0.0
         self.run_rows: dict[int, CampaignRunRow] = {}
@@ -235,24 +236,31 @@ class DashboardPage(Page):
             return
         self.range_label = label
         self.window = new_window(self.ctx.services, label)
-        self._refreshing = False  # a reply for the old range is ignored in show()
+        self._generation += 1
+        self._refreshing = False  # the old range's answer is dropped when it arrives
         self.refresh()
 
     def refresh(self) -> None:
         if self._refreshing or not self.isVisible():
             return
         self._refreshing = True
-        self.ctx.background.run(fetch, self.ctx.services, self.window, self.range_label,
-                                on_done=self.show_snapshot, on_error=self._refresh_failed)
+        generation = self._generation
 
-    def _refresh_failed(self, error: BaseException) -> None:
-        self._refreshing = False
-        self.cards["status"].show_figure("Unknown", "Redis or the database did not answer")
+        def failed(_: BaseException) -> None:
+            if generation == self._generation:
+                self._refreshing = False
+                self.cards["status"].show_figure("Unknown",
+                                                 "Redis or the database did not answer")
+
+        def arrived(snapshot: Snapshot) -> None:
+            if generation == self._generation:  # else the operator switched ranges
+                self._refreshing = False
+                self.show_snapshot(snapshot)
+
+        self.ctx.background.run(fetch, self.ctx.services, self.window, self.range_label,
+                                on_done=arrived, on_error=failed)
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
-        self._refreshing = False
-        if snapshot.range_label != self.range_label:
-            return  # the operator switched ranges meanwhile
         started = time.perf_counter()
         self.snapshot = snapshot
         self._show_cards(snapshot.overview)
@@ -297,9 +305,7 @@ class DashboardPage(Page):
         if not o.alerts:
             self.alert.hide()
             return
-        self.alert.setText("  ".join(f"⚠ Long wait: jobs on {a.queue} have waited "
-                                     f"{format_duration(a.wait_s)} (alert after "
-                                     f"{format_duration(a.threshold_s)})." for a in o.alerts))
+        self.alert.setText("  ".join(f"⚠ {alert.text()}" for alert in o.alerts))
         self.alert.show()
 
     def _show_runs(self, runs: list[CampaignRun]) -> None:

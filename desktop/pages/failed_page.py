@@ -301,8 +301,16 @@ class FailedPage(Page):
 
     # -- actions -------------------------------------------------------------------------
     def with_selected_ids(self, then: Callable[[list[int]], None]) -> None:
-        """The ids of every selected row (loaded or not), looked up off the UI thread."""
-        query, ranges = self.model.current_query(), self.selected_ranges()
+        """The ids of every selected row. Loaded rows give their own ids: the table
+        refreshes in place while the operator looks, so positions can shift. Rows never
+        loaded (Ctrl+A over a long list) are looked up by position, off the UI thread."""
+        ranges = self.selected_ranges()
+        loaded = [self.model.row_object(r) for first, last in ranges
+                  for r in range(first, last + 1)]
+        if all(row is not None for row in loaded):
+            then([row.id for row in loaded])
+            return
+        query = self.model.current_query()
 
         def lookup() -> list[int]:
             with self.ctx.services.db().session() as session:

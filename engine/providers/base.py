@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import urllib3
+
+log = logging.getLogger(__name__)
 
 MAX_RESPONSE_KEPT = 2000  # characters of a provider's answer kept for the failed-job panel
 
@@ -96,7 +99,10 @@ def _tell_observers(method: str, url: str, kwargs: dict[str, Any], status: int |
     exchange = HttpExchange(method, url, dict(kwargs.get("headers") or {}), body, status, data,
                             latency_s, error)
     for observer in HTTP_OBSERVERS:
-        observer(exchange)
+        try:
+            observer(exchange)
+        except Exception:  # the call has happened: an observer must not make it a failure
+            log.debug("an HTTP observer failed", exc_info=True)
 
 
 def timed_request(

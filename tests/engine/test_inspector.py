@@ -21,11 +21,11 @@ from engine.inspector_store import (
     InspectorStore,
     Query,
     inspector_off_reason,
-    mask_phones,
     safe_payload,
     safe_url,
     stream_key,
 )
+from engine.phones import mask_phones_in_text
 from engine.providers.base import HTTP_OBSERVERS, Sms
 from engine.providers.factory import make_provider
 from engine.providers.http_client import http_client
@@ -108,7 +108,7 @@ def test_inspector_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- what is kept ------------------------------------------------------------------------------
 
 def test_phone_numbers_credentials_and_queries_are_not_kept() -> None:
-    assert mask_phones('{"to": "+254712345655"}') == '{"to": "+2547******55"}'
+    assert mask_phones_in_text('{"to": "+254712345655"}') == '{"to": "+2547******55"}'
     assert safe_url("https://AC:tok@api.example.com:8443/2010-04-01/Accounts/"
                               "AC0123456789abcdef0123456789abcdef/Messages.json?key=s3cret") \
         == "https://api.example.com:8443/2010-04-01/Accounts/AC01…/Messages.json"

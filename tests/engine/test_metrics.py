@@ -243,3 +243,13 @@ def test_a_window_reads_incrementally_and_matches_a_full_read(redis_client: Any,
     assert later.starts[-1] == res.bucket(now + 25)
     # 891 left the window; 301 is still counted though its bucket is gone from Redis.
     assert later.total("all|sent") == 1 + 11 + 61 + 301 + 1000
+
+
+def test_no_password_goes_to_a_mail_server_without_tls(receivers: tuple[str, str],
+                                                       settings: Settings) -> None:
+    _, smtp = receivers
+    settings = replace(settings, alert_email="ops@example.org",
+                       smtp_url=smtp.replace("smtp://", "smtp://ops:s3cret@"))
+    problems = wait_alerts.notify(settings, wait_alerts.LongWait("messages", 75, 60, 0))
+    assert problems == ["alert e-mail failed: ValueError"]
+    assert _Smtp.mails == []
