@@ -42,7 +42,9 @@ def chunk_sample(metrics: Any, campaign: int) -> Any:
 
 
 def used(client: Any) -> int:
-    return int(client.info("memory")["used_memory"])
+    """The dataset's memory: used_memory also counts transient buffers (the embedded
+    server's append-only rewrite, client buffers) that come and go with the writing."""
+    return int(client.info("memory")["used_memory_dataset"])
 
 
 def record_span(client: Any, settings: Any, messages: int, start: float, end: float,
