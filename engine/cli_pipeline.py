@@ -11,14 +11,16 @@ from typing import Any
 import click
 import redis
 
+from engine import wait_alerts
 from engine.breaker import CircuitBreaker
 from engine.cli_common import AppContext, json_option, pass_app, print_json
 from engine.embedded_redis import EmbeddedRedis, redis_url
 from engine.human import format_duration
 from engine.overview import gather
-from engine.queue_status import broker_snapshot
+from engine.queue_status import broker_load, broker_snapshot
 from engine.queues import ALL_QUEUES
 from engine.secrets import mask_url
+from engine.worker_registry import live_workers
 
 
 def _wait_for_signal() -> None:
@@ -175,11 +177,12 @@ def status_data(app: AppContext) -> dict[str, Any]:
     settings = app.settings
     client = redis.Redis.from_url(redis_url(settings, start=False), socket_timeout=5)
     try:
-        snapshot = broker_snapshot(client)
+        load, workers = broker_load(client), live_workers(client)  # read once, used twice
+        snapshot = broker_snapshot(client, load, workers)
         breaker = CircuitBreaker(client, settings.sms_provider, settings.breaker_threshold,
                                  settings.breaker_cooldown_s).state()
         with app.db.session() as session:
-            figures = gather(client, session, settings)
+            figures = gather(client, session, settings, load=load, workers=workers)
     finally:
         client.close()
     return {**figures.as_dict(), **snapshot,
@@ -205,8 +208,7 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
         click.echo(f"queue {q['queue']:<14} {q['waiting']:>8} waiting  {q['in_flight']} in flight"
                    f"  {q['processes']} processes  oldest {format_duration(q['wait_s'])}")
     for alert in data["alerts"]:
-        click.echo(f"ALERT: jobs on {alert['queue']} have waited {alert['wait_s']:.0f} s "
-                   f"(threshold {alert['threshold_s']:g} s)")
+        click.echo(f"ALERT: {wait_alerts.LongWait(**alert).text()}")
     click.echo(f"in flight            {data['in_flight']:>8}")
     click.echo(f"scheduled (paced)    {data['scheduled']:>8}")
     click.echo(f"dead letters         {data['dead_letters']:>8}")

@@ -140,12 +140,15 @@ def _workload(load: BrokerLoad, workers: list[dict[str, Any]],
     return rows
 
 
-def gather(client: Any, session: Session, settings: Settings) -> Overview:
+def gather(client: Any, session: Session, settings: Settings, *,
+           load: BrokerLoad | None = None,
+           workers: list[dict[str, Any]] | None = None) -> Overview:
     """Everything in a handful of round trips: one pipelined broker read, a few metric
-    reads, and three small SQL queries."""
+    reads, and three small SQL queries. A caller that already read the broker load or
+    the live workers passes them in."""
     now = time.time()
-    load = broker_load(client)
-    workers = live_workers(client)
+    load = broker_load(client) if load is None else load
+    workers = live_workers(client) if workers is None else workers
     ten_s, minute, _hour = metrics.resolutions(settings)
     queue_scopes = [metrics.queue_scope(q) for q in load.queues]
     jobs_fields = [metrics.field(s, metrics.JOBS) for s in (metrics.ALL, *queue_scopes)]

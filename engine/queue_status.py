@@ -108,12 +108,14 @@ def queue_depths(client: Any) -> dict[str, int]:
     return {name: load.waiting for name, load in broker_load(client).queues.items()}
 
 
-def broker_snapshot(client: Any) -> dict[str, Any]:
-    load = broker_load(client)
+def broker_snapshot(client: Any, load: BrokerLoad | None = None,
+                    workers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The broker's state as ``status --json`` prints it; pass what was already read."""
+    load = broker_load(client) if load is None else load
     return {
         "queues": {name: q.waiting for name, q in load.queues.items()},
         "queue_load": {name: q.as_dict() for name, q in load.queues.items()},
         "in_flight": load.in_flight,
         "scheduled": load.scheduled,
-        "workers": live_workers(client),
+        "workers": live_workers(client) if workers is None else workers,
     }
