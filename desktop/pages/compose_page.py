@@ -293,7 +293,10 @@ class ComposePage(Page):
         return Recipients()
 
     def _recipients_changed(self) -> None:
+        # The shown recipient belongs to the old choice: never pair it with the new totals.
         self.index = 0
+        self.preview = None
+        self.recipient_label.setText("–")
         self._schedule_refresh()
 
     # -- preview -------------------------------------------------------------------------
