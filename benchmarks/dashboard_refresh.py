@@ -3,8 +3,8 @@
 Usage: QT_QPA_PLATFORM=offscreen python benchmarks/dashboard_refresh.py [--ticks 30]
 
 For each range (15 min, 1 h, 24 h) the dashboard refreshes ``--ticks`` times, as its
-1-second timer does, with a new chunk's figures recorded before each tick (so the charts
-really change). Figures per tick:
+1-second timer does, with a new chunk's figures recorded before each tick (its queue depth and
+response time changing too, so all three charts redraw every tick). Figures per tick:
 - ``charts_update_ms``: the three charts' own work on the UI thread: copying the new
   arrays in and ``setData`` (ranges only when they change);
 - ``charts_ms``: that plus a synchronous repaint of the three plot viewports (which also
@@ -18,6 +18,7 @@ really change). Figures per tick:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -37,10 +38,13 @@ from qt_wait import wait_until
 
 # Untimed ticks after each range switch: the first paints of new axes lay out fonts once.
 WARM_UP = 5
+TICKS = itertools.count(1)  # across ranges, so the newest peak depth keeps rising
 
 
-def busy_sample(at: float) -> Any:
-    """What a chunk of 50 adds, with a queue-depth sample."""
+def busy_sample(at: float, tick: int = 0) -> Any:
+    """What a chunk of 50 adds, with a queue-depth sample. A rising ``tick`` makes the
+    newest bucket's peak depth and average response time change too, so that every tick
+    redraws all three charts (the worst case; a quiet queue redraws only throughput)."""
     from engine import metrics
 
     sample = metrics.Sample()
@@ -49,9 +53,9 @@ def busy_sample(at: float) -> Any:
     sample.add(scopes, metrics.DEAD, 1)
     sample.add(scopes, metrics.RETRIED, 1)
     sample.add((metrics.ALL,), metrics.CALLS, 50)
-    sample.timing((metrics.ALL,), metrics.CALL_MS, metrics.CALL_MAX_MS, 50 * 85)
+    sample.timing((metrics.ALL,), metrics.CALL_MS, metrics.CALL_MAX_MS, 50 * (85 + tick % 7))
     # A campaign's backlog rising and draining over the hour; a little individual traffic.
-    bulk = round(300 + 250 * math.sin(at / 900))
+    bulk = round(300 + 250 * math.sin(at / 900)) + tick
     for queue, depth in (("bulk_messages", bulk), ("messages", int(at) // 10 % 3)):
         sample.peak((metrics.queue_scope(queue),), metrics.DEPTH, depth)
     return sample
@@ -82,7 +86,7 @@ def measure(page: Any, client: Any, settings: Any, ticks: int) -> dict[str, Any]
     reads: list[float] = []
     charts = (page.depth_chart, page.throughput_chart, page.response_chart)
     for tick in range(WARM_UP + ticks):
-        metrics.record(client, settings, busy_sample(time.time()))
+        metrics.record(client, settings, busy_sample(time.time(), next(TICKS)))
         before = page.snapshot
         started = time.perf_counter()
         page.refresh()
