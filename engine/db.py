@@ -77,9 +77,19 @@ def create_db_engine(url: str) -> Engine:
         connect_args["prepare_threshold"] = None
     # A server that does not answer fails in seconds, not after the OS's TCP timeout.
     connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
-    # Error texts reach dialogs and logs: they must not carry phone numbers or messages.
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args,
-                         hide_parameters=True)
+    try:
+        # Error texts reach dialogs and logs: they must not carry phone numbers or messages.
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args,
+                             hide_parameters=True)
+    except ImportError as exc:
+        if parsed.get_backend_name() != "postgresql":
+            raise
+        # The packaged app on Linux uses the system's libpq (build.spec); the .deb depends
+        # on it, an unpacked .tar.gz may run where it is not installed.
+        raise DatabaseError(
+            "PostgreSQL needs its client library, libpq, which was not found on this "
+            "machine: install it (Debian/Ubuntu: sudo apt install libpq5; Fedora: sudo dnf "
+            f"install libpq) and start RelayDesk again. ({exc})".replace("\n", " ")) from None
 
 
 def _alembic_config(connection: Connection) -> Config:

@@ -5,7 +5,8 @@ launcher in /usr/bin, a menu entry and hicolor icons). Offline: nothing is downl
 
 The .deb's Depends are worked out from the bundle itself: every shared library that its
 binaries load from outside the bundle (glibc, the GL and X11 client libraries that must
-match the machine) is looked up with ``dpkg -S``. Prints one JSON summary at the end.
+match the machine) is looked up with ``dpkg -S``, and libpq5, which psycopg opens by
+name, is added. Prints one JSON summary at the end.
 
 Run from the repository root with the venv's Python: ``python packaging/build_installers.py``.
 With ``--check-nsis`` it also checks that the Windows installer script compiles (on a
@@ -56,6 +57,10 @@ KNOWN_PACKAGES = {
     "libGL.so.1": "libgl1",
     "libOpenGL.so.0": "libopengl0",
 }
+# Loaded by name at run time, so no ELF header of the bundle names it: psycopg's
+# pure-Python implementation opens libpq with ctypes (build.spec leaves psycopg's binary
+# build out) when DATABASE_URL points at PostgreSQL.
+LOADED_BY_NAME = {"libpq5"}
 
 
 def fail(message: str) -> None:
@@ -184,7 +189,7 @@ def depends(bundle: Path) -> tuple[str, dict[str, list[str]]]:
                            text=True, check=False).stdout
     upstream = re.match(r"(\d+\.\d+)", glibc)
     parts = []
-    for package in sorted(packages | {"libc6"}):
+    for package in sorted(packages | LOADED_BY_NAME | {"libc6"}):
         if package == "libc6" and upstream:
             parts.append(f"libc6 (>= {upstream.group(1)})")
         else:

@@ -136,3 +136,19 @@ def test_unreachable_database_is_a_clear_error(settings: Settings) -> None:
         open_database(bad)
     assert "DATABASE_URL" in str(info.value)
     assert "secretpw" not in str(info.value)
+
+
+def test_missing_postgres_client_library_says_what_to_install(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The packaged app on Linux loads the system's libpq (build.spec): where it is not
+    installed, psycopg cannot be imported, and the operator is told what to install."""
+    from dataclasses import replace
+
+    from engine.db import DatabaseError
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what a missing libpq leads to
+    bad = replace(settings, database_url="postgresql://someone:secretpw@127.0.0.1:1/nolib")
+    with pytest.raises(DatabaseError) as info:
+        open_database(bad)
+    assert "apt install libpq5" in str(info.value)
+    assert "secretpw" not in str(info.value)

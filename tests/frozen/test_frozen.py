@@ -78,6 +78,22 @@ def test_selftest_from_the_bundle(tmp_path: Path, pool: str) -> None:
     assert report["worker_pool"] == pool
 
 
+def test_the_bundle_reaches_postgresql_through_the_system_libpq(tmp_path: Path,
+                                                              postgres_url: str) -> None:
+    # build.spec leaves psycopg's binary build out: psycopg's pure-Python implementation
+    # loads the machine's libpq with ctypes, which the .deb depends on.
+    env = no_python_env(tmp_path, DATABASE_URL=postgres_url,
+                        RELAYDESK_DATA_DIR=str(tmp_path / "data"),
+                        RELAYDESK_CONFIG_FILE=str(tmp_path / "config.toml"))
+    sample = BUNDLE / "_internal" / "resources" / "sample_contacts.csv"
+    imported = run(EXECUTABLE, "contacts", "import", "--json", str(sample), env=env)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    listed = run(EXECUTABLE, "contacts", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = sum(1 for line in sample.read_text().splitlines()[1:] if line.strip())
+    assert len(json.loads(listed.stdout)) == rows
+
+
 def test_console_starts_offscreen_and_saves_screenshots(tmp_path: Path) -> None:
     # --demo: the console imports the bundled sample contacts, starts the embedded Redis,
     # the gateway and a worker from the bundle, and sends a campaign from Compose.
