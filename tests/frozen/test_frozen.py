@@ -142,6 +142,7 @@ def test_deb_installs_the_bundle_launcher_menu_entry_and_icons(tmp_path: Path) -
                             capture_output=True, text=True, check=True).stdout
     assert f"Package: relaydesk\nVersion: {__version__}\n" in fields
     assert "libc6 (>= " in fields
+    assert "libpq5" in fields  # psycopg opens it by name: no ELF header of the bundle says so
 
     root = tmp_path / "root"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
