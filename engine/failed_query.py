@@ -32,6 +32,8 @@ SORT_COLUMNS: dict[str, Any] = {
     "id": FailedJob.id,
 }
 IN_PROGRESS = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED)
+
+
 def _masked(text: str | None) -> str | None:
     return None if text is None else mask_phones_in_text(text)
 
