@@ -66,7 +66,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, scratch_database(args.postgres_admin_url) as url:
         overrides = {"RELAYDESK_DATA_DIR": tmp}
         if url:
-            overrides["DATABASE_URL"] = url
+            overrides["RELAYDESK_DATABASE_URL"] = url
         settings = load_settings(overrides)
         db = open_database(settings)
         csv_path = Path(tmp) / "contacts.csv"

@@ -101,7 +101,7 @@ def scenario(recipients: int, latency_ms: int, workers: int, rate_limit: str | N
         port = free_port()
         env = {
             "RELAYDESK_DATA_DIR": tmp, "RELAYDESK_PACING_INDIVIDUAL_S": "0",
-            "RELAYDESK_PACING_CHUNK_S": "0", "SMS_GATEWAY_URL": f"http://127.0.0.1:{port}",
+            "RELAYDESK_PACING_CHUNK_S": "0", "RELAYDESK_SMS_GATEWAY_URL": f"http://127.0.0.1:{port}",
             "RELAYDESK_RATE_LIMIT": rate_limit or "",
         }
         os.environ.update(env)

@@ -124,7 +124,7 @@ def start_gateway(data_dir: Path) -> subprocess.Popen[bytes]:
     os.environ.update({"RELAYDESK_DATA_DIR": str(data_dir),
                        "RELAYDESK_CONFIG_FILE": str(data_dir / "config.toml"),
                        "RELAYDESK_PACING_CHUNK_S": "0", "RELAYDESK_WORKERS": "2",
-                       "SMS_GATEWAY_URL": f"http://127.0.0.1:{port}"})
+                       "RELAYDESK_SMS_GATEWAY_URL": f"http://127.0.0.1:{port}"})
     return subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "engine", "gateway",
                              "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -33,17 +33,17 @@ CHOICE_WIDTH = 220
 
 # Provider settings that only matter for some providers: the form hides the others.
 PROVIDER_ONLY: dict[str, tuple[str, ...]] = {
-    "SMS_GATEWAY_URL": ("sandbox", "http"),
-    "SMS_HTTP_BODY_TEMPLATE": ("http",),
-    "SMS_HTTP_AUTH_HEADER": ("http",),
-    "TWILIO_ACCOUNT_SID": ("twilio",),
-    "TWILIO_AUTH_TOKEN": ("twilio",),
-    "TWILIO_FROM": ("twilio",),
-    "TWILIO_API_URL": ("twilio",),
-    "AT_USERNAME": ("africastalking",),
-    "AT_API_KEY": ("africastalking",),
-    "AT_SENDER_ID": ("africastalking",),
-    "AT_API_URL": ("africastalking",),
+    "RELAYDESK_SMS_GATEWAY_URL": ("sandbox", "http"),
+    "RELAYDESK_SMS_HTTP_BODY_TEMPLATE": ("http",),
+    "RELAYDESK_SMS_HTTP_AUTH_HEADER": ("http",),
+    "RELAYDESK_TWILIO_ACCOUNT_SID": ("twilio",),
+    "RELAYDESK_TWILIO_AUTH_TOKEN": ("twilio",),
+    "RELAYDESK_TWILIO_FROM": ("twilio",),
+    "RELAYDESK_TWILIO_API_URL": ("twilio",),
+    "RELAYDESK_AT_USERNAME": ("africastalking",),
+    "RELAYDESK_AT_API_KEY": ("africastalking",),
+    "RELAYDESK_AT_SENDER_ID": ("africastalking",),
+    "RELAYDESK_AT_API_URL": ("africastalking",),
 }
 
 GROUP_NOTES = {

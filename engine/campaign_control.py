@@ -173,8 +173,8 @@ def _redis_errors(done: str) -> Iterator[None]:
         yield
     except redis.RedisError as exc:
         raise CampaignError(f"Redis is unreachable ({type(exc).__name__}), so the campaign "
-                            f"was not {done}. Start RelayDesk's Redis or check REDIS_URL.") \
-            from None
+                            f"was not {done}. Start RelayDesk's Redis or check "
+                            "RELAYDESK_REDIS_URL.") from None
 
 
 def _set_sending(session: Session, campaign_id: int) -> bool:

@@ -148,7 +148,8 @@ def _require_redis(client: Any) -> None:
         client.ping()
     except Exception as exc:
         raise CampaignError(f"Redis is unreachable ({type(exc).__name__}); nothing was "
-                            "created. Start RelayDesk's Redis or check REDIS_URL.") from None
+                            "created. Start RelayDesk's Redis or check "
+                            "RELAYDESK_REDIS_URL.") from None
 
 
 def _enqueue_or_discard(db: Database, client: Any, settings: Settings,

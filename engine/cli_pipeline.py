@@ -125,8 +125,8 @@ def redis_cmd(app: AppContext, stop: bool) -> None:
     """Run the embedded Redis in the foreground (Ctrl-C stops it cleanly)."""
     server = EmbeddedRedis.for_settings(app.settings)
     if app.settings.redis_url:
-        raise click.ClickException("REDIS_URL is set, so RelayDesk uses that Redis and runs "
-                                   "none of its own")
+        raise click.ClickException("RELAYDESK_REDIS_URL is set, so RelayDesk uses that Redis "
+                                   "and runs none of its own")
     if stop:
         click.echo("stopped" if server.stop() else "not running")
         return

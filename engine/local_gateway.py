@@ -1,5 +1,5 @@
-"""The sandbox gateway RelayDesk runs for itself when SMS_PROVIDER=sandbox and no
-SMS_GATEWAY_URL is set: one per data dir, found again by every process, like the
+"""The sandbox gateway RelayDesk runs for itself when RELAYDESK_SMS_PROVIDER=sandbox and no
+RELAYDESK_SMS_GATEWAY_URL is set: one per data dir, found again by every process, like the
 embedded Redis."""
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ class LocalGateway:
 
 
 def gateway_url(settings: Settings, *, start: bool = True) -> str | None:
-    """Where sandbox sends go: SMS_GATEWAY_URL, else the local gateway (started if asked)."""
+    """Where sandbox sends go: RELAYDESK_SMS_GATEWAY_URL, else the local gateway (started if
+    asked)."""
     if settings.sms_gateway_url:
         return settings.sms_gateway_url
     if settings.sms_provider != "sandbox":

@@ -19,9 +19,9 @@ STATUS_TIMEOUT_S = 1.0
 
 def embedded_redis_status(settings: Settings,
                           timeout: float = STATUS_TIMEOUT_S) -> dict[str, Any]:
-    """The Redis RelayDesk uses: the embedded one of this data dir, or REDIS_URL's.
+    """The Redis RelayDesk uses: the embedded one of this data dir, or RELAYDESK_REDIS_URL's.
 
-    Keys: embedded (False when REDIS_URL is set), running, url (password masked), port,
+    Keys: embedded (False when RELAYDESK_REDIS_URL is set), running, url (password masked), port,
     pid, version, uptime_s, used_memory_bytes, used_memory_human, maxmemory_policy, keys
     (in the broker's database), error (why it is not running, else None). One round trip,
     at most about ``timeout`` seconds.

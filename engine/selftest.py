@@ -55,7 +55,7 @@ POLL_S = 0.2
 # threshold the 120-recipient campaign crosses and the 10-recipient one does not.
 SELFTEST_SETTINGS = {
     "RELAYDESK_ENV": "production",
-    "SMS_PROVIDER": "sandbox",
+    "RELAYDESK_SMS_PROVIDER": "sandbox",
     "RELAYDESK_BULK_THRESHOLD": "100",
     "RELAYDESK_CHUNK_SIZE": "50",
     "RELAYDESK_PACING_INDIVIDUAL_S": "0",

@@ -8,7 +8,7 @@ can move a value between them without translating it.
 
 Secrets saved from the console (``engine.settings_store``) may live in the system keyring
 instead of the config file. The config file then lists them in its ``[keyring]`` table
-(``service = "..."``, ``secrets = ["TWILIO_AUTH_TOKEN", ...]``), and only those are read
+(``service = "..."``, ``secrets = ["RELAYDESK_TWILIO_AUTH_TOKEN", ...]``), and only those are read
 from the keyring, after every other source: a process whose config names no keyring
 secret never loads or asks the keyring, so loading stays fast and works headless.
 """
@@ -250,13 +250,13 @@ _FIELDS: tuple[SettingField, ...] = (
     SettingField("RELAYDESK_INSPECTOR", "inspector", _inspector_switch),
     SettingField("RELAYDESK_INSPECTOR_MAX_AGE", "inspector_max_age_s", parse_duration),
     SettingField("RELAYDESK_INSPECTOR_MAX_ENTRIES", "inspector_max_entries", _positive_int),
-    SettingField("REDIS_URL", "redis_url", _optional_str, url=True),
-    SettingField("DATABASE_URL", "database_url", _optional_str, url=True),
-    SettingField("SENTRY_DSN", "sentry_dsn", _optional_str, secret=True),
-    SettingField("SENTRY_RELEASE", "sentry_release", _optional_str),
-    SettingField("SENTRY_ENVIRONMENT", "sentry_environment", _optional_str),
-    SettingField("SENTRY_SAMPLE_RATE", "sentry_sample_rate", _fraction),
-    SettingField("SENTRY_TRACES_SAMPLE_RATE", "sentry_traces_sample_rate", _fraction),
+    SettingField("RELAYDESK_REDIS_URL", "redis_url", _optional_str, url=True),
+    SettingField("RELAYDESK_DATABASE_URL", "database_url", _optional_str, url=True),
+    SettingField("RELAYDESK_SENTRY_DSN", "sentry_dsn", _optional_str, secret=True),
+    SettingField("RELAYDESK_SENTRY_RELEASE", "sentry_release", _optional_str),
+    SettingField("RELAYDESK_SENTRY_ENVIRONMENT", "sentry_environment", _optional_str),
+    SettingField("RELAYDESK_SENTRY_SAMPLE_RATE", "sentry_sample_rate", _fraction),
+    SettingField("RELAYDESK_SENTRY_TRACES_SAMPLE_RATE", "sentry_traces_sample_rate", _fraction),
     SettingField("RELAYDESK_DEFAULT_REGION", "default_region", _region),
     SettingField("RELAYDESK_CURRENCY_FORMAT", "currency_format", _currency_format),
     SettingField("RELAYDESK_PRICE_PER_SEGMENT", "price_per_segment", _price),
@@ -283,18 +283,19 @@ _FIELDS: tuple[SettingField, ...] = (
     SettingField("RELAYDESK_ALERT_WEBHOOK", "alert_webhook", _optional_str, secret=True),
     SettingField("RELAYDESK_ALERT_EMAIL", "alert_email", _optional_str),
     SettingField("RELAYDESK_SMTP_URL", "smtp_url", _optional_str, url=True),
-    SettingField("SMS_PROVIDER", "sms_provider", _provider),
-    SettingField("SMS_GATEWAY_URL", "sms_gateway_url", _optional_str, url=True),
-    SettingField("SMS_HTTP_BODY_TEMPLATE", "sms_http_body_template", _optional_str),
-    SettingField("SMS_HTTP_AUTH_HEADER", "sms_http_auth_header", _optional_str, secret=True),
-    SettingField("TWILIO_ACCOUNT_SID", "twilio_account_sid", _optional_str),
-    SettingField("TWILIO_AUTH_TOKEN", "twilio_auth_token", _optional_str, secret=True),
-    SettingField("TWILIO_FROM", "twilio_from", _optional_str),
-    SettingField("TWILIO_API_URL", "twilio_api_url", _optional_str, url=True),
-    SettingField("AT_USERNAME", "at_username", _optional_str),
-    SettingField("AT_API_KEY", "at_api_key", _optional_str, secret=True),
-    SettingField("AT_SENDER_ID", "at_sender_id", _optional_str),
-    SettingField("AT_API_URL", "at_api_url", _optional_str, url=True),
+    SettingField("RELAYDESK_SMS_PROVIDER", "sms_provider", _provider),
+    SettingField("RELAYDESK_SMS_GATEWAY_URL", "sms_gateway_url", _optional_str, url=True),
+    SettingField("RELAYDESK_SMS_HTTP_BODY_TEMPLATE", "sms_http_body_template", _optional_str),
+    SettingField("RELAYDESK_SMS_HTTP_AUTH_HEADER", "sms_http_auth_header", _optional_str,
+                 secret=True),
+    SettingField("RELAYDESK_TWILIO_ACCOUNT_SID", "twilio_account_sid", _optional_str),
+    SettingField("RELAYDESK_TWILIO_AUTH_TOKEN", "twilio_auth_token", _optional_str, secret=True),
+    SettingField("RELAYDESK_TWILIO_FROM", "twilio_from", _optional_str),
+    SettingField("RELAYDESK_TWILIO_API_URL", "twilio_api_url", _optional_str, url=True),
+    SettingField("RELAYDESK_AT_USERNAME", "at_username", _optional_str),
+    SettingField("RELAYDESK_AT_API_KEY", "at_api_key", _optional_str, secret=True),
+    SettingField("RELAYDESK_AT_SENDER_ID", "at_sender_id", _optional_str),
+    SettingField("RELAYDESK_AT_API_URL", "at_api_url", _optional_str, url=True),
 )
 
 

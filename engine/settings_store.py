@@ -105,49 +105,49 @@ _META: dict[str, _Meta] = {
         "Inspector entries kept", "General", "int",
         "The most jobs, SQL statements and provider calls kept, each.", "5000",
         minimum=1),
-    "REDIS_URL": _Meta(
+    "RELAYDESK_REDIS_URL": _Meta(
         "Redis URL", "Connections", "url",
         "The broker and shared state. Leave empty to let RelayDesk run its own Redis.",
         "redis://:password@127.0.0.1:6379/0"),
-    "DATABASE_URL": _Meta(
+    "RELAYDESK_DATABASE_URL": _Meta(
         "Database URL", "Connections", "url",
         "Leave empty for the SQLite file in the data folder; use PostgreSQL when workers "
         "run on several machines.", "postgresql://user:password@db-host/relaydesk"),
-    "SMS_PROVIDER": _Meta(
+    "RELAYDESK_SMS_PROVIDER": _Meta(
         "SMS provider", "Provider", "choice",
         "Who delivers the messages. sandbox is RelayDesk's test gateway: nothing is sent.",
         choices=PROVIDERS),
-    "SMS_GATEWAY_URL": _Meta(
+    "RELAYDESK_SMS_GATEWAY_URL": _Meta(
         "Gateway URL", "Provider", "url",
         "The sandbox or generic HTTP gateway. With the sandbox, leave empty and RelayDesk "
         "runs it.", "https://sms.example.com/send"),
-    "SMS_HTTP_BODY_TEMPLATE": _Meta(
+    "RELAYDESK_SMS_HTTP_BODY_TEMPLATE": _Meta(
         "Request body", "Provider", "text",
         "Generic HTTP gateway: the JSON body, with {to}, {body} and {id} where the number, "
         "the text and the message's unique reference go.", _HTTP_BODY_EXAMPLE),
-    "SMS_HTTP_AUTH_HEADER": _Meta(
+    "RELAYDESK_SMS_HTTP_AUTH_HEADER": _Meta(
         "Authentication header", "Provider", "secret",
         "Generic HTTP gateway: a header sent with every request, written Name: value.",
         "Authorization: Bearer <token>"),
-    "TWILIO_ACCOUNT_SID": _Meta(
+    "RELAYDESK_TWILIO_ACCOUNT_SID": _Meta(
         "Twilio account SID", "Provider", "text", "From the Twilio console.", "AC0123…"),
-    "TWILIO_AUTH_TOKEN": _Meta(
+    "RELAYDESK_TWILIO_AUTH_TOKEN": _Meta(
         "Twilio auth token", "Provider", "secret", "From the Twilio console."),
-    "TWILIO_FROM": _Meta(
+    "RELAYDESK_TWILIO_FROM": _Meta(
         "Twilio sender", "Provider", "text",
         "A Twilio number in international form, or a Messaging Service SID (MG…).",
         "+14155550100"),
-    "TWILIO_API_URL": _Meta(
+    "RELAYDESK_TWILIO_API_URL": _Meta(
         "Twilio API URL", "Provider", "url", "Leave empty for https://api.twilio.com."),
-    "AT_USERNAME": _Meta(
+    "RELAYDESK_AT_USERNAME": _Meta(
         "Africa's Talking username", "Provider", "text",
         "Your app's username; sandbox for their test environment.", "sandbox"),
-    "AT_API_KEY": _Meta(
+    "RELAYDESK_AT_API_KEY": _Meta(
         "Africa's Talking API key", "Provider", "secret", "From the Africa's Talking account."),
-    "AT_SENDER_ID": _Meta(
+    "RELAYDESK_AT_SENDER_ID": _Meta(
         "Africa's Talking sender ID", "Provider", "text",
         "A registered sender ID or short code; empty for the default.", "RELAYDESK"),
-    "AT_API_URL": _Meta(
+    "RELAYDESK_AT_API_URL": _Meta(
         "Africa's Talking API URL", "Provider", "url",
         "Leave empty for https://api.africastalking.com."),
     "RELAYDESK_PROVIDER_TIMEOUT_S": _Meta(
@@ -239,19 +239,19 @@ _META: dict[str, _Meta] = {
         "SMTP server", "Metrics and alerts", "url",
         "The mail server for alert e-mails: smtp:// (STARTTLS when offered) or smtps://.",
         "smtp://user:password@mail.example.org:587"),
-    "SENTRY_DSN": _Meta(
+    "RELAYDESK_SENTRY_DSN": _Meta(
         "Sentry DSN", "Monitoring (Sentry)", "secret",
         "Where errors are reported. Empty: no error reporting.",
         "https://<key>@o0.ingest.sentry.io/<project>"),
-    "SENTRY_RELEASE": _Meta(
+    "RELAYDESK_SENTRY_RELEASE": _Meta(
         "Release", "Monitoring (Sentry)", "text", "Release name shown with each error."),
-    "SENTRY_ENVIRONMENT": _Meta(
+    "RELAYDESK_SENTRY_ENVIRONMENT": _Meta(
         "Sentry environment", "Monitoring (Sentry)", "text",
         "Environment name shown with each error; empty uses the RelayDesk environment."),
-    "SENTRY_SAMPLE_RATE": _Meta(
+    "RELAYDESK_SENTRY_SAMPLE_RATE": _Meta(
         "Error sample rate", "Monitoring (Sentry)", "float",
         "Share of errors reported, from 0 to 1.", "1.0", minimum=0, maximum=1),
-    "SENTRY_TRACES_SAMPLE_RATE": _Meta(
+    "RELAYDESK_SENTRY_TRACES_SAMPLE_RATE": _Meta(
         "Trace sample rate", "Monitoring (Sentry)", "float",
         "Share of operations traced for performance, from 0 to 1.", "0.0", minimum=0,
         maximum=1),
@@ -263,9 +263,10 @@ assert all((_META[f.name].kind == "secret") == f.secret for f in _FIELDS.values(
 assert {m.group for m in _META.values()} == set(GROUPS)
 
 _REQUIRED_BY_PROVIDER = {
-    "http": ("SMS_GATEWAY_URL",),
-    "twilio": ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"),
-    "africastalking": ("AT_USERNAME", "AT_API_KEY"),
+    "http": ("RELAYDESK_SMS_GATEWAY_URL",),
+    "twilio": ("RELAYDESK_TWILIO_ACCOUNT_SID", "RELAYDESK_TWILIO_AUTH_TOKEN",
+               "RELAYDESK_TWILIO_FROM"),
+    "africastalking": ("RELAYDESK_AT_USERNAME", "RELAYDESK_AT_API_KEY"),
 }
 _PROVIDER_NAMES = {"http": "the generic HTTP gateway", "twilio": "Twilio",
                    "africastalking": "Africa's Talking"}
@@ -472,14 +473,14 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 # Checks beyond the loader's parsers, for values a worker would only trip over later.
 _EXTRA_CHECKS: dict[str, Callable[[str], str | None]] = {
-    "REDIS_URL": _redis_url_problem,
-    "DATABASE_URL": _database_url_problem,
-    "SMS_GATEWAY_URL": _http_url_problem,
-    "TWILIO_API_URL": _http_url_problem,
-    "AT_API_URL": _http_url_problem,
-    "SENTRY_DSN": _sentry_dsn_problem,
-    "SMS_HTTP_AUTH_HEADER": _auth_header_problem,
-    "SMS_HTTP_BODY_TEMPLATE": _body_template_problem,
+    "RELAYDESK_REDIS_URL": _redis_url_problem,
+    "RELAYDESK_DATABASE_URL": _database_url_problem,
+    "RELAYDESK_SMS_GATEWAY_URL": _http_url_problem,
+    "RELAYDESK_TWILIO_API_URL": _http_url_problem,
+    "RELAYDESK_AT_API_URL": _http_url_problem,
+    "RELAYDESK_SENTRY_DSN": _sentry_dsn_problem,
+    "RELAYDESK_SMS_HTTP_AUTH_HEADER": _auth_header_problem,
+    "RELAYDESK_SMS_HTTP_BODY_TEMPLATE": _body_template_problem,
 }
 
 
@@ -532,7 +533,7 @@ def _cross_problems(texts: dict[str, str],
                     is_set: set[str]) -> list[tuple[tuple[str, ...], str]]:
     """Problems between settings: (the settings involved, message)."""
     problems: list[tuple[tuple[str, ...], str]] = []
-    provider = _parsed(texts, "SMS_PROVIDER")
+    provider = _parsed(texts, "RELAYDESK_SMS_PROVIDER")
     for name in _REQUIRED_BY_PROVIDER.get(provider or "", ()):
         if name not in is_set or (not _FIELDS[name].secret and not texts.get(name, "").strip()):
             problems.append(((name,), f"To send with {_PROVIDER_NAMES[provider]}, enter "

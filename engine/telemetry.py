@@ -1,4 +1,4 @@
-"""Error reporting to Sentry, when SENTRY_DSN is set, with phone numbers and message
+"""Error reporting to Sentry, when RELAYDESK_SENTRY_DSN is set, with phone numbers and message
 bodies scrubbed before anything leaves the machine."""
 
 from __future__ import annotations

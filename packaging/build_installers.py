@@ -59,7 +59,7 @@ KNOWN_PACKAGES = {
 }
 # Loaded by name at run time, so no ELF header of the bundle names it: psycopg's
 # pure-Python implementation opens libpq with ctypes (build.spec leaves psycopg's binary
-# build out) when DATABASE_URL points at PostgreSQL.
+# build out) when RELAYDESK_DATABASE_URL points at PostgreSQL.
 LOADED_BY_NAME = {"libpq5"}
 
 

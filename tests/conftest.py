@@ -72,7 +72,7 @@ def postgres_url() -> Iterator[str]:
 def db_settings(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings for the SQLite default and, when a server is given, for PostgreSQL."""
     if request.param == "postgresql":
-        monkeypatch.setenv("DATABASE_URL", request.getfixturevalue("postgres_url"))
+        monkeypatch.setenv("RELAYDESK_DATABASE_URL", request.getfixturevalue("postgres_url"))
     return load_settings()
 
 
@@ -119,7 +119,7 @@ def redis_client(embedded_redis: EmbeddedRedis) -> Iterator[Any]:
 def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[GatewayServer]:
     """The sandbox gateway on a free port; worker processes reach it over HTTP."""
     server = start_gateway()
-    monkeypatch.setenv("SMS_GATEWAY_URL", server.url)
+    monkeypatch.setenv("RELAYDESK_SMS_GATEWAY_URL", server.url)
     yield server
     server.shutdown()
     server.server_close()

@@ -77,8 +77,8 @@ GROUP_LIST_WIDTH = 170
 FORM_MAX_WIDTH = 880
 COMPACT_BELOW = 620  # form width under which labels go above their fields
 # Which connection test a changed setting makes out of date.
-CHECK_INPUTS = {"redis": {"REDIS_URL", "RELAYDESK_DATA_DIR"},
-                "database": {"DATABASE_URL", "RELAYDESK_DATA_DIR"}}
+CHECK_INPUTS = {"redis": {"RELAYDESK_REDIS_URL", "RELAYDESK_DATA_DIR"},
+                "database": {"RELAYDESK_DATABASE_URL", "RELAYDESK_DATA_DIR"}}
 
 
 # --- the background work --------------------------------------------------------------------
@@ -148,9 +148,9 @@ def check_form(kind: str, values: Mapping[str, str], clear: Collection[str],
                 return kind, CheckResult(False, f"Fix the settings first: {exc}")
             settings = in_force  # the URL under test is checked on its own below
         if kind == "redis":
-            return kind, check_redis(values.get("REDIS_URL"), settings)
+            return kind, check_redis(values.get("RELAYDESK_REDIS_URL"), settings)
         if kind == "database":
-            return kind, check_database(values.get("DATABASE_URL"), settings)
+            return kind, check_database(values.get("RELAYDESK_DATABASE_URL"), settings)
         return kind, check_provider(settings)
     except Exception as exc:  # a test button must answer, whatever went wrong
         log.exception("the %s connection test failed", kind)
@@ -355,9 +355,9 @@ class SettingsPage(Page):
         return scroll
 
     def _add_checks(self) -> None:
-        for kind, field, text in (("redis", "REDIS_URL", "Test connection"),
-                                  ("database", "DATABASE_URL", "Test connection"),
-                                  ("provider", "SMS_PROVIDER", "Test provider")):
+        for kind, field, text in (("redis", "RELAYDESK_REDIS_URL", "Test connection"),
+                                  ("database", "RELAYDESK_DATABASE_URL", "Test connection"),
+                                  ("provider", "RELAYDESK_SMS_PROVIDER", "Test provider")):
             control = CheckControl(kind, text)
             control.requested.connect(lambda kind=kind: self.run_check(kind))
             self.checks[kind] = control
@@ -450,7 +450,7 @@ class SettingsPage(Page):
                 self.checks[kind].reset()
         if editor.info.group == "Provider":
             self.checks["provider"].reset()
-        if name == "SMS_PROVIDER":
+        if name == "RELAYDESK_SMS_PROVIDER":
             self._show_provider_rows()
         self._validate_timer.start()
         self._update_state()
@@ -491,9 +491,9 @@ class SettingsPage(Page):
         self._update_state()
 
     def _show_provider_rows(self) -> None:
-        if "SMS_PROVIDER" not in self.editors:
+        if "RELAYDESK_SMS_PROVIDER" not in self.editors:
             return
-        provider = self.editors["SMS_PROVIDER"].text()
+        provider = self.editors["RELAYDESK_SMS_PROVIDER"].text()
         for name in PROVIDER_ONLY:
             editor = self.editors[name]
             visible = applies_to_provider(name, provider) or name in self.errors

@@ -328,7 +328,7 @@ class WorkersPage(Page):
         labels = self.redis_labels
         if status["running"]:
             labels["running"].setText("running" + ("" if status["embedded"] else
-                                                   " (REDIS_URL)"))
+                                                   " (RELAYDESK_REDIS_URL)"))
         else:
             labels["running"].setText(f"not running — {status['error'] or ''}".rstrip(" —"))
         labels["where"].setText(status["url"] or (f"127.0.0.1:{status['port']}"

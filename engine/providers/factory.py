@@ -19,8 +19,8 @@ def _require(settings: Settings, *names: str) -> None:
     missing = [n for n in names if not getattr(settings, n.lower())]
     if missing:
         raise ProviderConfigError(
-            f"SMS_PROVIDER={settings.sms_provider} needs {', '.join(missing)}; set them in "
-            "the environment, .env or the config file")
+            f"RELAYDESK_SMS_PROVIDER={settings.sms_provider} needs {', '.join(missing)}; set them "
+            "in the environment, the env file or the config file")
 
 
 def make_provider(settings: Settings, gateway_url: str | None = None) -> Provider:
@@ -35,16 +35,17 @@ def make_provider(settings: Settings, gateway_url: str | None = None) -> Provide
         url = settings.sms_gateway_url or gateway_url
         if not url:
             raise ProviderConfigError("the sandbox gateway is not running: start it with "
-                                      "'relaydesk gateway' or set SMS_GATEWAY_URL")
+                                      "'relaydesk gateway' or set RELAYDESK_SMS_GATEWAY_URL")
         return SandboxProvider(url, http)
     if kind == "http":
-        _require(settings, "SMS_GATEWAY_URL")
+        _require(settings, "RELAYDESK_SMS_GATEWAY_URL")
         return HttpJsonProvider(settings.sms_gateway_url or "", http,
                                 settings.sms_http_body_template, settings.sms_http_auth_header)
     if kind == "twilio":
-        _require(settings, "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM")
+        _require(settings, "RELAYDESK_TWILIO_ACCOUNT_SID", "RELAYDESK_TWILIO_AUTH_TOKEN",
+                 "RELAYDESK_TWILIO_FROM")
         return TwilioProvider(settings.twilio_account_sid or "", settings.twilio_auth_token or "",
                               settings.twilio_from or "", http, settings.twilio_api_url)
-    _require(settings, "AT_USERNAME", "AT_API_KEY")
+    _require(settings, "RELAYDESK_AT_USERNAME", "RELAYDESK_AT_API_KEY")
     return AfricasTalkingProvider(settings.at_username or "", settings.at_api_key or "", http,
                                   settings.at_sender_id, settings.at_api_url)

@@ -32,8 +32,8 @@ def check_reachable(url: str, timeout_s: float = 5.0) -> None:
     except OSError as exc:
         raise ProviderUnreachable(
             f"the SMS gateway at {mask_url(url)} is not reachable ({exc.strerror or exc}); "
-            "nothing was created. Start it ('relaydesk gateway') or fix SMS_GATEWAY_URL / "
-            "the provider settings."
+            "nothing was created. Start it ('relaydesk gateway') or fix "
+            "RELAYDESK_SMS_GATEWAY_URL / the provider settings."
         ) from None
 
 

@@ -81,10 +81,10 @@ def test_form_shows_every_setting_with_defaults(console: Console, qtbot: QtBot,
     assert page.group_names == list(GROUPS)
     assert page.editors["RELAYDESK_CHUNK_SIZE"].text() == "50"
     assert page.editors["RELAYDESK_MAX_ATTEMPTS"].text() == "3"
-    assert page.editors["SMS_PROVIDER"].text() == "sandbox"
+    assert page.editors["RELAYDESK_SMS_PROVIDER"].text() == "sandbox"
     assert page.editors["RELAYDESK_DEFAULT_REGION"].text() == "KE"
-    assert page.editors["REDIS_URL"].text() == ""
-    assert "redis://" in page.editors["REDIS_URL"].line.placeholderText()  # type: ignore[union-attr]
+    assert page.editors["RELAYDESK_REDIS_URL"].text() == ""
+    assert "redis://" in page.editors["RELAYDESK_REDIS_URL"].line.placeholderText()  # type: ignore[union-attr]
     # the help is there, as tooltip and caption
     chunk = page.editors["RELAYDESK_CHUNK_SIZE"]
     assert "Messages per bulk chunk" in chunk.editor.toolTip()
@@ -104,12 +104,12 @@ def test_form_shows_every_setting_with_defaults(console: Console, qtbot: QtBot,
     assert not page.save_button.isEnabled()  # nothing changed yet
     assert not page.revert_button.isEnabled()
     # only the chosen provider's fields are shown
-    form = page.forms["TWILIO_AUTH_TOKEN"]
-    assert not form.isRowVisible(page.editors["TWILIO_AUTH_TOKEN"])
-    assert form.isRowVisible(page.editors["SMS_GATEWAY_URL"])
-    page.editors["SMS_PROVIDER"].set_text("twilio")
-    assert form.isRowVisible(page.editors["TWILIO_AUTH_TOKEN"])
-    assert not form.isRowVisible(page.editors["SMS_GATEWAY_URL"])
+    form = page.forms["RELAYDESK_TWILIO_AUTH_TOKEN"]
+    assert not form.isRowVisible(page.editors["RELAYDESK_TWILIO_AUTH_TOKEN"])
+    assert form.isRowVisible(page.editors["RELAYDESK_SMS_GATEWAY_URL"])
+    page.editors["RELAYDESK_SMS_PROVIDER"].set_text("twilio")
+    assert form.isRowVisible(page.editors["RELAYDESK_TWILIO_AUTH_TOKEN"])
+    assert not form.isRowVisible(page.editors["RELAYDESK_SMS_GATEWAY_URL"])
 
 
 def test_bad_values_are_explained_and_block_saving(console: Console, qtbot: QtBot,
@@ -146,14 +146,15 @@ def test_bad_values_are_explained_and_block_saving(console: Console, qtbot: QtBo
 def test_provider_without_its_credentials_cannot_be_saved(console: Console,
                                                           qtbot: QtBot) -> None:
     page = settings_page(console, qtbot)
-    type_into(page, qtbot, {"SMS_PROVIDER": "twilio"})
-    assert set(page.errors) == {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"}
+    type_into(page, qtbot, {"RELAYDESK_SMS_PROVIDER": "twilio"})
+    assert set(page.errors) == {"RELAYDESK_TWILIO_ACCOUNT_SID", "RELAYDESK_TWILIO_AUTH_TOKEN",
+                               "RELAYDESK_TWILIO_FROM"}
     assert "To send with Twilio, enter Twilio auth token" in \
-        page.editors["TWILIO_AUTH_TOKEN"].error.text()
+        page.editors["RELAYDESK_TWILIO_AUTH_TOKEN"].error.text()
     assert not page.save_button.isEnabled()
     page.revert()
     qtbot.waitUntil(lambda: idle(console))
-    assert page.editors["SMS_PROVIDER"].text() == "sandbox"
+    assert page.editors["RELAYDESK_SMS_PROVIDER"].text() == "sandbox"
     assert not page.errors
     assert not page.save_button.isEnabled()
     assert not page.revert_button.isEnabled()
@@ -232,16 +233,16 @@ def test_secret_goes_to_the_config_file_is_never_shown_and_can_be_cleared(
         console: Console, qtbot: QtBot, isolated_env: Path) -> None:
     page = settings_page(console, qtbot)
     path = isolated_env.parent / "config.toml"
-    token = page.editors["TWILIO_AUTH_TOKEN"]
+    token = page.editors["RELAYDESK_TWILIO_AUTH_TOKEN"]
     assert token.line is not None
     assert token.line.echoMode() == QLineEdit.EchoMode.Password
     assert token.line.placeholderText() == "Not set"
     assert token.clear_button is not None
     assert not token.clear_button.isEnabled()  # nothing to clear
 
-    type_into(page, qtbot, {"TWILIO_AUTH_TOKEN": TOKEN})
+    type_into(page, qtbot, {"RELAYDESK_TWILIO_AUTH_TOKEN": TOKEN})
     save_through_page(console, page, qtbot)
-    assert config(path)["TWILIO_AUTH_TOKEN"] == TOKEN
+    assert config(path)["RELAYDESK_TWILIO_AUTH_TOKEN"] == TOKEN
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert console.ctx.services.settings.twilio_auth_token == TOKEN
     assert ("Twilio auth token stored in the config file (readable only by you)."
@@ -257,7 +258,7 @@ def test_secret_goes_to_the_config_file_is_never_shown_and_can_be_cleared(
     assert token.clear_button.text() == "Undo clear"
     qtbot.waitUntil(lambda: idle(console))
     save_through_page(console, page, qtbot)
-    assert "TWILIO_AUTH_TOKEN" not in config(path)
+    assert "RELAYDESK_TWILIO_AUTH_TOKEN" not in config(path)
     assert "Removed: Twilio auth token." in page.status.text()
     assert console.ctx.services.settings.twilio_auth_token is None
     assert not token.clearing
@@ -272,17 +273,17 @@ def test_secret_goes_to_the_system_keyring_when_there_is_one(
     path = isolated_env.parent / "config.toml"
     assert all("stored in the system keyring" in label.text() for label in page.secret_notes)
 
-    type_into(page, qtbot, {"TWILIO_AUTH_TOKEN": TOKEN})
+    type_into(page, qtbot, {"RELAYDESK_TWILIO_AUTH_TOKEN": TOKEN})
     save_through_page(console, page, qtbot)
     service = keyring_service(path)
-    assert store.items == {(service, "TWILIO_AUTH_TOKEN"): TOKEN}
+    assert store.items == {(service, "RELAYDESK_TWILIO_AUTH_TOKEN"): TOKEN}
     data = config(path)
-    assert "TWILIO_AUTH_TOKEN" not in data
-    assert data["keyring"] == {"service": service, "secrets": ["TWILIO_AUTH_TOKEN"]}
+    assert "RELAYDESK_TWILIO_AUTH_TOKEN" not in data
+    assert data["keyring"] == {"service": service, "secrets": ["RELAYDESK_TWILIO_AUTH_TOKEN"]}
     assert TOKEN not in path.read_text(encoding="utf-8")
     assert "Twilio auth token stored in the system keyring." in page.status.text()
     assert console.ctx.services.settings.twilio_auth_token == TOKEN
-    token = page.editors["TWILIO_AUTH_TOKEN"]
+    token = page.editors["RELAYDESK_TWILIO_AUTH_TOKEN"]
     assert token.line is not None
     assert token.line.placeholderText() == "•••• saved in the system keyring — type to replace"
     assert TOKEN not in shown_texts(page)
@@ -290,10 +291,10 @@ def test_secret_goes_to_the_system_keyring_when_there_is_one(
     # typing after "Clear" replaces the secret instead of removing it
     assert token.clear_button is not None
     token.clear_button.click()
-    type_into(page, qtbot, {"TWILIO_AUTH_TOKEN": TOKEN + "-new"})
+    type_into(page, qtbot, {"RELAYDESK_TWILIO_AUTH_TOKEN": TOKEN + "-new"})
     assert not token.clearing
     save_through_page(console, page, qtbot)
-    assert store.items == {(service, "TWILIO_AUTH_TOKEN"): TOKEN + "-new"}
+    assert store.items == {(service, "RELAYDESK_TWILIO_AUTH_TOKEN"): TOKEN + "-new"}
 
     token.clear_button.click()
     save_through_page(console, page, qtbot)
@@ -318,13 +319,13 @@ def run_check(page: SettingsPage, qtbot: QtBot, kind: str) -> tuple[bool, str]:
 def test_redis_check_uses_the_url_on_the_form(console: Console, qtbot: QtBot,
                                               embedded_redis: EmbeddedRedis) -> None:
     page = settings_page(console, qtbot)
-    type_into(page, qtbot, {"REDIS_URL": embedded_redis.url()})  # typed, not saved
+    type_into(page, qtbot, {"RELAYDESK_REDIS_URL": embedded_redis.url()})  # typed, not saved
     ok, shown = run_check(page, qtbot, "redis")
     assert ok, shown
     assert "Connected to Redis" in shown
     assert "✓" in shown
     # editing the URL makes the result stale
-    type_into(page, qtbot, {"REDIS_URL": "redis://127.0.0.1:1/0"})
+    type_into(page, qtbot, {"RELAYDESK_REDIS_URL": "redis://127.0.0.1:1/0"})
     assert page.checks["redis"].result.isHidden()
 
 
@@ -334,7 +335,7 @@ def test_redis_check_on_a_closed_port_says_what_failed(console: Console,
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     page = settings_page(console, qtbot)
-    type_into(page, qtbot, {"REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    type_into(page, qtbot, {"RELAYDESK_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
     ok, shown = run_check(page, qtbot, "redis")
     assert not ok
     assert f"Could not connect to 127.0.0.1:{port}" in shown

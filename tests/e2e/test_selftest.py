@@ -38,9 +38,9 @@ def test_selftest_sends_both_campaigns_exactly_once_and_stops_everything(
     # that would all fail, and a config file that does not parse.
     bad_config = tmp_path / "broken.toml"
     bad_config.write_text("this is not [toml\n")
-    hostile = {"REDIS_URL": "redis://127.0.0.1:1/0",
-               "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
-               "SMS_PROVIDER": "twilio", "RELAYDESK_BULK_THRESHOLD": "1000",
+    hostile = {"RELAYDESK_REDIS_URL": "redis://127.0.0.1:1/0",
+               "RELAYDESK_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+               "RELAYDESK_SMS_PROVIDER": "twilio", "RELAYDESK_BULK_THRESHOLD": "1000",
                "RELAYDESK_PACING_INDIVIDUAL_S": "3600",
                "RELAYDESK_CONFIG_FILE": str(bad_config)}
     result = run_cli("selftest", "--json", "--keep-data", env=hostile)

@@ -55,7 +55,7 @@ def test_no_recipients(embedded_redis: EmbeddedRedis, gateway: GatewayServer) ->
 @pytest.mark.usefixtures("some_contacts")
 def test_unreachable_redis(gateway: GatewayServer) -> None:
     url = f"redis://:pw-never-shown@127.0.0.1:{free_port()}/0"
-    code, err = send("--template", "Hi #name", env={"REDIS_URL": url})
+    code, err = send("--template", "Hi #name", env={"RELAYDESK_REDIS_URL": url})
     assert code == 1
     assert "Redis is unreachable" in err
     assert "pw-never-shown" not in err
@@ -65,7 +65,7 @@ def test_unreachable_redis(gateway: GatewayServer) -> None:
 @pytest.mark.usefixtures("some_contacts")
 def test_gateway_down(embedded_redis: EmbeddedRedis) -> None:
     code, err = send("--template", "Hi #name",
-                     env={"SMS_GATEWAY_URL": f"http://127.0.0.1:{free_port()}"})
+                     env={"RELAYDESK_SMS_GATEWAY_URL": f"http://127.0.0.1:{free_port()}"})
     assert code == 1
     assert "is not reachable" in err
     assert nothing_created()

@@ -33,7 +33,7 @@ STARTUP_S = 60
 def supervisor(redis_client: Any, gateway: GatewayServer,
                fast_pipeline: None) -> Iterator[Supervisor]:
     # The data dir's embedded Redis already runs (the fixture), so the workers use it;
-    # SMS_GATEWAY_URL is set, so they start no gateway of their own.
+    # RELAYDESK_SMS_GATEWAY_URL is set, so they start no gateway of their own.
     sup = Supervisor(load_settings(), workers=0, min_processes=1, max_processes=3,
                      stop_timeout=20)
     yield sup

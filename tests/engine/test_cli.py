@@ -92,13 +92,13 @@ def test_preview_errors(tmp_path: Path) -> None:
 
 
 def test_settings_never_print_secrets() -> None:
-    env = {"SENTRY_DSN": "https://0123456789abcdef0123@sentry.example/7",
-           "REDIS_URL": "redis://:topsecretpw@127.0.0.1:6390/0"}
+    env = {"RELAYDESK_SENTRY_DSN": "https://0123456789abcdef0123@sentry.example/7",
+           "RELAYDESK_REDIS_URL": "redis://:topsecretpw@127.0.0.1:6390/0"}
     result = run("settings", "--json", env=env)
     assert result.returncode == 0
     assert "topsecretpw" not in result.stdout
     assert "0123456789abcdef" not in result.stdout
-    assert json.loads(result.stdout)["REDIS_URL"] == "redis://:****@127.0.0.1:6390/0"
+    assert json.loads(result.stdout)["RELAYDESK_REDIS_URL"] == "redis://:****@127.0.0.1:6390/0"
 
 
 def test_bad_setting_is_reported_plainly() -> None:

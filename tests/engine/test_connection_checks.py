@@ -55,14 +55,14 @@ def test_redis_url_with_and_without_the_right_password(
     refused = check_redis(wrong, settings)
     assert not refused.ok
     assert "refused the password" in refused.message
-    assert "fix the password in REDIS_URL" in refused.message
+    assert "fix the password in RELAYDESK_REDIS_URL" in refused.message
     assert "wrong-password-123" not in repr(refused)
 
 
 def test_a_masked_redis_url_is_tested_with_the_password_in_force(
     embedded_redis: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("REDIS_URL", embedded_redis.url())
+    monkeypatch.setenv("RELAYDESK_REDIS_URL", embedded_redis.url())
     settings = load_settings()
     result = check_redis(mask_url(embedded_redis.url()), settings)
     assert result.ok, result.message
@@ -73,7 +73,7 @@ def test_redis_on_a_closed_port(settings: Settings) -> None:
     result = check_redis(f"redis://:some-secret-pw@127.0.0.1:{port}/0", settings)
     assert not result.ok
     assert result.message.startswith(f"Could not connect to 127.0.0.1:{port}: connection refused")
-    assert "fix REDIS_URL" in result.message
+    assert "fix RELAYDESK_REDIS_URL" in result.message
     assert result.detail["url"] == f"redis://:****@127.0.0.1:{port}/0"
     assert "some-secret-pw" not in repr(result)
 
@@ -139,7 +139,7 @@ def test_postgresql_server_that_does_not_answer(settings: Settings) -> None:
     assert not result.ok
     assert f"Could not connect to the database at 127.0.0.1:{port}/relaydesk" in result.message
     assert "refused" in result.message.lower()
-    assert "Check DATABASE_URL" in result.message
+    assert "Check RELAYDESK_DATABASE_URL" in result.message
     assert "pg-secret-pw" not in repr(result)
 
 
@@ -180,17 +180,19 @@ def test_sandbox_gateway_answering(gateway: GatewayServer) -> None:
 
 
 def test_incomplete_provider_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = provider_settings(monkeypatch, SMS_PROVIDER="twilio", TWILIO_ACCOUNT_SID="AC1")
+    settings = provider_settings(monkeypatch, RELAYDESK_SMS_PROVIDER="twilio",
+                                 RELAYDESK_TWILIO_ACCOUNT_SID="AC1")
     result = check_provider(settings)
     assert not result.ok
-    assert "TWILIO_AUTH_TOKEN" in result.message
-    assert "TWILIO_FROM" in result.message
+    assert "RELAYDESK_TWILIO_AUTH_TOKEN" in result.message
+    assert "RELAYDESK_TWILIO_FROM" in result.message
 
 
 def twilio_at(monkeypatch: pytest.MonkeyPatch, api_url: str) -> Settings:
-    return provider_settings(monkeypatch, SMS_PROVIDER="twilio", TWILIO_ACCOUNT_SID="AC1",
-                             TWILIO_AUTH_TOKEN="twilio-secret-token-xyz",
-                             TWILIO_FROM="+14155550100", TWILIO_API_URL=api_url)
+    return provider_settings(monkeypatch, RELAYDESK_SMS_PROVIDER="twilio",
+                             RELAYDESK_TWILIO_ACCOUNT_SID="AC1",
+                             RELAYDESK_TWILIO_AUTH_TOKEN="twilio-secret-token-xyz",
+                             RELAYDESK_TWILIO_FROM="+14155550100", RELAYDESK_TWILIO_API_URL=api_url)
 
 
 def test_provider_reachable(monkeypatch: pytest.MonkeyPatch, gateway: GatewayServer) -> None:

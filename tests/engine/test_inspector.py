@@ -117,7 +117,7 @@ def test_phone_numbers_credentials_and_queries_are_not_kept() -> None:
 
 def test_recording_never_fails_when_redis_is_gone(development: None,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("RELAYDESK_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     recorder = Recorder(load_settings())
     recorder.add(entry())  # refused connection: swallowed
     assert recorder._quiet_until > time.monotonic()

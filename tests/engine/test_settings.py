@@ -46,7 +46,7 @@ def test_precedence_is_overrides_env_dotenv_config(
     ("RELAYDESK_RATE_LIMIT", "20 per second", "e.g. 20/s"),
     ("RELAYDESK_DEFAULT_REGION", "XX", "two-letter"),
     ("RELAYDESK_ENV", "staging", "development or production"),
-    ("SENTRY_SAMPLE_RATE", "2", "between 0 and 1"),
+    ("RELAYDESK_SENTRY_SAMPLE_RATE", "2", "between 0 and 1"),
     ("RELAYDESK_CURRENCY_FORMAT", "KES", "{amount}"),
 ])
 def test_bad_values_name_the_setting_and_source(
@@ -61,7 +61,7 @@ def test_bad_values_name_the_setting_and_source(
 
 
 def test_config_file_errors_are_clear(tmp_path: Path) -> None:
-    write_config(tmp_path, "REDIS_URL = \n")
+    write_config(tmp_path, "RELAYDESK_REDIS_URL = \n")
     with pytest.raises(SettingsError, match="not valid TOML"):
         load_settings()
     write_config(tmp_path, 'REDIS_ULR = "redis://x"\n')
@@ -70,20 +70,20 @@ def test_config_file_errors_are_clear(tmp_path: Path) -> None:
 
 
 def test_secrets_are_masked_in_describe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SENTRY_DSN", "https://abcdef0123456789@o1.ingest.example/42")
-    monkeypatch.setenv("REDIS_URL", "redis://:hunter2secret@10.0.0.5:6380/1")
-    monkeypatch.setenv("DATABASE_URL", "postgresql://app:pgpass-secret@db/relaydesk")
+    monkeypatch.setenv("RELAYDESK_SENTRY_DSN", "https://abcdef0123456789@o1.ingest.example/42")
+    monkeypatch.setenv("RELAYDESK_REDIS_URL", "redis://:hunter2secret@10.0.0.5:6380/1")
+    monkeypatch.setenv("RELAYDESK_DATABASE_URL", "postgresql://app:pgpass-secret@db/relaydesk")
     shown = load_settings().describe()
     text = repr(shown)
     for secret in ("abcdef0123456789", "hunter2secret", "pgpass-secret"):
         assert secret not in text
-    assert shown["REDIS_URL"] == "redis://:****@10.0.0.5:6380/1"
-    assert shown["DATABASE_URL"] == "postgresql://app:****@db/relaydesk"
+    assert shown["RELAYDESK_REDIS_URL"] == "redis://:****@10.0.0.5:6380/1"
+    assert shown["RELAYDESK_DATABASE_URL"] == "postgresql://app:****@db/relaydesk"
 
 
 def test_bad_secret_value_is_masked_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SENTRY_SAMPLE_RATE", "x")
-    with pytest.raises(SettingsError, match="SENTRY_SAMPLE_RATE"):
+    monkeypatch.setenv("RELAYDESK_SENTRY_SAMPLE_RATE", "x")
+    with pytest.raises(SettingsError, match="RELAYDESK_SENTRY_SAMPLE_RATE"):
         load_settings()
 
 
@@ -135,9 +135,9 @@ def test_min_processes_above_max_names_both_and_their_sources(
 
 
 def test_settings_repr_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "tw-token-0123456789abcdef")
-    monkeypatch.setenv("SMS_GATEWAY_URL", "https://user:gw-password@gw.example/send")
-    monkeypatch.setenv("DATABASE_URL", "postgresql://app:pgpass-secret@db/relaydesk")
+    monkeypatch.setenv("RELAYDESK_TWILIO_AUTH_TOKEN", "tw-token-0123456789abcdef")
+    monkeypatch.setenv("RELAYDESK_SMS_GATEWAY_URL", "https://user:gw-password@gw.example/send")
+    monkeypatch.setenv("RELAYDESK_DATABASE_URL", "postgresql://app:pgpass-secret@db/relaydesk")
     text = repr(load_settings())
     for secret in ("tw-token-0123456789ab", "gw-password", "pgpass-secret"):
         assert secret not in text

@@ -82,14 +82,15 @@ def test_every_setting_is_described_for_the_form() -> None:
     assert set(fields) == set(setting_names())
     assert [f.group for f in fields.values()] == sorted(
         (f.group for f in fields.values()), key=GROUPS.index)  # grouped, in GROUPS order
-    assert fields["SMS_PROVIDER"].kind == "choice"
-    assert fields["SMS_PROVIDER"].choices == PROVIDERS
+    assert fields["RELAYDESK_SMS_PROVIDER"].kind == "choice"
+    assert fields["RELAYDESK_SMS_PROVIDER"].choices == PROVIDERS
     assert fields["RELAYDESK_ENV"].choices == ("production", "development")
     assert "KE" in fields["RELAYDESK_DEFAULT_REGION"].choices
     assert fields["RELAYDESK_CHUNK_SIZE"].kind == "int"
-    assert fields["SENTRY_SAMPLE_RATE"].maximum == 1
-    assert fields["REDIS_URL"].kind == "url"
-    for name in ("TWILIO_AUTH_TOKEN", "AT_API_KEY", "SENTRY_DSN", "SMS_HTTP_AUTH_HEADER"):
+    assert fields["RELAYDESK_SENTRY_SAMPLE_RATE"].maximum == 1
+    assert fields["RELAYDESK_REDIS_URL"].kind == "url"
+    for name in ("RELAYDESK_TWILIO_AUTH_TOKEN", "RELAYDESK_AT_API_KEY", "RELAYDESK_SENTRY_DSN",
+                 "RELAYDESK_SMS_HTTP_AUTH_HEADER"):
         assert fields[name].secret
         assert fields[name].kind == "secret"
     assert fields["RELAYDESK_MAX_PROCESSES"].default == "20"
@@ -99,17 +100,17 @@ def test_every_setting_is_described_for_the_form() -> None:
 def test_fields_show_value_and_source_but_never_a_secret(
     config_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config_path.write_text(f'RELAYDESK_CHUNK_SIZE = 25\nTWILIO_AUTH_TOKEN = "{TOKEN}"\n')
+    config_path.write_text(f'RELAYDESK_CHUNK_SIZE = 25\nRELAYDESK_TWILIO_AUTH_TOKEN = "{TOKEN}"\n')
     Path(".env").write_text("RELAYDESK_DEFAULT_REGION=UG\n")
-    monkeypatch.setenv("REDIS_URL", "redis://:hunter2-secret@10.0.0.5:6379/0")
+    monkeypatch.setenv("RELAYDESK_REDIS_URL", "redis://:hunter2-secret@10.0.0.5:6379/0")
     fields = editable_fields()
     assert (fields["RELAYDESK_CHUNK_SIZE"].value, fields["RELAYDESK_CHUNK_SIZE"].source) == (
         "25", "config")
     assert (fields["RELAYDESK_DEFAULT_REGION"].value,
             fields["RELAYDESK_DEFAULT_REGION"].source) == ("UG", ".env")
-    assert fields["REDIS_URL"].value == "redis://:****@10.0.0.5:6379/0"
-    assert fields["REDIS_URL"].source == "environment"
-    token = fields["TWILIO_AUTH_TOKEN"]
+    assert fields["RELAYDESK_REDIS_URL"].value == "redis://:****@10.0.0.5:6379/0"
+    assert fields["RELAYDESK_REDIS_URL"].source == "environment"
+    token = fields["RELAYDESK_TWILIO_AUTH_TOKEN"]
     assert (token.value, token.is_set, token.source) == ("", True, "config")
     bulk = fields["RELAYDESK_BULK_THRESHOLD"]
     assert (bulk.value, bulk.is_set, bulk.source) == ("100", False, "default")
@@ -128,18 +129,18 @@ def test_fields_show_value_and_source_but_never_a_secret(
     ("RELAYDESK_RATE_LIMIT", "x/s", ["e.g. 20/s"]),
     ("RELAYDESK_DEFAULT_REGION", "XX", ["two-letter"]),
     ("RELAYDESK_ENV", "staging", ["development or production"]),
-    ("SENTRY_SAMPLE_RATE", "2", ["between 0 and 1"]),
+    ("RELAYDESK_SENTRY_SAMPLE_RATE", "2", ["between 0 and 1"]),
     ("RELAYDESK_CURRENCY_FORMAT", "KES", ["{amount}"]),
     ("RELAYDESK_PRICE_PER_SEGMENT", "-0.5", ["zero or more"]),
     ("RELAYDESK_PRICE_PER_SEGMENT", "cheap", ["number such as 0.80"]),
-    ("SMS_PROVIDER", "nexmo", ["sandbox, http, twilio, africastalking"]),
-    ("REDIS_URL", "localhost:6379", ["redis://"]),
-    ("DATABASE_URL", "mysql://u:p@h/db", ["PostgreSQL"]),
-    ("DATABASE_URL", "not a url", ["postgresql://user:password@host/dbname"]),
-    ("SMS_GATEWAY_URL", "ftp://gw", ["https://"]),
-    ("SENTRY_DSN", "not-a-dsn", ["Client Keys"]),
-    ("SMS_HTTP_BODY_TEMPLATE", '{"to": {to}', ["must be JSON"]),
-    ("SMS_HTTP_AUTH_HEADER", "Bearer abc", ["Name: value"]),
+    ("RELAYDESK_SMS_PROVIDER", "nexmo", ["sandbox, http, twilio, africastalking"]),
+    ("RELAYDESK_REDIS_URL", "localhost:6379", ["redis://"]),
+    ("RELAYDESK_DATABASE_URL", "mysql://u:p@h/db", ["PostgreSQL"]),
+    ("RELAYDESK_DATABASE_URL", "not a url", ["postgresql://user:password@host/dbname"]),
+    ("RELAYDESK_SMS_GATEWAY_URL", "ftp://gw", ["https://"]),
+    ("RELAYDESK_SENTRY_DSN", "not-a-dsn", ["Client Keys"]),
+    ("RELAYDESK_SMS_HTTP_BODY_TEMPLATE", '{"to": {to}', ["must be JSON"]),
+    ("RELAYDESK_SMS_HTTP_AUTH_HEADER", "Bearer abc", ["Name: value"]),
 ])
 def test_bad_values_get_a_message_saying_what_to_do(
     name: str, value: str, fragments: list[str]
@@ -154,17 +155,20 @@ def test_good_values_and_empty_ones_pass() -> None:
     assert validate({}) == {}
     assert validate({
         "RELAYDESK_CHUNK_SIZE": "25", "RELAYDESK_RATE_LIMIT": "600/m",
-        "RELAYDESK_PRICE_PER_SEGMENT": "0.0079", "REDIS_URL": "rediss://:pw@redis.example:6380/0",
-        "DATABASE_URL": "postgres://app:pw@db/relaydesk", "SENTRY_DSN": "https://k@o1.ingest.example/4",
-        "SMS_HTTP_AUTH_HEADER": "Authorization: Bearer abc", "RELAYDESK_BULK_THRESHOLD": "",
-        "TWILIO_AUTH_TOKEN": "",
+        "RELAYDESK_PRICE_PER_SEGMENT": "0.0079",
+        "RELAYDESK_REDIS_URL": "rediss://:pw@redis.example:6380/0",
+        "RELAYDESK_DATABASE_URL": "postgres://app:pw@db/relaydesk",
+        "RELAYDESK_SENTRY_DSN": "https://k@o1.ingest.example/4",
+        "RELAYDESK_SMS_HTTP_AUTH_HEADER": "Authorization: Bearer abc",
+        "RELAYDESK_BULK_THRESHOLD": "", "RELAYDESK_TWILIO_AUTH_TOKEN": "",
     }) == {}
 
 
 def test_secret_values_are_not_echoed_in_messages() -> None:
-    errors = validate({"SMS_HTTP_AUTH_HEADER": "s3cr3t-no-colon",
-                       "SENTRY_DSN": "s3cr3t-dsn", "REDIS_URL": "http://:s3cr3t@h"})
-    assert set(errors) == {"SMS_HTTP_AUTH_HEADER", "SENTRY_DSN", "REDIS_URL"}
+    errors = validate({"RELAYDESK_SMS_HTTP_AUTH_HEADER": "s3cr3t-no-colon",
+                       "RELAYDESK_SENTRY_DSN": "s3cr3t-dsn", "RELAYDESK_REDIS_URL": "http://:s3cr3t@h"})
+    assert set(errors) == {"RELAYDESK_SMS_HTTP_AUTH_HEADER", "RELAYDESK_SENTRY_DSN",
+                           "RELAYDESK_REDIS_URL"}
     assert "s3cr3t" not in repr(errors)
 
 
@@ -175,21 +179,24 @@ def test_unknown_settings_and_bad_clears_are_reported() -> None:
 
 
 def test_provider_needs_its_credentials_typed_now_or_saved_before() -> None:
-    errors = validate({"SMS_PROVIDER": "twilio"})
-    assert set(errors) == {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"}
-    assert "Twilio" in errors["TWILIO_AUTH_TOKEN"]
-    assert "choose another SMS provider" in errors["TWILIO_AUTH_TOKEN"]
-    save({"TWILIO_AUTH_TOKEN": TOKEN})
+    errors = validate({"RELAYDESK_SMS_PROVIDER": "twilio"})
+    assert set(errors) == {"RELAYDESK_TWILIO_ACCOUNT_SID", "RELAYDESK_TWILIO_AUTH_TOKEN",
+                           "RELAYDESK_TWILIO_FROM"}
+    assert "Twilio" in errors["RELAYDESK_TWILIO_AUTH_TOKEN"]
+    assert "choose another SMS provider" in errors["RELAYDESK_TWILIO_AUTH_TOKEN"]
+    save({"RELAYDESK_TWILIO_AUTH_TOKEN": TOKEN})
     # the token saved before counts, though the form sends it empty ("unchanged")
-    assert validate({"SMS_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": "AC123",
-                     "TWILIO_FROM": "+14155550100", "TWILIO_AUTH_TOKEN": ""}) == {}
+    assert validate({"RELAYDESK_SMS_PROVIDER": "twilio", "RELAYDESK_TWILIO_ACCOUNT_SID": "AC123",
+                     "RELAYDESK_TWILIO_FROM": "+14155550100",
+                     "RELAYDESK_TWILIO_AUTH_TOKEN": ""}) == {}
     # ... unless it is cleared at the same time
-    cleared = validate({"SMS_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": "AC123",
-                        "TWILIO_FROM": "+14155550100"}, clear=["TWILIO_AUTH_TOKEN"])
-    assert list(cleared) == ["TWILIO_AUTH_TOKEN"]
-    assert list(validate({"SMS_PROVIDER": "africastalking", "AT_USERNAME": "sandbox"})) == [
-        "AT_API_KEY"]
-    assert list(validate({"SMS_PROVIDER": "http"})) == ["SMS_GATEWAY_URL"]
+    cleared = validate({"RELAYDESK_SMS_PROVIDER": "twilio", "RELAYDESK_TWILIO_ACCOUNT_SID": "AC123",
+                        "RELAYDESK_TWILIO_FROM": "+14155550100"},
+                       clear=["RELAYDESK_TWILIO_AUTH_TOKEN"])
+    assert list(cleared) == ["RELAYDESK_TWILIO_AUTH_TOKEN"]
+    assert list(validate({"RELAYDESK_SMS_PROVIDER": "africastalking",
+                          "RELAYDESK_AT_USERNAME": "sandbox"})) == ["RELAYDESK_AT_API_KEY"]
+    assert list(validate({"RELAYDESK_SMS_PROVIDER": "http"})) == ["RELAYDESK_SMS_GATEWAY_URL"]
 
 
 def test_process_bounds_and_backoff_are_checked_together(config_path: Path) -> None:
@@ -307,20 +314,20 @@ def test_values_hidden_by_the_environment_are_reported(
 
 
 def test_a_masked_url_keeps_its_password(config_path: Path) -> None:
-    save({"REDIS_URL": "redis://:hunter2-secret@10.0.0.5:6379/0"})
-    shown = editable_fields()["REDIS_URL"].value
+    save({"RELAYDESK_REDIS_URL": "redis://:hunter2-secret@10.0.0.5:6379/0"})
+    shown = editable_fields()["RELAYDESK_REDIS_URL"].value
     assert shown == "redis://:****@10.0.0.5:6379/0"
-    save({"REDIS_URL": shown.replace("/0", "/3")})  # the operator changed the db only
+    save({"RELAYDESK_REDIS_URL": shown.replace("/0", "/3")})  # the operator changed the db only
     assert load_settings().redis_url == "redis://:hunter2-secret@10.0.0.5:6379/3"
 
 
 # --- save: secrets -----------------------------------------------------------------------
 
 def test_without_a_keyring_secrets_go_to_the_private_file(config_path: Path) -> None:
-    result = save({"TWILIO_AUTH_TOKEN": TOKEN, "RELAYDESK_CHUNK_SIZE": "30"})
-    assert result.secrets == {"TWILIO_AUTH_TOKEN": "config file"}
+    result = save({"RELAYDESK_TWILIO_AUTH_TOKEN": TOKEN, "RELAYDESK_CHUNK_SIZE": "30"})
+    assert result.secrets == {"RELAYDESK_TWILIO_AUTH_TOKEN": "config file"}
     assert result.keyring_service is None
-    assert read_toml(config_path)["TWILIO_AUTH_TOKEN"] == TOKEN
+    assert read_toml(config_path)["RELAYDESK_TWILIO_AUTH_TOKEN"] == TOKEN
     assert mode(config_path) == 0o600
     assert load_settings().twilio_auth_token == TOKEN
     assert TOKEN not in repr(result)
@@ -329,39 +336,41 @@ def test_without_a_keyring_secrets_go_to_the_private_file(config_path: Path) -> 
 def test_with_a_keyring_secrets_go_there_and_load_back(
     config_path: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config_path.write_text(f'TWILIO_AUTH_TOKEN = "old-{TOKEN}"\n')  # an earlier plain copy
-    result = save({"TWILIO_AUTH_TOKEN": TOKEN, "AT_API_KEY": AT_KEY})
+    # an earlier plain copy
+    config_path.write_text(f'RELAYDESK_TWILIO_AUTH_TOKEN = "old-{TOKEN}"\n')
+    result = save({"RELAYDESK_TWILIO_AUTH_TOKEN": TOKEN, "RELAYDESK_AT_API_KEY": AT_KEY})
     service = keyring_service(config_path)
-    assert result.secrets == {"TWILIO_AUTH_TOKEN": "keyring", "AT_API_KEY": "keyring"}
+    assert result.secrets == {"RELAYDESK_TWILIO_AUTH_TOKEN": "keyring",
+                              "RELAYDESK_AT_API_KEY": "keyring"}
     assert result.keyring_service == service
-    assert memory_keyring.items == {(service, "TWILIO_AUTH_TOKEN"): TOKEN,
-                                    (service, "AT_API_KEY"): AT_KEY}
+    assert memory_keyring.items == {(service, "RELAYDESK_TWILIO_AUTH_TOKEN"): TOKEN,
+                                    (service, "RELAYDESK_AT_API_KEY"): AT_KEY}
     text = config_path.read_text()
     assert TOKEN not in text
     assert AT_KEY not in text
     assert read_toml(config_path)["keyring"] == {
-        "service": service, "secrets": ["TWILIO_AUTH_TOKEN", "AT_API_KEY"]}
+        "service": service, "secrets": ["RELAYDESK_TWILIO_AUTH_TOKEN", "RELAYDESK_AT_API_KEY"]}
     s = load_settings()
     assert (s.twilio_auth_token, s.at_api_key) == (TOKEN, AT_KEY)
-    assert editable_fields()["TWILIO_AUTH_TOKEN"].source == "keyring"
+    assert editable_fields()["RELAYDESK_TWILIO_AUTH_TOKEN"].source == "keyring"
     assert TOKEN not in repr(s)
     # the environment still wins over the keyring
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "from-the-environment")
+    monkeypatch.setenv("RELAYDESK_TWILIO_AUTH_TOKEN", "from-the-environment")
     assert load_settings().twilio_auth_token == "from-the-environment"
 
 
 def test_empty_secret_is_unchanged_and_clear_removes_it(
     config_path: Path, memory_keyring: MemoryKeyring
 ) -> None:
-    save({"TWILIO_AUTH_TOKEN": TOKEN, "AT_API_KEY": AT_KEY})
-    save({"TWILIO_AUTH_TOKEN": "", "RELAYDESK_CHUNK_SIZE": "30"})
+    save({"RELAYDESK_TWILIO_AUTH_TOKEN": TOKEN, "RELAYDESK_AT_API_KEY": AT_KEY})
+    save({"RELAYDESK_TWILIO_AUTH_TOKEN": "", "RELAYDESK_CHUNK_SIZE": "30"})
     assert load_settings().twilio_auth_token == TOKEN
-    result = save({}, clear=["TWILIO_AUTH_TOKEN"])
-    assert result.cleared == ("TWILIO_AUTH_TOKEN",)
-    assert (keyring_service(config_path), "TWILIO_AUTH_TOKEN") not in memory_keyring.items
+    result = save({}, clear=["RELAYDESK_TWILIO_AUTH_TOKEN"])
+    assert result.cleared == ("RELAYDESK_TWILIO_AUTH_TOKEN",)
+    assert (keyring_service(config_path), "RELAYDESK_TWILIO_AUTH_TOKEN") not in memory_keyring.items
     s = load_settings()
     assert (s.twilio_auth_token, s.at_api_key) == (None, AT_KEY)
-    save({}, clear=["AT_API_KEY"])
+    save({}, clear=["RELAYDESK_AT_API_KEY"])
     assert memory_keyring.items == {}
     assert read_toml(config_path) == {"RELAYDESK_CHUNK_SIZE": 30}  # no empty [keyring] left
 
@@ -370,8 +379,8 @@ def test_two_config_files_keep_their_secrets_apart(
     tmp_path: Path, memory_keyring: MemoryKeyring
 ) -> None:
     first, second = tmp_path / "a" / "config.toml", tmp_path / "b" / "config.toml"
-    save({"AT_API_KEY": "key-for-a"}, config_path=first)
-    save({"AT_API_KEY": "key-for-b"}, config_path=second)
+    save({"RELAYDESK_AT_API_KEY": "key-for-a"}, config_path=first)
+    save({"RELAYDESK_AT_API_KEY": "key-for-b"}, config_path=second)
     assert keyring_service(first) != keyring_service(second)
     for path, key in ((first, "key-for-a"), (second, "key-for-b")):
         env = {**os.environ, "RELAYDESK_CONFIG_FILE": str(path)}
@@ -381,15 +390,15 @@ def test_two_config_files_keep_their_secrets_apart(
 def test_a_failing_keyring_falls_back_and_never_stops_loading(
     config_path: Path, memory_keyring: MemoryKeyring, caplog: pytest.LogCaptureFixture
 ) -> None:
-    save({"AT_API_KEY": AT_KEY})  # into the keyring
+    save({"RELAYDESK_AT_API_KEY": AT_KEY})  # into the keyring
     keyring.set_keyring(BrokenKeyring())
     with caplog.at_level(logging.WARNING):
-        result = save({"TWILIO_AUTH_TOKEN": TOKEN})
-        assert result.secrets == {"TWILIO_AUTH_TOKEN": "config file"}
+        result = save({"RELAYDESK_TWILIO_AUTH_TOKEN": TOKEN})
+        assert result.secrets == {"RELAYDESK_TWILIO_AUTH_TOKEN": "config file"}
         s = load_settings()
     assert s.twilio_auth_token == TOKEN
     assert s.at_api_key is None  # could not be read: a warning, not a failure
-    assert "AT_API_KEY" in caplog.text
+    assert "RELAYDESK_AT_API_KEY" in caplog.text
     assert AT_KEY not in caplog.text
     assert TOKEN not in caplog.text
     keyring.set_keyring(fail.Keyring())  # now no keyring at all
@@ -412,10 +421,12 @@ def test_usable_keyring_detection(memory_keyring: MemoryKeyring) -> None:
 def test_the_settings_command_never_prints_secrets(
     config_path: Path, memory_keyring: MemoryKeyring
 ) -> None:
-    # (no SENTRY_DSN here: the command would start Sentry in the test process)
-    save({"TWILIO_AUTH_TOKEN": TOKEN, "SMS_HTTP_AUTH_HEADER": "X-Api-Key: abcdef0123456789"})
+    # (no RELAYDESK_SENTRY_DSN here: the command would start Sentry in the test process)
+    save({"RELAYDESK_TWILIO_AUTH_TOKEN": TOKEN,
+          "RELAYDESK_SMS_HTTP_AUTH_HEADER": "X-Api-Key: abcdef0123456789"})
     keyring.set_keyring(fail.Keyring())
-    save({"AT_API_KEY": AT_KEY, "DATABASE_URL": "postgresql://app:pg-secret-pw@db/relaydesk"})
+    save({"RELAYDESK_AT_API_KEY": AT_KEY,
+          "RELAYDESK_DATABASE_URL": "postgresql://app:pg-secret-pw@db/relaydesk"})
     keyring.set_keyring(memory_keyring)
     assert load_settings().twilio_auth_token == TOKEN  # both sources are in force
     runner = CliRunner()
@@ -425,8 +436,8 @@ def test_the_settings_command_never_prints_secrets(
         for secret in (TOKEN[:-4], AT_KEY[:-4], "abcdef0123456789", "pg-secret-pw"):
             assert secret not in result.output
     shown = json.loads(result.output)
-    assert shown["TWILIO_AUTH_TOKEN"] == "****" + TOKEN[-4:]
-    assert shown["DATABASE_URL"] == "postgresql://app:****@db/relaydesk"
+    assert shown["RELAYDESK_TWILIO_AUTH_TOKEN"] == "****" + TOKEN[-4:]
+    assert shown["RELAYDESK_DATABASE_URL"] == "postgresql://app:****@db/relaydesk"
 
 
 def test_a_broken_keyring_table_is_a_clear_error(config_path: Path) -> None:
@@ -436,10 +447,10 @@ def test_a_broken_keyring_table_is_a_clear_error(config_path: Path) -> None:
 
 
 def test_preview_settings_is_the_form_in_force(config_path: Path) -> None:
-    save({"TWILIO_AUTH_TOKEN": TOKEN, "RELAYDESK_CHUNK_SIZE": "30"})
-    s = preview_settings({"SMS_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": "AC1",
-                          "TWILIO_FROM": "+14155550100", "TWILIO_AUTH_TOKEN": "",
-                          "RELAYDESK_CHUNK_SIZE": ""})
+    save({"RELAYDESK_TWILIO_AUTH_TOKEN": TOKEN, "RELAYDESK_CHUNK_SIZE": "30"})
+    s = preview_settings({"RELAYDESK_SMS_PROVIDER": "twilio", "RELAYDESK_TWILIO_ACCOUNT_SID": "AC1",
+                          "RELAYDESK_TWILIO_FROM": "+14155550100",
+                          "RELAYDESK_TWILIO_AUTH_TOKEN": "", "RELAYDESK_CHUNK_SIZE": ""})
     assert (s.sms_provider, s.twilio_auth_token, s.chunk_size) == ("twilio", TOKEN, 50)
-    assert preview_settings({}, clear=["TWILIO_AUTH_TOKEN"]).twilio_auth_token is None
+    assert preview_settings({}, clear=["RELAYDESK_TWILIO_AUTH_TOKEN"]).twilio_auth_token is None
     assert read_toml(config_path)["RELAYDESK_CHUNK_SIZE"] == 30  # nothing was saved

@@ -134,7 +134,7 @@ def test_unreachable_database_is_a_clear_error(settings: Settings) -> None:
     bad = replace(settings, database_url="postgresql://nobody:secretpw@127.0.0.1:1/none")
     with pytest.raises(DatabaseError) as info:
         open_database(bad)
-    assert "DATABASE_URL" in str(info.value)
+    assert "RELAYDESK_DATABASE_URL" in str(info.value)
     assert "secretpw" not in str(info.value)
 
 

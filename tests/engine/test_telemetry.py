@@ -56,7 +56,7 @@ class SentryEndpoint:
 @pytest.fixture
 def sentry_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[SentryEndpoint]:
     endpoint = SentryEndpoint()
-    monkeypatch.setenv("SENTRY_DSN", endpoint.dsn)
+    monkeypatch.setenv("RELAYDESK_SENTRY_DSN", endpoint.dsn)
     yield endpoint
     sentry_sdk.init()  # no DSN: reporting off again for the other tests
     endpoint.server.shutdown()

@@ -82,7 +82,7 @@ def test_the_bundle_reaches_postgresql_through_the_system_libpq(tmp_path: Path,
                                                               postgres_url: str) -> None:
     # build.spec leaves psycopg's binary build out: psycopg's pure-Python implementation
     # loads the machine's libpq with ctypes, which the .deb depends on.
-    env = no_python_env(tmp_path, DATABASE_URL=postgres_url,
+    env = no_python_env(tmp_path, RELAYDESK_DATABASE_URL=postgres_url,
                         RELAYDESK_DATA_DIR=str(tmp_path / "data"),
                         RELAYDESK_CONFIG_FILE=str(tmp_path / "config.toml"))
     sample = BUNDLE / "_internal" / "resources" / "sample_contacts.csv"
