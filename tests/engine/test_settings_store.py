@@ -245,7 +245,7 @@ def test_empty_means_default_and_unchanged_values_are_not_pinned(config_path: Pa
 
 def test_keys_save_was_not_given_are_kept(config_path: Path) -> None:
     config_path.write_text(
-        '# my notes\nRELAYDESK_BULK_THRESHOLD = 150\nSENTRY_RELEASE = "1.2 \\"beta\\""\n'
+        '# my notes\nRELAYDESK_BULK_THRESHOLD = 150\nRELAYDESK_SENTRY_RELEASE = "1.2 \\"beta\\""\n'
         'RELAYDESK_PACING_CHUNK_S = 2.5\n'
         '[desktop]\ntheme = "dark"\nsize = {w = 800, h = 600}\nratio = 0.25\n'
         'seen = 2024-05-01T10:00:00Z\nflags = [1, 2]\nnote = "tab\\tand\\u007f"\n')
