@@ -16,7 +16,7 @@ class ProviderConfigError(ValueError):
 
 
 def _require(settings: Settings, *names: str) -> None:
-    missing = [n for n in names if not getattr(settings, n.lower())]
+    missing = [n for n in names if not getattr(settings, n.removeprefix("RELAYDESK_").lower())]
     if missing:
         raise ProviderConfigError(
             f"RELAYDESK_SMS_PROVIDER={settings.sms_provider} needs {', '.join(missing)}; set them "
