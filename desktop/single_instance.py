@@ -1,19 +1,58 @@
-"""One console per data dir: a second launch asks the first to show itself, then exits."""
+"""One console per data dir: a second launch asks the first to show itself, then exits.
+
+The console listens on a local socket whose name derives from the data dir. On Linux and
+macOS the socket lives in the user's private runtime dir (``$XDG_RUNTIME_DIR/relaydesk``,
+mode 0700), not under a predictable name in the shared temp dir, where another local user
+could create it first and either block the console or receive its requests. Windows names
+a pipe instead; Qt limits its access to the current user.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
+import sys
+import warnings
 from pathlib import Path
 
+import platformdirs
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
 CONNECT_TIMEOUT_MS = 500
 
 
+class RuntimeDirNotPrivate(RuntimeError):
+    """The per-user runtime dir is not the user's alone; the message says what to do."""
+
+
+def runtime_dir() -> Path:
+    """The user's private runtime dir for RelayDesk, created 0700 if missing."""
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR (servers, containers) platformdirs warns and falls back
+        # to a checked per-user dir: expected there, not the operator's concern.
+        warnings.simplefilter("ignore")
+        base = Path(platformdirs.user_runtime_dir("relaydesk", appauthor=False,
+                                                  ensure_exists=True))
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = base.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise RuntimeDirNotPrivate(
+            f"{base} is not a directory of your own: remove it, or set XDG_RUNTIME_DIR to a "
+            "private directory, then start RelayDesk again")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        base.chmod(0o700)  # ours, made by an older version or another umask
+    return base
+
+
 def server_name(data_dir: Path) -> str:
+    """The local socket's name (a full path outside Windows): one per data dir."""
     digest = hashlib.sha1(str(data_dir.resolve()).encode(), usedforsecurity=False).hexdigest()
-    return f"relaydesk-{digest[:16]}"
+    name = f"relaydesk-{digest[:16]}"
+    if sys.platform == "win32":
+        return name
+    return str(runtime_dir() / name)
 
 
 def ask_running_instance_to_raise(data_dir: Path) -> bool:
@@ -34,6 +73,8 @@ class InstanceServer(QObject):
     def __init__(self, data_dir: Path) -> None:
         super().__init__()
         self.server = QLocalServer(self)
+        # Only this user may connect (the private dir already ensures it outside Windows).
+        self.server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         self._pending: list[QLocalSocket] = []
         name = server_name(data_dir)
         if not self.server.listen(name):

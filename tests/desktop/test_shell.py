@@ -4,9 +4,11 @@ geometry, one console per data dir, and the screenshot tour."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from pathlib import Path
 
+import pytest
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 from sqlalchemy import select
@@ -88,6 +90,33 @@ def test_second_launch_raises_the_first(qapp: QApplication, qtbot: QtBot,
     assert not ask_running_instance_to_raise(isolated_env)
     server = InstanceServer(isolated_env)
     try:
+        with qtbot.waitSignal(server.raise_requested):
+            assert ask_running_instance_to_raise(isolated_env)
+    finally:
+        server.close()
+
+
+def test_instance_socket_lives_in_a_private_per_user_dir(
+        qapp: QApplication, qtbot: QtBot, tmp_path: Path, isolated_env: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    server = InstanceServer(isolated_env)
+    try:
+        socket = Path(server.server.fullServerName())
+        assert socket.is_socket()
+        # Not a predictable name in the shared temp dir: a directory only this user can
+        # enter, below the user's runtime dir.
+        directory = socket.parent.lstat()
+        assert socket.parent.parent == runtime
+        assert stat.S_IMODE(directory.st_mode) == 0o700
+        assert directory.st_uid == os.getuid()
+        other = InstanceServer(tmp_path / "other-data")  # one console per data dir
+        try:
+            assert other.server.fullServerName() != server.server.fullServerName()
+        finally:
+            other.close()
         with qtbot.waitSignal(server.raise_requested):
             assert ask_running_instance_to_raise(isolated_env)
     finally:
