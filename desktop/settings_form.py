@@ -72,12 +72,13 @@ _SOURCE_TEXT = {
     "keyring": "Saved in the system keyring.",
     "environment": "Set in the environment ({name}): change it there. A value saved here is "
                    "overridden while it is set.",
-    ".env": "Set in the .env file of the folder RelayDesk started in: change it there. A "
-            "value saved here is overridden while it is set.",
+    "env file": "Set in the env file RelayDesk was started with (--env-file or "
+                "RELAYDESK_ENV_FILE): change it there. A value saved here is overridden "
+                "while it is set.",
     "command line": "Set on the command line for this session: start RelayDesk without it "
                     "to change the saved value.",
 }
-SHADOWING = ("command line", "environment", ".env")
+SHADOWING = ("command line", "environment", "env file")
 
 
 def tone(color: QColor) -> str:
@@ -104,7 +105,7 @@ def secret_placeholder(info: FieldInfo, clearing: bool) -> str:
     if not info.is_set:
         return "Not set" + (f" — e.g. {info.example}" if info.example else "")
     where = {"keyring": "saved in the system keyring", "config": "saved in the config file",
-             "environment": "set in the environment", ".env": "set in the .env file",
+             "environment": "set in the environment", "env file": "set in the env file",
              "command line": "set on the command line"}[info.source]
     return f"•••• {where} — type to replace"
 
@@ -143,7 +144,8 @@ def save_report(saved: SavedSettings, labels: dict[str, str], load_error: str | 
     if saved.cleared:
         parts.append(f"Removed: {names(saved.cleared)}.")
     if saved.shadowed:
-        parts.append(f"Still overridden by the environment or .env: {names(saved.shadowed)}.")
+        parts.append("Still overridden by the environment or the env file: "
+                     f"{names(saved.shadowed)}.")
     if load_error:
         parts.append(f"The console could not load them: {load_error}")
     else:

@@ -6,6 +6,7 @@ DESIGN.md, "Celery on Redis"); the comments say which.
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from typing import Any
@@ -21,6 +22,18 @@ from engine.queues import ALL_QUEUES, MESSAGES
 # claims its message row first, so a second copy of a task skips what the first sent.
 VISIBILITY_TIMEOUT_S = 60
 RESTORE_INTERVAL_S = 5
+
+# Celery reads these from the environment ahead of its own configuration. A shell set up for
+# another project (its CELERY_BROKER_URL, its loader) would point RelayDesk's workers and
+# publishes at that project's broker: RelayDesk's broker is RELAYDESK_REDIS_URL only. The
+# worker processes RelayDesk starts inherit the cleaned environment.
+FOREIGN_CELERY_VARIABLES = (
+    "CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL",
+    "CELERY_RESULT_BACKEND", "CELERY_LOADER", "CELERY_CONFIG_MODULE",
+    "CELERY_CUSTOM_WORKER_POOL",
+)
+for _name in FOREIGN_CELERY_VARIABLES:
+    os.environ.pop(_name, None)
 
 app = Celery("relaydesk", include=["engine.tasks"])
 app.conf.update(

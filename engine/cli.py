@@ -28,7 +28,7 @@ from engine.personalize import TemplateError
 from engine.planning import PlanError
 from engine.providers import ProviderConfigError
 from engine.providers.reachability import ProviderUnreachable
-from engine.settings import SettingsError
+from engine.settings import ENV_FILE_VARIABLE, SettingsError
 
 # Errors an operator can act on: shown as one plain line, no traceback.
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (
@@ -50,11 +50,16 @@ class RelayDeskGroup(click.Group):
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Keep all state of this run (database, Redis, logs) in DIR "
                    "[env: RELAYDESK_DATA_DIR].")
+@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Read settings from this env file (NAME=value lines), below the "
+                   "environment and above the config file [env: RELAYDESK_ENV_FILE].")
 @click.version_option(__version__, "--version", prog_name="relaydesk")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: Path | None) -> None:
+def cli(ctx: click.Context, data_dir: Path | None, env_file: Path | None) -> None:
     """RelayDesk: personalised SMS campaigns through Celery workers on Redis."""
     overrides = {"RELAYDESK_DATA_DIR": str(data_dir)} if data_dir else {}
+    if env_file:
+        overrides[ENV_FILE_VARIABLE] = str(env_file.expanduser().resolve())
     # Also for what loads the settings again on its own: a worker's runtime, its pool
     # processes, the console's helper process.
     os.environ.update(overrides)

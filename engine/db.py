@@ -19,7 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from filelock import FileLock
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -123,6 +123,22 @@ def upgrade(engine: Engine) -> None:
     _upgrade_locked(engine)
 
 
+def _refuse_foreign_schema(connection: Connection) -> None:
+    """A database with tables but no RelayDesk schema version belongs to something else
+    (e.g. a RELAYDESK_DATABASE_URL pointing at another application's database): creating
+    RelayDesk's tables in it would mix two applications' data."""
+    tables = sorted(inspect(connection).get_table_names())
+    if tables:
+        shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5
+                                         else "")
+        url = connection.engine.url.render_as_string(hide_password=False)
+        raise DatabaseError(
+            f"the database at {mask_url(url)} already holds {len(tables)} table(s) ({shown}) "
+            "but no RelayDesk schema, so it belongs to another application and RelayDesk "
+            "will not add its tables to it. Point RELAYDESK_DATABASE_URL at an empty "
+            "database of its own, or unset it to use the local SQLite file.")
+
+
 def _upgrade_locked(engine: Engine) -> None:
     if current_revision(engine) == head_revision():
         return
@@ -130,6 +146,9 @@ def _upgrade_locked(engine: Engine) -> None:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"),
                                {"k": _PG_MIGRATION_LOCK_KEY})
+        # Read again under the lock: another process may have just created the schema.
+        if MigrationContext.configure(connection).get_current_revision() is None:
+            _refuse_foreign_schema(connection)
         command.upgrade(_alembic_config(connection), "head")
 
 
@@ -162,6 +181,9 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Database:
             if migrate:
                 try:
                     upgrade(engine)
+                except DatabaseError:
+                    engine.dispose()
+                    raise
                 except OperationalError as exc:
                     engine.dispose()
                     raise DatabaseError(

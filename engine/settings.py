@@ -1,16 +1,22 @@
 """The one settings object every RelayDesk process loads the same way.
 
 Precedence, highest first: explicit overrides (CLI options such as ``--data-dir``),
-environment variables, a ``.env`` file in the working directory, the config file
-(``config.toml`` in the user config dir, or ``RELAYDESK_CONFIG_FILE``), built-in defaults.
-Every source uses the same names, the environment-variable names, so an operator
-can move a value between them without translating it.
+environment variables, an env file named explicitly (``--env-file`` or
+``RELAYDESK_ENV_FILE``), the config file (``config.toml`` in the user config dir, or
+``RELAYDESK_CONFIG_FILE``), built-in defaults. Every source uses the same names, the
+environment-variable names, so an operator can move a value between them without
+translating it.
+
+Every name carries the ``RELAYDESK_`` prefix and no ``.env`` file is read from the working
+directory: run inside another project's folder, RelayDesk must not pick up that project's
+``DATABASE_URL``, ``REDIS_URL`` or ``SENTRY_DSN``. Config files and keyring entries written
+under the old unprefixed names are migrated on first load (``LEGACY_NAMES``).
 
 Secrets saved from the console (``engine.settings_store``) may live in the system keyring
 instead of the config file. The config file then lists them in its ``[keyring]`` table
-(``service = "..."``, ``secrets = ["RELAYDESK_TWILIO_AUTH_TOKEN", ...]``), and only those are read
-from the keyring, after every other source: a process whose config names no keyring
-secret never loads or asks the keyring, so loading stays fast and works headless.
+(``service = "..."``, ``secrets = ["RELAYDESK_TWILIO_AUTH_TOKEN", ...]``), and only those
+are read from the keyring, after every other source: a process whose config names no
+keyring secret never loads or asks the keyring, so loading stays fast and works headless.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import phonenumbers
 import platformdirs
 from dotenv import dotenv_values
+from filelock import FileLock
 
+from engine.config_document import toml_document, write_private_file
 from engine.queues import ALL_QUEUES
 from engine.secrets import mask_secret, mask_url
 
@@ -40,7 +48,8 @@ APP_NAME = "relaydesk"
 KEYRING_SERVICE = APP_NAME  # for the default config file; others add their path
 KEYRING_TABLE = "keyring"  # the config file's table naming the secrets kept in the keyring
 
-Source = Literal["command line", "environment", ".env", "config", "keyring", "default"]
+Source = Literal["command line", "environment", "env file", "config", "keyring",
+                 "default"]
 
 Environment = Literal["development", "production"]
 PROVIDERS = ("sandbox", "http", "twilio", "africastalking")
@@ -144,8 +153,21 @@ def parse_wait_thresholds(text: str) -> WaitThresholds:
     return WaitThresholds(default, tuple(per_queue))
 
 
+def _reject_control_characters(text: str, allowed: frozenset[str] = frozenset()) -> str:
+    for position, char in enumerate(text, 1):
+        if char in _CONTROL_CHARACTERS and char not in allowed:
+            # Never the value itself: it may be a token.
+            raise ValueError(f"contains a control character (such as a line break or a NUL) "
+                             f"at position {position}: enter it again without it")
+    return text
+
+
 def _optional_str(text: str) -> str | None:
-    return text.strip() or None
+    return _reject_control_characters(text.strip()) or None
+
+
+def _body_template(text: str) -> str | None:
+    return _reject_control_characters(text.strip(), _BODY_WHITESPACE) or None
 
 
 def _positive_int(text: str) -> int:
@@ -200,6 +222,7 @@ def _region(text: str) -> str:
 
 
 def _currency_format(text: str) -> str:
+    _reject_control_characters(text)
     if "{amount}" not in text:
         raise ValueError("must contain {amount}, e.g. 'KES {amount}'")
     return text
@@ -219,8 +242,22 @@ def _positive_float(text: str) -> float:
     return value
 
 
+# A provider call must end well within the claim lease (engine.delivery_state.CLAIM_LEASE_S,
+# 60 s): a call still running when the lease ends could be sent a second time by the sweep.
+MAX_PROVIDER_TIMEOUT_S = 30.0
+
+
+def _provider_timeout(text: str) -> float:
+    value = _positive_float(text)
+    if value > MAX_PROVIDER_TIMEOUT_S:
+        raise ValueError(
+            f"must be at most {MAX_PROVIDER_TIMEOUT_S:g} seconds, e.g. 15: a longer call "
+            "could outlast the 60 s claim on its message, which may then be sent twice")
+    return value
+
+
 def _path(text: str) -> Path:
-    return Path(text).expanduser()
+    return Path(_reject_control_characters(text)).expanduser()
 
 
 def _price(text: str) -> Decimal:
@@ -269,7 +306,7 @@ _FIELDS: tuple[SettingField, ...] = (
     SettingField("RELAYDESK_RETRY_BACKOFF", "retry_backoff_s", _non_negative_float),
     SettingField("RELAYDESK_RETRY_BACKOFF_MAX", "retry_backoff_max_s", _non_negative_float),
     SettingField("RELAYDESK_SEND_CONCURRENCY", "send_concurrency", _positive_int),
-    SettingField("RELAYDESK_PROVIDER_TIMEOUT_S", "provider_timeout_s", _positive_float),
+    SettingField("RELAYDESK_PROVIDER_TIMEOUT_S", "provider_timeout_s", _provider_timeout),
     SettingField("RELAYDESK_BREAKER_THRESHOLD", "breaker_threshold", _positive_int),
     SettingField("RELAYDESK_BREAKER_COOLDOWN_S", "breaker_cooldown_s", _non_negative_float),
     SettingField("RELAYDESK_WORKER_CONCURRENCY", "worker_concurrency", _positive_int),
@@ -285,7 +322,7 @@ _FIELDS: tuple[SettingField, ...] = (
     SettingField("RELAYDESK_SMTP_URL", "smtp_url", _optional_str, url=True),
     SettingField("RELAYDESK_SMS_PROVIDER", "sms_provider", _provider),
     SettingField("RELAYDESK_SMS_GATEWAY_URL", "sms_gateway_url", _optional_str, url=True),
-    SettingField("RELAYDESK_SMS_HTTP_BODY_TEMPLATE", "sms_http_body_template", _optional_str),
+    SettingField("RELAYDESK_SMS_HTTP_BODY_TEMPLATE", "sms_http_body_template", _body_template),
     SettingField("RELAYDESK_SMS_HTTP_AUTH_HEADER", "sms_http_auth_header", _optional_str,
                  secret=True),
     SettingField("RELAYDESK_TWILIO_ACCOUNT_SID", "twilio_account_sid", _optional_str),
@@ -298,6 +335,26 @@ _FIELDS: tuple[SettingField, ...] = (
     SettingField("RELAYDESK_AT_API_URL", "at_api_url", _optional_str, url=True),
 )
 
+
+# Names the settings had before every one carried the RELAYDESK_ prefix. A config file or
+# keyring entries written under them are migrated when first read; the environment and
+# env files are never read under them (those are another program's names too).
+LEGACY_NAMES: dict[str, str] = {
+    old: "RELAYDESK_" + old for old in (
+        "REDIS_URL", "DATABASE_URL", "SENTRY_DSN", "SENTRY_RELEASE", "SENTRY_ENVIRONMENT",
+        "SENTRY_SAMPLE_RATE", "SENTRY_TRACES_SAMPLE_RATE", "SMS_PROVIDER", "SMS_GATEWAY_URL",
+        "SMS_HTTP_BODY_TEMPLATE", "SMS_HTTP_AUTH_HEADER", "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN", "TWILIO_FROM", "TWILIO_API_URL", "AT_USERNAME", "AT_API_KEY",
+        "AT_SENDER_ID", "AT_API_URL")
+}
+_OLD_NAME = {new: old for old, new in LEGACY_NAMES.items()}
+ENV_FILE_VARIABLE = "RELAYDESK_ENV_FILE"
+
+# Control characters have no place in a setting: a CR/LF in a header value would make the
+# provider call fail with the header (and its token) in the exception text. A body template
+# may span lines (JSON whitespace).
+_CONTROL_CHARACTERS = {chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))}
+_BODY_WHITESPACE = frozenset({"\t", "\n", "\r"})
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
@@ -437,14 +494,50 @@ def _keyring_ref(path: Path, table: object) -> KeyringRef:
     return KeyringRef(service, tuple(str(n) for n in names))
 
 
-def read_config_file(path: Path) -> ConfigFile:
-    if not path.exists():
-        return ConfigFile(path, {}, None)
+def _parse_config_text(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}. "
                             "Fix or delete it.") from exc
+
+
+def _has_legacy_names(data: dict[str, Any]) -> bool:
+    table = data.get(KEYRING_TABLE)
+    listed = table.get("secrets", []) if isinstance(table, dict) else []
+    return any(name in LEGACY_NAMES for name in [*data, *listed] if isinstance(name, str))
+
+
+def _migrate_legacy_names(path: Path) -> dict[str, Any]:
+    """Rewrite a config file that uses the old unprefixed names under the new ones,
+    atomically and under the same lock as a save; a name set both ways keeps the new
+    one's value. Returns the file's new content."""
+    with FileLock(str(path.with_name(path.name + ".lock")), timeout=10):
+        data = _parse_config_text(path)  # again: another process may have just done it
+        if not _has_legacy_names(data):
+            return data
+        renamed = [name for name in data if name in LEGACY_NAMES]
+        for old in renamed:
+            value = data.pop(old)
+            data.setdefault(LEGACY_NAMES[old], value)
+        table = data.get(KEYRING_TABLE)
+        if isinstance(table, dict) and isinstance(table.get("secrets"), list):
+            listed = [LEGACY_NAMES.get(n, n) for n in table["secrets"]]
+            renamed += [n for n in table["secrets"] if n in LEGACY_NAMES]
+            table["secrets"] = list(dict.fromkeys(listed))
+            data[KEYRING_TABLE] = data.pop(KEYRING_TABLE)  # tables go after plain keys
+        write_private_file(path, toml_document(data))
+    log.warning("config file %s: renamed %s to RelayDesk's own names (RELAYDESK_...)",
+                path, ", ".join(dict.fromkeys(renamed)))
+    return data
+
+
+def read_config_file(path: Path) -> ConfigFile:
+    if not path.exists():
+        return ConfigFile(path, {}, None)
+    data = _parse_config_text(path)
+    if _has_legacy_names(data):
+        data = _migrate_legacy_names(path)
     keyring = _keyring_ref(path, data.pop(KEYRING_TABLE)) if KEYRING_TABLE in data else None
     # Other tables belong to other readers (e.g. the console's own preferences); an unknown
     # top-level key is most likely a misspelt setting.
@@ -457,10 +550,27 @@ def read_config_file(path: Path) -> ConfigFile:
     return ConfigFile(path, {key: str(value) for key, value in data.items()}, keyring)
 
 
-def _read_dotenv(path: Path) -> dict[str, str]:
-    if not path.is_file():
+def env_file_path(overrides: Mapping[str, str] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Path | None:
+    """The env file named by ``--env-file`` or RELAYDESK_ENV_FILE; there is no implicit one
+    (a ``.env`` in the working directory belongs to whatever project is there)."""
+    environ = os.environ if environ is None else environ
+    named = (overrides or {}).get(ENV_FILE_VARIABLE) or environ.get(ENV_FILE_VARIABLE)
+    return Path(named).expanduser() if named else None
+
+
+def _read_env_file(path: Path | None) -> dict[str, str]:
+    if path is None:
         return {}
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    if not path.is_file():
+        raise SettingsError(f"env file {path} (from {ENV_FILE_VARIABLE} or --env-file) does "
+                            "not exist: fix the path, or unset it.")
+    values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    old = sorted(n for n in values if n in LEGACY_NAMES)
+    if old:
+        log.warning("env file %s sets %s, which RelayDesk no longer reads: rename them %s",
+                    path, ", ".join(old), ", ".join(LEGACY_NAMES[n] for n in old))
+    return values
 
 
 def usable_keyring() -> KeyringBackend | None:
@@ -482,6 +592,17 @@ def usable_keyring() -> KeyringBackend | None:
     return backend
 
 
+def _move_keyring_entry(backend: KeyringBackend, service: str, old: str,
+                        new: str) -> str | None:
+    """A secret an earlier version kept under its old name, now stored under the new one."""
+    value = backend.get_password(service, old)
+    if value is not None:
+        backend.set_password(service, new, value)
+        backend.delete_password(service, old)
+        log.warning("system keyring: renamed %s to %s (service %r)", old, new, service)
+    return value
+
+
 def _keyring_layer(ref: KeyringRef | None, wanted: set[str]) -> dict[str, str]:
     """The listed secrets no other source set, read from the keyring; failures are warnings
     (the provider check then says what is missing)."""
@@ -497,6 +618,8 @@ def _keyring_layer(ref: KeyringRef | None, wanted: set[str]) -> dict[str, str]:
     for name in names:
         try:
             value = backend.get_password(ref.service, name)
+            if value is None and name in _OLD_NAME:
+                value = _move_keyring_entry(backend, ref.service, _OLD_NAME[name], name)
         except Exception as exc:
             log.warning("could not read %s from the system keyring (%s)", name,
                         type(exc).__name__)
@@ -522,7 +645,7 @@ def raw_values(
     layers: list[tuple[Source, Mapping[str, str]]] = [
         ("command line", overrides or {}),
         ("environment", environ),
-        (".env", _read_dotenv(Path.cwd() / ".env")),
+        ("env file", _read_env_file(env_file_path(overrides, environ))),
         ("config", config.values),
     ]
     found: dict[str, tuple[str, Source]] = {}
@@ -545,9 +668,16 @@ def raw_values(
 def _describe_source(source: Source, environ: Mapping[str, str]) -> str:
     if source == "config":
         return f"config file {config_file_path(environ)}"
-    if source == "keyring":
-        return "system keyring"
-    return ".env file" if source == ".env" else source
+    if source == "env file":
+        return f"env file {env_file_path(None, environ)}"
+    return "system keyring" if source == "keyring" else source
+
+
+def _named_value(field: SettingField, raw: str) -> str:
+    """How an error names a setting: with its value, but a secret's never, a URL's masked."""
+    if field.secret:
+        return field.name
+    return f"{field.name}={mask_url(raw) if field.url else raw!r}"
 
 
 def load_settings(
@@ -567,9 +697,8 @@ def load_settings(
         try:
             values[field.attr] = field.parse(raw)
         except ValueError as exc:
-            shown = mask_secret(raw) if field.secret else raw
             raise SettingsError(
-                f"{field.name}={shown!r} (from {_describe_source(source, environ)}) "
+                f"{_named_value(field, raw)} (from {_describe_source(source, environ)}) "
                 f"is not valid: {exc}"
             ) from None
     values.setdefault("data_dir", default_data_dir())

@@ -15,7 +15,8 @@ secret, an empty text means "unchanged"; to remove a secret, name it in ``clear`
 whose password is shown masked (``redis://:****@host``) keeps the password in force.
 Integer settings are written as TOML integers, everything else as strings (so a price such
 as ``0.0079`` is kept exactly). ``save`` rewrites the file, so comments in it are lost.
-Values in the environment or a ``.env`` file still win over the file: ``save`` reports
+Values in the environment or an env file (``--env-file``) still win over the file: ``save``
+reports
 which of the saved values they hide.
 """
 
@@ -23,22 +24,20 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import phonenumbers
 from filelock import FileLock
 
-from engine.secrets import MASK
+from engine.config_document import toml_document, write_private_file
+from engine.secrets import restore_masked_url
 from engine.settings import (
     INSPECTOR_REFUSED,
     KEYRING_TABLE,
@@ -67,7 +66,7 @@ SecretStore = Literal["keyring", "config file"]
 
 GROUPS = ("General", "Connections", "Provider", "Sending", "Retries", "Workers", "Regional",
           "Metrics and alerts", "Monitoring (Sentry)")
-_SHADOWING: tuple[Source, ...] = ("command line", "environment", ".env")
+_SHADOWING: tuple[Source, ...] = ("command line", "environment", "env file")
 
 
 @dataclass(frozen=True)
@@ -322,16 +321,9 @@ def _environ(environ: Mapping[str, str] | None, config_path: Path | None) -> Map
 
 
 def restore_masked_password(url: str, current: str | None) -> str:
-    """``url`` with a masked password (``:****@``) given back the password of ``current``
-    when both name the same user: the form showed the masked URL and the operator kept it."""
-    try:
-        new, old = urlsplit(url), urlsplit(current or "")
-        if new.password != MASK or old.password is None or new.username != old.username:
-            return url
-    except ValueError:
-        return url
-    netloc = old.netloc.rpartition("@")[0] + "@" + new.netloc.rpartition("@")[2]
-    return urlunsplit((new.scheme, netloc, new.path, new.query, new.fragment))
+    """``url`` with its masked parts (password, query values: see mask_url) given back from
+    ``current``: the form showed the masked URL and the operator kept it."""
+    return restore_masked_url(url, current)
 
 
 def _shown(name: str, raw: str) -> str:
@@ -343,7 +335,8 @@ def _shown(name: str, raw: str) -> str:
 def editable_fields(environ: Mapping[str, str] | None = None,
                     config_path: Path | None = None) -> dict[str, FieldInfo]:
     """Every setting, grouped in GROUPS order, with the value in force and its source.
-    Reads the environment, .env and config file but never the keyring (no prompt, fast)."""
+    Reads the environment, the env file and config file but never the keyring (no prompt,
+    fast)."""
     env = _environ(environ, config_path)
     current = raw_values(environ=env, read_keyring=False)
     defaults = default_settings_text()
@@ -499,7 +492,7 @@ def _check_one(name: str, text: str) -> str | None:
 
 def _after_save(values: Mapping[str, str], clear: Collection[str],
                 current: dict[str, tuple[str, Source]]) -> tuple[dict[str, str], set[str]]:
-    """The settings texts in force once saved (the environment and .env still win), and
+    """The settings texts in force once saved (the environment and env file still win), and
     the names that would then be set."""
     texts = {n: raw for n, (raw, _) in current.items()}
     is_set = set(current)
@@ -594,74 +587,6 @@ def validate(values: Mapping[str, str], *, clear: Collection[str] = (),
 
 
 # --- saving --------------------------------------------------------------------------------
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
-
-
-def _toml_string(text: str) -> str:
-    # JSON's escapes are TOML's; TOML also wants DEL escaped.
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
-                               for k, v in value.items()) + "}"
-    return _toml_scalar(value)
-
-
-def _toml_scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _toml_document(data: dict[str, Any]) -> str:
-    lines = ["# RelayDesk settings. The console's Settings page rewrites this file.", ""]
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if k not in tables]
-    for key, table in tables.items():
-        lines += ["", f"[{_toml_key(key)}]"]
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
-
-
-def write_private_file(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with ``text``, readable by its owner only (0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o600)  # mkstemp makes it 0600 already; say so, whatever the umask
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
 
 def _read_document(path: Path) -> dict[str, Any]:
     if not path.exists():
@@ -777,7 +702,7 @@ def save(values: Mapping[str, str], config_path: Path | None = None, *,
         if plan.keyring_names:
             plan.data[KEYRING_TABLE] = {**table, "service": service,
                                         "secrets": plan.keyring_names}
-        document = _toml_document(plan.data)
+        document = toml_document(plan.data)
         tomllib.loads(document)  # never replace a good file with one no process can read
         write_private_file(path, document)
     changed = [*plan.written, *plan.secrets]

@@ -417,7 +417,7 @@ class SettingsPage(Page):
         self.config_path = loaded.config_path
         self.where.setText(
             f"The console, the workers and the command line all read these settings from "
-            f"{loaded.config_path}. The environment and a .env file override it.")
+            f"{loaded.config_path}. The environment and an env file override it.")
         for label in self.secret_notes:
             label.setText(secrets_note(loaded.keyring))
         for control in self.checks.values():

@@ -24,19 +24,21 @@ def test_defaults_follow_the_original_system(isolated_env: Path) -> None:
     assert s.env == "production"
 
 
-def test_precedence_is_overrides_env_dotenv_config(
+def test_precedence_is_overrides_env_env_file_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_config(tmp_path, 'RELAYDESK_CHUNK_SIZE = 10\nRELAYDESK_BULK_THRESHOLD = 20\n'
                            'RELAYDESK_DEFAULT_REGION = "UG"\nRELAYDESK_ENV = "development"\n')
-    Path(".env").write_text("RELAYDESK_CHUNK_SIZE=11\nRELAYDESK_BULK_THRESHOLD=21\n"
-                            "RELAYDESK_DEFAULT_REGION=TZ\n")
+    env_file = tmp_path / "site.env"
+    env_file.write_text("RELAYDESK_CHUNK_SIZE=11\nRELAYDESK_BULK_THRESHOLD=21\n"
+                        "RELAYDESK_DEFAULT_REGION=TZ\n")
+    monkeypatch.setenv("RELAYDESK_ENV_FILE", str(env_file))
     monkeypatch.setenv("RELAYDESK_CHUNK_SIZE", "12")
     monkeypatch.setenv("RELAYDESK_BULK_THRESHOLD", "22")
     s = load_settings({"RELAYDESK_CHUNK_SIZE": "13"})
     assert s.chunk_size == 13  # command line beats everything
-    assert s.bulk_threshold == 22  # environment beats .env
-    assert s.default_region == "TZ"  # .env beats the config file
+    assert s.bulk_threshold == 22  # environment beats the env file
+    assert s.default_region == "TZ"  # the env file beats the config file
     assert s.env == "development"  # config file beats the default
 
 

@@ -101,13 +101,14 @@ def test_fields_show_value_and_source_but_never_a_secret(
     config_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config_path.write_text(f'RELAYDESK_CHUNK_SIZE = 25\nRELAYDESK_TWILIO_AUTH_TOKEN = "{TOKEN}"\n')
-    Path(".env").write_text("RELAYDESK_DEFAULT_REGION=UG\n")
+    Path("relaydesk.env").write_text("RELAYDESK_DEFAULT_REGION=UG\n")
+    monkeypatch.setenv("RELAYDESK_ENV_FILE", "relaydesk.env")
     monkeypatch.setenv("RELAYDESK_REDIS_URL", "redis://:hunter2-secret@10.0.0.5:6379/0")
     fields = editable_fields()
     assert (fields["RELAYDESK_CHUNK_SIZE"].value, fields["RELAYDESK_CHUNK_SIZE"].source) == (
         "25", "config")
     assert (fields["RELAYDESK_DEFAULT_REGION"].value,
-            fields["RELAYDESK_DEFAULT_REGION"].source) == ("UG", ".env")
+            fields["RELAYDESK_DEFAULT_REGION"].source) == ("UG", "env file")
     assert fields["RELAYDESK_REDIS_URL"].value == "redis://:****@10.0.0.5:6379/0"
     assert fields["RELAYDESK_REDIS_URL"].source == "environment"
     token = fields["RELAYDESK_TWILIO_AUTH_TOKEN"]
