@@ -8,7 +8,7 @@ campaign (the bulk route) and a 10-recipient one (individual jobs), and checks t
 gateway's own record of what it received: every recipient got exactly their message, once.
 Everything it started is stopped again, also when a step fails.
 
-The operator's settings, config file, keyring and ``.env`` are kept out: the test always
+The operator's settings, config file, keyring and env file are kept out: the test always
 runs on the sandbox and a fresh SQLite database, so it can neither send real messages nor
 touch real data.
 """
@@ -40,7 +40,7 @@ from engine.db import Database, close_databases, open_database
 from engine.embedded_redis import EmbeddedRedis
 from engine.local_gateway import LocalGateway
 from engine.models import OutgoingMessage
-from engine.settings import Settings, load_settings, setting_names
+from engine.settings import ENV_FILE_VARIABLE, Settings, load_settings, setting_names
 from engine.supervisor import Supervisor
 
 BULK_RECIPIENTS = 120
@@ -148,11 +148,10 @@ def run_selftest(*, timeout: float = DEFAULT_TIMEOUT_S, keep_data: bool = False,
 @contextmanager
 def _isolated_environment(work_dir: Path) -> Iterator[None]:
     """This process and every process it starts see only the self-test's settings: none
-    of the operator's environment, config file (so no keyring) or ``.env`` (read from the
-    working directory, so it moves to the work dir)."""
+    of the operator's environment, env file, or config file (so no keyring)."""
     saved_env = dict(os.environ)
     saved_cwd = Path.cwd()
-    for name in setting_names():
+    for name in [*setting_names(), ENV_FILE_VARIABLE]:
         os.environ.pop(name, None)
     os.environ.update(SELFTEST_SETTINGS)
     os.environ["RELAYDESK_DATA_DIR"] = str(work_dir / "data")
