@@ -37,7 +37,7 @@ from filelock import FileLock
 
 from engine.config_document import toml_document, write_private_file
 from engine.queues import ALL_QUEUES
-from engine.secrets import mask_secret, mask_url
+from engine.secrets import MASK, mask_secret, mask_url
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -279,6 +279,7 @@ class SettingField:
     parse: Callable[[str], Any]
     secret: bool = False
     url: bool = False
+    header: bool = False  # "Name: value": only the name may be shown
 
 
 _FIELDS: tuple[SettingField, ...] = (
@@ -324,7 +325,7 @@ _FIELDS: tuple[SettingField, ...] = (
     SettingField("RELAYDESK_SMS_GATEWAY_URL", "sms_gateway_url", _optional_str, url=True),
     SettingField("RELAYDESK_SMS_HTTP_BODY_TEMPLATE", "sms_http_body_template", _body_template),
     SettingField("RELAYDESK_SMS_HTTP_AUTH_HEADER", "sms_http_auth_header", _optional_str,
-                 secret=True),
+                 secret=True, header=True),
     SettingField("RELAYDESK_TWILIO_ACCOUNT_SID", "twilio_account_sid", _optional_str),
     SettingField("RELAYDESK_TWILIO_AUTH_TOKEN", "twilio_auth_token", _optional_str, secret=True),
     SettingField("RELAYDESK_TWILIO_FROM", "twilio_from", _optional_str),
@@ -449,6 +450,9 @@ def masked_value(field: SettingField, value: Any) -> Any:
     """The value itself, or for a secret or a URL its text with the secret part masked."""
     if value is None or not (field.secret or field.url):
         return value
+    if field.header:
+        name, sep, _ = str(value).partition(":")
+        return f"{name.strip()}: {MASK}" if sep else MASK
     return mask_secret(str(value)) if field.secret else mask_url(str(value))
 
 

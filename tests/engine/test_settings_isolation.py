@@ -217,3 +217,13 @@ def test_a_postgresql_database_of_another_application_is_not_migrated(
         open_database(settings)
     assert inspect(engine).get_table_names() == ["invoices"]
     engine.dispose()
+
+
+def test_relaydesk_settings_shows_no_header_value_or_query_secret() -> None:
+    env = {"RELAYDESK_SMS_HTTP_AUTH_HEADER": "Authorization: Bearer tok-0123456789abcdefWXYZ",
+           "RELAYDESK_SMS_GATEWAY_URL": "https://gw.example/send?api_key=qs-secret-777&x=1"}
+    result = run_cli("settings", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Authorization: ****" in result.stdout
+    for secret in ("tok-0123456789abcdef", "WXYZ", "qs-secret-777"):
+        assert secret not in result.stdout
