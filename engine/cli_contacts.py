@@ -24,18 +24,22 @@ def contacts_group() -> None:
 def import_cmd(app: AppContext, csv_file: Path, as_json: bool) -> None:
     """Import contacts from CSV_FILE (columns: name, phone, pledge, paid_amount, due_date,
     optional tags separated by ';'). A phone already known updates that contact.
-    Rejected rows are listed with their line numbers; the exit status is 1 if any were."""
+    Rejected rows are listed with their line numbers (the first 100, and how many more);
+    the exit status is 1 if any were. A file that breaks the CSV format is refused whole."""
     result = import_contacts(app.db, csv_file, app.settings.default_region)
     if as_json:
         print_json(result.as_dict())
     else:
         click.echo(f"Imported {result.imported} new contact(s), updated {result.updated}.")
-        if result.rejected:
-            click.echo(f"Rejected {len(result.rejected)} row(s); fix them and import the file "
+        if result.rejected_count:
+            click.echo(f"Rejected {result.rejected_count} row(s); fix them and import the file "
                        "again (rows already imported will be updated, not duplicated):")
             for row in result.rejected:
                 click.echo(f"  line {row.line}: {row.reason}")
-    if result.rejected:
+            if result.rejected_not_listed:
+                click.echo(f"  ... and {result.rejected_not_listed} more rejected row(s) not "
+                           f"listed (only the first {len(result.rejected)} are shown)")
+    if result.rejected_count:
         raise SystemExit(1)
 
 

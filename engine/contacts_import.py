@@ -1,14 +1,17 @@
 """Contact import from CSV: every good row in one transaction, every bad row reported.
 
-A file-level problem (not text, empty, required columns missing) raises ImportFileError and
-changes nothing. A bad row is reported with its line number and a plain reason and skipped;
-the good rows are written together, so an import never leaves half a row or half a file.
+A file-level problem (not text, empty, too large, too many columns, required columns
+missing, broken CSV quoting) raises ImportFileError and changes nothing. A bad row is
+reported with its line number and a plain reason and skipped; the good rows are written
+together, so an import never leaves half a row or half a file, and no line of the file
+goes unaccounted for: each is imported, updated, rejected with its line, or blank.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -30,6 +33,15 @@ REQUIRED_COLUMNS = ("name", "phone", "pledge", "paid_amount", "due_date")
 OPTIONAL_COLUMNS = ("tags",)
 MAX_NAME = 200
 MAX_TAG = 64
+# 1,000,000 contacts at up to 200 bytes a row (a typical row is 60 to 90 bytes: name,
+# E.164 phone, two amounts, a date, a few tags), with room for extra columns.
+MAX_FILE_BYTES = 200 * 1024 * 1024
+MAX_COLUMNS = 100  # the six RelayDesk reads plus whatever else a sheet carries
+MAX_LISTED_REJECTIONS = 100  # kept with their reasons; the rest are only counted
+# C0 and C1 controls and DEL (NUL, tab, line breaks, escape...) plus the Unicode line and
+# paragraph separators: none belongs in a name or tag, and each breaks a message or a table.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _SQL_BATCH = 500  # keeps IN (...) lists under every database's parameter limit
 
 
@@ -56,22 +68,54 @@ class ContactRow:
 
 @dataclass
 class ImportResult:
+    """What an import did. ``rejected`` lists the first MAX_LISTED_REJECTIONS bad rows;
+    ``rejected_count`` counts them all (a broken 10 MB file must not make a 15 MB report)."""
+
     imported: int = 0
     updated: int = 0
     rejected: list[RowError] = field(default_factory=list)
+    rejected_count: int = 0
+
+    @property
+    def rejected_not_listed(self) -> int:
+        return self.rejected_count - len(self.rejected)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "imported": self.imported,
             "updated": self.updated,
+            "rejected_count": self.rejected_count,
             "rejected": [{"line": r.line, "reason": r.reason} for r in self.rejected],
+            "rejected_not_listed": self.rejected_not_listed,
         }
+
+    def reject(self, error: RowError) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_LISTED_REJECTIONS:
+            self.rejected.append(error)
 
 
 def _batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size <= MAX_FILE_BYTES:
+            with path.open("rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)  # it may have grown since stat
+                size = len(data)
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror}") from None
+    if size > MAX_FILE_BYTES:
+        raise ImportFileError(
+            f"{path.name} is {size / 2**20:,.0f} MB; RelayDesk imports files of up to "
+            f"{MAX_FILE_BYTES // 2**20} MB (about 1,000,000 contacts). Split it into smaller "
+            "files and import each; nothing was imported.")
+    return data
 
 
 def _decode(data: bytes, path: Path) -> str:
@@ -100,6 +144,11 @@ def _delimiter(header_line: str) -> str:
 
 
 def _header_index(header: list[str], path: Path) -> dict[str, int]:
+    if len(header) > MAX_COLUMNS:
+        raise ImportFileError(
+            f"{path.name} has {len(header):,} columns; RelayDesk reads files with at most "
+            f"{MAX_COLUMNS}. Delete the columns it does not need (it reads "
+            f"{', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}) and import it again.")
     names = [h.strip().lower() for h in header]
     seen: dict[str, int] = {}
     for i, name in enumerate(names):
@@ -111,9 +160,16 @@ def _header_index(header: list[str], path: Path) -> dict[str, int]:
         raise ImportFileError(
             f"{path.name} lacks required column(s) {', '.join(missing)}. The header row needs "
             f"{', '.join(REQUIRED_COLUMNS)} (and optionally tags); found: "
-            f"{', '.join(n for n in names if n) or 'nothing'}."
+            f"{', '.join(n[:40] for n in names if n) or 'nothing'}."
         )
-    return seen
+    return {name: i for name, i in seen.items() if name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
+
+
+def _check_text(what: str, text: str) -> None:
+    found = _CONTROL.search(text)
+    if found:
+        raise ValueError(f"{what} contains a control character (U+{ord(found.group()):04X}, "
+                         f"character {found.start() + 1}): remove it")
 
 
 def _parse_tags(text: str) -> tuple[str, ...]:
@@ -122,6 +178,7 @@ def _parse_tags(text: str) -> tuple[str, ...]:
     for tag in tags:
         if len(tag) > MAX_TAG:
             raise ValueError(f"tag {tag[:20]!r}... is longer than {MAX_TAG} characters")
+        _check_text(f"tag {tag[:20]!r}", tag)
     return tuple(tags)
 
 
@@ -136,7 +193,8 @@ def _parse_row(line: int, values: list[str], columns: dict[str, int], width: int
 
 def parse_contact(line: int, fields: Mapping[str, str], region: str) -> ContactRow:
     """One contact from its text fields (a CSV row or the console's edit form); ValueError
-    says what is wrong with it."""
+    says what is wrong with it. The one set of rules for the CLI's and the console's
+    import and the contact edit dialog."""
 
     def get(name: str) -> str:
         return fields.get(name, "").strip()
@@ -146,6 +204,7 @@ def parse_contact(line: int, fields: Mapping[str, str], region: str) -> ContactR
         raise ValueError("name is empty")
     if len(name) > MAX_NAME:
         raise ValueError(f"name is longer than {MAX_NAME} characters")
+    _check_text("name", name)
     try:
         phone = normalize_phone(get("phone"), region)
     except PhoneError as exc:
@@ -160,58 +219,113 @@ def parse_contact(line: int, fields: Mapping[str, str], region: str) -> ContactR
     try:
         due = date.fromisoformat(due_text)
     except ValueError:
-        shown = repr(due_text) if due_text else "empty"
+        shown = repr(due_text[:20]) if due_text else "empty"
         raise ValueError(f"bad due_date: {shown}; write it as YYYY-MM-DD") from None
     return ContactRow(line, name, phone, amounts["pledge"], amounts["paid_amount"], due,
                       _parse_tags(get("tags")))
 
 
-def read_contacts_csv(path: Path, default_region: str) -> tuple[list[ContactRow], list[RowError]]:
-    """Parse and validate a whole file without touching the database."""
+def _csv_problem(exc: csv.Error) -> str:
+    text = str(exc)
+    if "unexpected end of data" in text:
+        return 'a quoted field starts here and is never closed (a stray " ?)'
+    if "field larger than field limit" in text:
+        return (f"a field starting here runs past {csv.field_size_limit():,} characters "
+                '(a stray " that swallows the lines after it?)')
+    if "expected after" in text:
+        return ('a quoted field starting here is followed by more text before the next '
+                'separator (a stray " ?)')
+    return f"unreadable CSV ({text})"
+
+
+def _refuse(path: Path, line: int, problem: str) -> ImportFileError:
+    return ImportFileError(f"{path.name}, line {line}: {problem}. Nothing was imported: fix "
+                           "that line and import the file again.")
+
+
+def _swallowed_rows(values: list[str], delimiter: str, width: int) -> int | None:
+    """The line offset, within this record, of a field that swallowed whole rows: a line
+    it runs on to holds a row's worth of separators (a stray quote opened it, and the rows
+    after it became its text). None when there is no such field."""
+    offset = 0
+    for value in values:
+        lines = _LINE_BREAK.split(value)
+        if any(part.count(delimiter) >= width - 1 for part in lines[1:]):
+            return offset
+        offset += len(lines) - 1
+    return None
+
+
+def _header(reader: Any, path: Path) -> list[str]:
+    """The first non-blank row of the file."""
+    start = 1
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImportFileError(f"cannot read {path}: {exc.strerror}") from None
-    text = _decode(data, path)
-    first_line = text.lstrip("\r\n").split("\n", 1)[0]
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line))
-    try:
-        header = next(r for r in reader if any(v.strip() for v in r))
+        while True:
+            header: list[str] = next(reader)
+            if any(v.strip() for v in header):
+                return header
+            start = reader.line_num + 1
     except StopIteration:
         raise ImportFileError(f"{path.name} is empty: it needs a header row and contacts") from None
     except csv.Error as exc:
-        raise ImportFileError(f"{path.name} is not a readable CSV file: {exc}") from None
-    columns = _header_index(header, path)
-    rows: list[ContactRow] = []
-    errors: list[RowError] = []
-    first_line_of: dict[str, int] = {}
+        raise _refuse(path, start, _csv_problem(exc)) from None
+
+
+def _records(reader: Any, path: Path, delimiter: str,
+             width: int) -> Iterator[tuple[int, int, list[str]]]:
+    """``(first line, last line, values)`` of every non-blank record after the header; a
+    record the CSV format cannot account for refuses the whole file."""
     line = reader.line_num
     while True:
         start = line + 1
         try:
-            values = next(reader)
+            values: list[str] = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as exc:
-            errors.append(RowError(start, f"unreadable CSV: {exc}"))
-            break  # the reader cannot resynchronise after a broken quote
+            raise _refuse(path, start, _csv_problem(exc)) from None
         line = reader.line_num
         if not any(v.strip() for v in values):
             continue
+        if line > start:
+            offset = _swallowed_rows(values, delimiter, width)
+            if offset is not None:
+                raise _refuse(path, start + offset,
+                              f"a quoted field starts here and runs to line {line}, taking "
+                              'in whole rows (a stray " ?)')
+        yield start, line, values
+
+
+def read_contacts_csv(path: Path, default_region: str) -> tuple[list[ContactRow], ImportResult]:
+    """Parse and validate a whole file without touching the database: the good rows, and
+    an ImportResult with the rejected ones."""
+    text = _decode(_read_bytes(path), path)
+    first_line = text.lstrip("\r\n").split("\n", 1)[0]
+    delimiter = _delimiter(first_line)
+    # strict: a quote that is never closed, or closed in mid-field, is an error to report,
+    # not a field that silently swallows the rows after it.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    header = _header(reader, path)
+    columns = _header_index(header, path)
+    rows: list[ContactRow] = []
+    result = ImportResult()
+    first_line_of: dict[str, int] = {}
+    for start, end, values in _records(reader, path, delimiter, len(header)):
         try:
             row = _parse_row(start, values, columns, len(header), default_region)
         except ValueError as exc:
-            errors.append(RowError(start, str(exc)))
+            span = f" (this row spans lines {start} to {end})" if end > start else ""
+            result.reject(RowError(start, f"{exc}{span}"))
             continue
         if row.phone in first_line_of:
-            errors.append(RowError(start, f"phone {row.phone} is already on line "
+            result.reject(RowError(start, f"phone {row.phone} is already on line "
                                           f"{first_line_of[row.phone]} of this file"))
             continue
         first_line_of[row.phone] = start
         rows.append(row)
-    if not rows and not errors:
+    if not rows and not result.rejected_count:
         raise ImportFileError(f"{path.name} has a header but no contacts")
-    return rows, errors
+    return rows, result
 
 
 def _contact_values(row: ContactRow) -> dict[str, Any]:
@@ -292,8 +406,7 @@ def write_contacts(session: Session, rows: Sequence[ContactRow]) -> tuple[int, i
 
 
 def import_contacts(db: Database, path: Path, default_region: str) -> ImportResult:
-    rows, errors = read_contacts_csv(path, default_region)
-    result = ImportResult(rejected=errors)
+    rows, result = read_contacts_csv(path, default_region)
     if rows:
         try:
             with db.session() as session:

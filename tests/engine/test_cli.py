@@ -30,8 +30,9 @@ def test_import_json_and_exit_status(tmp_path: Path, data_dir: Path) -> None:
     first = run("--data-dir", str(data_dir), "contacts", "import", str(csv_file), "--json")
     assert first.returncode == 1, first.stderr
     assert json.loads(first.stdout) == {
-        "imported": 1, "updated": 0,
+        "imported": 1, "updated": 0, "rejected_count": 1,
         "rejected": [{"line": 3, "reason": "bad phone: 'not-a-phone' is not a phone number"}],
+        "rejected_not_listed": 0,
     }
     assert (data_dir / "relaydesk.db").exists()  # --data-dir holds the state
 
