@@ -25,10 +25,18 @@ from engine.models import (
     utcnow,
 )
 from engine.providers.base import SendResult, Sms
+from engine.settings import MAX_PROVIDER_TIMEOUT_S
 
-# A claimed message is sent within the provider timeout; one still 'sending' after this
-# long belongs to a worker that died, and may be taken over.
-CLAIM_LEASE_S = 60.0
+# A message still 'sending' after the lease belongs to a worker that died, and is taken
+# over (sent again). So the lease must outlast everything a live worker does between the
+# claim and recording the outcome, or one slow call becomes a duplicate SMS:
+# - waits (rate limit, breaker) all happen before the claim (engine.sender);
+# - the provider call has a total deadline of RELAYDESK_PROVIDER_TIMEOUT_S, counted from
+#   before the claim, and settings refuse more than MAX_PROVIDER_TIMEOUT_S (30 s);
+# - the margin covers recording the outcome (a database write, normally milliseconds) and
+#   the clock difference between the machine that claimed and the one that sweeps.
+LEASE_MARGIN_S = 30.0
+CLAIM_LEASE_S = MAX_PROVIDER_TIMEOUT_S + LEASE_MARGIN_S
 PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED)
 
 

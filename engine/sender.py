@@ -84,9 +84,14 @@ def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
         job = message_job(campaign_id, message_id, queue, retry=retry)
         scheduler.schedule(rt.redis, [(time.time() + wait, job)])
         return
+    # Every wait happens before the claim: once a message is claimed, only the provider
+    # call (bounded by its deadline) stands between the claim and its outcome.
     delay = rt.limiter.reserve()
     if delay > 0:
         time.sleep(delay)
+    # The call's deadline counts from before the claim, so a slow claim (a busy database)
+    # shortens the call instead of stretching the time the message stays claimed.
+    deadline = time.monotonic() + rt.settings.provider_timeout_s
     with rt.db.session() as session:
         claimed = claim(session, message_id, allowed, queue)
     if claimed is None:
@@ -94,7 +99,7 @@ def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
     trace = None
     started = time.monotonic()
     try:
-        result = rt.provider.send(claimed.sms)
+        result = rt.provider.send(claimed.sms, deadline=deadline)
     except Exception as exc:  # a bug or an unexpected answer: treat as transient, keep it
         log.exception("provider call failed for message %s", message_id)
         result = SendResult(Outcome.TRANSIENT, error_type=type(exc).__name__, error=str(exc))

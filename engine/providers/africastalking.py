@@ -6,8 +6,6 @@ others say why not (documented in the SMS API reference).
 
 from __future__ import annotations
 
-import urllib3
-
 from engine.providers.base import (
     Outcome,
     SendResult,
@@ -16,6 +14,7 @@ from engine.providers.base import (
     parse_json,
     timed_request,
 )
+from engine.providers.http_client import ProviderHttp
 
 DEFAULT_API_URL = "https://api.africastalking.com"
 SENT_CODES = {100, 101, 102}
@@ -27,7 +26,7 @@ PERMANENT_CODES = {403, 404, 406, 409}  # InvalidPhoneNumber, Unsupported, Black
 class AfricasTalkingProvider:
     name = "africastalking"
 
-    def __init__(self, username: str, api_key: str, http: urllib3.PoolManager,
+    def __init__(self, username: str, api_key: str, http: ProviderHttp,
                  sender_id: str | None = None, api_url: str | None = None) -> None:
         self.url = (api_url or DEFAULT_API_URL).rstrip("/") + "/version1/messaging"
         self.username = username
@@ -35,12 +34,12 @@ class AfricasTalkingProvider:
         self.http = http
         self.headers = {"apiKey": api_key, "Accept": "application/json"}
 
-    def send(self, sms: Sms) -> SendResult:
+    def send(self, sms: Sms, deadline: float | None = None) -> SendResult:
         fields = {"username": self.username, "to": sms.to, "message": sms.body}
         if self.sender_id:
             fields["from"] = self.sender_id
-        return timed_request(self.http, "POST", self.url, _interpret, fields=fields,
-                             encode_multipart=False, headers=self.headers)
+        return timed_request(self.http, "POST", self.url, _interpret, deadline=deadline,
+                             fields=fields, encode_multipart=False, headers=self.headers)
 
 
 def _interpret(status: int, data: bytes) -> SendResult:

@@ -9,9 +9,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import urllib3
+
+from engine.providers.http_client import ProviderHttp
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,9 @@ class SendResult:
 class Provider(Protocol):
     name: str
 
-    def send(self, sms: Sms) -> SendResult: ...
+    def send(self, sms: Sms, deadline: float | None = None) -> SendResult:
+        """Send one message; the call is over by ``deadline`` (``time.monotonic()``)."""
+        ...
 
 
 def classify_status(status: int) -> Outcome:
@@ -106,23 +110,25 @@ def _tell_observers(method: str, url: str, kwargs: dict[str, Any], status: int |
 
 
 def timed_request(
-    http: urllib3.PoolManager,
+    http: ProviderHttp,
     method: str,
     url: str,
     interpret: Callable[[int, bytes], SendResult],
+    *,
+    deadline: float | None = None,
     **kwargs: Any,
 ) -> SendResult:
-    """Make one call; network failures are transient, the rest is for ``interpret``."""
+    """Make one call, done by ``deadline`` (``time.monotonic()``; default: the client's
+    timeout from now); network failures are transient, the rest is for ``interpret``."""
     start = time.perf_counter()
     try:
-        response = http.request(method, url, **kwargs)
-    except urllib3.exceptions.HTTPError as exc:
-        error_type = ("Timeout" if isinstance(exc, urllib3.exceptions.TimeoutError)
-                      else type(exc).__name__)
+        response = http.request(method, url, deadline=deadline, **kwargs)
+    except Exception as exc:
+        error_type, error = describe_request_error(exc, url)
         latency = time.perf_counter() - start
         if HTTP_OBSERVERS:
-            _tell_observers(method, url, kwargs, None, b"", latency, f"{error_type}: {exc}")
-        return SendResult(Outcome.TRANSIENT, error_type=error_type, error=str(exc),
+            _tell_observers(method, url, kwargs, None, b"", latency, f"{error_type}: {error}")
+        return SendResult(Outcome.TRANSIENT, error_type=error_type, error=error,
                           latency_s=latency)
     latency = time.perf_counter() - start
     if HTTP_OBSERVERS:
@@ -132,3 +138,46 @@ def timed_request(
         result.outcome, result.provider_message_id, result.error_type, result.error,
         response.data[:MAX_RESPONSE_KEPT].decode("utf-8", "replace"), latency,
     )
+
+
+def describe_request_error(exc: BaseException, url: str) -> tuple[str, str]:
+    """(error type, error text) for a call that got no answer, built only from what is
+    safe to keep: the exception's kind, the OS's reason and the URL without its query.
+
+    The exceptions' own texts are never used: http.client's ValueError quotes the header
+    value it refused (an auth token), and urllib3's errors repeat the URL with its query
+    string. These texts go to logs, Sentry, the dead-letter store and CSV exports.
+    """
+    where = _bare_url(url)
+    if isinstance(exc, urllib3.exceptions.TimeoutError):
+        return "Timeout", f"no complete answer from {where} in time"
+    if isinstance(exc, ValueError):
+        return "InvalidRequest", (f"the request to {where} could not be built (a header or "
+                                  "the URL holds a character HTTP does not allow); check the "
+                                  "provider settings")
+    reason = _os_reason(exc)
+    kind = type(exc).__name__
+    return kind, f"{kind} calling {where}" + (f": {reason}" if reason else "")
+
+
+def _bare_url(url: str) -> str:
+    """scheme://host:port/path: no credentials, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "the provider"
+    return urlunsplit((parts.scheme, host + port, parts.path, "", "")) or "the provider"
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The OS's words for the first socket error behind ``exc`` ("Connection refused")."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # urllib3 wraps a few levels deep at most
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = getattr(seen, "reason", None) or seen.__cause__ or seen.__context__
+    return ""

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 
-import urllib3
-
 from engine.providers.base import (
     Outcome,
     SendResult,
@@ -18,6 +16,7 @@ from engine.providers.base import (
     parse_json,
     timed_request,
 )
+from engine.providers.http_client import ProviderHttp
 
 DEFAULT_BODY_TEMPLATE = '{"to": "{to}", "message": "{body}", "reference": "{id}"}'
 
@@ -25,7 +24,7 @@ DEFAULT_BODY_TEMPLATE = '{"to": "{to}", "message": "{body}", "reference": "{id}"
 class HttpJsonProvider:
     name = "http"
 
-    def __init__(self, url: str, http: urllib3.PoolManager, body_template: str | None = None,
+    def __init__(self, url: str, http: ProviderHttp, body_template: str | None = None,
                  auth_header: str | None = None) -> None:
         self.url = url
         self.http = http
@@ -42,9 +41,9 @@ class HttpJsonProvider:
             text = text.replace(placeholder, json.dumps(value)[1:-1])
         return text
 
-    def send(self, sms: Sms) -> SendResult:
+    def send(self, sms: Sms, deadline: float | None = None) -> SendResult:
         headers = {**self.headers, "Idempotency-Key": sms.idempotency_key}
-        return timed_request(self.http, "POST", self.url, _interpret,
+        return timed_request(self.http, "POST", self.url, _interpret, deadline=deadline,
                              body=self.render_body(sms), headers=headers)
 
 

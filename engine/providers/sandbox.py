@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import urllib3
-
 from engine.providers.base import (
     Outcome,
     SendResult,
@@ -14,21 +12,22 @@ from engine.providers.base import (
     parse_json,
     timed_request,
 )
+from engine.providers.http_client import ProviderHttp
 
 
 class SandboxProvider:
     name = "sandbox"
 
-    def __init__(self, base_url: str, http: urllib3.PoolManager) -> None:
+    def __init__(self, base_url: str, http: ProviderHttp) -> None:
         self.url = base_url.rstrip("/") + "/messages"
         self.http = http
 
-    def send(self, sms: Sms) -> SendResult:
+    def send(self, sms: Sms, deadline: float | None = None) -> SendResult:
         body = json.dumps({"to": sms.to, "body": sms.body, "campaign": str(sms.campaign_id),
                            "idempotency_key": sms.idempotency_key})
-        return timed_request(self.http, "POST", self.url, _interpret, body=body,
-                             headers={"Content-Type": "application/json",
-                                      "Idempotency-Key": sms.idempotency_key})
+        return timed_request(self.http, "POST", self.url, _interpret, deadline=deadline,
+                             body=body, headers={"Content-Type": "application/json",
+                                                 "Idempotency-Key": sms.idempotency_key})
 
 
 def _interpret(status: int, data: bytes) -> SendResult:

@@ -13,6 +13,7 @@ from engine.providers.base import (
     parse_json,
     timed_request,
 )
+from engine.providers.http_client import ProviderHttp
 
 DEFAULT_API_URL = "https://api.twilio.com"
 # Twilio error codes that mean no message can go out until the account is fixed.
@@ -25,19 +26,19 @@ class TwilioProvider:
     name = "twilio"
 
     def __init__(self, account_sid: str, auth_token: str, sender: str,
-                 http: urllib3.PoolManager, api_url: str | None = None) -> None:
+                 http: ProviderHttp, api_url: str | None = None) -> None:
         base = (api_url or DEFAULT_API_URL).rstrip("/")
         self.url = f"{base}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self.sender = sender
         self.http = http
         self.headers = urllib3.make_headers(basic_auth=f"{account_sid}:{auth_token}")
 
-    def send(self, sms: Sms) -> SendResult:
+    def send(self, sms: Sms, deadline: float | None = None) -> SendResult:
         # A Messaging Service SID (MG...) stands in for a From number.
         sender_field = "MessagingServiceSid" if self.sender.startswith("MG") else "From"
         fields = {"To": sms.to, "Body": sms.body, sender_field: self.sender}
-        return timed_request(self.http, "POST", self.url, _interpret, fields=fields,
-                             encode_multipart=False, headers=self.headers)
+        return timed_request(self.http, "POST", self.url, _interpret, deadline=deadline,
+                             fields=fields, encode_multipart=False, headers=self.headers)
 
 
 def _interpret(status: int, data: bytes) -> SendResult:
