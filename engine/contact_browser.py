@@ -58,7 +58,9 @@ def _where(query: ContactQuery) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     pattern = table_query.like_pattern(query.search)
     if pattern:
-        conditions.append(or_(Contact.name.ilike(pattern), Contact.phone.like(pattern)))
+        escape = table_query.LIKE_ESCAPE
+        conditions.append(or_(Contact.name.ilike(pattern, escape=escape),
+                              Contact.phone.like(pattern, escape=escape)))
     if query.tag:
         tagged = select(ContactTag.contact_id).where(ContactTag.tag == query.tag.lower())
         conditions.append(Contact.id.in_(tagged))

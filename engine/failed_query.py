@@ -127,7 +127,8 @@ def where(query: FailedQuery) -> list[ColumnElement[bool]]:
                                               FailedJob.campaign_id.in_(named)]
         text = query.search.strip()
         if any(c.isdigit() for c in text):
-            matches.append(FailedJob.recipient.like(pattern))
+            matches.append(FailedJob.recipient.like(pattern,
+                                                    escape=table_query.LIKE_ESCAPE))
         number = text.lstrip("#")
         if number.isdigit() and len(number) < 10:
             matches.append(FailedJob.id == int(number))

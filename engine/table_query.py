@@ -6,16 +6,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Boolean, Select
+from sqlalchemy import Boolean, Select, String
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
+# The escape character of every LIKE pattern built here; pass it with the pattern
+# (``column.like(pattern, escape=LIKE_ESCAPE)``; contains_text does).
+LIKE_ESCAPE = "\\"
+
 
 def like_pattern(text: str) -> str | None:
-    """``%text%`` for LIKE, or None for no search. The operator's ``%`` and ``_`` are
-    dropped: they search for text, not patterns."""
-    text = text.strip().replace("%", "").replace("_", "")
+    """``%text%`` for LIKE (with LIKE_ESCAPE), or None for no search. The operator searches
+    for text, not patterns: ``%`` and ``_`` are escaped, so ``q3_reminder`` finds itself
+    and not ``q3xreminder``."""
+    text = text.strip()
+    for special in (LIKE_ESCAPE, "%", "_"):
+        text = text.replace(special, LIKE_ESCAPE + special)
     return f"%{text}%" if text else None
 
 
@@ -47,16 +54,21 @@ class contains_text(FunctionElement[bool]):
     name = "contains_text"
 
 
+def _escape_clause(compiler: Any) -> str:
+    # Rendered by the dialect: PostgreSQL may want the backslash doubled in a literal.
+    return f"ESCAPE {compiler.render_literal_value(LIKE_ESCAPE, String())}"
+
+
 @compiles(contains_text)
 def _ilike(element: contains_text, compiler: Any, **kw: Any) -> str:
     column, pattern = (compiler.process(c, **kw) for c in element.clauses)
-    return f"{column} ILIKE {pattern}"
+    return f"{column} ILIKE {pattern} {_escape_clause(compiler)}"
 
 
 @compiles(contains_text, "sqlite")
 def _like_sqlite(element: contains_text, compiler: Any, **kw: Any) -> str:
     column, pattern = (compiler.process(c, **kw) for c in element.clauses)
-    return f"{column} LIKE {pattern}"
+    return f"{column} LIKE {pattern} {_escape_clause(compiler)}"
 
 
 class scanned(FunctionElement[Any]):

@@ -68,7 +68,8 @@ def test_filters_count_what_they_show(db: Database) -> None:
         assert count(search="QUOTA exceeded") == 1  # row 7 only
         assert count(search="choir") == expected(COUNT, campaign=1)
         assert count(search="00001235") == 1  # +2547 0000123 5: row 123's phone
-        assert count(search="ref 5%") == count(search="ref 5") == 111  # % is no pattern
+        assert count(search="ref 5") == 111
+        assert count(search="ref 5%") == 0  # % is text to find, not a pattern
         with_id = failed_page(session, FailedQuery(search="#5"), 0, 100)
         assert 5 in {r.id for r in with_id}
         # A date range: [since, until)
@@ -85,6 +86,30 @@ def test_filters_count_what_they_show(db: Database) -> None:
                                                                      strict=True)][::-1]
         assert distinct_values(session, "queue") == ["bulk_messages", "high_priority",
                                                       "messages"]
+
+
+def test_search_finds_wildcard_characters_as_text(db: Database) -> None:
+    """``_`` and ``%`` are what the operator typed: ``q3_reminder`` finds that campaign,
+    not ``q3xreminder``; on SQLite and PostgreSQL alike (LIKE ... ESCAPE)."""
+    campaigns = seed_failed(db, 60)
+    names = ["q3_reminder", "q3xreminder", "Back to 100% pledged"]
+    with db.session() as session:
+        for campaign_id, name in zip(campaigns, names, strict=True):
+            session.get_one(Campaign, campaign_id).name = name
+    with db.session() as session:
+        def count(search: str) -> int:
+            query = FailedQuery(search=search)
+            assert count_and_first_page(session, query, 100)[0] == count_matching(
+                session, query)
+            return count_matching(session, query)
+
+        assert count("q3_reminder") == expected(60, campaign=0)
+        assert count("q3_") == expected(60, campaign=0)
+        assert count("100%") == expected(60, campaign=2)  # not "ref 100", not all
+        assert count("%") == expected(60, campaign=2)
+        assert count("_") == sum(1 for r in rows(60)  # "invalid_number: ..." has one too
+                                 if r["campaign"] == 0 or "_" in r["error"])
+        assert count("\\") == 0  # the escape character itself is text too
 
 
 def test_sort_orders_and_selected_rows(db: Database) -> None:
