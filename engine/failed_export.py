@@ -3,13 +3,14 @@ time, so exporting 100,000 records holds a batch in memory, not the store."""
 
 from __future__ import annotations
 
-import csv
+import os
 from pathlib import Path
 from typing import TextIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.csv_safe import SafeCsvWriter
 from engine.failed_query import FailedQuery, sort_order, where
 from engine.models import Campaign, FailedJob
 from engine.phones import mask_phone, mask_phones_in_text
@@ -33,7 +34,7 @@ def export_csv(session: Session, query: FailedQuery, out: TextIO, *,
             .where(*where(query))
             .order_by(*sort_order(query))
             .execution_options(yield_per=STREAM_BATCH))
-    writer = csv.writer(out)
+    writer = SafeCsvWriter(out)  # no cell opens as a formula in a spreadsheet
     writer.writerow(COLUMNS)
     count = 0
     for row in session.execute(stmt):
@@ -53,10 +54,13 @@ def export_csv(session: Session, query: FailedQuery, out: TextIO, *,
 
 def export_file(session: Session, query: FailedQuery, path: Path, *,
                 full_phones: bool = False) -> int:
-    """export_csv into ``path`` (UTF-8, written whole or not at all)."""
+    """export_csv into ``path`` (UTF-8, written whole or not at all), readable by the
+    operator only (0600): it holds names, numbers and error texts."""
     partial = path.with_name(path.name + ".part")
+    partial.unlink(missing_ok=True)
     try:
-        with partial.open("w", encoding="utf-8", newline="") as out:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(fd, "w", encoding="utf-8", newline="") as out:
             count = export_csv(session, query, out, full_phones=full_phones)
         partial.replace(path)
     finally:
