@@ -30,6 +30,7 @@ from engine.sms_encoding import segment_info
 
 _MESSAGES = cast(Table, OutgoingMessage.__table__)
 _INSERT_BATCH = 5000
+MAX_CAMPAIGN_NAME = 200  # the campaigns.name column (String(200))
 
 
 class CampaignError(RuntimeError):
@@ -43,12 +44,27 @@ class CreatedCampaign:
     segments: int
 
 
+def check_campaign(template_text: str, name: str | None) -> None:
+    """Refuse, before anything is created, what no campaign can be (CampaignError): an
+    empty message, or a name the database cannot hold."""
+    if not template_text.strip():
+        raise CampaignError("the message is empty: write the text to send (the template), "
+                            "then send again; nothing was created.")
+    length = len((name or "").strip())
+    if length > MAX_CAMPAIGN_NAME:
+        raise CampaignError(f"the campaign name is {length:,} characters long; at most "
+                            f"{MAX_CAMPAIGN_NAME} fit. Shorten it and send again; nothing was "
+                            "created.")
+
+
 def create_campaign(db: Database, settings: Settings, template_text: str, *,
                     tag: str | None = None, contact_ids: Sequence[int] | None = None,
                     urgent: bool = False, name: str | None = None,
                     today: date | None = None) -> CreatedCampaign:
-    """Render every message and store the campaign as queued (TemplateError, PlanError).
-    Recipients: every contact, those with ``tag``, or the contacts ``contact_ids``."""
+    """Render every message and store the campaign as queued (CampaignError, TemplateError,
+    PlanError). Recipients: every contact, those with ``tag``, or the contacts
+    ``contact_ids``."""
+    check_campaign(template_text, name)
     template = Template.parse(template_text)
     with db.session() as session:
         recipients = iter_recipients(session, tag=tag, ids=contact_ids)
@@ -62,6 +78,7 @@ def create_campaign_to(db: Database, settings: Settings, template_text: str,
                        today: date | None = None) -> CreatedCampaign:
     """Like create_campaign, for explicit ``(contact id or None, phone, values)`` recipients
     (a test send): the same rows and plan, so it travels the same pipeline."""
+    check_campaign(template_text, name)
     template = Template.parse(template_text)
     with db.session() as session:
         return _store_campaign(session, settings, template, recipients, tag=None,
@@ -75,7 +92,8 @@ def _store_campaign(session: Session, settings: Settings, template: Template,
     template_text = template.source
     today = today or date.today()
     now = utcnow()
-    campaign = Campaign(name=name or f"Campaign {now:%Y-%m-%d %H:%M}", template=template_text,
+    name = (name or "").strip() or f"Campaign {now:%Y-%m-%d %H:%M}"
+    campaign = Campaign(name=name, template=template_text,
                         tag_filter=tag, urgent=urgent, status=CampaignStatus.DRAFT,
                         route="", queue="", created_at=now)
     session.add(campaign)
@@ -125,6 +143,7 @@ def enqueue_campaign(db: Database, client: Any, settings: Settings,
 def send_campaign(db: Database, client: Any, settings: Settings, template_text: str, *,
                   tag: str | None = None, contact_ids: Sequence[int] | None = None,
                   urgent: bool = False, name: str | None = None) -> CreatedCampaign:
+    check_campaign(template_text, name)  # what the operator must fix comes first
     _require_redis(client)
     created = create_campaign(db, settings, template_text, tag=tag, contact_ids=contact_ids,
                               urgent=urgent, name=name)
@@ -136,6 +155,7 @@ def send_campaign_to(db: Database, client: Any, settings: Settings, template_tex
                      recipients: Iterable[tuple[int | None, str, Recipient]], *,
                      urgent: bool = False, name: str | None = None) -> CreatedCampaign:
     """send_campaign for explicit recipients (see create_campaign_to)."""
+    check_campaign(template_text, name)
     _require_redis(client)
     created = create_campaign_to(db, settings, template_text, recipients, urgent=urgent,
                                  name=name)
