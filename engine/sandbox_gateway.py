@@ -7,20 +7,73 @@ key already delivered, ``422`` for an invalid number (permanent) or ``503`` (tra
 Numbers ending in 0001 fail permanently, 0002 fail twice then succeed, 0003 always fail
 transiently, 0004 answer ``402`` (insufficient balance, account-level). ``--fail-rate``
 adds seeded random transient failures. ``GET /stats`` and ``GET /messages`` report.
+
+It has no authentication, so it stays on this machine: it listens on loopback only and
+answers only requests addressed to a loopback name with its own port (a web page cannot
+reach it by DNS rebinding). A request body above MAX_BODY_BYTES is refused (413) before
+it is read, and its record of delivered messages is bounded in memory: counts stay exact,
+``GET /messages`` lists the latest messages up to MAX_RECORDED / MAX_RECORDED_BYTES, and
+``GET /stats`` says how many older ones it forgot.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
+import socket
 import threading
 import time
-from collections import Counter
+from collections import OrderedDict, deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from engine.local_gateway import GatewayUnavailable
 
 SEND_PATH = "/messages"
+MAX_BODY_BYTES = 64 * 1024  # one send is well under 2 KB of JSON
+# What the gateway remembers: the latest delivered messages with their text (for
+# GET /messages; a selftest or a test campaign reads far fewer), and per idempotency key
+# and per recipient the counts behind dedupe and duplicate detection. Each is bounded;
+# together at most a few hundred MB even when every body is at the size limit.
+MAX_RECORDED = 100_000
+MAX_RECORDED_BYTES = 64 * 1024 * 1024
+MAX_TRACKED = 1_000_000
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+_K = TypeVar("_K", bound=Hashable)
+
+
+class GatewayHostError(GatewayUnavailable):
+    """The gateway was asked to listen beyond this machine."""
+
+
+class _BoundedCounter(Generic[_K]):
+    """Counts per key for the latest MAX_TRACKED keys: the oldest key is forgotten first."""
+
+    def __init__(self) -> None:
+        self.counts: OrderedDict[_K, int] = OrderedDict()
+        self.forgotten = 0
+
+    def __contains__(self, key: _K) -> bool:
+        return key in self.counts
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def add(self, key: _K) -> int:
+        count = self.counts.get(key, 0) + 1
+        self.counts[key] = count
+        if len(self.counts) > MAX_TRACKED:
+            self.counts.popitem(last=False)
+            self.forgotten += 1
+        return count
+
+
+def _record_size(record: dict[str, Any]) -> int:
+    return 200 + sum(len(v) for v in record.values() if isinstance(v, str))
 
 
 @dataclass
@@ -33,13 +86,23 @@ class GatewayState:
     failed: int = 0
     deduplicated: int = 0
     duplicates: int = 0
-    delivered: list[dict[str, Any]] = field(default_factory=list)
-    seen_keys: set[str] = field(default_factory=set)
-    per_recipient: Counter[tuple[str, str]] = field(default_factory=Counter)
-    attempts: Counter[str] = field(default_factory=Counter)
+    delivered_count: int = 0
+    delivered: deque[dict[str, Any]] = field(default_factory=deque)  # the latest, bounded
+    recorded_bytes: int = 0
+    forgotten: int = 0  # delivered messages dropped from ``delivered`` to bound memory
+    seen_keys: _BoundedCounter[str] = field(default_factory=_BoundedCounter)
+    per_recipient: _BoundedCounter[tuple[str, str]] = field(default_factory=_BoundedCounter)
+    attempts: _BoundedCounter[str] = field(default_factory=_BoundedCounter)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self.delivered.append(record)
+        self.recorded_bytes += _record_size(record)
+        while len(self.delivered) > MAX_RECORDED or self.recorded_bytes > MAX_RECORDED_BYTES:
+            self.recorded_bytes -= _record_size(self.delivered.popleft())
+            self.forgotten += 1
 
     def handle_send(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         to = str(payload.get("to", ""))
@@ -50,9 +113,7 @@ class GatewayState:
         campaign = str(payload.get("campaign") or "")
         with self.lock:
             self.received += 1
-            attempt_key = key or f"{campaign}:{to}"
-            self.attempts[attempt_key] += 1
-            attempt = self.attempts[attempt_key]
+            attempt = self.attempts.add(key or f"{campaign}:{to}")
             if key and key in self.seen_keys:
                 self.deduplicated += 1
                 return 200, {"id": key, "status": "duplicate"}
@@ -62,13 +123,12 @@ class GatewayState:
                 return failure
             if key:
                 self.seen_keys.add(key)
-            self.per_recipient[(campaign, to)] += 1
-            if self.per_recipient[(campaign, to)] > 1:
+            if self.per_recipient.add((campaign, to)) > 1:
                 self.duplicates += 1
-            message_id = f"sbx-{len(self.delivered) + 1}"
-            self.delivered.append({"id": message_id, "to": to, "body": body,
-                                   "campaign": campaign, "idempotency_key": key,
-                                   "at": time.time()})
+            self.delivered_count += 1
+            message_id = f"sbx-{self.delivered_count}"
+            self._record({"id": message_id, "to": to, "body": body, "campaign": campaign,
+                          "idempotency_key": key, "at": time.time()})
         return 200, {"id": message_id, "status": "delivered"}
 
     def _failure(self, to: str, attempt: int) -> tuple[int, dict[str, Any]] | None:
@@ -88,11 +148,23 @@ class GatewayState:
         with self.lock:
             return {
                 "received": self.received,
-                "delivered": len(self.delivered),
-                "unique_recipients": len({(m["campaign"], m["to"]) for m in self.delivered}),
+                "delivered": self.delivered_count,
+                "unique_recipients": len(self.per_recipient),
                 "duplicates": self.duplicates,
                 "deduplicated": self.deduplicated,
                 "failed": self.failed,
+            }
+
+    def memory_stats(self) -> dict[str, int]:
+        """How much of its history the gateway still holds: ``forgotten`` messages are
+        no longer in GET /messages, ``*_forgotten`` keys no longer count for dedupe or
+        duplicates (all 0 unless more than the limits went through one gateway)."""
+        with self.lock:
+            return {
+                "recorded": len(self.delivered),
+                "forgotten": self.forgotten,
+                "keys_forgotten": self.seen_keys.forgotten + self.attempts.forgotten,
+                "recipients_forgotten": self.per_recipient.forgotten,
             }
 
 
@@ -108,22 +180,65 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:  # e.g. a body left unread: the stream is out of step
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
+    def _host_allowed(self) -> bool:
+        """Only requests addressed to this gateway on a loopback name: another name (a web
+        page's host resolving to 127.0.0.1) is refused."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        return host in self.server.allowed_hosts
+
+    def _refuse_host(self) -> None:
+        self.close_connection = True
+        self._reply(421, {"error": "misdirected_request",
+                          "message": "the sandbox gateway answers only requests addressed "
+                                     f"to {self.server.url}"})
+
     def do_GET(self) -> None:
+        if not self._host_allowed():
+            self._refuse_host()
+            return
         state = self.server.state
         if self.path == "/stats":
-            self._reply(200, state.stats())
+            self._reply(200, {**state.stats(), **state.memory_stats()})
         elif self.path == SEND_PATH:
             with state.lock:
                 self._reply(200, list(state.delivered))
         else:
             self._reply(404, {"error": "not_found"})
 
+    def _body(self) -> bytes | None:
+        """The request body, or None once an error answer was sent: no Content-Length (or a
+        chunked body), an invalid one, or one above MAX_BODY_BYTES, refused unread."""
+        length_text = self.headers.get("Content-Length")
+        if length_text is None or self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            self._reply(411, {"error": "length_required",
+                              "message": "send the body with a Content-Length header"})
+            return None
+        if not length_text.strip().isdigit():
+            self.close_connection = True
+            self._reply(400, {"error": "bad_request", "message": "invalid Content-Length"})
+            return None
+        length = int(length_text)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._reply(413, {"error": "too_large",
+                              "message": f"the body is {length} bytes; at most "
+                                         f"{MAX_BODY_BYTES} are accepted"})
+            return None
+        return self.rfile.read(length)
+
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)
+        if not self._host_allowed():
+            self._refuse_host()
+            return
+        raw = self._body()
+        if raw is None:
+            return
         if self.path != SEND_PATH:
             self._reply(404, {"error": "not_found"})
             return
@@ -140,6 +255,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, data)
 
     def do_DELETE(self) -> None:
+        if not self._host_allowed():
+            self._refuse_host()
+            return
         if self.path == SEND_PATH:  # reset, for benchmarks that reuse one gateway
             state = self.server.state
             fresh = GatewayState(state.latency_s, state.fail_rate, state.seed)
@@ -149,18 +267,38 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, {"error": "not_found"})
 
 
+def _check_loopback(host: str) -> None:
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise GatewayHostError(
+            f"the sandbox gateway listens on this machine only (127.0.0.1, ::1 or localhost), "
+            f"not on {host!r}: it has no authentication. Point workers elsewhere at a real "
+            "provider instead.")
+
+
 class GatewayServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
     def __init__(self, host: str, port: int, state: GatewayState) -> None:
+        _check_loopback(host)
         self.state = state
+        if ":" in host:
+            self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
+        bound = self.server_address[1]
+        names = {*LOOPBACK_NAMES, f"[{host}]" if ":" in host else host}
+        self.allowed_hosts = frozenset(f"{name}:{bound}" for name in names) | (
+            frozenset(names) if bound == 80 else frozenset())
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        text = host if isinstance(host, str) else host.decode()
+        return f"http://[{text}]:{port}" if ":" in text else f"http://{text}:{port}"
 
 
 def start_gateway(host: str = "127.0.0.1", port: int = 0, *, latency_ms: float = 0,
