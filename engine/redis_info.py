@@ -12,6 +12,7 @@ import redis
 
 from engine.embedded_redis import EmbeddedRedis, RedisUnavailable
 from engine.secrets import mask_url
+from engine.server_advisories import known_vulnerable
 from engine.settings import Settings
 
 STATUS_TIMEOUT_S = 1.0
@@ -22,15 +23,17 @@ def embedded_redis_status(settings: Settings,
     """The Redis RelayDesk uses: the embedded one of this data dir, or RELAYDESK_REDIS_URL's.
 
     Keys: embedded (False when RELAYDESK_REDIS_URL is set), running, url (password masked), port,
-    pid, version, uptime_s, used_memory_bytes, used_memory_human, maxmemory_policy, keys
-    (in the broker's database), error (why it is not running, else None). One round trip,
-    at most about ``timeout`` seconds.
+    pid, version, server_name, server_version, server_warning (see server_identity),
+    uptime_s, used_memory_bytes, used_memory_human, maxmemory_policy, keys (in the broker's
+    database), error (why it is not running, else None). One round trip, at most about
+    ``timeout`` seconds.
     """
     server = EmbeddedRedis.for_settings(settings)
     status: dict[str, Any] = {
         "embedded": not settings.redis_url, "running": False, "url": None,
         "port": None if settings.redis_url else server.port(),
-        "pid": None, "version": None, "uptime_s": None, "used_memory_bytes": None,
+        "pid": None, "version": None, "server_name": None, "server_version": None,
+        "server_warning": None, "uptime_s": None, "used_memory_bytes": None,
         "used_memory_human": None, "maxmemory_policy": None, "keys": None, "error": None,
     }
     try:
@@ -54,7 +57,7 @@ def embedded_redis_status(settings: Settings,
     status.update(
         running=True, port=server_info.get("tcp_port", status["port"]),
         pid=server_info.get("process_id"), version=server_info.get("redis_version"),
-        uptime_s=server_info.get("uptime_in_seconds"),
+        **server_identity(server_info), uptime_s=server_info.get("uptime_in_seconds"),
         used_memory_bytes=memory.get("used_memory"),
         used_memory_human=memory.get("used_memory_human"),
         maxmemory_policy=memory.get("maxmemory_policy"), keys=keys)
@@ -66,3 +69,14 @@ def _embedded_url(server: EmbeddedRedis) -> str:
     if not server.port() or not server.password_file.exists():
         raise RedisUnavailable("the embedded Redis has never been started in this data dir")
     return server.url()
+
+
+def server_identity(server_info: dict[str, Any]) -> dict[str, Any]:
+    """Which server answers, from its INFO server section: server_name ('valkey', or 'redis'
+    for Redis, which reports no name), server_version (Valkey's own version: its
+    redis_version is a fixed 7.2.4 kept for clients), and server_warning, the text of
+    known_vulnerable() or None."""
+    name = str(server_info.get("server_name") or "redis")
+    version = str(server_info.get(f"{name}_version") or server_info.get("redis_version") or "")
+    return {"server_name": name, "server_version": version or None,
+            "server_warning": known_vulnerable(name, version) if version else None}

@@ -256,7 +256,7 @@ class WorkersPage(Page):
         self.redis_labels: dict[str, QLabel] = {}
         for row, (key, caption) in enumerate((("running", "Status"), ("where", "Address"),
                                               ("memory", "Memory used"), ("keys", "Keys"),
-                                              ("uptime", "Uptime"), ("version", "Version"))):
+                                              ("uptime", "Uptime"), ("version", "Server"))):
             label = QLabel(caption)
             label.setEnabled(False)
             grid.addWidget(label, row, 0)
@@ -275,7 +275,14 @@ class WorkersPage(Page):
         buttons.addStretch()
         buttons.addWidget(self.redis_start)
         buttons.addWidget(self.redis_stop)
-        grid.addLayout(buttons, 6, 0, 1, 2)
+        # Shown only when the server in use is a release with published holes.
+        self.redis_warning = QLabel()
+        self.redis_warning.setObjectName("redis-warning")
+        self.redis_warning.setWordWrap(True)
+        self.redis_warning.setStyleSheet("color: #d64545")
+        self.redis_warning.hide()
+        grid.addWidget(self.redis_warning, 6, 0, 1, 2)
+        grid.addLayout(buttons, 7, 0, 1, 2)
         grid.setColumnStretch(1, 1)
         return box
 
@@ -336,7 +343,10 @@ class WorkersPage(Page):
         labels["memory"].setText(status["used_memory_human"] or "–")
         labels["keys"].setText("–" if status["keys"] is None else f"{status['keys']:,}")
         labels["uptime"].setText(format_uptime(status["uptime_s"]))
-        labels["version"].setText(status["version"] or "–")
+        labels["version"].setText(" ".join(filter(None, (status["server_name"],
+                                                           status["server_version"]))) or "–")
+        self.redis_warning.setText(status["server_warning"] or "")
+        self.redis_warning.setVisible(bool(status["server_warning"]))
         self.redis_start.setEnabled(status["embedded"] and not status["running"])
         self.redis_stop.setEnabled(status["embedded"] and status["running"])
 
