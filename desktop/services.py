@@ -10,6 +10,7 @@ import redis
 from engine.celery_app import configure
 from engine.db import Database, open_database
 from engine.embedded_redis import redis_url
+from engine.redis_connections import redis_client
 from engine.settings import Settings
 from engine.supervisor import Supervisor
 from engine.worker_registry import live_workers
@@ -50,8 +51,8 @@ class Services:
         with self._lock:
             if self._redis is None:
                 url = redis_url(self.settings, start=False)
-                self._redis = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S,
-                                                   socket_connect_timeout=REDIS_TIMEOUT_S)
+                self._redis = redis_client(url, connect_timeout_s=REDIS_TIMEOUT_S,
+                                           read_timeout_s=REDIS_TIMEOUT_S)
                 configure(url)  # campaigns are published through Celery
             return self._redis
 
@@ -73,6 +74,8 @@ class Services:
         workers it started."""
         self.starting = True
         try:
+            # What a console that died left running is this console's again.
+            self.supervisor.adopt_orphans()
             self.start_local_services()
             if live_workers(self.redis()):
                 return 0
@@ -84,10 +87,7 @@ class Services:
 
     def owns_anything(self) -> bool:
         """Workers, or a Redis or gateway, that this console started and that still run."""
-        supervisor = self.supervisor
-        return bool(supervisor.running) or any(
-            p is not None and p.poll() is None
-            for p in (supervisor.own_redis, supervisor.own_gateway))
+        return bool(self.supervisor.running) or self.supervisor.owns_services()
 
     def stop_local_services(self) -> None:
         """Warm-stop the local workers, then the Redis and gateway this console started

@@ -13,6 +13,7 @@ from pathlib import Path
 import urllib3
 from filelock import FileLock
 
+from engine import process_records
 from engine.embedded_redis import free_port
 from engine.process_launch import relaydesk_command
 from engine.settings import Settings
@@ -42,6 +43,13 @@ class LocalGateway:
         except (OSError, ValueError, KeyError):
             return None
 
+    def pid(self) -> int | None:
+        """The process serving the recorded URL (as recorded when it was started)."""
+        try:
+            return int(json.loads(self.state_file.read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def ping(self) -> bool:
         url = self.url()
         if not url:
@@ -65,6 +73,9 @@ class LocalGateway:
                                            stderr=log, start_new_session=True)
             url = f"http://127.0.0.1:{port}"
             self.state_file.write_text(json.dumps({"url": url, "pid": process.pid}))
+            # Found again by a later console if the one that started it dies.
+            process_records.record_process(settings.data_dir, "gateway", "gateway",
+                                           process.pid, command)
             deadline = time.monotonic() + STARTUP_TIMEOUT_S
             while not self.ping():
                 if process.poll() is not None or time.monotonic() > deadline:

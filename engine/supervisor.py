@@ -5,6 +5,11 @@ Starts the embedded Redis and the sandbox gateway when they are needed and not r
 (and stops them again at the end, as their owner), starts workers through RelayDesk's own
 entry point, restarts any that die, and lets an operator add, stop, kill and restart them.
 
+What an earlier console or supervisor of the same data dir left running when it died
+without closing (workers, gateway, Redis) is adopted on start: recognised from the records
+in ``DATA_DIR/run`` (``engine.process_records``), verified with psutil, and from then on
+looked after as if started here.
+
 Each worker runs in its own process group (session) so that a kill takes its pool
 processes with it and a Ctrl-C in the terminal reaches only the supervisor, which then
 stops the workers warm. Thread-safe: one thread may poll ``snapshot()``/``check()`` while
@@ -14,18 +19,17 @@ Redis (starting one, a fork and exec, happens under the lock).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import logging
-import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,12 +38,14 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from engine import redis_keys, worker_control
+from engine import process_records, redis_keys, worker_control
 from engine.celery_app import configure
 from engine.embedded_redis import EmbeddedRedis, RedisUnavailable
 from engine.local_gateway import LocalGateway
+from engine.process_handles import AdoptedProcess, ChildProcess, ProcessHandle
 from engine.process_launch import relaydesk_command
 from engine.queues import ALL_QUEUES
+from engine.redis_connections import redis_client
 from engine.settings import Settings
 from engine.worker import default_pool, worker_name
 
@@ -94,6 +100,18 @@ class WorkerSpec:
     def autoscales(self) -> bool:
         return self.autoscale or self.autoscale_range is not None
 
+    @classmethod
+    def from_record(cls, data: Any) -> WorkerSpec | None:
+        """The spec saved in a worker's process record, or None when it does not read."""
+        try:
+            queues, scale = data.get("queues"), data.get("autoscale_range")
+            return cls(queues=tuple(queues) if queues else None,
+                       concurrency=data.get("concurrency"), pool=data.get("pool"),
+                       autoscale=bool(data.get("autoscale")),
+                       autoscale_range=(int(scale[0]), int(scale[1])) if scale else None)
+        except (AttributeError, TypeError, ValueError, IndexError):
+            return None
+
 
 @dataclass(frozen=True)
 class WorkerEvent:
@@ -101,8 +119,9 @@ class WorkerEvent:
     worker_id: str
     pid: int | None  # the process the event is about (the one that exited, for restarts)
     exit_code: int | None  # negative: killed by that signal
-    action: str  # "restarted" (by check()), "restart failed", or an operator action:
-    # "added", "stopped", "killed", "restarted by operator", "removed"
+    action: str  # "restarted" (by check()), "restart failed", "adopted" (left running by
+    # an earlier console), or an operator action: "added", "stopped", "killed",
+    # "restarted by operator", "removed"
 
 
 @dataclass(frozen=True)
@@ -119,8 +138,9 @@ class LocalWorkerState:
     rss_bytes: int | None  # worker plus its pool processes
     processes: int  # OS processes: the worker and its pool
     active_tasks: int
-    exit_code: int | None  # of the last process, once it exited
+    exit_code: int | None  # of the last process, once it exited (None: unknown, adopted)
     log_path: Path
+    adopted: bool = False  # the current process was left running by an earlier owner
 
 
 @dataclass
@@ -129,7 +149,7 @@ class _Worker:
     spec: WorkerSpec
     log_path: Path
     hostname: str = ""
-    process: subprocess.Popen[bytes] | None = None
+    process: ProcessHandle | None = None
     started_at: float | None = None
     started_mono: float = 0.0
     restarts: int = 0
@@ -145,7 +165,7 @@ class _Worker:
     samplers: dict[int, psutil.Process] = field(default_factory=dict)
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.process is not None and self.process.running()
 
 
 class Supervisor:
@@ -165,8 +185,9 @@ class Supervisor:
         self.max_processes = max_processes
         self.stop_timeout = stop_timeout
         self.nice = nice  # CPU priority of the workers: lower (higher nice) yields the CPU
-        self.own_redis: subprocess.Popen[bytes] | None = None  # set when we started it
-        self.own_gateway: subprocess.Popen[bytes] | None = None
+        # Set when we started (or adopted) them: stop() stops them.
+        self.own_redis: ProcessHandle | None = None
+        self.own_gateway: ProcessHandle | None = None
         self._lock = threading.RLock()
         self._workers: dict[str, _Worker] = {}
         self._ids = itertools.count(1)
@@ -176,20 +197,53 @@ class Supervisor:
     # --- services and the whole set -----------------------------------------------------
 
     def start(self) -> None:
-        """Start the services this data dir needs, then ``workers`` default workers."""
+        """Adopt what an earlier supervisor of this data dir left running, start the
+        services it needs, then default workers until ``workers`` run."""
+        self.adopt_orphans()
         self.start_services()
-        for _ in range(self.workers):
+        for _ in range(self.workers - len(self.running)):
             self.add_worker(self.default_spec)
+
+    def adopt_orphans(self) -> list[str]:
+        """Take over what an earlier console or supervisor of this data dir left running
+        when it died without closing (Redis, gateway, workers): from now on they are this
+        supervisor's, stopped by stop(). Returns the ids of the adopted workers."""
+        if not self.settings.redis_url and self.own_redis is None:
+            self.own_redis = self._adopt_service("redis")
+        if self.settings.sms_provider == "sandbox" and not self.settings.sms_gateway_url \
+                and self.own_gateway is None:
+            self.own_gateway = self._adopt_service("gateway")
+        return self.adopt_workers()
 
     def start_services(self) -> None:
         """The embedded Redis and the sandbox gateway, when used and not yet running."""
-        # start() returns no process when one already runs: keep what we own, if anything.
+        data_dir = self.settings.data_dir
         if not self.settings.redis_url:
             redis_process, _ = EmbeddedRedis.for_settings(self.settings).start()
-            self.own_redis = redis_process or self.own_redis
+            if redis_process is not None:
+                # EmbeddedRedis.start() returns a process only when it started one.
+                self.own_redis = ChildProcess(redis_process)
+                process_records.record_process(data_dir, "redis", "redis", redis_process.pid)
         if self.settings.sms_provider == "sandbox" and not self.settings.sms_gateway_url:
             gateway, _ = LocalGateway.for_settings(self.settings).start(self.settings)
-            self.own_gateway = gateway or self.own_gateway
+            if gateway is not None:  # recorded by LocalGateway.start()
+                self.own_gateway = ChildProcess(gateway)
+
+    def adopt_workers(self) -> list[str]:
+        """Take over the local workers of this data dir whose supervisor is gone; returns
+        their ids. Each keeps its id, name, spec and log; from now on it is restarted when
+        it dies and stopped with the others."""
+        adopted = []
+        with self._lock:
+            known = {w.process.pid for w in self._workers.values() if w.process is not None}
+            for record in process_records.read_records(self.settings.data_dir, "worker"):
+                if record.pid in known:
+                    continue
+                process = process_records.orphan(record, self.settings.data_dir)
+                if process is None:
+                    continue
+                adopted.append(self._adopt_worker(record, process))
+        return adopted
 
     @property
     def restarts(self) -> int:
@@ -214,25 +268,30 @@ class Supervisor:
                     self._ask_to_stop(worker)
         deadline = time.monotonic() + self.stop_timeout
         for worker in workers:
-            if worker.process is not None:
-                try:
-                    worker.process.wait(max(deadline - time.monotonic(), 0.1))
-                except subprocess.TimeoutExpired:
-                    log.warning("worker %s did not stop within %s s; killing it",
-                                worker.id, self.stop_timeout)
-                    self._kill_tree(worker.process)
+            if worker.process is not None and \
+                    not worker.process.wait(max(deadline - time.monotonic(), 0.1)):
+                log.warning("worker %s did not stop within %s s; killing it",
+                            worker.id, self.stop_timeout)
+                worker.process.kill_tree()
         with self._lock:
             for worker in workers:
                 self._reap(worker)
         if self.own_gateway is not None:
             self.own_gateway.terminate()
             self.own_gateway.wait(10)
+            process_records.forget_record(self.settings.data_dir, "gateway",
+                                          self.own_gateway.pid)
             self.own_gateway = None
         if self.own_redis is not None:
             EmbeddedRedis.for_settings(self.settings).stop()  # SHUTDOWN flushes the AOF
             self.own_redis.wait(10)
+            process_records.forget_record(self.settings.data_dir, "redis", self.own_redis.pid)
             self.own_redis = None
         self._close_broker()
+
+    def owns_services(self) -> bool:
+        """A Redis or gateway this supervisor started (or adopted) still runs."""
+        return any(p is not None and p.running() for p in (self.own_redis, self.own_gateway))
 
     # --- operator actions ---------------------------------------------------------------
 
@@ -262,10 +321,9 @@ class Supervisor:
             self._event(worker, "stopped")
         if process is None:
             return None
-        try:
-            return process.wait(wait_s) if wait_s > 0 else process.poll()
-        except subprocess.TimeoutExpired:
-            return None
+        if wait_s > 0:
+            process.wait(wait_s)
+        return process.exit_code()
 
     def kill_worker(self, worker_id: str) -> int | None:
         """SIGKILL the worker and its pool processes; it stays stopped. Returns its exit
@@ -278,10 +336,10 @@ class Supervisor:
             self._event(worker, "killed")
         if process is None:
             return None
-        self._kill_tree(process)
+        process.kill_tree()
         with self._lock:
             self._reap(worker)
-        return process.returncode
+        return process.exit_code()
 
     def restart_worker(self, worker_id: str) -> None:
         """Warm stop (killing it after the stop timeout), then start it again with the same
@@ -296,13 +354,10 @@ class Supervisor:
             if worker.alive():
                 worker.stopping = True
                 self._ask_to_stop(worker)
-        if process is not None and process.poll() is None:
-            try:
-                process.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("worker %s did not stop within %s s; killing it", worker_id,
-                            self.stop_timeout)
-                self._kill_tree(process)
+        if process is not None and process.running() and not process.wait(self.stop_timeout):
+            log.warning("worker %s did not stop within %s s; killing it", worker_id,
+                        self.stop_timeout)
+            process.kill_tree()
         with self._lock:
             if worker.generation != generation or worker_id not in self._workers:
                 return  # another action on this worker came in meanwhile: it decides
@@ -316,6 +371,7 @@ class Supervisor:
             worker = self._get(worker_id)
             if worker.alive():
                 raise RuntimeError(f"worker {worker_id} still runs: stop or kill it first")
+            self._reap(worker)
             del self._workers[worker_id]
             self._event(worker, "removed")
 
@@ -330,9 +386,9 @@ class Supervisor:
             for worker in self._workers.values():
                 if worker.process is None or not worker.wanted or worker.stopping:
                     continue
-                code = worker.process.poll()
-                if code is None:
+                if worker.process.running():
                     continue
+                code = worker.process.exit_code()  # None: an adopted worker's is unknown
                 if not worker.died_noticed:
                     self._note_death(worker, code, now)
                 if now < worker.restart_at:
@@ -397,12 +453,19 @@ class Supervisor:
         return relaydesk_command(self.settings, *args)
 
     def _spawn(self, worker: _Worker) -> None:
+        self._reap(worker)  # the previous process's record goes
         worker.hostname = worker_name(worker.id)
         worker.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = self._command(worker)
         with worker.log_path.open("ab") as log_file:
-            worker.process = subprocess.Popen(
-                self._command(worker), stdin=subprocess.DEVNULL, stdout=log_file,
-                stderr=log_file, **_own_process_group())
+            popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
+                                     stderr=log_file, **_own_process_group())
+        worker.process = ChildProcess(popen)
+        # Written at launch: a later console finds it again if this one dies.
+        process_records.record_process(
+            self.settings.data_dir, f"worker-{popen.pid}", "worker", popen.pid, command,
+            id=worker.id, hostname=worker.hostname, spec=asdict(worker.spec),
+            log_path=str(worker.log_path))
         worker.started_at = time.time()
         worker.started_mono = time.monotonic()
         worker.stopping = False
@@ -412,7 +475,7 @@ class Supervisor:
         worker.active = 0
         worker.samplers = {}
 
-    def _note_death(self, worker: _Worker, code: int, now: float) -> None:
+    def _note_death(self, worker: _Worker, code: int | None, now: float) -> None:
         worker.died_noticed = True
         worker.exit_code = code
         quick = now - worker.started_mono < QUICK_EXIT_S
@@ -423,9 +486,53 @@ class Supervisor:
         worker.restart_at = now + delay
 
     def _reap(self, worker: _Worker) -> None:
-        if worker.process is not None and worker.process.poll() is not None:
-            worker.exit_code = worker.process.returncode
+        if worker.process is not None and not worker.process.running():
+            worker.exit_code = worker.process.exit_code()
             worker.stopping = False
+            process_records.forget_record(self.settings.data_dir,
+                                          f"worker-{worker.process.pid}", worker.process.pid)
+
+    def _adopt_worker(self, record: process_records.ProcessRecord,
+                      process: psutil.Process) -> str:
+        details = record.details
+        worker_id = str(details.get("id") or "")
+        if not re.fullmatch(r"local-\d+", worker_id) or worker_id in self._workers:
+            worker_id = f"local-{next(self._ids)}"
+        else:  # new workers are numbered after the adopted ones
+            number = int(worker_id.removeprefix("local-"))
+            self._ids = itertools.count(max(number + 1, next(self._ids)))
+        spec = WorkerSpec.from_record(details.get("spec") or {}) or self.default_spec
+        logs = self.settings.data_dir / "logs"
+        worker = _Worker(worker_id, spec, Path(str(details.get("log_path") or
+                                                   logs / f"worker-{worker_id}.log")),
+                         hostname=str(details.get("hostname") or ""),
+                         process=AdoptedProcess(process), started_at=process.create_time(),
+                         started_mono=time.monotonic())
+        self._workers[worker_id] = worker
+        process_records.take_over(self.settings.data_dir, record)
+        log.info("adopted worker %s (pid %s) left running by an earlier console", worker_id,
+                 process.pid)
+        self._event(worker, "adopted")
+        return worker_id
+
+    def _adopt_service(self, role: str) -> ProcessHandle | None:
+        """The data dir's Redis or gateway, when an earlier owner left it running."""
+        data_dir = self.settings.data_dir
+        for record in process_records.read_records(data_dir, role):
+            process = process_records.orphan(record, data_dir)
+            if process is None or not self._is_the_service(role, process):
+                continue
+            process_records.take_over(data_dir, record)
+            log.info("adopted the %s (pid %s) left running by an earlier console", role,
+                     process.pid)
+            return AdoptedProcess(process)
+        return None
+
+    def _is_the_service(self, role: str, process: psutil.Process) -> bool:
+        """The recorded process is the one serving this data dir now."""
+        service = EmbeddedRedis.for_settings(self.settings) if role == "redis" else \
+            LocalGateway.for_settings(self.settings)
+        return bool(service.pid() == process.pid)
 
     def _ask_to_stop(self, worker: _Worker) -> None:
         assert worker.process is not None
@@ -441,22 +548,6 @@ class Supervisor:
         else:
             worker.process.send_signal(signal.SIGTERM)  # Celery: warm shutdown
 
-    @staticmethod
-    def _kill_tree(process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            if sys.platform == "win32":
-                with contextlib.suppress(psutil.Error):
-                    for child in psutil.Process(process.pid).children(recursive=True):
-                        with contextlib.suppress(psutil.Error):
-                            child.kill()
-                process.kill()
-            else:
-                # The worker leads its own process group, its pool processes in it; the
-                # embedded Redis or gateway it may have started have their own sessions.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
     def _event(self, worker: _Worker, action: str, pid: int | None = None,
                exit_code: int | None = None) -> WorkerEvent:
         if pid is None and worker.process is not None:
@@ -470,7 +561,7 @@ class Supervisor:
         with self._lock:
             if self._broker is None or self._broker[0] != url:
                 self._close_broker()
-                client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+                client = redis_client(url, connect_timeout_s=1, read_timeout_s=2)
                 self._broker = (url, client, configure(url))
             return self._broker
 
@@ -530,7 +621,8 @@ class Supervisor:
             uptime_s=now - worker.started_at if alive and worker.started_at else None,
             cpu_percent=cpu, rss_bytes=rss, processes=count,
             active_tasks=worker.active if alive else 0,
-            exit_code=None if alive else worker.exit_code, log_path=worker.log_path)
+            exit_code=None if alive else worker.exit_code, log_path=worker.log_path,
+            adopted=worker.process is not None and worker.process.adopted)
 
     @staticmethod
     def _usage(worker: _Worker) -> tuple[float | None, int | None, int]:
