@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from engine.phones import mask_phones_in_text
 from engine.redis_keys import PREFIX
+from engine.secrets import mask_urls_in_text
 from engine.settings import Settings
 
 Kind = Literal["job", "sql", "http"]
@@ -56,7 +57,9 @@ def _clip(text: str, limit: int = MAX_TEXT) -> str:
 
 
 def safe_text(text: str, limit: int = MAX_TEXT) -> str:
-    return _clip(mask_phones_in_text(text), limit)
+    """Phone numbers and URLs' credentials masked (a body may carry a callback URL with
+    its token), then clipped."""
+    return _clip(mask_urls_in_text(mask_phones_in_text(text)), limit)
 
 
 def safe_payload(value: Any) -> str:
