@@ -22,13 +22,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from engine.secrets import MASK, mask_url
+from engine.secrets import mask_url, scrub_url_secrets
 from engine.settings import Settings
 from engine.settings_store import restore_masked_password
 
@@ -45,14 +45,8 @@ class CheckResult:
 
 
 def _scrub(text: str, url: str | None) -> str:
-    """``text`` without the password of ``url`` (as written or percent-decoded)."""
-    try:
-        password = urlsplit(url or "").password
-    except ValueError:
-        password = None
-    for secret in {password, unquote(password or "")} - {None, ""}:
-        text = text.replace(str(secret), MASK)
-    return text
+    """``text`` without the password or query secrets of ``url`` (in any spelling)."""
+    return scrub_url_secrets(text, url)
 
 
 def _reason(exc: BaseException, timeout_s: float) -> str:

@@ -27,6 +27,7 @@ from engine.celery_app import PUBLISHED_HEADER
 from engine.embedded_redis import redis_url
 from engine.inspector_store import Entry, InspectorStore, safe_payload, safe_text, safe_url
 from engine.phones import mask_phone
+from engine.secrets import scrub_url_secrets
 from engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -243,8 +244,10 @@ def _record_http(call: HttpExchange) -> None:
             campaign, task, call.latency_s * 1000,
             {"url": url, "request_body": safe_text(call.request_body),
              "response_body": safe_text(response),
-             # urllib3's errors repeat the URL, with whatever credentials it held
-             "error": safe_text(call.error.replace(call.url, url)) if call.error else None}))
+             # urllib3's errors repeat the URL (or its path and query), with whatever
+             # credentials it held
+             "error": safe_text(scrub_url_secrets(call.error.replace(call.url, url),
+                                                  call.url)) if call.error else None}))
     except Exception as exc:
         log.debug("inspector: HTTP entry not recorded (%s)", type(exc).__name__)
 
