@@ -4,7 +4,6 @@ bodies scrubbed before anything leaves the machine."""
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import sentry_sdk
@@ -14,15 +13,23 @@ from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
 
 from engine import __version__
+from engine.phones import scrub_phones
+from engine.secrets import mask_urls_in_text
 from engine.settings import Settings
 
 FILTERED = "[Filtered]"
-# Anything that looks like a phone number: 8+ digits, optionally with +, spaces, dashes.
-PHONE = re.compile(r"\+?\d[\d \-]{6,}\d")
-# Keys whose values are message content or recipients wherever they appear in an event.
+# Keys whose values are message content or recipients wherever they appear in an event, a
+# breadcrumb or a transaction's span (the stdlib integration puts a URL's query in
+# ``http.query``: it may carry a gateway's key).
 SENSITIVE_KEYS = frozenset({
     "body", "text", "to", "phone", "recipient", "payload", "message_body", "args", "kwargs",
-    "vars", "data", "cookies", "headers", "query_string",
+    "vars", "data", "cookies", "headers", "query_string", "http.query", "http.fragment",
+})
+# Ids and times the SDK sets: Sentry needs them as they are, and a hex id that starts with
+# seven digits would otherwise read as a phone number.
+_SDK_KEYS = frozenset({
+    "event_id", "trace_id", "span_id", "parent_span_id", "timestamp", "start_timestamp",
+    "received", "release", "dist",
 })
 
 
@@ -30,17 +37,24 @@ def _scrub(value: Any, depth: int = 0) -> Any:
     if depth > 20:
         return FILTERED
     if isinstance(value, str):
-        return PHONE.sub("[phone]", value)
+        return scrub_phones(mask_urls_in_text(value))
     if isinstance(value, dict):
-        return {k: FILTERED if str(k).lower() in SENSITIVE_KEYS else _scrub(v, depth + 1)
-                for k, v in value.items()}
+        return {k: _scrub_item(k, v, depth) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(v, depth + 1) for v in value]
     return value
 
 
+def _scrub_item(key: Any, value: Any, depth: int) -> Any:
+    if key in _SDK_KEYS:
+        return value
+    return FILTERED if str(key).lower() in SENSITIVE_KEYS else _scrub(value, depth + 1)
+
+
 def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any]:
-    """before_send: no phone numbers, no message bodies, no local variables."""
+    """before_send and before_send_transaction: no phone numbers, no message bodies, no
+    local variables, no credentials from URLs (a transaction's name, its spans'
+    descriptions and data are scrubbed like an error's message)."""
     for exception in (event.get("exception") or {}).get("values") or []:
         for frame in (exception.get("stacktrace") or {}).get("frames") or []:
             frame.pop("vars", None)
@@ -66,6 +80,7 @@ def init_sentry(settings: Settings, component: str) -> bool:
         traces_sample_rate=settings.sentry_traces_sample_rate,
         include_local_variables=False,  # locals hold phone numbers and message text
         before_send=scrub_event,  # type: ignore[arg-type]
+        before_send_transaction=scrub_event,  # type: ignore[arg-type]
         before_breadcrumb=scrub_breadcrumb,
         integrations=[
             # A retry is not a failure: only the last attempt reports (see report_dead).

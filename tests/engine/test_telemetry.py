@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,7 @@ import sentry_sdk
 
 from engine.sandbox_gateway import GatewayServer
 from engine.settings import load_settings
-from engine.telemetry import init_sentry, scrub_event
+from engine.telemetry import init_sentry, scrub_breadcrumb, scrub_event
 from tests.conftest import Workers
 from tests.support import run_cli, run_cli_json, wait_for, write_contacts
 
@@ -92,6 +93,42 @@ def test_scrub_event_drops_locals_and_payloads() -> None:
     assert scrubbed["extra"]["payload"] == "[Filtered]"
     assert scrubbed["extra"]["note"] == "call [phone] now"
     assert scrubbed["contexts"]["celery-job"]["args"] == "[Filtered]"
+
+
+def test_transactions_are_scrubbed_like_errors(sentry_endpoint: SentryEndpoint,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With tracing on, a transaction's name, its spans and the URL of an HTTP call made
+    inside it (the stdlib integration records its query) carry no phone or credential."""
+    monkeypatch.setenv("RELAYDESK_SENTRY_TRACES_SAMPLE_RATE", "1.0")
+    assert init_sentry(load_settings(), "test")
+    port = sentry_endpoint.server.server_address[1]
+    with sentry_sdk.start_transaction(name=f"send to {PHONE}", op="task"):
+        with sentry_sdk.start_span(op="sms", name="Call (0712) 345 678") as span:
+            span.set_data("note", "+254 (712) 345-678 asked to call back")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/send?api_key=gateway-key-4242&to=%2B254712345678")
+        connection.getresponse().read()
+        connection.close()
+    sentry_sdk.flush(10)
+    text = sentry_endpoint.text()
+    assert '"type":"transaction"' in text.replace(" ", "")
+    assert "send to [phone]" in text
+    assert '"op":"http.client"' in text.replace(" ", "")  # the call's span is there...
+    for secret in ("712345678", "0712", "345 678", "345-678", "gateway-key-4242"):
+        assert secret not in text  # ...without what it carried
+
+
+def test_urls_in_breadcrumbs_and_messages_lose_their_credentials() -> None:
+    crumb = scrub_breadcrumb({"type": "http", "data": {"url": "x"},
+                              "message": "POST https://gw.example/send?api_key=k3y-4242 -> 500"})
+    assert crumb["message"] == "POST https://gw.example/send?api_key=**** -> 500"
+    event = scrub_event({"message": "HTTPConnectionPool: url: /send?token=t0ken-4242 failed",
+                         "event_id": "1234567890abcdef1234567890abcdef",
+                         "contexts": {"trace": {"trace_id": "12345678901234567890123456789012",
+                                                "span_id": "1234567890123456"}}})
+    assert "t0ken-4242" not in event["message"]
+    assert event["event_id"] == "1234567890abcdef1234567890abcdef"  # ids are not phones
+    assert event["contexts"]["trace"]["trace_id"] == "12345678901234567890123456789012"
 
 
 def test_no_dsn_means_no_reporting() -> None:
