@@ -22,10 +22,10 @@ def import_file(settings: Settings, path: Path) -> ImportResult:
 
 def send(settings: Settings, template: str, recipients: Recipients, urgent: bool,
          name: str | None) -> CreatedCampaign:
-    import redis
+    from engine.redis_connections import redis_client
 
     url = redis_url(settings, start=False)
-    client = redis.Redis.from_url(url, socket_timeout=10)
+    client = redis_client(url)
     try:
         configure(url)
         return send_campaign(open_database(settings), client, settings, template,

@@ -15,6 +15,7 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from engine.queues import ALL_QUEUES, MESSAGES
+from engine.redis_connections import connection_options
 
 # A message a worker took but did not ack is handed to another worker after this long.
 # Short, so the work of a worker killed mid-task is redone within about a minute instead
@@ -60,6 +61,9 @@ app.conf.update(
         # Take from high_priority first, then messages, then bulk_messages (kombu would
         # otherwise rotate between them).
         "queue_order_strategy": "priority",
+        # Timeouts and keepalive, as every RelayDesk Redis client has them: a half-open
+        # broker connection must fail a publish or a poll, not hang it forever.
+        **connection_options(),
     },
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,  # keep retrying through a Redis restart

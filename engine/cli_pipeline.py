@@ -10,7 +10,6 @@ from types import FrameType
 from typing import Any
 
 import click
-import redis
 
 from engine import wait_alerts
 from engine.breaker import CircuitBreaker
@@ -20,6 +19,7 @@ from engine.human import format_duration
 from engine.overview import gather
 from engine.queue_status import broker_load, broker_snapshot
 from engine.queues import ALL_QUEUES
+from engine.redis_connections import redis_client
 from engine.redis_info import server_identity
 from engine.secrets import mask_url
 from engine.worker_registry import live_workers
@@ -200,7 +200,7 @@ def supervise_cmd(app: AppContext, workers: int | None, concurrency: int | None,
 
 def status_data(app: AppContext) -> dict[str, Any]:
     settings = app.settings
-    client = redis.Redis.from_url(redis_url(settings, start=False), socket_timeout=5)
+    client = redis_client(redis_url(settings, start=False), read_timeout_s=5)
     try:
         load, workers = broker_load(client), live_workers(client)  # read once, used twice
         identity = server_identity(client.info("server"))

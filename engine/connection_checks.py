@@ -28,6 +28,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from engine.redis_connections import redis_client
 from engine.secrets import mask_url, scrub_url_secrets
 from engine.settings import Settings
 from engine.settings_store import restore_masked_password
@@ -116,8 +117,8 @@ def _check_redis_url(url: str, *, embedded: bool) -> CheckResult:
     detail: dict[str, Any] = {"url": masked, "embedded": embedded}
     try:
         place = _redis_place(url)
-        client = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT_S,
-                                      socket_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+        client = redis_client(url, connect_timeout_s=TIMEOUT_S, read_timeout_s=TIMEOUT_S,
+                              retry=Retry(NoBackoff(), 0))
     except ValueError as exc:
         return CheckResult(False, f"RELAYDESK_REDIS_URL {masked} is not a Redis URL "
                                   f"({_scrub(str(exc), url)}): write it as "

@@ -27,6 +27,7 @@ import psutil
 import redis
 from filelock import FileLock
 
+from engine.redis_connections import redis_client
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -159,8 +160,7 @@ class EmbeddedRedis:
         state = self._state()
         if not state:
             return False
-        client = redis.Redis.from_url(self.url(state["port"]), socket_connect_timeout=1,
-                                      socket_timeout=2)
+        client = redis_client(self.url(state["port"]), connect_timeout_s=1, read_timeout_s=2)
         try:
             return bool(client.ping())
         except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError,
@@ -247,7 +247,7 @@ class EmbeddedRedis:
     def _warn_if_vulnerable(self, port: int) -> None:
         from engine.redis_info import server_identity  # redis_info imports this module
 
-        client = redis.Redis.from_url(self.url(port), socket_timeout=5)
+        client = redis_client(self.url(port), read_timeout_s=5)
         try:
             identity = server_identity(client.info("server"))
         except redis.RedisError:
@@ -284,7 +284,7 @@ class EmbeddedRedis:
         state = self._state()
         if not state or not self.ping():
             return False
-        client = redis.Redis.from_url(self.url(state["port"]), socket_timeout=timeout)
+        client = redis_client(self.url(state["port"]), read_timeout_s=timeout)
         target = None
         try:
             target = _server_process(client)

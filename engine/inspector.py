@@ -21,12 +21,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 from engine.celery_app import PUBLISHED_HEADER
 from engine.embedded_redis import redis_url
 from engine.inspector_store import Entry, InspectorStore, safe_payload, safe_text, safe_url
 from engine.phones import mask_phone
+from engine.redis_connections import redis_client
 from engine.secrets import scrub_url_secrets
 from engine.settings import Settings
 
@@ -62,9 +61,9 @@ class Recorder:
     def _current_store(self) -> InspectorStore:
         with self._lock:
             if self._store is None or self._pid != os.getpid():
-                client = redis.Redis.from_url(redis_url(self.settings, start=False),
-                                              socket_timeout=REDIS_TIMEOUT_S,
-                                              socket_connect_timeout=REDIS_TIMEOUT_S)
+                client = redis_client(redis_url(self.settings, start=False),
+                                      connect_timeout_s=REDIS_TIMEOUT_S,
+                                      read_timeout_s=REDIS_TIMEOUT_S)
                 self._store = InspectorStore.for_settings(self.settings, client)
                 self._pid = os.getpid()
             return self._store

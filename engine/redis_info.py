@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from engine.embedded_redis import EmbeddedRedis, RedisUnavailable
+from engine.redis_connections import redis_client
 from engine.secrets import mask_url
 from engine.server_advisories import known_vulnerable
 from engine.settings import Settings
@@ -42,7 +43,7 @@ def embedded_redis_status(settings: Settings,
         status["error"] = str(exc)
         return status
     status["url"] = mask_url(url)
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    client = redis_client(url, connect_timeout_s=timeout, read_timeout_s=timeout)
     try:
         pipe = client.pipeline(transaction=False)
         pipe.info("server")

@@ -10,14 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from engine.breaker import CircuitBreaker
 from engine.db import Database, open_database
 from engine.embedded_redis import redis_url
 from engine.local_gateway import gateway_url
 from engine.providers import Provider, make_provider
 from engine.rate_limit import RateLimiter
+from engine.redis_connections import redis_client
 from engine.settings import Settings, load_settings
 
 
@@ -37,8 +36,7 @@ _runtimes: dict[int, Runtime] = {}
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    client = redis.Redis.from_url(redis_url(settings, start=False),
-                                  health_check_interval=30)
+    client = redis_client(redis_url(settings, start=False))
     provider = make_provider(settings, gateway_url(settings, start=False))
     rate = settings.rate_limit.per_second if settings.rate_limit else None
     return Runtime(

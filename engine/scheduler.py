@@ -78,5 +78,20 @@ def release_due(client: Any, publish: Publish, limit: int = RELEASE_BATCH) -> in
             client.zrem(redis_keys.SCHEDULED, *due)
         return len(due)
     finally:
-        if client.get(redis_keys.SCHEDULER_LOCK) in (token, token.encode()):
-            client.delete(redis_keys.SCHEDULER_LOCK)
+        release_lock(client, redis_keys.SCHEDULER_LOCK, token)
+
+
+# Delete the lock only if it still holds our token, in one step: with a GET then a DEL, a
+# lock that expired (a slow release) and was taken by another releaser in between would
+# be deleted under it, and two releasers would run at once.
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def release_lock(client: Any, key: str, token: str) -> bool:
+    """Release a ``SET key token NX PX`` lock if it is still ours; True if it was."""
+    return bool(client.register_script(_RELEASE_LOCK)(keys=[key], args=[token]))

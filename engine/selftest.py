@@ -28,7 +28,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import redis
 import urllib3
 from sqlalchemy import select
 
@@ -40,6 +39,7 @@ from engine.db import Database, close_databases, open_database
 from engine.embedded_redis import EmbeddedRedis
 from engine.local_gateway import LocalGateway
 from engine.models import OutgoingMessage
+from engine.redis_connections import redis_client
 from engine.settings import ENV_FILE_VARIABLE, Settings, load_settings, setting_names
 from engine.supervisor import Supervisor
 
@@ -184,7 +184,7 @@ def _run(settings: Settings, supervisor: Supervisor, report: SelftestReport, wor
 
     url = EmbeddedRedis.for_settings(settings).url()
     configure(url)
-    client = redis.Redis.from_url(url, socket_timeout=10)
+    client = redis_client(url)
     try:
         bulk = send_campaign(db, client, settings, TEMPLATE, tag="bulk", name="selftest bulk")
         few = send_campaign(db, client, settings, TEMPLATE, tag="few", name="selftest few")

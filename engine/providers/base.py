@@ -149,12 +149,19 @@ def describe_request_error(exc: BaseException, url: str) -> tuple[str, str]:
     string. These texts go to logs, Sentry, the dead-letter store and CSV exports.
     """
     where = _bare_url(url)
+    # Before TimeoutError: urllib3 makes a refused connection a kind of connect timeout.
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        reason = _os_reason(exc)
+        return "ConnectionError", f"could not connect to {where}" + (
+            f": {reason}" if reason else "")
     if isinstance(exc, urllib3.exceptions.TimeoutError):
         return "Timeout", f"no complete answer from {where} in time"
+    if isinstance(exc, urllib3.exceptions.LocationValueError):
+        return "InvalidUrl", "the provider URL is not valid; check the provider settings"
     if isinstance(exc, ValueError):
-        return "InvalidRequest", (f"the request to {where} could not be built (a header or "
-                                  "the URL holds a character HTTP does not allow); check the "
-                                  "provider settings")
+        return "InvalidRequest", (f"the request to {where} could not be built (a header holds a "
+                                  "character HTTP does not allow); check the provider "
+                                  "settings")
     reason = _os_reason(exc)
     kind = type(exc).__name__
     return kind, f"{kind} calling {where}" + (f": {reason}" if reason else "")

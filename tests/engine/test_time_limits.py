@@ -214,7 +214,7 @@ def test_a_call_running_to_the_longest_deadline_is_never_taken_over(
 SECRET = "s3cret-token-0123456789"
 
 
-@pytest.mark.parametrize("case", ["header", "query"])
+@pytest.mark.parametrize("case", ["header", "bad_url", "refused"])
 def test_a_failed_request_leaves_no_secret_in_the_error(
         case: str, embedded_redis: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
@@ -229,7 +229,10 @@ def test_a_failed_request_leaves_no_secret_in_the_error(
         # http.client's ValueError quotes the whole value.
         url = f"http://127.0.0.1:{free_port()}/send"
         header = f"Authorization: Bearer {SECRET}\r\nX-Extra: 1"
-    else:  # nobody listens; urllib3's error repeats the URL with its query
+    elif case == "bad_url":  # urllib3's LocationParseError repeats the whole URL
+        url = f"http://127.0.0.1:99999/send?api_key={SECRET}"
+        header = f"Authorization: Bearer {SECRET}"
+    else:  # nobody listens
         url = f"http://127.0.0.1:{free_port()}/send?api_key={SECRET}"
         header = f"Authorization: Bearer {SECRET}"
     provider = HttpJsonProvider(url, http_client(5.0, 2), auth_header=header)
@@ -248,7 +251,13 @@ def test_a_failed_request_leaves_no_secret_in_the_error(
     assert job.last_error
     for text in [*stored, message.last_error or "", caplog.text]:
         assert SECRET not in text
+    # Still says what to look at.
     if case == "header":
-        assert "header" in job.last_error  # still says what to look at
+        assert "header" in job.last_error
+        assert "127.0.0.1" in job.last_error
+    elif case == "bad_url":
+        assert "URL is not valid" in job.last_error
     else:
-        assert "/send" in job.last_error
+        assert job.last_error.startswith("ConnectionError: could not connect to")
+        assert "Connection refused" in job.last_error
+        assert "127.0.0.1" in job.last_error
