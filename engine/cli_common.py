@@ -32,14 +32,13 @@ class AppContext:
     @cached_property
     def redis(self) -> Any:
         """A Redis client (starting the embedded server if needed), Celery pointed at it."""
-        import redis
-
         from engine.celery_app import configure
         from engine.embedded_redis import redis_url
+        from engine.redis_connections import redis_client
 
         url = redis_url(self.settings, start=True)
         configure(url)
-        return redis.Redis.from_url(url, socket_timeout=10)
+        return redis_client(url)
 
 
 pass_app = click.make_pass_decorator(AppContext)
