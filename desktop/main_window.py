@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -79,6 +80,17 @@ class RedisBanner(QFrame):
         self.show()
 
 
+def scrolling(page: Page) -> QScrollArea:
+    """The page in a scroll area: in a window smaller than the page needs, the page
+    scrolls instead of squeezing (and clipping) its labels and buttons."""
+    area = QScrollArea()
+    area.setObjectName(f"scroll-{page.page_id}")
+    area.setWidget(page)
+    area.setWidgetResizable(True)  # the page fills the area whenever it fits
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    return area
+
+
 class MainWindow(QMainWindow):
     def __init__(self, ctx: ConsoleContext, pages: list[Page], state_file: str) -> None:
         super().__init__()
@@ -137,7 +149,7 @@ class MainWindow(QMainWindow):
             item.setSizeHint(QSize(160, 36))
             item.setToolTip(f"{page.title} (Ctrl+{number})")
             self.sidebar.addItem(item)
-            self.stack.addWidget(page)
+            self.stack.addWidget(scrolling(page))
             shortcut = QShortcut(QKeySequence(f"Ctrl+{number}"), self)
             shortcut.activated.connect(lambda n=number - 1: self.sidebar.setCurrentRow(n))
         self.sidebar.currentRowChanged.connect(self._show_row)
@@ -254,8 +266,11 @@ class MainWindow(QMainWindow):
     def page(self, page_id: str) -> Page:
         return next(p for p in self.pages if p.page_id == page_id)
 
+    def current_page(self) -> Page:
+        return self.pages[self.stack.currentIndex()]
+
     def refresh_current(self) -> None:
-        self.pages[self.stack.currentIndex()].activated()
+        self.current_page().activated()
 
     # -- state --------------------------------------------------------------------------
     def _restore_state(self) -> None:
@@ -276,7 +291,7 @@ class MainWindow(QMainWindow):
     def save_state(self) -> None:
         self._gui_state.setValue("window/geometry", self.saveGeometry())
         self._gui_state.setValue("window/state", self.saveState())
-        self._gui_state.setValue("window/page", self.pages[self.stack.currentIndex()].page_id)
+        self._gui_state.setValue("window/page", self.current_page().page_id)
         self._gui_state.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import ConsoleContext
+from desktop.flow_layout import FlowLayout, flow_row
 from desktop.paged_model import Column
 from desktop.pages.base import Page, page_header
 from desktop.rows_model import RowsModel
@@ -174,7 +175,8 @@ class WorkersPage(Page):
     def _build_local(self) -> QGroupBox:
         box = QGroupBox("This machine")
         column = QVBoxLayout(box)
-        tools = QHBoxLayout()
+        # Wraps onto a second row in a small window instead of squeezing the texts.
+        tools = FlowLayout()
         self.add_button = QPushButton("Add worker…")
         self.add_button.setObjectName("workers-add")
         self.add_button.clicked.connect(self.ask_add_worker)
@@ -193,22 +195,19 @@ class WorkersPage(Page):
             button.clicked.connect(lambda _=False, a=action: self.local_action(a))
             tools.addWidget(button)
             self.local_buttons[action] = button
-        tools.addStretch()
-        tools.addWidget(QLabel("Autoscale processes: min"))
         self.min_processes = QSpinBox()
         self.min_processes.setRange(0, 64)
         self.min_processes.setValue(self.ctx.settings.min_processes)
-        tools.addWidget(self.min_processes)
-        tools.addWidget(QLabel("max"))
         self.max_processes = QSpinBox()
         self.max_processes.setRange(1, 128)
         self.max_processes.setValue(self.ctx.settings.max_processes)
-        tools.addWidget(self.max_processes)
         self.autoscale_button = QPushButton("Apply")
         self.autoscale_button.setToolTip("Use these bounds for autoscaling workers: new ones, "
                                          "and the selected one if it autoscales")
         self.autoscale_button.clicked.connect(self.apply_autoscale)
-        tools.addWidget(self.autoscale_button)
+        # The bounds stay together with their caption when the row wraps.
+        tools.addWidget(flow_row(QLabel("Autoscale processes: min"), self.min_processes,
+                                 QLabel("max"), self.max_processes, self.autoscale_button))
         column.addLayout(tools)
         self.local_table = data_table(self.local_model, "workers-local", fit_contents=True)
         self.local_table.selectionModel().selectionChanged.connect(
@@ -234,7 +233,8 @@ class WorkersPage(Page):
         tools.addStretch()
         self.all_note = QLabel()
         self.all_note.setEnabled(False)
-        tools.addWidget(self.all_note)
+        self.all_note.setWordWrap(True)  # an error text can be long
+        tools.addWidget(self.all_note, 1)
         column.addLayout(tools)
         self.all_table = data_table(self.all_model, "workers-all", fit_contents=True)
         self.all_table.selectionModel().selectionChanged.connect(

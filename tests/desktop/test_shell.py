@@ -80,7 +80,7 @@ def test_window_geometry_and_page_are_remembered(console: Console, qtbot: QtBot)
     again = build_console(load_settings(), theme="dark")
     try:
         assert (again.window.size().width(), again.window.size().height()) == (790, 700)
-        assert again.window.stack.currentWidget() is again.window.page("contacts")
+        assert again.window.current_page() is again.window.page("contacts")
     finally:
         again.close(wait=True)
 

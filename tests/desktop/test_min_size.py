@@ -1,0 +1,49 @@
+"""At the smallest size the window allows, every page shows its labels, buttons and
+check boxes whole: nothing is squeezed below the width its text needs."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QWidget
+from pytestqt.qtbot import QtBot
+
+from desktop.app import Console
+from tests.desktop.conftest import idle, open_page
+
+PAGES = ["dashboard", "compose", "contacts", "campaigns", "workers", "failed", "inspector",
+         "settings"]
+
+
+def clipped(root: QWidget) -> list[str]:
+    """Visible labels and buttons narrower than their minimum size hint (their text)."""
+    found = []
+    for widget in root.findChildren(QWidget):
+        if not isinstance(widget, QLabel | QAbstractButton) or not widget.isVisibleTo(root):
+            continue
+        text = widget.text()
+        if not text.strip():
+            continue
+        need = widget.minimumSizeHint().width()
+        if widget.width() < need:
+            found.append(f"{type(widget).__name__} {text!r}: {widget.width()} px of {need}")
+    return found
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_every_page_fits_the_smallest_window(console: Console, qtbot: QtBot,
+                                             qapp: QApplication, theme: str) -> None:
+    from desktop.theme import apply_theme
+
+    apply_theme(qapp, theme)
+    window = console.window
+    smallest = window.minimumSize()  # set explicitly: the layouts get no say below it
+    window.resize(smallest)
+    problems = {}
+    for page_id in PAGES:
+        page = open_page(console, page_id)
+        qtbot.waitUntil(lambda: window.size() == smallest and idle(console))
+        for _ in range(2):  # the texts that arrived, then the layouts they asked for
+            qapp.processEvents()
+        if found := clipped(page) + clipped(window.statusBar()):
+            problems[page_id] = found
+    assert not problems, f"clipped at {smallest.width()}x{smallest.height()}: {problems}"
