@@ -4,7 +4,14 @@ anything is shown or logged."""
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import (
+    SplitResult,
+    quote,
+    quote_plus,
+    unquote,
+    unquote_plus,
+    urlsplit,
+)
 
 MASK = "****"
 
@@ -50,8 +57,18 @@ def mask_url(url: str) -> str:
         if port is not None:
             host = f"{host}:{port}"
         netloc = f"{parts.username or ''}:{MASK}@{host}"
-    fragment = MASK if parts.fragment else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, mask_query(parts.query), fragment))
+    return _with_parts(url, parts, netloc, mask_query(parts.query),
+                       MASK if parts.fragment else "")
+
+
+def _with_parts(url: str, parts: SplitResult, netloc: str, query: str, fragment: str) -> str:
+    """``url`` (split as ``parts``) with those three parts replaced, and otherwise exactly
+    as written: urlunsplit would turn ``sqlite:///relaydesk.db`` into ``sqlite:/…``."""
+    head, hashed, _ = url.partition("#")
+    base, asked, _ = head.partition("?")
+    if netloc != parts.netloc:
+        base = base.replace(parts.netloc, netloc, 1)  # the first thing after "scheme://"
+    return base + (f"?{query}" if asked else "") + (f"#{fragment}" if hashed else "")
 
 
 def mask_query(query: str) -> str:
@@ -125,8 +142,7 @@ def restore_masked_url(url: str, current: str | None) -> str:
     if new_password == MASK and old_password is not None and new.username == old.username:
         netloc = old.netloc.rpartition("@")[0] + "@" + new.netloc.rpartition("@")[2]
     fragment = old.fragment if new.fragment == MASK else new.fragment
-    return urlunsplit((new.scheme, netloc, new.path, _restore_query(new.query, old.query),
-                       fragment))
+    return _with_parts(url, new, netloc, _restore_query(new.query, old.query), fragment)
 
 
 def _restore_query(shown: str, current: str) -> str:

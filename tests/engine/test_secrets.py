@@ -33,6 +33,12 @@ GATEWAY = "https://gw.example/send?api_key=gw-key-0451&sender=RelayDesk#tok-9981
      "postgresql://app:****@db/relaydesk?sslmode=require&password=****"),
     ("redis://localhost:6379/0", "redis://localhost:6379/0"),
     ("https://gw.example/send?empty=", "https://gw.example/send?empty="),
+    # Written exactly as given otherwise (urlunsplit would drop a SQLite URL's slashes).
+    ("sqlite:///relaydesk.db", "sqlite:///relaydesk.db"),
+    ("sqlite:////var/lib/relaydesk/relaydesk.db?mode=ro",
+     "sqlite:////var/lib/relaydesk/relaydesk.db?mode=****"),
+    ("sqlite://", "sqlite://"),
+    ("redis://:pw-4242@[::1]:6379", "redis://:****@[::1]:6379"),
 ])
 def test_mask_url_masks_passwords_query_values_and_fragments(url: str, shown: str) -> None:
     assert mask_url(url) == shown
