@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sentry_sdk
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from desktop.background import Background
 from desktop.context import Bus, ConsoleContext
@@ -135,6 +135,21 @@ def run_gui(settings: Settings, *, theme: str = "system", screenshot_dir: Path |
     instance.close()
     console.ctx.background.shutdown()
     return code
+
+
+def startup_error(message: str, *, window: bool = True) -> int:
+    """The console cannot start (e.g. its data dir cannot be written): say why on stderr
+    and, when there is a display, in a window, since a console started from a menu has no
+    terminal. Returns the exit status."""
+    print(f"Error: {message}", file=sys.stderr)
+    if window and has_display():
+        application()
+        box = QMessageBox(QMessageBox.Icon.Critical, "RelayDesk cannot start", message,
+                          QMessageBox.StandardButton.Ok)
+        box.setObjectName("startup-error")
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.exec()  # nothing else runs yet: a modal loop is all there is
+    return 1
 
 
 def has_display() -> bool:

@@ -21,6 +21,7 @@ from engine.cli_metrics import metrics_cmd
 from engine.cli_pipeline import gateway_cmd, redis_cmd, status_cmd, supervise_cmd, worker_cmd
 from engine.cli_selftest import selftest_cmd
 from engine.contacts_import import ImportFileError
+from engine.data_dir import DataDirError
 from engine.db import DatabaseError, current_revision
 from engine.embedded_redis import RedisUnavailable
 from engine.local_gateway import GatewayUnavailable
@@ -34,6 +35,7 @@ from engine.settings import ENV_FILE_VARIABLE, SettingsError
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (
     SettingsError, DatabaseError, ImportFileError, TemplateError, PlanError, CampaignError,
     RedisUnavailable, GatewayUnavailable, ProviderConfigError, ProviderUnreachable,
+    DataDirError,
 )
 
 
@@ -85,7 +87,12 @@ def gui_cmd(app: AppContext, theme: str = "system", screenshot_dir: Path | None 
         raise click.UsageError("--demo goes with --screenshot-dir")
     # Imported by name: the engine itself never imports Qt; only this command needs it.
     desktop_app = importlib.import_module("desktop.app")
-    raise SystemExit(desktop_app.run_gui(app.settings, theme=theme,
+    try:
+        settings = app.settings
+    except DataDirError as exc:  # started from a menu, there is no terminal to read it in
+        raise SystemExit(desktop_app.startup_error(str(exc), window=screenshot_dir is None)
+                         ) from None
+    raise SystemExit(desktop_app.run_gui(settings, theme=theme,
                                          screenshot_dir=screenshot_dir, demo=demo))
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from engine.data_dir import open_data_dir
 from engine.db import Database, open_database
 from engine.settings import Settings, load_settings, parse_duration
 
@@ -22,6 +23,7 @@ class AppContext:
         from engine.telemetry import init_sentry
 
         settings = load_settings(self.overrides)
+        open_data_dir(settings.data_dir)  # before anything is written there; private
         init_sentry(settings, "cli")
         return settings
 
