@@ -13,7 +13,7 @@ import time
 import redis
 
 from engine import monitor, redis_keys, scheduler, worker_registry
-from engine.broker_jobs import campaign_has_jobs
+from engine.broker_jobs import campaigns_with_jobs
 from engine.celery_app import publish
 from engine.delivery_state import queued_message_ids, stale_sending, stalled_campaigns
 from engine.planning import chunk_bounds
@@ -26,6 +26,9 @@ RELEASE_EVERY_S = 0.2
 HEARTBEAT_EVERY_S = 2.0
 SWEEP_EVERY_S = 10.0
 # A campaign with queued messages and no progress for this long is checked for lost jobs.
+# Not a setting: it only decides when to look. A campaign waiting behind others, or on
+# purpose (paced, retrying, scheduled for later), still has its jobs in the broker and is
+# left alone however long it waits; only one with no job anywhere is queued again.
 STALL_S = 60.0
 
 
@@ -92,11 +95,14 @@ class Dispatcher(threading.Thread):
             log.warning("taking over %d message(s) left 'sending' by a dead worker", len(stale))
             scheduler.schedule(rt.redis, [(now, message_job(c, m, q, retry=False))
                                           for c, m, q in stale])
+        outstanding = campaigns_with_jobs(rt.redis) if stalled else set()
         for campaign_id, queue in stalled:
-            if campaign_has_jobs(rt.redis, campaign_id, queue):
-                continue
+            if campaign_id in outstanding:
+                continue  # waiting behind other work or on purpose: not lost
             with rt.db.session() as session:
                 ids = queued_message_ids(session, campaign_id)
+            if not ids:
+                continue  # its last job finished after the stall check: nothing is lost
             log.warning("campaign %s lost its jobs (%d message(s) queued, none in the broker); "
                         "queueing them again", campaign_id, len(ids))
             size = rt.settings.chunk_size
