@@ -4,6 +4,7 @@ kept off the command line, data dirs from the old Redis 6.2, and stopping it saf
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -113,6 +114,21 @@ def test_the_embedded_server_is_a_maintained_valkey(embedded_redis: EmbeddedRedi
     assert status["server_version"] == binary_version(binary)
     assert parse_version(status["server_version"]) >= (9, 0, 0)  # type: ignore[operator]
     assert status["server_warning"] is None
+
+
+def test_the_log_names_the_server_it_started(isolated_env: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    server = EmbeddedRedis(isolated_env / "redis")
+    with caplog.at_level(logging.INFO, logger="engine.embedded_redis"):
+        process, _ = server.start()
+    assert process is not None
+    try:
+        version = binary_version(find_redis_server())
+        assert f"embedded server valkey {version} started" in caplog.text
+        assert "vulnerable" not in caplog.text
+    finally:
+        server.stop()
+        process.wait(10)
 
 
 def test_password_is_not_on_the_command_line(isolated_env: Path) -> None:
