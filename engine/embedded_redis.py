@@ -287,7 +287,7 @@ class EmbeddedRedis:
         client = redis_client(self.url(state["port"]), read_timeout_s=timeout)
         target = None
         try:
-            target = _server_process(client)
+            target = _server_process(client, self.directory)
             client.shutdown(nosave=False)
         except redis.ConnectionError:
             pass  # the server closes the connection as it exits
@@ -315,11 +315,18 @@ def _process_if(pid: int, identity: tuple[str, float]) -> psutil.Process | None:
     return psutil.Process(pid)
 
 
-def _server_process(client: redis.Redis) -> psutil.Process | None:
-    """The process of the server ``client`` is connected to, as the server reports it."""
+def _server_process(client: redis.Redis, directory: Path) -> psutil.Process | None:
+    """The process of the server ``client`` is connected to: the pid it reports, if that
+    pid here is a process working in ``directory`` (the server changes into its data
+    folder). A pid from another pid namespace, or one already reused, is not it."""
     pid = int(client.info("server").get("process_id", 0))
-    identity = _identity(pid) if pid else None
-    return _process_if(pid, identity) if identity else None
+    try:
+        process = psutil.Process(pid) if pid else None
+        if process is None or Path(process.cwd()).resolve() != directory.resolve():
+            return None
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        return None
+    return process  # psutil checks its start time again before it signals it
 
 
 def _gone_within(process: psutil.Process, timeout: float) -> bool:
