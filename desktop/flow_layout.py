@@ -1,10 +1,18 @@
-"""A layout that lines its items up left to right and wraps them onto the next row when
-the width runs out, so a row of buttons never squeezes its texts at a small window size."""
+"""Layout helpers for small windows: a layout that lines its items up left to right and
+wraps them onto the next row when the width runs out (a row of buttons never squeezes its
+texts), and labels whose wrapped text keeps all its lines."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QMargins, QPoint, QRect, QSize, Qt
-from PySide6.QtWidgets import QHBoxLayout, QLayout, QLayoutItem, QSizePolicy, QWidget
+from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, QSize, Qt
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLayout,
+    QLayoutItem,
+    QSizePolicy,
+    QWidget,
+)
 
 
 class FlowLayout(QLayout):
@@ -12,6 +20,7 @@ class FlowLayout(QLayout):
         super().__init__(parent)
         self._items: list[QLayoutItem] = []
         self._spacing = spacing
+        self._rows_height = 0  # the height its rows took at the width it last had
         self.setContentsMargins(QMargins(0, 0, 0, 0))
 
     def addItem(self, item: QLayoutItem) -> None:  # Qt's names and signatures
@@ -37,7 +46,12 @@ class FlowLayout(QLayout):
 
     def setGeometry(self, rect: QRect) -> None:
         super().setGeometry(rect)
-        self._arrange(rect, move=True)
+        height = self._arrange(rect, move=True)
+        if height != self._rows_height:
+            # More (or fewer) rows: the boxes around must make room (laid out again
+            # once, on the next turn of the event loop).
+            self._rows_height = height
+            self.invalidate()
 
     def sizeHint(self) -> QSize:
         """Everything on one row."""
@@ -49,12 +63,15 @@ class FlowLayout(QLayout):
                      height + margins.top() + margins.bottom())
 
     def minimumSize(self) -> QSize:
-        """The widest single item: anything wider wraps."""
+        """As wide as the widest item (anything wider wraps), as high as the rows are at
+        the current width (a parent that does not ask height-for-width still makes room
+        for every row)."""
         size = QSize()
         for item in self._items:
             size = size.expandedTo(item.minimumSize())
         margins = self.contentsMargins()
-        return size + QSize(margins.left() + margins.right(), margins.top() + margins.bottom())
+        size += QSize(margins.left() + margins.right(), margins.top() + margins.bottom())
+        return size.expandedTo(QSize(0, self._rows_height))
 
     def _arrange(self, rect: QRect, *, move: bool) -> int:
         margins = self.contentsMargins()
@@ -83,3 +100,27 @@ def flow_row(*widgets: QWidget) -> QWidget:
     group.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
     return group
 
+
+
+class _FitHeight(QObject):
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Resize and isinstance(watched, QLabel):
+            fit_height(watched)
+        return False
+
+
+def keep_whole(*labels: QLabel) -> None:
+    """Wrap these labels' texts, and keep each at least as tall as its text needs at its
+    width: a box that does not pass height-for-width on (see the Workers page) would
+    otherwise give a wrapped text fewer lines than it has."""
+    for label in labels:
+        label.setWordWrap(True)
+        label.installEventFilter(_FitHeight(label))
+        fit_height(label)
+
+
+def fit_height(label: QLabel) -> None:
+    """Call after changing the text of a label given to keep_whole()."""
+    need = label.heightForWidth(label.width())
+    if need > 0 and label.minimumHeight() != need:
+        label.setMinimumHeight(need)

@@ -80,12 +80,29 @@ class RedisBanner(QFrame):
         self.show()
 
 
+class _PageHolder(QWidget):
+    """Holds a page in its scroll area. A scroll area asks a page whose height depends on
+    its width (wrapped texts, wrapping button rows) for its *preferred* height and
+    scrolls below it; the holder answers with the page's minimum height instead, so the
+    page shrinks its tables to fit the window first and scrolls only below its minimum."""
+
+    def __init__(self, page: Page) -> None:
+        super().__init__()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(page)
+
+    def heightForWidth(self, width: int) -> int:
+        # (a nested layout's minimum can exceed what the height-for-width pass reports)
+        return max(self.layout().minimumHeightForWidth(width), self.minimumSizeHint().height())
+
+
 def scrolling(page: Page) -> QScrollArea:
     """The page in a scroll area: in a window smaller than the page needs, the page
     scrolls instead of squeezing (and clipping) its labels and buttons."""
     area = QScrollArea()
     area.setObjectName(f"scroll-{page.page_id}")
-    area.setWidget(page)
+    area.setWidget(_PageHolder(page))
     area.setWidgetResizable(True)  # the page fills the area whenever it fits
     area.setFrameShape(QFrame.Shape.NoFrame)
     return area

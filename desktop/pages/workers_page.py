@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import ConsoleContext
-from desktop.flow_layout import FlowLayout, flow_row
+from desktop.flow_layout import FlowLayout, fit_height, flow_row, keep_whole
 from desktop.paged_model import Column
 from desktop.pages.base import Page, page_header
 from desktop.rows_model import RowsModel
@@ -145,6 +145,20 @@ class AddWorkerDialog(QDialog):
         self.accept()
 
 
+class _PlainHeight(QWidget):
+    """Laid out by its plain minimum height. A box whose height depends on its width
+    (wrapping texts and buttons) would ask the page for the preferred height of
+    everything in it, tables included, as its *minimum*: in a small window the other
+    boxes then got less than their minimum and lines of the Redis panel were cut."""
+
+    def hasHeightForWidth(self) -> bool:
+        return False
+
+
+class _Box(QGroupBox):
+    hasHeightForWidth = _PlainHeight.hasHeightForWidth
+
+
 class WorkersPage(Page):
     page_id = "workers"
     title = "Workers"
@@ -163,17 +177,22 @@ class WorkersPage(Page):
                        "Redis show up below."))
         layout.addWidget(self._build_local(), 3)
         layout.addWidget(self._build_everywhere(), 2)
-        bottom = QHBoxLayout()
+        bottom_row = _PlainHeight()
+        bottom = QHBoxLayout(bottom_row)
+        bottom.setContentsMargins(0, 0, 0, 0)
         bottom.addWidget(self._build_events(), 3)
         bottom.addWidget(self._build_redis(), 2)
-        layout.addLayout(bottom, 2)
+        layout.addWidget(bottom_row, 2)
+        # Long texts (a logs path, an error) wrap instead of widening the page.
+        self.wrapped = (self.local_note, self.all_note)
+        keep_whole(*self.wrapped)
         self.timer = QTimer(self, interval=REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
         self._update_buttons()
 
     # -- layout ---------------------------------------------------------------------------
-    def _build_local(self) -> QGroupBox:
-        box = QGroupBox("This machine")
+    def _build_local(self) -> _Box:
+        box = _Box("This machine")
         column = QVBoxLayout(box)
         # Wraps onto a second row in a small window instead of squeezing the texts.
         tools = FlowLayout()
@@ -218,8 +237,8 @@ class WorkersPage(Page):
         column.addWidget(self.local_note)
         return box
 
-    def _build_everywhere(self) -> QGroupBox:
-        box = QGroupBox("All workers on this Redis")
+    def _build_everywhere(self) -> _Box:
+        box = _Box("All workers on this Redis")
         column = QVBoxLayout(box)
         tools = QHBoxLayout()
         self.remote_buttons: dict[str, QPushButton] = {}
@@ -233,7 +252,6 @@ class WorkersPage(Page):
         tools.addStretch()
         self.all_note = QLabel()
         self.all_note.setEnabled(False)
-        self.all_note.setWordWrap(True)  # an error text can be long
         tools.addWidget(self.all_note, 1)
         column.addLayout(tools)
         self.all_table = data_table(self.all_model, "workers-all", fit_contents=True)
@@ -242,8 +260,8 @@ class WorkersPage(Page):
         column.addWidget(self.all_table)
         return box
 
-    def _build_events(self) -> QGroupBox:
-        box = QGroupBox("Events")
+    def _build_events(self) -> _Box:
+        box = _Box("Events")
         column = QVBoxLayout(box)
         self.events = QListWidget()
         self.events.setObjectName("workers-events")
@@ -304,6 +322,7 @@ class WorkersPage(Page):
     def _refresh_failed(self, error: BaseException) -> None:
         self._refreshing = False
         self.all_note.setText(f"Could not read the workers: {error}")
+        fit_height(self.all_note)
 
     def show_view(self, view: WorkersView) -> None:
         self._refreshing = False
@@ -318,6 +337,8 @@ class WorkersPage(Page):
         self.all_note.setText(view.error or f"{len(view.everywhere)} worker(s) online")
         self._show_events(view)
         self._show_redis(view.redis)
+        for label in self.wrapped:
+            fit_height(label)  # new texts, maybe more lines
         self._update_buttons()
 
     def _show_events(self, view: WorkersView) -> None:
