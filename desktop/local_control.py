@@ -26,12 +26,23 @@ def start_local_pipeline(console: Console) -> None:
     services = console.ctx.services
     window.statusBar().showMessage("Starting Redis, the gateway and the workers…")
 
-    def started(workers: int) -> None:
-        text = f"Started {workers} local worker(s)" if workers else "Workers already running"
+    def start() -> tuple[int, int]:
+        workers = services.start_local_pipeline()
+        adopted = sum(1 for w in services.supervisor.running if w.process and w.process.adopted)
+        return workers, adopted
+
+    def started(counts: tuple[int, int]) -> None:
+        workers, adopted = counts
+        if adopted:
+            text = f"Took back {adopted} local worker(s) left running by an earlier console"
+        elif workers:
+            text = f"Started {workers} local worker(s)"
+        else:
+            text = "Workers already running"
         window.statusBar().showMessage(text, 5000)
         window.poll_status()
 
-    console.ctx.background.run(services.start_local_pipeline, on_done=started)
+    console.ctx.background.run(start, on_done=started)
     watch_workers(console)
 
 
@@ -42,9 +53,11 @@ def watch_workers(console: Console) -> None:
 
     def restarted(events: list[WorkerEvent]) -> None:
         for event in events:
+            # An adopted worker is not our child: its exit code cannot be known.
+            code = "" if event.exit_code is None else f" with code {event.exit_code}"
             console.window.statusBar().showMessage(
-                f"Worker {event.worker_id} (pid {event.pid}) exited with code "
-                f"{event.exit_code}: {event.action}", 10_000)
+                f"Worker {event.worker_id} (pid {event.pid}) exited{code}: {event.action}",
+                10_000)
 
     checking = [False]  # one check at a time
 
@@ -100,7 +113,7 @@ def install_close_policy(console: Console) -> None:
                           parent=window)
         box.setObjectName("confirm-close")
         box.setInformativeText("Leave them running to keep sending with the window closed "
-                               "(they show under Workers when RelayDesk opens again), or stop "
+                               "(RelayDesk takes them back when it opens again), or stop "
                                "them: they finish their current task first.")
         leave = box.addButton("Leave running", QMessageBox.ButtonRole.AcceptRole)
         stop = box.addButton("Stop workers", QMessageBox.ButtonRole.DestructiveRole)

@@ -55,7 +55,8 @@ def _percent(value: float | None) -> str:
 
 
 LOCAL_COLUMNS = [
-    Column("Worker", None, lambda r: r.state.id),
+    # "adopted": left running by a console that died, supervised by this one now.
+    Column("Worker", None, lambda r: r.state.id + (" (adopted)" if r.state.adopted else "")),
     Column("PID", None, lambda r: str(r.state.pid or "–"), align_right=True),
     Column("Status", None, lambda r: r.state.state),
     Column("Queues", None, lambda r: ", ".join(r.state.spec.queues or ALL_QUEUES)),
