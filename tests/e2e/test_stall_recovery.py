@@ -78,7 +78,7 @@ def test_a_campaign_queued_behind_a_long_one_runs_its_chunks_once(
     workers.start()
 
     wait_for(lambda: all(campaign_status(c)["status"] == "completed"
-                         for c in (first, second, lost)), timeout=600, interval=1.0,
+                         for c in (first, second, lost)), timeout=240, interval=1.0,
              message="the three campaigns to complete")
     # Whatever a sweep may have queued again has run or been dropped once the broker is
     # empty: only then is the count of jobs final.
