@@ -87,7 +87,8 @@ class _Watchdog:
                 self._heap = []
                 threading.Thread(target=self._run, name="http-deadlines", daemon=True).start()
             heapq.heappush(self._heap, (guard.deadline, next(self._order), guard))
-            self._cond.notify()
+            if self._heap[0][2] is guard:  # the earliest deadline now: wake up sooner
+                self._cond.notify()
 
     def _run(self) -> None:
         while True:
