@@ -75,16 +75,20 @@ class _Watchdog:
     """A single thread per process that expires the calls whose deadline has passed."""
 
     def __init__(self) -> None:
+        self._order = itertools.count()
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh start in a forked child: the parent's thread and calls are not here, and
+        its lock may have been held by another thread at the fork."""
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, _Guard]] = []
-        self._order = itertools.count()
         self._pid = 0
 
     def watch(self, guard: _Guard) -> None:
         with self._cond:
-            if self._pid != os.getpid():  # first call in this process (or after a fork)
+            if self._pid != os.getpid():  # the first call in this process
                 self._pid = os.getpid()
-                self._heap = []
                 threading.Thread(target=self._run, name="http-deadlines", daemon=True).start()
             heapq.heappush(self._heap, (guard.deadline, next(self._order), guard))
             if self._heap[0][2] is guard:  # the earliest deadline now: wake up sooner
@@ -108,6 +112,8 @@ class _Watchdog:
 
 
 _watchdog = _Watchdog()
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_watchdog.reset)
 _current = threading.local()  # the guard of the call this thread is making
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import multiprocessing
+import os
 import socket
 import threading
 import time
@@ -122,6 +124,22 @@ def test_a_slow_drip_answer_is_cut_off_at_the_deadline(
     # Cut at the deadline, not when the server finished dripping.
     assert elapsed < server.drip_s / 3
     wait_for(server.hung_up.is_set, message="the client to hang up on the slow server")
+
+
+def _send_in_child(url: str) -> str | None:
+    return SandboxProvider(url, http_client(timeout_s=1.0, pool_size=2)).send(SMS).error_type
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_worker_process_cuts_slow_calls_too(drip_servers: list[DripServer]) -> None:
+    # As Celery's prefork pool does: fork after this process made calls of its own.
+    server = DripServer(0.25, 40, in_headers=False)
+    drip_servers.append(server)
+    assert _send_in_child(server.url) == "Timeout"
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_send_in_child, (server.url,)) == "Timeout"
+    assert server.requests == 2
 
 
 def test_a_deadline_given_by_the_caller_wins_over_the_default(
