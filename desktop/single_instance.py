@@ -29,13 +29,18 @@ class RuntimeDirNotPrivate(RuntimeError):
 
 def runtime_dir() -> Path:
     """The user's private runtime dir for RelayDesk, created 0700 if missing."""
-    with warnings.catch_warnings():
-        # Without XDG_RUNTIME_DIR (servers, containers) platformdirs warns and falls back
-        # to a checked per-user dir: expected there, not the operator's concern.
-        warnings.simplefilter("ignore")
-        base = Path(platformdirs.user_runtime_dir("relaydesk", appauthor=False,
-                                                  ensure_exists=True))
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            # Without XDG_RUNTIME_DIR (servers, containers) platformdirs warns and falls
+            # back to a checked per-user dir: expected there, not the operator's concern.
+            warnings.simplefilter("ignore")
+            base = Path(platformdirs.user_runtime_dir("relaydesk", appauthor=False,
+                                                      ensure_exists=True))
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. another user owns the fallback dir in the temp dir
+        raise RuntimeDirNotPrivate(
+            f"RelayDesk has no private runtime dir ({exc}): set XDG_RUNTIME_DIR to a "
+            "directory only you can use (mode 0700), then start RelayDesk again") from None
     info = base.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
         raise RuntimeDirNotPrivate(
