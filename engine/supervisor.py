@@ -530,9 +530,15 @@ class Supervisor:
 
     def _is_the_service(self, role: str, process: psutil.Process) -> bool:
         """The recorded process is the one serving this data dir now."""
-        service = EmbeddedRedis.for_settings(self.settings) if role == "redis" else \
-            LocalGateway.for_settings(self.settings)
-        return bool(service.pid() == process.pid)
+        if role == "redis":
+            # Redis rewrites its command line: its name and the data dir's record decide.
+            try:
+                name = str(process.name())
+            except psutil.Error:
+                return False
+            return name.startswith(("redis-server", "valkey-server")) and \
+                EmbeddedRedis.for_settings(self.settings).pid() == process.pid
+        return bool(LocalGateway.for_settings(self.settings).pid() == process.pid)
 
     def _ask_to_stop(self, worker: _Worker) -> None:
         assert worker.process is not None
