@@ -105,7 +105,22 @@ def test_a_new_console_takes_back_and_stops_what_a_killed_one_left(
         assert page.local_note.text().startswith("1 of 1 local worker(s) running")
         assert [int(str(b["pid"])) for b in heartbeats(isolated_env)] == \
             [killed_console["worker"]]  # taken back, not started twice
+
+        # Full control over it: its pool grows on request, like a worker started here.
+        assert row.info is not None
+        size = row.info.pool_size or 0
+        page.local_table.selectRow(0)
+        assert page.local_buttons["grow"].isEnabled()
+        page.local_action("grow")
+
+        def grown() -> bool:
+            page.refresh()
+            info = page.local_model.rows[0].info if page.local_model.rows else None
+            return info is not None and info.pool_size == size + 1
+
+        qtbot.waitUntil(grown, timeout=30_000)
         pool = [p.pid for p in psutil.Process(killed_console["worker"]).children()]
+        assert len(pool) == size + 1
 
         window = console.window
         qtbot.waitUntil(lambda: not console.ctx.services.starting)
