@@ -89,7 +89,8 @@ def gui_cmd(app: AppContext, theme: str = "system", screenshot_dir: Path | None 
     desktop_app = importlib.import_module("desktop.app")
     try:
         settings = app.settings
-    except DataDirError as exc:  # started from a menu, there is no terminal to read it in
+    except (DataDirError, SettingsError) as exc:
+        # Started from a menu, there is no terminal to read these in: a window says it.
         raise SystemExit(desktop_app.startup_error(str(exc), window=screenshot_dir is None)
                          ) from None
     raise SystemExit(desktop_app.run_gui(settings, theme=theme,

@@ -41,6 +41,7 @@ from engine.secrets import restore_masked_url
 from engine.settings import (
     INSPECTOR_REFUSED,
     KEYRING_TABLE,
+    MAX_PROVIDER_TIMEOUT_S,
     PROVIDERS,
     SettingField,
     Settings,
@@ -151,8 +152,9 @@ _META: dict[str, _Meta] = {
         "Leave empty for https://api.africastalking.com."),
     "RELAYDESK_PROVIDER_TIMEOUT_S": _Meta(
         "Provider timeout (s)", "Provider", "float",
-        "How long to wait for the provider's answer before retrying later.", "15",
-        minimum=0.001),
+        "Total time for one provider call (connecting and the whole answer) before it is "
+        f"retried later; at most {MAX_PROVIDER_TIMEOUT_S:g} s.", "15",
+        minimum=0.001, maximum=MAX_PROVIDER_TIMEOUT_S),
     "RELAYDESK_PRICE_PER_SEGMENT": _Meta(
         "Price per SMS segment", "Provider", "float",
         "What one SMS segment costs, in the currency of the currency format; used for "

@@ -3,6 +3,7 @@ no terminal) and on stderr, and exits non-zero without a traceback."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -48,3 +49,12 @@ def test_without_a_window_the_console_says_it_on_stderr(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert f"cannot use the data dir {data}: not a directory" in result.stderr
     assert not (tmp_path / "shots").exists()
+
+
+def test_a_bad_setting_is_said_the_same_way(tmp_path: Path) -> None:
+    result = subprocess.run([RELAYDESK, "gui", "--screenshot-dir", str(tmp_path / "shots")],
+                            capture_output=True, text=True, timeout=120, check=False,
+                            env={**os.environ, "RELAYDESK_CHUNK_SIZE": "lots"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "RELAYDESK_CHUNK_SIZE='lots' (from environment) is not valid" in result.stderr
