@@ -20,7 +20,11 @@ from desktop.main_window import MainWindow
 from desktop.pages.base import Page
 from desktop.resources import icon
 from desktop.services import Services
-from desktop.single_instance import InstanceServer, ask_running_instance_to_raise
+from desktop.single_instance import (
+    InstanceServer,
+    RuntimeDirNotPrivate,
+    ask_running_instance_to_raise,
+)
 from desktop.theme import apply_theme
 from engine import __version__
 from engine.settings import Settings
@@ -107,7 +111,12 @@ def run_gui(settings: Settings, *, theme: str = "system", screenshot_dir: Path |
               "'relaydesk gui --screenshot-dir DIR'.", file=sys.stderr)
         return 2
     app = application()
-    if screenshot_dir is None and ask_running_instance_to_raise(settings.data_dir):
+    try:
+        already_open = screenshot_dir is None and ask_running_instance_to_raise(
+            settings.data_dir)
+    except RuntimeDirNotPrivate as exc:
+        return startup_error(str(exc))
+    if already_open:
         print("RelayDesk is already open for this data dir; brought it to the front.")
         return 0
     setup_logging(settings.data_dir)

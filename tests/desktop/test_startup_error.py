@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -58,3 +59,26 @@ def test_a_bad_setting_is_said_the_same_way(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "RELAYDESK_CHUNK_SIZE='lots' (from environment) is not valid" in result.stderr
+
+
+def test_no_private_runtime_dir_is_said_in_a_window(
+    tmp_path: Path, qapp: QApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "relaydesk").write_text("")  # where RelayDesk's runtime dir would go
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    shown: list[str] = []
+
+    def read_and_close() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, read_and_close)
+            return
+        shown.append(box.text())
+        box.accept()
+
+    QTimer.singleShot(0, read_and_close)
+    result = CliRunner().invoke(cli, ["gui"])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    [text] = shown
+    assert "XDG_RUNTIME_DIR" in text
