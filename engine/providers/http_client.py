@@ -143,21 +143,10 @@ class _GuardedHTTPConnection(HTTPConnection):
             _guard_socket(None)
 
 
-class _GuardedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _guard_socket(self.sock)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        if self.sock is not None:
-            _guard_socket(self.sock)
-        super().request(*args, **kwargs)
-
-    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
-        try:
-            return super().getresponse()
-        finally:
-            _guard_socket(None)
+class _GuardedHTTPSConnection(_GuardedHTTPConnection, HTTPSConnection):
+    # The guard's methods above, around HTTPSConnection's own (the method order puts
+    # HTTPSConnection between the guard and HTTPConnection).
+    pass
 
 
 class _GuardedHTTPPool(HTTPConnectionPool):

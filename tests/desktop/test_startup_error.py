@@ -17,10 +17,8 @@ from engine.cli import cli
 from tests.support import RELAYDESK
 
 
-def test_the_console_shows_why_it_cannot_start(tmp_path: Path, qapp: QApplication,
-                                               qtbot: QtBot) -> None:
-    (tmp_path / "a-file").write_text("not a folder\n")
-    data = tmp_path / "a-file" / "data"
+def read_and_close_the_message_box() -> list[str]:
+    """Once the event loop runs, the text of the first modal message box; it is closed."""
     shown: list[str] = []
 
     def read_and_close() -> None:
@@ -32,6 +30,14 @@ def test_the_console_shows_why_it_cannot_start(tmp_path: Path, qapp: QApplicatio
         box.accept()
 
     QTimer.singleShot(0, read_and_close)
+    return shown
+
+
+def test_the_console_shows_why_it_cannot_start(tmp_path: Path, qapp: QApplication,
+                                               qtbot: QtBot) -> None:
+    (tmp_path / "a-file").write_text("not a folder\n")
+    data = tmp_path / "a-file" / "data"
+    shown = read_and_close_the_message_box()
     result = CliRunner().invoke(cli, ["--data-dir", str(data), "gui"])
     assert result.exit_code == 1
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -66,17 +72,7 @@ def test_no_private_runtime_dir_is_said_in_a_window(
 ) -> None:
     (tmp_path / "relaydesk").write_text("")  # where RelayDesk's runtime dir would go
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    shown: list[str] = []
-
-    def read_and_close() -> None:
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(20, read_and_close)
-            return
-        shown.append(box.text())
-        box.accept()
-
-    QTimer.singleShot(0, read_and_close)
+    shown = read_and_close_the_message_box()
     result = CliRunner().invoke(cli, ["gui"])
     assert result.exit_code == 1
     assert result.exception is None or isinstance(result.exception, SystemExit)
