@@ -140,7 +140,7 @@ def test_delete_and_compose_for_selected(console: Console, qtbot: QtBot,
     with qtbot.waitSignal(console.ctx.bus.recipients_chosen) as chosen:
         page.compose_for_selected()
     assert len(chosen.args[0]) == 1
-    assert console.window.stack.currentWidget() is console.window.page("compose")
+    assert console.window.current_page() is console.window.page("compose")
     open_page(console, "contacts")
     page.delete_selected()
     qtbot.waitUntil(lambda: hasattr(page, "confirm_box") and page.confirm_box.isVisible())
