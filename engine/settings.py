@@ -512,27 +512,41 @@ def _has_legacy_names(data: dict[str, Any]) -> bool:
     return any(name in LEGACY_NAMES for name in [*data, *listed] if isinstance(name, str))
 
 
+def _with_new_names(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The config document with the old unprefixed names renamed (a name set both ways
+    keeps the new one's value), and the old names found."""
+    data = dict(data)
+    renamed = [name for name in data if name in LEGACY_NAMES]
+    for old in renamed:
+        value = data.pop(old)
+        data.setdefault(LEGACY_NAMES[old], value)
+    table = data.get(KEYRING_TABLE)
+    if isinstance(table, dict) and isinstance(table.get("secrets"), list):
+        renamed += [n for n in table["secrets"] if n in LEGACY_NAMES]
+        listed = [LEGACY_NAMES.get(n, n) for n in table["secrets"]]
+        data[KEYRING_TABLE] = {**data.pop(KEYRING_TABLE),  # tables go after plain keys
+                               "secrets": list(dict.fromkeys(listed))}
+    return data, list(dict.fromkeys(renamed))
+
+
 def _migrate_legacy_names(path: Path) -> dict[str, Any]:
     """Rewrite a config file that uses the old unprefixed names under the new ones,
-    atomically and under the same lock as a save; a name set both ways keeps the new
-    one's value. Returns the file's new content."""
-    with FileLock(str(path.with_name(path.name + ".lock")), timeout=10):
-        data = _parse_config_text(path)  # again: another process may have just done it
-        if not _has_legacy_names(data):
-            return data
-        renamed = [name for name in data if name in LEGACY_NAMES]
-        for old in renamed:
-            value = data.pop(old)
-            data.setdefault(LEGACY_NAMES[old], value)
-        table = data.get(KEYRING_TABLE)
-        if isinstance(table, dict) and isinstance(table.get("secrets"), list):
-            listed = [LEGACY_NAMES.get(n, n) for n in table["secrets"]]
-            renamed += [n for n in table["secrets"] if n in LEGACY_NAMES]
-            table["secrets"] = list(dict.fromkeys(listed))
-            data[KEYRING_TABLE] = data.pop(KEYRING_TABLE)  # tables go after plain keys
-        write_private_file(path, toml_document(data))
-    log.warning("config file %s: renamed %s to RelayDesk's own names (RELAYDESK_...)",
-                path, ", ".join(dict.fromkeys(renamed)))
+    atomically and under the same lock as a save. Returns the file's new content."""
+    try:
+        with FileLock(str(path.with_name(path.name + ".lock")), timeout=10):
+            # Read again: another process may have just done it.
+            data, renamed = _with_new_names(_parse_config_text(path))
+            if renamed:
+                write_private_file(path, toml_document(data))
+    except OSError as exc:  # e.g. a config file an administrator keeps read-only
+        data, renamed = _with_new_names(_parse_config_text(path))
+        log.warning("config file %s uses the old names %s and could not be rewritten (%s): "
+                    "they are read under their RELAYDESK_ names; rename them in the file",
+                    path, ", ".join(renamed), type(exc).__name__)
+        return data
+    if renamed:
+        log.warning("config file %s: renamed %s to RelayDesk's own names (RELAYDESK_...)",
+                    path, ", ".join(renamed))
     return data
 
 

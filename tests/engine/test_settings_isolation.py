@@ -143,6 +143,20 @@ def test_a_config_file_with_the_old_names_is_migrated_once(
     assert not caplog.records
 
 
+def test_a_config_file_that_cannot_be_rewritten_is_still_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "config.toml"
+    _write(config, 'SMS_PROVIDER = "africastalking"\nAT_USERNAME = "sandbox"\n')
+    (tmp_path / "config.toml.lock").mkdir()  # the lock cannot be taken: no rewrite
+    with caplog.at_level(logging.WARNING, logger="engine.settings"):
+        s = load_settings()
+    assert (s.sms_provider, s.at_username) == ("africastalking", "sandbox")
+    assert "SMS_PROVIDER" in config.read_text(encoding="utf-8")  # left as it was
+    [notice] = [r.getMessage() for r in caplog.records]
+    assert "could not be rewritten" in notice
+    assert "AT_USERNAME" in notice
+
 def test_keyring_entries_under_old_names_are_moved(tmp_path: Path) -> None:
     backend = MemoryKeyring()
     keyring.set_keyring(backend)
