@@ -31,10 +31,12 @@ from typing import Any
 from engine import redis_keys, scheduler
 from engine.queue_status import UNACKED, priority_keys
 from engine.queues import ALL_QUEUES
+from engine.sender import PROCESS_BULK, SEND_CHUNK, SEND_MESSAGE
 
 log = logging.getLogger(__name__)
 
 _PAGE = 1000  # list entries per LRANGE: bounds one reply on a very long queue
+RELAYDESK_TASKS = frozenset({PROCESS_BULK, SEND_CHUNK, SEND_MESSAGE})
 
 
 def campaigns_with_jobs(client: Any, queues: Iterable[str] = ALL_QUEUES) -> set[int]:
@@ -77,9 +79,12 @@ def message_campaign(raw: bytes | str) -> int | None:
 
 
 def _task_args(message: dict[str, Any]) -> Any:
-    """A task's positional arguments from the message body (JSON, base64 on Redis)."""
-    if message.get("content-type") != "application/json" or \
-            message.get("headers", {}).get("compression"):
+    """A RelayDesk task's positional arguments from the message body (JSON, base64 on
+    Redis); None for another program's task, whatever its arguments look like."""
+    headers = message.get("headers") or {}
+    if headers.get("task") not in RELAYDESK_TASKS:
+        return None
+    if message.get("content-type") != "application/json" or headers.get("compression"):
         return None  # RelayDesk publishes uncompressed JSON only
     body = message["body"]
     if message.get("properties", {}).get("body_encoding") == "base64":

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from http.client import HTTPException
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -123,7 +124,10 @@ def timed_request(
     start = time.perf_counter()
     try:
         response = http.request(method, url, deadline=deadline, **kwargs)
-    except Exception as exc:
+    # What a request can fail with; anything else is a bug here and goes to the sender's
+    # handler, which logs it with its traceback.
+    except (urllib3.exceptions.HTTPError, HTTPException, OSError,
+            ValueError) as exc:
         error_type, error = describe_request_error(exc, url)
         latency = time.perf_counter() - start
         if HTTP_OBSERVERS:
@@ -159,9 +163,8 @@ def describe_request_error(exc: BaseException, url: str) -> tuple[str, str]:
     if isinstance(exc, urllib3.exceptions.LocationValueError):
         return "InvalidUrl", "the provider URL is not valid; check the provider settings"
     if isinstance(exc, ValueError):
-        return "InvalidRequest", (f"the request to {where} could not be built (a header holds a "
-                                  "character HTTP does not allow); check the provider "
-                                  "settings")
+        return "InvalidRequest", (f"the request to {where} could not be built (e.g. a "
+                                  "header HTTP does not allow); check the provider settings")
     reason = _os_reason(exc)
     kind = type(exc).__name__
     return kind, f"{kind} calling {where}" + (f": {reason}" if reason else "")

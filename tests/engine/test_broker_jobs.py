@@ -78,8 +78,9 @@ def test_work_scheduled_for_later_is_outstanding(broker: Any) -> None:
 def test_other_programs_messages_are_ignored(broker: Any) -> None:
     publish(SEND_CHUNK, [41, [1]], BULK_MESSAGES)
     app.send_task("someone.else", args=["text", 1], queue=BULK_MESSAGES)
+    app.send_task("someone.else", args=[42, 7], queue=MESSAGES)  # looks like a campaign
     broker.lpush(MESSAGES, b"not a celery message")
-    wait_for(lambda: waiting(broker) == 3, message="the three messages")
+    wait_for(lambda: waiting(broker) == 4, message="the four messages")
     assert campaigns_with_jobs(broker) == {41}
 
 
