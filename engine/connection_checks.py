@@ -29,9 +29,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from engine.redis_connections import redis_client
-from engine.secrets import mask_url, scrub_url_secrets
+from engine.secrets import mask_url, restore_masked_url, scrub_url_secrets
 from engine.settings import Settings
-from engine.settings_store import restore_masked_password
 
 TIMEOUT_S = 3.0
 _PROVIDER_NAMES = {"sandbox": "The sandbox gateway", "http": "The HTTP gateway",
@@ -83,7 +82,7 @@ def check_redis(url: str | None, settings: Settings) -> CheckResult:
     text = (url or "").strip()
     if not text:
         return _check_embedded_redis(settings)
-    return _check_redis_url(restore_masked_password(text, settings.redis_url), embedded=False)
+    return _check_redis_url(restore_masked_url(text, settings.redis_url), embedded=False)
 
 
 def _check_embedded_redis(settings: Settings) -> CheckResult:
@@ -167,7 +166,7 @@ def check_database(url: str | None, settings: Settings) -> CheckResult:
 
     text = (url or "").strip()
     if text:
-        text = restore_masked_password(text, settings.database_url)
+        text = restore_masked_url(text, settings.database_url)
     full = database_url(replace(settings, database_url=text or None))
     masked = mask_url(full)
     try:

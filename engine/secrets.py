@@ -130,12 +130,16 @@ def restore_masked_url(url: str, current: str | None) -> str:
     """``url`` as a form showed it (mask_url) with the masked parts given back from
     ``current``, the value in force: the operator kept them, they did not type ``****``.
 
-    The password comes back when both name the same user, a query value when ``current``
-    has the same key (its n-th occurrence for the n-th), the fragment when it was masked.
+    Nothing comes back when the URL now names another server: the secrets in force are
+    never sent to an address the operator has just typed. Otherwise the password comes back
+    when both name the same user, a query value when ``current`` has the same key (its n-th
+    occurrence for the n-th), the fragment when it was masked.
     """
     try:
         new, old = urlsplit(url), urlsplit(current or "")
         new_password, old_password = new.password, old.password
+        if (new.scheme, new.hostname, new.port) != (old.scheme, old.hostname, old.port):
+            return url
     except ValueError:
         return url
     netloc = new.netloc
@@ -144,6 +148,18 @@ def restore_masked_url(url: str, current: str | None) -> str:
     fragment = old.fragment if new.fragment == MASK else new.fragment
     return _with_parts(url, new, netloc, _restore_query(new.query, old.query), fragment)
 
+
+def still_masked(url: str) -> bool:
+    """Whether ``url`` holds a mask where a secret belongs (one restore_masked_url could
+    not give back): saved like that, the literal ``****`` would be used as the secret."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return False
+    items = parts.query.split("&") if parts.query else []
+    return MASK in (password, parts.fragment) or any(
+        item.partition("=")[2 if "=" in item else 0] == MASK for item in items)
 
 def _restore_query(shown: str, current: str) -> str:
     if MASK not in shown:

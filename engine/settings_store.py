@@ -37,7 +37,7 @@ import phonenumbers
 from filelock import FileLock
 
 from engine.config_document import toml_document, write_private_file
-from engine.secrets import restore_masked_url
+from engine.secrets import MASK, restore_masked_url, still_masked
 from engine.settings import (
     INSPECTOR_REFUSED,
     KEYRING_TABLE,
@@ -322,12 +322,6 @@ def _environ(environ: Mapping[str, str] | None, config_path: Path | None) -> Map
     return {**environ, "RELAYDESK_CONFIG_FILE": str(config_path)}
 
 
-def restore_masked_password(url: str, current: str | None) -> str:
-    """``url`` with its masked parts (password, query values: see mask_url) given back from
-    ``current``: the form showed the masked URL and the operator kept it."""
-    return restore_masked_url(url, current)
-
-
 def _shown(name: str, raw: str) -> str:
     if _FIELDS[name].secret:
         return ""
@@ -374,7 +368,7 @@ def preview_settings(values: Mapping[str, str], *, clear: Collection[str] = (),
             continue
         text = typed
         if spec.url:
-            text = restore_masked_password(text, current.get(name, ("", "default"))[0])
+            text = restore_masked_url(text, current.get(name, ("", "default"))[0])
         overrides[name] = text if text.strip() else defaults[name]
     overrides.update({name: "" for name in clear if name in _FIELDS})
     return load_settings(overrides, env)
@@ -571,11 +565,14 @@ def validate(values: Mapping[str, str], *, clear: Collection[str] = (),
             continue
         raw = typed
         if _FIELDS[name].url:
-            raw = restore_masked_password(raw, current.get(name, ("", "default"))[0])
+            raw = restore_masked_url(raw, current.get(name, ("", "default"))[0])
         prepared[name] = raw
         if not raw.strip():
             continue  # non-secret: back to the default; secret: unchanged
         problem = _check_one(name, raw)
+        if not problem and _FIELDS[name].url and still_masked(raw):
+            problem = (f"{_META[name].label} holds {MASK} where a password or key belongs: "
+                       "the saved one is kept only for the same server, so type it again.")
         if problem:
             errors[name] = problem
     for name in clear:
@@ -697,7 +694,7 @@ def save(values: Mapping[str, str], config_path: Path | None = None, *,
                 continue
             text = typed
             if _FIELDS[name].url:
-                text = restore_masked_password(text, current.get(name, ("", "default"))[0])
+                text = restore_masked_url(text, current.get(name, ("", "default"))[0])
             _set_plain(plan, name, text, current, defaults)
         for name in clear:
             _clear_secret(plan, name, service, backend)

@@ -17,6 +17,7 @@ from engine.secrets import (
     mask_urls_in_text,
     restore_masked_url,
     scrub_url_secrets,
+    still_masked,
 )
 from engine.settings import load_settings
 from engine.settings_store import editable_fields, save
@@ -47,9 +48,14 @@ def test_mask_url_masks_passwords_query_values_and_fragments(url: str, shown: st
 
 def test_restoring_keeps_what_the_operator_changed() -> None:
     shown = mask_url(GATEWAY)
-    changed = shown.replace("api_key=****", "api_key=new-key-77").replace("gw.", "gw2.")
+    changed = shown.replace("api_key=****", "api_key=new-key-77")
     assert restore_masked_url(changed, GATEWAY) == (
-        "https://gw2.example/send?api_key=new-key-77&sender=RelayDesk#tok-9981")
+        "https://gw.example/send?api_key=new-key-77&sender=RelayDesk#tok-9981")
+    # Another server never gets the secrets in force: they stay masked, and saving says so.
+    moved = shown.replace("gw.", "gw2.")
+    assert restore_masked_url(moved, GATEWAY) == moved
+    assert still_masked(moved)
+    assert not still_masked(restore_masked_url(shown, GATEWAY))
     repeated = "https://gw/x?k=one-1111&k=two-2222"
     assert restore_masked_url(mask_url(repeated), repeated) == repeated
     # A masked value the setting in force does not have stays masked: never invented.

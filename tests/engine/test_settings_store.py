@@ -320,6 +320,13 @@ def test_a_masked_url_keeps_its_password(config_path: Path) -> None:
     assert shown == "redis://:****@10.0.0.5:6379/0"
     save({"RELAYDESK_REDIS_URL": shown.replace("/0", "/3")})  # the operator changed the db only
     assert load_settings().redis_url == "redis://:hunter2-secret@10.0.0.5:6379/3"
+    # Pointed at another server, the password in force is not sent along: type it again.
+    moved = shown.replace("10.0.0.5", "10.0.0.6")
+    errors = validate({"RELAYDESK_REDIS_URL": moved})
+    assert "type it again" in errors["RELAYDESK_REDIS_URL"]
+    with pytest.raises(SettingsValidationError):
+        save({"RELAYDESK_REDIS_URL": moved})
+    assert load_settings().redis_url == "redis://:hunter2-secret@10.0.0.5:6379/3"
 
 
 # --- save: secrets -----------------------------------------------------------------------
