@@ -134,21 +134,7 @@ class EmbeddedRedis:
             return {}
 
     def _record(self, port: int, process: subprocess.Popen[bytes]) -> None:
-        identity = _identity(process.pid)
-        state: dict[str, object] = {"port": port, "pid": process.pid}
-        if identity is not None:
-            state["exe"], state["started"] = identity
-        self.state_file.write_text(json.dumps(state))
-
-    def recorded_process(self) -> psutil.Process | None:
-        """The server process recorded at its start, if that process still runs: the same
-        pid, binary and start time (a recycled pid is someone else's process)."""
-        try:
-            data = json.loads(self.state_file.read_text())
-            pid, exe, started = int(data["pid"]), str(data["exe"]), float(data["started"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return _process_if(pid, (exe, started))
+        self.state_file.write_text(json.dumps({"port": port, "pid": process.pid}))
 
     def url(self, port: int | None = None) -> str:
         port = port or self._state().get("port")
@@ -296,23 +282,6 @@ class EmbeddedRedis:
         if target is not None and not _gone_within(target, timeout):
             _kill_if_same(target)
         return True
-
-
-def _identity(pid: int) -> tuple[str, float] | None:
-    """(binary, start time) of a running process, None if it is gone or unreadable."""
-    try:
-        process = psutil.Process(pid)
-        return process.exe(), process.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
-
-
-def _process_if(pid: int, identity: tuple[str, float]) -> psutil.Process | None:
-    """The process ``pid`` if it is still the one with this identity."""
-    current = _identity(pid)
-    if current is None or current[0] != identity[0] or abs(current[1] - identity[1]) > 0.01:
-        return None
-    return psutil.Process(pid)
 
 
 def _server_process(client: redis.Redis, directory: Path) -> psutil.Process | None:
