@@ -242,8 +242,9 @@ def _positive_float(text: str) -> float:
     return value
 
 
-# A provider call must end well within the claim lease (engine.delivery_state.CLAIM_LEASE_S,
-# 60 s): a call still running when the lease ends could be sent a second time by the sweep.
+# A provider call must end well within the claim lease on its message
+# (engine.delivery_state.CLAIM_LEASE_S, this plus a margin): a call still running when the
+# lease ends could be sent a second time by the sweep.
 MAX_PROVIDER_TIMEOUT_S = 30.0
 
 
@@ -252,7 +253,7 @@ def _provider_timeout(text: str) -> float:
     if value > MAX_PROVIDER_TIMEOUT_S:
         raise ValueError(
             f"must be at most {MAX_PROVIDER_TIMEOUT_S:g} seconds, e.g. 15: a longer call "
-            "could outlast the 60 s claim on its message, which may then be sent twice")
+            "could outlast the claim on its message, which may then be sent twice")
     return value
 
 
