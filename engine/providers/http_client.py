@@ -7,6 +7,12 @@ alive for as long as it likes (measured: ``total=2`` and a 20-second drip took 2
 call that outlives the claim lease lets the lease sweep send the message a second time.
 So each call is watched: at its deadline a watchdog thread shuts the call's socket down,
 which ends any read blocked on it, and the call fails as a timeout.
+
+What the watchdog cannot cut is the time before a socket exists: the name lookup (the
+system resolver has no timeout of ours) and, for HTTPS, the handshake (bounded per read
+by the connect timeout). A call whose deadline passed meanwhile is shut the moment its
+socket is attached, before any request is written, so it can outlast its lease but never
+send; the lease's margin is there for such waits.
 """
 
 from __future__ import annotations
