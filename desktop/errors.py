@@ -19,9 +19,9 @@ log = logging.getLogger("relaydesk.gui")
 
 def operator_errors() -> tuple[type[Exception], ...]:
     from desktop.background import HelperCrashed
-    from engine.cli import OPERATOR_ERRORS  # one list for the CLI and the console
+    from engine.errors import OperatorError
 
-    return (*OPERATOR_ERRORS, HelperCrashed)
+    return (OperatorError, HelperCrashed)
 
 
 def setup_logging(data_dir: Path) -> Path:

@@ -21,6 +21,7 @@ from engine.celery_app import publish
 from engine.contacts import iter_recipients
 from engine.db import Database
 from engine.delivery_state import campaign_counts
+from engine.errors import OperatorError
 from engine.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
 from engine.personalize import Recipient, Template
 from engine.planning import PlanPolicy, Route, SendPlan, plan_send
@@ -33,7 +34,7 @@ _INSERT_BATCH = 5000
 MAX_CAMPAIGN_NAME = 200  # the campaigns.name column (String(200))
 
 
-class CampaignError(RuntimeError):
+class CampaignError(OperatorError, RuntimeError):
     """A campaign could not be queued; nothing of it was kept."""
 
 

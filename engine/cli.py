@@ -1,8 +1,8 @@
-"""The ``relaydesk`` command: one entry point for the console, the workers and every tool."""
+"""The ``relaydesk`` command: one entry point for the workers and every tool. The console's
+``gui`` command joins it in ``desktop.cli``, the entry point installed as ``relaydesk``."""
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import os
 from pathlib import Path
@@ -11,7 +11,6 @@ from typing import Any
 import click
 
 from engine import __version__
-from engine.campaigns import CampaignError
 from engine.cli_campaigns import campaign_group
 from engine.cli_common import AppContext, json_option, pass_app, print_json
 from engine.cli_contacts import contacts_group
@@ -20,30 +19,16 @@ from engine.cli_inspector import inspector_cmd
 from engine.cli_metrics import metrics_cmd
 from engine.cli_pipeline import gateway_cmd, redis_cmd, status_cmd, supervise_cmd, worker_cmd
 from engine.cli_selftest import selftest_cmd
-from engine.contacts_import import ImportFileError
-from engine.data_dir import DataDirError
-from engine.db import DatabaseError, current_revision
-from engine.embedded_redis import RedisUnavailable
-from engine.local_gateway import GatewayUnavailable
-from engine.personalize import TemplateError
-from engine.planning import PlanError
-from engine.providers import ProviderConfigError
-from engine.providers.reachability import ProviderUnreachable
-from engine.settings import ENV_FILE_VARIABLE, SettingsError
-
-# Errors an operator can act on: shown as one plain line, no traceback.
-OPERATOR_ERRORS: tuple[type[Exception], ...] = (
-    SettingsError, DatabaseError, ImportFileError, TemplateError, PlanError, CampaignError,
-    RedisUnavailable, GatewayUnavailable, ProviderConfigError, ProviderUnreachable,
-    DataDirError,
-)
+from engine.db import current_revision
+from engine.errors import OperatorError
+from engine.settings import ENV_FILE_VARIABLE
 
 
 class RelayDeskGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except OPERATOR_ERRORS as exc:
+        except OperatorError as exc:  # one plain line, no traceback
             raise click.ClickException(str(exc)) from None
 
 
@@ -67,34 +52,13 @@ def cli(ctx: click.Context, data_dir: Path | None, env_file: Path | None) -> Non
     os.environ.update(overrides)
     ctx.obj = AppContext(overrides)
     if ctx.invoked_subcommand is None:
-        ctx.invoke(gui_cmd)
-
-
-@cli.command("gui")
-@click.option("--theme", type=click.Choice(["system", "light", "dark"]), default="system",
-              show_default=True, help="Colour theme.")
-@click.option("--screenshot-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Visit every page, save one PNG per page into DIR, and exit "
-                   "(works without a display).")
-@click.option("--demo", is_flag=True,
-              help="With --screenshot-dir: seed sample contacts and send a small campaign "
-                   "first, so the pages have data.")
-@pass_app
-def gui_cmd(app: AppContext, theme: str = "system", screenshot_dir: Path | None = None,
-            demo: bool = False) -> None:
-    """Open the desktop console (the default when no command is given)."""
-    if demo and screenshot_dir is None:
-        raise click.UsageError("--demo goes with --screenshot-dir")
-    # Imported by name: the engine itself never imports Qt; only this command needs it.
-    desktop_app = importlib.import_module("desktop.app")
-    try:
-        settings = app.settings
-    except (DataDirError, SettingsError) as exc:
-        # Started from a menu, there is no terminal to read these in: a window says it.
-        raise SystemExit(desktop_app.startup_error(str(exc), window=screenshot_dir is None)
-                         ) from None
-    raise SystemExit(desktop_app.run_gui(settings, theme=theme,
-                                         screenshot_dir=screenshot_dir, demo=demo))
+        # The console, when this command has it (desktop.cli adds it: the engine never
+        # imports Qt); otherwise the list of commands.
+        gui = cli.get_command(ctx, "gui")
+        if gui is None:
+            click.echo(ctx.get_help())
+            return
+        ctx.invoke(gui)
 
 
 @cli.command("settings")

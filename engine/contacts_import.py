@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.db import Database
+from engine.errors import OperatorError
 from engine.models import Contact, ContactTag, utcnow
 from engine.money import AmountError, parse_amount
 from engine.phones import PhoneError, normalize_phone
@@ -45,7 +46,7 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _SQL_BATCH = 500  # keeps IN (...) lists under every database's parameter limit
 
 
-class ImportFileError(ValueError):
+class ImportFileError(OperatorError, ValueError):
     """The file as a whole cannot be imported; nothing was changed."""
 
 

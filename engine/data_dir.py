@@ -13,6 +13,8 @@ import os
 import stat
 from pathlib import Path
 
+from engine.errors import OperatorError
+
 log = logging.getLogger(__name__)
 
 PRIVATE_DIR = 0o700
@@ -26,7 +28,7 @@ OWNED_NAMES = frozenset({"logs", "redis", "gateway", "run", "console.ini"})
 OWNED_PREFIXES = ("relaydesk.", "worker-")
 
 
-class DataDirError(RuntimeError):
+class DataDirError(OperatorError, RuntimeError):
     """The data dir cannot be created or written; the message says which, why and what to do."""
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.errors import OperatorError
 from engine.secrets import mask_url
 from engine.settings import Settings
 
@@ -32,7 +33,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000  # workers write concurrently; wait for the lock
 _PG_MIGRATION_LOCK_KEY = 0x52656C6179  # arbitrary, fixed: one migration at a time
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(OperatorError, RuntimeError):
     """The database cannot be reached or used; the message says what to do."""
 
 

@@ -27,6 +27,7 @@ import psutil
 import redis
 from filelock import FileLock
 
+from engine.errors import OperatorError
 from engine.redis_connections import redis_client
 from engine.settings import Settings
 
@@ -36,7 +37,7 @@ STARTUP_TIMEOUT_S = 15.0
 START_ATTEMPTS = 3  # a server that exits at start is tried again on another port
 
 
-class RedisUnavailable(RuntimeError):
+class RedisUnavailable(OperatorError, RuntimeError):
     """Redis cannot be started or reached; the message says what to do."""
 
 

@@ -15,13 +15,14 @@ from filelock import FileLock
 
 from engine import process_records
 from engine.embedded_redis import free_port
+from engine.errors import OperatorError
 from engine.process_launch import relaydesk_command
 from engine.settings import Settings
 
 STARTUP_TIMEOUT_S = 15.0
 
 
-class GatewayUnavailable(RuntimeError):
+class GatewayUnavailable(OperatorError, RuntimeError):
     """The sandbox gateway cannot be started or reached."""
 
 

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from engine.errors import OperatorError
 from engine.money import format_amount
 
 KNOWN_TAGS = ("name", "pledge", "paid_amount", "balance", "days_remain")
@@ -36,7 +37,7 @@ class TagProblem:
                 f'(write "##{self.tag}" to send a literal "#{self.tag}")')
 
 
-class TemplateError(ValueError):
+class TemplateError(OperatorError, ValueError):
     """A template with unknown tags; ``problems`` lists each one."""
 
     def __init__(self, problems: list[TagProblem]) -> None:

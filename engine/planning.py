@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from engine.errors import OperatorError
 from engine.queues import BULK_MESSAGES, HIGH_PRIORITY, MESSAGES
 from engine.settings import Settings
 
@@ -20,7 +21,7 @@ class Route(StrEnum):
     BULK = "bulk"
 
 
-class PlanError(ValueError):
+class PlanError(OperatorError, ValueError):
     """A campaign that cannot be planned; the message says why."""
 
 

@@ -36,6 +36,7 @@ from dotenv import dotenv_values
 from filelock import FileLock
 
 from engine.config_document import toml_document, write_private_file
+from engine.errors import OperatorError
 from engine.queues import ALL_QUEUES
 from engine.secrets import MASK, mask_secret, mask_url
 
@@ -62,7 +63,7 @@ INSPECTOR_REFUSED = (
     "RELAYDESK_ENV=development on a machine that sends no real campaigns.")
 
 
-class SettingsError(ValueError):
+class SettingsError(OperatorError, ValueError):
     """A setting has a value RelayDesk cannot use; the message says which and why."""
 
 

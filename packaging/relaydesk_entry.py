@@ -5,7 +5,7 @@ folder on the import path, and ``engine/`` has modules (``secrets``, ``queues``)
 would then hide the standard library's modules of the same name.
 """
 
-from engine.cli import main
+from desktop.cli import main
 
 if __name__ == "__main__":
     main()

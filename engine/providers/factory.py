@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.errors import OperatorError
 from engine.providers.africastalking import AfricasTalkingProvider
 from engine.providers.base import Provider
 from engine.providers.generic_http import HttpJsonProvider
@@ -11,7 +12,7 @@ from engine.providers.twilio import TwilioProvider
 from engine.settings import Settings
 
 
-class ProviderConfigError(ValueError):
+class ProviderConfigError(OperatorError, ValueError):
     """The provider settings are incomplete; the message names what is missing."""
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
+from engine.errors import OperatorError
 from engine.providers.africastalking import DEFAULT_API_URL as AT_URL
 from engine.providers.twilio import DEFAULT_API_URL as TWILIO_URL
 from engine.secrets import mask_url
 from engine.settings import Settings
 
 
-class ProviderUnreachable(RuntimeError):
+class ProviderUnreachable(OperatorError, RuntimeError):
     """The provider's server does not accept connections; the message says which."""
 
 

@@ -13,7 +13,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
-from engine.cli import cli
+from desktop.cli import cli
 from tests.support import RELAYDESK
 
 
