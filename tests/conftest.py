@@ -16,11 +16,11 @@ import redis
 from sqlalchemy import create_engine, text
 
 from engine.db import Database, close_databases, open_database
-from engine.embedded_redis import EmbeddedRedis
+from engine.embedded_redis import EmbeddedRedis, free_port
 from engine.sandbox_gateway import GatewayServer, start_gateway
 from engine.settings import Settings, load_settings, setting_names
 from engine.worker_registry import live_workers
-from tests.support import wait_for
+from tests.support import redis_answers, vulnerable_binary, wait_for
 
 POSTGRES_URL_VAR = "RELAYDESK_TEST_POSTGRES_URL"
 
@@ -167,3 +167,24 @@ def workers(redis_client: Any, fast_pipeline: None) -> Iterator[Workers]:
     pool = Workers(redis_client)
     yield pool
     pool.stop_all()
+
+
+@pytest.fixture
+def old_redis_url(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """RELAYDESK_REDIS_URL pointing at a Redis release with known holes, when this machine
+    has one to run."""
+    binary = vulnerable_binary()
+    if binary is None:
+        pytest.skip("no Redis release with known holes on this machine to run")
+    port = free_port()
+    server = subprocess.Popen([str(binary), "--bind", "127.0.0.1", "--port", str(port),
+                               "--save", "", "--dir", str(isolated_env.parent)],
+                              stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_for(lambda: redis_answers(url), message="the old Redis")
+        monkeypatch.setenv("RELAYDESK_REDIS_URL", url)
+        yield url
+    finally:
+        server.kill()
+        server.wait()

