@@ -11,6 +11,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop.app import Console, build_console
 from desktop.pages.base import Page
+from desktop.pages.contacts_page import ContactsPage
 from engine.sandbox_gateway import GatewayServer
 from engine.settings import load_settings
 from engine.worker_registry import live_workers
@@ -43,6 +44,13 @@ def open_page(console: Console, page_id: str) -> Page:
 
 def idle(console: Console) -> bool:
     return console.ctx.background.in_flight == 0
+
+
+def contacts_page(console: Console, qtbot: QtBot) -> ContactsPage:
+    page = open_page(console, "contacts")
+    assert isinstance(page, ContactsPage)
+    qtbot.waitUntil(lambda: idle(console))
+    return page
 
 
 @pytest.fixture

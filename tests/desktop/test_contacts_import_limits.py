@@ -13,16 +13,9 @@ from desktop.pages.contact_dialog import ContactDialog
 from desktop.pages.contacts_page import ContactsPage
 from engine.contacts import count_contacts
 from engine.contacts_import import ImportFileError, ImportResult
-from tests.desktop.conftest import idle, open_page
+from tests.desktop.conftest import contacts_page
 
 HEADER = "name,phone,pledge,paid_amount,due_date,tags\n"
-
-
-def contacts_page(console: Console, qtbot: QtBot) -> ContactsPage:
-    page = open_page(console, "contacts")
-    assert isinstance(page, ContactsPage)
-    qtbot.waitUntil(lambda: idle(console))
-    return page
 
 
 def import_and_wait(page: ContactsPage, qtbot: QtBot, path: Path) -> None:

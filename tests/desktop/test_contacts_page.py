@@ -15,7 +15,7 @@ from desktop.paged_model import MAX_PAGES, PAGE_SIZE
 from desktop.pages.contact_dialog import ContactDialog
 from desktop.pages.contacts_page import ContactsPage
 from engine.contacts_import import import_contacts
-from tests.desktop.conftest import idle, open_page
+from tests.desktop.conftest import contacts_page, idle, open_page
 from tests.support import write_contacts
 
 GOOD = [
@@ -23,13 +23,6 @@ GOOD = [
     ("Brian Kiprop", "0700000115", "5000", "0", "2027-03-18", "west"),
     ("Cynthia Odhiambo", "0700000125", "20000", "20000", "2027-06-05", "east"),
 ]
-
-
-def contacts_page(console: Console, qtbot: QtBot) -> ContactsPage:
-    page = open_page(console, "contacts")
-    assert isinstance(page, ContactsPage)
-    qtbot.waitUntil(lambda: idle(console))
-    return page
 
 
 def import_through_page(page: ContactsPage, qtbot: QtBot, path: Path) -> None:
