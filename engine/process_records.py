@@ -15,11 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from engine.config_document import write_private_file
 
 RECORDS_DIR = "run"
 # psutil derives creation times from boot time plus clock ticks: equal for one process,
@@ -68,22 +70,14 @@ def take_over(data_dir: Path, record: ProcessRecord) -> ProcessRecord:
     """Make this process the owner of an adopted process (a later adopter then sees a live
     owner and leaves it alone)."""
     owner_pid, owner_created = _this_process()
-    mine = ProcessRecord(record.name, record.role, record.pid, record.create_time,
-                         record.data_dir, owner_pid, owner_created, record.command,
-                         record.details)
+    mine = replace(record, owner_pid=owner_pid, owner_create_time=owner_created)
     write_record(data_dir, mine)
     return mine
 
 
 def write_record(data_dir: Path, record: ProcessRecord) -> None:
-    directory = records_dir(data_dir)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = directory / f"{record.name}.json"
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(record), f)
-    os.replace(temporary, path)  # readers never see half a record
+    path = records_dir(data_dir) / f"{record.name}.json"
+    write_private_file(path, json.dumps(asdict(record)))  # readers never see half a record
 
 
 def forget_record(data_dir: Path, name: str, pid: int | None = None) -> None:
