@@ -27,6 +27,7 @@ import psutil
 import redis
 from filelock import FileLock
 
+from engine.config_document import write_private_file
 from engine.errors import OperatorError
 from engine.redis_connections import redis_client
 from engine.settings import Settings
@@ -224,12 +225,7 @@ class EmbeddedRedis:
             f"logfile {_quoted(str(self.log_file))}",
             "daemonize no",
         ]
-        partial = self.config_file.with_name(self.config_file.name + ".new")
-        partial.unlink(missing_ok=True)
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(partial, self.config_file)
+        write_private_file(self.config_file, "\n".join(lines) + "\n")  # it holds the password
 
     def _warn_if_vulnerable(self, port: int) -> None:
         from engine.redis_info import server_identity  # redis_info imports this module
