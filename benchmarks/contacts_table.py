@@ -41,9 +41,9 @@ def main() -> None:
     from desktop.contacts_model import ContactsModel
     from desktop.paged_model import LOADING
     from desktop.services import Services
-    from engine.contacts_import import import_contacts
-    from engine.db import open_database
-    from engine.settings import load_settings
+    from engine.config.settings import load_settings
+    from engine.store.contacts_import import import_contacts
+    from engine.store.db import open_database
 
     settings = load_settings()
     path = data_dir / "contacts.csv"

@@ -45,7 +45,7 @@ def busy_sample(at: float, tick: int = 0) -> Any:
     """What a chunk of 50 adds, with a queue-depth sample. A rising ``tick`` makes the
     newest bucket's peak depth and average response time change too, so that every tick
     redraws all three charts (the worst case; a quiet queue redraws only throughput)."""
-    from engine import metrics
+    from engine.infra import metrics
 
     sample = metrics.Sample()
     scopes = (metrics.ALL, metrics.queue_scope("bulk_messages"))
@@ -63,7 +63,7 @@ def busy_sample(at: float, tick: int = 0) -> Any:
 
 def seed_day(client: Any, settings: Any) -> None:
     """A busy day: a chunk of 50 every 10 seconds."""
-    from engine import metrics
+    from engine.infra import metrics
 
     now = time.time()
     for at in range(int(now - 86_400), int(now), 10):
@@ -78,7 +78,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def measure(page: Any, client: Any, settings: Any, ticks: int) -> dict[str, Any]:
-    from engine import metrics
+    from engine.infra import metrics
 
     charts_update_ms: list[float] = []
     charts_ms: list[float] = []
@@ -120,8 +120,8 @@ def main() -> None:
 
     from desktop.app import build_console
     from desktop.pages.dashboard_page import DashboardPage
-    from engine.embedded_redis import EmbeddedRedis
-    from engine.settings import load_settings
+    from engine.config.settings import load_settings
+    from engine.infra.embedded_redis import EmbeddedRedis
 
     settings = load_settings()
     server = EmbeddedRedis(data_dir / "redis")

@@ -44,8 +44,8 @@ def main() -> None:
     from desktop.paged_model import LOADING
     from desktop.pages.failed_page import FailedPage
     from desktop.services import Services
-    from engine.db import open_database
-    from engine.settings import load_settings
+    from engine.config.settings import load_settings
+    from engine.store.db import open_database
     from tests.failed_seed import seed_failed
 
     settings = load_settings()

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from engine.contacts_import import import_contacts, read_contacts_csv
-from engine.db import close_databases, open_database
-from engine.settings import load_settings
+from engine.config.settings import load_settings
+from engine.store.contacts_import import import_contacts, read_contacts_csv
+from engine.store.db import close_databases, open_database
 
 
 def write_csv(path: Path, rows: int, seed: int = 7) -> None:

@@ -25,11 +25,11 @@ from typing import Any
 import redis
 from sqlalchemy import text
 
-from engine import inspector
-from engine.db import create_db_engine
-from engine.embedded_redis import EmbeddedRedis
-from engine.inspector_store import KINDS, Entry, InspectorStore, Query, stream_key
-from engine.settings import load_settings
+from engine.config.settings import load_settings
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.infra.inspector_store import KINDS, Entry, InspectorStore, Query, stream_key
+from engine.monitoring import inspector
+from engine.store.db import create_db_engine
 
 
 def _entry(kind: Any, i: int) -> Entry:

@@ -49,7 +49,7 @@ def used(client: Any) -> int:
 
 def record_span(client: Any, settings: Any, messages: int, start: float, end: float,
                 first_message: int) -> None:
-    from engine import metrics
+    from engine.infra import metrics
 
     chunks = messages // CHUNK
     for i in range(chunks):
@@ -67,9 +67,9 @@ def main() -> None:
                        "RELAYDESK_CONFIG_FILE": str(data_dir / "config.toml")})
     import redis
 
-    from engine import metrics
-    from engine.embedded_redis import EmbeddedRedis
-    from engine.settings import load_settings
+    from engine.config.settings import load_settings
+    from engine.infra import metrics
+    from engine.infra.embedded_redis import EmbeddedRedis
 
     settings = load_settings()
     server = EmbeddedRedis(data_dir / "redis")

@@ -25,18 +25,18 @@ import redis
 import urllib3
 from sqlalchemy import func, select
 
-from engine.campaigns import send_campaign
-from engine.celery_app import configure
-from engine.contacts_import import import_contacts
-from engine.db import Database, close_databases, open_database
-from engine.dispatcher import STALL_S
-from engine.embedded_redis import EmbeddedRedis, free_port
-from engine.models import Campaign, CampaignStatus, OutgoingMessage
-from engine.planning import chunk_bounds
-from engine.queue_status import broker_load
-from engine.settings import load_settings
-from engine.supervisor import Supervisor
-from engine.worker_registry import live_workers
+from engine.config.settings import load_settings
+from engine.domain.planning import chunk_bounds
+from engine.infra.celery_app import configure
+from engine.infra.embedded_redis import EmbeddedRedis, free_port
+from engine.infra.worker_registry import live_workers
+from engine.monitoring.queue_status import broker_load
+from engine.operations.campaigns import send_campaign
+from engine.operations.supervisor import Supervisor
+from engine.pipeline.dispatcher import STALL_S
+from engine.store.contacts_import import import_contacts
+from engine.store.db import Database, close_databases, open_database
+from engine.store.models import Campaign, CampaignStatus, OutgoingMessage
 
 
 def write_contacts(path: Path, counts: dict[str, int]) -> None:

@@ -28,17 +28,17 @@ import psutil
 import redis
 from sqlalchemy import func, select
 
-from engine.campaigns import create_campaign, send_campaign
-from engine.celery_app import configure, publish
-from engine.contacts_import import import_contacts
-from engine.db import close_databases, open_database
-from engine.embedded_redis import EmbeddedRedis, free_port
-from engine.models import MessageStatus, OutgoingMessage
-from engine.queues import MESSAGES
-from engine.sender import SEND_MESSAGE
-from engine.settings import Settings, load_settings
-from engine.supervisor import Supervisor
-from engine.worker_registry import live_workers
+from engine.config.settings import Settings, load_settings
+from engine.domain.queues import MESSAGES
+from engine.infra.celery_app import configure, publish
+from engine.infra.embedded_redis import EmbeddedRedis, free_port
+from engine.infra.worker_registry import live_workers
+from engine.operations.campaigns import create_campaign, send_campaign
+from engine.operations.supervisor import Supervisor
+from engine.pipeline.sender import SEND_MESSAGE
+from engine.store.contacts_import import import_contacts
+from engine.store.db import close_databases, open_database
+from engine.store.models import MessageStatus, OutgoingMessage
 
 TEMPLATE = "Dear #name, of your pledge of #pledge you have paid #paid_amount; #balance remains."
 

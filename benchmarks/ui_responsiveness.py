@@ -28,7 +28,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer
 from PySide6.QtTest import QTest
 
-from engine.embedded_redis import free_port
+from engine.infra.embedded_redis import free_port
 
 TEMPLATE = ("Dear #name, of your pledge of #pledge you have paid #paid_amount; "
             "#balance remains, #days_remain days to go.")
@@ -195,7 +195,7 @@ def main() -> None:
     gateway = start_gateway(data_dir)
 
     from desktop.app import build_console
-    from engine.settings import load_settings
+    from engine.config.settings import load_settings
 
     console = build_console(load_settings(), theme="light")
     console.window.resize(1280, 800)

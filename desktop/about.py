@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from desktop.context import ConsoleContext
 from desktop.resources import icon
 from engine import __version__
-from engine.settings import Settings
+from engine.config.settings import Settings
 
 
 def installation() -> str:

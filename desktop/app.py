@@ -27,7 +27,7 @@ from desktop.single_instance import (
 )
 from desktop.theme import apply_theme
 from engine import __version__
-from engine.settings import Settings
+from engine.config.settings import Settings
 
 log = logging.getLogger(__name__)
 

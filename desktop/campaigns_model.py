@@ -11,7 +11,8 @@ from desktop.background import Background
 from desktop.paged_model import Column, Index, PagedTableModel
 from desktop.services import Services
 from desktop.theme import BAD, GOOD, WARN
-from engine.campaign_browser import (
+from engine.domain.phones import mask_phone
+from engine.store.campaign_browser import (
     CampaignRow,
     MessageRow,
     campaign_page,
@@ -19,7 +20,6 @@ from engine.campaign_browser import (
     count_messages,
     message_page,
 )
-from engine.phones import mask_phone
 
 STATUS_COLORS = {"sent": GOOD, "completed": GOOD, "failed": WARN, "paused": WARN,
                  "dead": BAD, "cancelled": BAD}

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import click
 
-from engine.cli import cli
-from engine.cli import main as engine_main
-from engine.cli_common import AppContext, pass_app
-from engine.errors import OperatorError
+from engine.cli.common import AppContext, pass_app
+from engine.cli.main import cli
+from engine.cli.main import main as engine_main
+from engine.domain.errors import OperatorError
 
 
 @cli.command("gui")

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import redis
 
 from desktop.services import Services
-from engine import wait_alerts
-from engine.dead_letters import count_failed
-from engine.embedded_redis import RedisUnavailable
-from engine.secrets import mask_url
-from engine.worker_registry import live_workers
+from engine.config.masking import mask_url
+from engine.infra.embedded_redis import RedisUnavailable
+from engine.infra.worker_registry import live_workers
+from engine.monitoring import wait_alerts
+from engine.store.dead_letters import count_failed
 
 
 @dataclass(frozen=True)

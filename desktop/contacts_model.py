@@ -10,8 +10,8 @@ from PySide6.QtCore import QObject
 from desktop.background import Background
 from desktop.paged_model import Column, PagedTableModel
 from desktop.services import Services
-from engine.contact_browser import ContactQuery, ContactView, contact_page, count_matching
-from engine.money import format_amount
+from engine.domain.money import format_amount
+from engine.store.contact_browser import ContactQuery, ContactView, contact_page, count_matching
 
 
 class ContactsModel(PagedTableModel):

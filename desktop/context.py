@@ -9,7 +9,7 @@ from PySide6.QtCore import QObject, Signal
 
 from desktop.background import Background
 from desktop.services import Services
-from engine.settings import Settings
+from engine.config.settings import Settings
 
 
 class Bus(QObject):

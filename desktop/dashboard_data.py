@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from desktop.services import Services
-from engine import metrics
-from engine.overview import Overview, gather
-from engine.queues import ALL_QUEUES
+from engine.domain.queues import ALL_QUEUES
+from engine.infra import metrics
+from engine.monitoring.overview import Overview, gather
 
 # range label -> span in seconds; each reads the finest resolution still kept that long
 RANGES = {"15 min": 900, "1 h": 3600, "24 h": 86_400}

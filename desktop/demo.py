@@ -12,13 +12,13 @@ from sqlalchemy import func, select
 
 from desktop.context import ConsoleContext
 from desktop.resources import resource
-from engine import scheduler
-from engine.campaigns import send_campaign_to
-from engine.contacts_import import import_contacts
-from engine.dead_letters import retry_ids
-from engine.models import FailedJob
-from engine.personalize import Recipient
-from engine.worker_registry import live_workers
+from engine.domain.personalize import Recipient
+from engine.infra import scheduler
+from engine.infra.worker_registry import live_workers
+from engine.operations.campaigns import send_campaign_to
+from engine.store.contacts_import import import_contacts
+from engine.store.dead_letters import retry_ids
+from engine.store.models import FailedJob
 
 WORKER_START_TIMEOUT_S = 60.0
 DEAD_LETTERS_TIMEOUT_S = 60.0

@@ -19,7 +19,7 @@ log = logging.getLogger("relaydesk.gui")
 
 def operator_errors() -> tuple[type[Exception], ...]:
     from desktop.background import HelperCrashed
-    from engine.errors import OperatorError
+    from engine.domain.errors import OperatorError
 
     return (OperatorError, HelperCrashed)
 

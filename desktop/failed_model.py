@@ -1,4 +1,4 @@
-"""The failed-jobs table: a paged model over the dead-letter query (engine.failed_query)."""
+"""The failed-jobs table: a paged model over the dead-letter query (engine.store.failed_query)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication
 from desktop.background import Background
 from desktop.paged_model import PAGE_SIZE, Column, Index, PagedTableModel
 from desktop.services import Services
-from engine.failed_query import (
+from engine.store.failed_query import (
     FailedQuery,
     FailedRow,
     count_and_first_page,

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.campaigns import CreatedCampaign, send_campaign
-from engine.celery_app import configure
-from engine.compose import Recipients
-from engine.contacts_import import ImportResult, import_contacts
-from engine.db import open_database
-from engine.embedded_redis import redis_url
-from engine.settings import Settings
+from engine.config.settings import Settings
+from engine.infra.celery_app import configure
+from engine.infra.embedded_redis import redis_url
+from engine.operations.campaigns import CreatedCampaign, send_campaign
+from engine.operations.compose import Recipients
+from engine.store.contacts_import import ImportResult, import_contacts
+from engine.store.db import open_database
 
 
 def import_file(settings: Settings, path: Path) -> ImportResult:
@@ -22,7 +22,7 @@ def import_file(settings: Settings, path: Path) -> ImportResult:
 
 def send(settings: Settings, template: str, recipients: Recipients, urgent: bool,
          name: str | None) -> CreatedCampaign:
-    from engine.redis_connections import redis_client
+    from engine.infra.connections import redis_client
 
     url = redis_url(settings, start=False)
     client = redis_client(url)

@@ -11,7 +11,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QMessageBox
 
-from engine.supervisor import WorkerEvent
+from engine.operations.supervisor import WorkerEvent
 
 if TYPE_CHECKING:
     from desktop.app import Console

@@ -7,13 +7,13 @@ import threading
 
 import redis
 
-from engine.celery_app import configure
-from engine.db import Database, open_database
-from engine.embedded_redis import redis_url
-from engine.redis_connections import redis_client
-from engine.settings import Settings
-from engine.supervisor import Supervisor
-from engine.worker_registry import live_workers
+from engine.config.settings import Settings
+from engine.infra.celery_app import configure
+from engine.infra.connections import redis_client
+from engine.infra.embedded_redis import redis_url
+from engine.infra.worker_registry import live_workers
+from engine.operations.supervisor import Supervisor
+from engine.store.db import Database, open_database
 
 REDIS_TIMEOUT_S = 3.0
 WORKER_NICE = 10

@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.theme import BAD, GOOD, WARN, is_dark
-from engine.connection_checks import CheckResult
-from engine.settings_store import FieldInfo, SavedSettings
+from engine.config.settings_store import FieldInfo, SavedSettings
+from engine.operations.connection_checks import CheckResult
 
 TEXT_WIDTH = 460
 NUMBER_WIDTH = 140

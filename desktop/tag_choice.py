@@ -8,7 +8,7 @@ from collections.abc import Callable
 from PySide6.QtWidgets import QComboBox
 
 from desktop.context import ConsoleContext
-from engine.contacts import all_tags
+from engine.store.contacts import all_tags
 
 
 def load_tags(ctx: ConsoleContext, then: Callable[[list[tuple[str, int]]], None]) -> None:

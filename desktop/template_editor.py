@@ -17,7 +17,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QCompleter, QPlainTextEdit, QToolTip, QWidget
 
-from engine.personalize import KNOWN_TAGS, TAG_TOKEN, suggest_tag
+from engine.domain.personalize import KNOWN_TAGS, TAG_TOKEN, suggest_tag
 
 
 def unknown_tags(text: str) -> list[tuple[int, int, str, str | None]]:

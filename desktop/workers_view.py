@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from desktop.services import Services
-from engine.celery_app import app as celery_app
-from engine.embedded_redis import RedisUnavailable
-from engine.human import format_bytes, format_duration
-from engine.redis_info import embedded_redis_status
-from engine.supervisor import LocalWorkerState, WorkerEvent
-from engine.worker_control import WorkerControlError, WorkerInfo, list_workers
+from engine.domain.formatting import format_bytes, format_duration
+from engine.infra.celery_app import app as celery_app
+from engine.infra.embedded_redis import RedisUnavailable
+from engine.monitoring.redis_info import embedded_redis_status
+from engine.monitoring.worker_control import WorkerControlError, WorkerInfo, list_workers
+from engine.operations.supervisor import LocalWorkerState, WorkerEvent
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """``python -m engine`` runs the relaydesk command (how RelayDesk starts its workers)."""
 
-from engine.cli import main
+from engine.cli.main import main
 
 main()

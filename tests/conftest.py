@@ -15,11 +15,11 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
-from engine.db import Database, close_databases, open_database
-from engine.embedded_redis import EmbeddedRedis, free_port
-from engine.sandbox_gateway import GatewayServer, start_gateway
-from engine.settings import Settings, load_settings, setting_names
-from engine.worker_registry import live_workers
+from engine.config.settings import Settings, load_settings, setting_names
+from engine.infra.embedded_redis import EmbeddedRedis, free_port
+from engine.infra.sandbox_gateway import GatewayServer, start_gateway
+from engine.infra.worker_registry import live_workers
+from engine.store.db import Database, close_databases, open_database
 from tests.support import redis_answers, vulnerable_binary, wait_for
 
 POSTGRES_URL_VAR = "RELAYDESK_TEST_POSTGRES_URL"

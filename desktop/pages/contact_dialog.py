@@ -5,8 +5,8 @@ from __future__ import annotations
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QWidget
 
 from desktop.context import ConsoleContext
-from engine.contact_browser import ContactEditError, ContactView, update_contact
-from engine.contacts import cents_text
+from engine.store.contact_browser import ContactEditError, ContactView, update_contact
+from engine.store.contacts import cents_text
 
 
 class ContactDialog(QDialog):

@@ -27,8 +27,8 @@ from desktop.pages.base import Page, page_header
 from desktop.pages.contact_dialog import ContactDialog
 from desktop.tag_choice import fill_tags, load_tags
 from desktop.widgets import ReportDialog, SearchField, data_table, empty_state
-from engine.contact_browser import ContactView, delete_contacts, ids_in_rows
-from engine.contacts_import import ImportFileError, ImportResult
+from engine.store.contact_browser import ContactView, delete_contacts, ids_in_rows
+from engine.store.contacts_import import ImportFileError, ImportResult
 
 ALL_TAGS = "All contacts"
 

@@ -34,9 +34,9 @@ from desktop.paged_model import Column
 from desktop.pages.base import Page, page_header
 from desktop.rows_model import RowsModel
 from desktop.widgets import bold, data_table, empty_state, heading
-from engine.human import format_bytes, format_duration
-from engine.overview import CampaignRun, Overview, QueueWorkload
-from engine.queues import ALL_QUEUES
+from engine.domain.formatting import format_bytes, format_duration
+from engine.domain.queues import ALL_QUEUES
+from engine.monitoring.overview import CampaignRun, Overview, QueueWorkload
 
 REFRESH_MS = 1000
 STATUS_TEXT = {"active": "Active", "paused": "Paused", "inactive": "Inactive"}

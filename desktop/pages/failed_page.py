@@ -31,10 +31,10 @@ from desktop.context import ConsoleContext
 from desktop.failed_model import FailedModel, campaign_text, local_time
 from desktop.pages.base import Page, page_header
 from desktop.widgets import SearchField, data_table, empty_state
-from engine import scheduler
-from engine.dead_letters import forget_failed, forget_matching, retry_ids, retry_matching
-from engine.failed_export import export_file
-from engine.failed_query import (
+from engine.infra import scheduler
+from engine.store.dead_letters import forget_failed, forget_matching, retry_ids, retry_matching
+from engine.store.failed_export import export_file
+from engine.store.failed_query import (
     FailedDetail,
     FailedQuery,
     Matching,

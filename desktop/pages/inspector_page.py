@@ -1,7 +1,7 @@
 """Inspector: recent job events, SQL statements and provider calls (development only).
 
 Every RelayDesk process records into a bounded Redis store when the inspector is on
-(engine.inspector); this page reads it back every two seconds while it is shown, off the
+(engine.monitoring.inspector); this page reads it back every two seconds while it is shown, off the
 UI thread. In production the inspector cannot be on, and the page says why instead.
 """
 
@@ -34,9 +34,8 @@ from desktop.pages.base import Page, page_header
 from desktop.rows_model import RowsModel
 from desktop.services import Services
 from desktop.widgets import SearchField, data_table, empty_state
-from engine.human import format_duration
-from engine.inspector import recorder
-from engine.inspector_store import (
+from engine.domain.formatting import format_duration
+from engine.infra.inspector_store import (
     KINDS,
     Entry,
     InspectorStore,
@@ -45,6 +44,7 @@ from engine.inspector_store import (
     Reading,
     inspector_off_reason,
 )
+from engine.monitoring.inspector import recorder
 
 REFRESH_MS = 2000
 SHOWN = 500  # newest entries listed

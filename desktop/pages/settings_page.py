@@ -52,15 +52,14 @@ from desktop.settings_form import (
 )
 from desktop.theme import BAD, GOOD
 from desktop.widgets import empty_state, heading, separator
-from engine.connection_checks import CheckResult, check_database, check_provider, check_redis
-from engine.settings import (
+from engine.config.settings import (
     Settings,
     SettingsError,
     config_file_path,
     load_settings,
     usable_keyring,
 )
-from engine.settings_store import (
+from engine.config.settings_store import (
     FieldInfo,
     SavedSettings,
     SettingsValidationError,
@@ -68,6 +67,12 @@ from engine.settings_store import (
     preview_settings,
     save,
     validate,
+)
+from engine.operations.connection_checks import (
+    CheckResult,
+    check_database,
+    check_provider,
+    check_redis,
 )
 
 log = logging.getLogger(__name__)

@@ -40,12 +40,12 @@ from desktop.workers_view import (
     format_uptime,
     gather_workers,
 )
-from engine import worker_control
-from engine.celery_app import app as celery_app
-from engine.embedded_redis import EmbeddedRedis
-from engine.queues import ALL_QUEUES
-from engine.supervisor import POOLS, WorkerSpec
-from engine.worker_control import WorkerInfo
+from engine.domain.queues import ALL_QUEUES
+from engine.infra.celery_app import app as celery_app
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.monitoring import worker_control
+from engine.monitoring.worker_control import WorkerInfo
+from engine.operations.supervisor import POOLS, WorkerSpec
 
 REFRESH_MS = 2000
 

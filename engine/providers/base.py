@@ -78,7 +78,7 @@ def parse_json(data: bytes) -> Any:
 
 @dataclass(frozen=True)
 class HttpExchange:
-    """One provider call as the development inspector sees it (engine.inspector)."""
+    """One provider call as the development inspector sees it (engine.monitoring.inspector)."""
 
     method: str
     url: str

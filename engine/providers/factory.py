@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from engine.errors import OperatorError
+from engine.config.settings import Settings
+from engine.domain.errors import OperatorError
 from engine.providers.africastalking import AfricasTalkingProvider
 from engine.providers.base import Provider
 from engine.providers.generic_http import HttpJsonProvider
 from engine.providers.http_client import http_client
 from engine.providers.sandbox import SandboxProvider
 from engine.providers.twilio import TwilioProvider
-from engine.settings import Settings
 
 
 class ProviderConfigError(OperatorError, ValueError):
@@ -28,7 +28,7 @@ def make_provider(settings: Settings, gateway_url: str | None = None) -> Provide
     """``gateway_url`` is where the sandbox runs when RelayDesk started it itself."""
     http = http_client(settings.provider_timeout_s, settings.send_concurrency)
     if settings.inspector_on:  # development only: provider calls for the Inspector page
-        from engine.inspector import watch_http
+        from engine.monitoring.inspector import watch_http
 
         watch_http(settings)
     kind = settings.sms_provider

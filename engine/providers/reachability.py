@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
-from engine.errors import OperatorError
+from engine.config.masking import mask_url
+from engine.config.settings import Settings
+from engine.domain.errors import OperatorError
 from engine.providers.africastalking import DEFAULT_API_URL as AT_URL
 from engine.providers.twilio import DEFAULT_API_URL as TWILIO_URL
-from engine.secrets import mask_url
-from engine.settings import Settings
 
 
 class ProviderUnreachable(OperatorError, RuntimeError):
@@ -41,7 +41,7 @@ def check_reachable(url: str, timeout_s: float = 5.0) -> None:
 def require_provider(settings: Settings, *, start_gateway: bool) -> None:
     """Fail fast, before anything is created, when the provider cannot be reached (the
     sandbox gateway of this data dir is started first when ``start_gateway``)."""
-    from engine.local_gateway import gateway_url
+    from engine.infra.local_gateway import gateway_url
 
     endpoint = provider_endpoint(settings, gateway_url(settings, start=start_gateway))
     if endpoint:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import redis
 
-from engine import celery_app, redis_keys, scheduler
-from engine.embedded_redis import free_port
-from engine.queues import ALL_QUEUES, BULK_MESSAGES, HIGH_PRIORITY, MESSAGES
-from engine.tasks import PROCESS_BULK, SEND_CHUNK, SEND_MESSAGE
+from engine.domain.queues import ALL_QUEUES, BULK_MESSAGES, HIGH_PRIORITY, MESSAGES
+from engine.infra import celery_app, redis_keys, scheduler
+from engine.infra.embedded_redis import free_port
+from engine.pipeline.tasks import PROCESS_BULK, SEND_CHUNK, SEND_MESSAGE
 
 TARGET = Path(__file__).with_name("redis62-aof")
 PASSWORD = "fixture-password"
@@ -40,7 +40,7 @@ def main(binary: str) -> None:
         raise SystemExit(f"{binary} is not Redis 6.2: {version}")
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        # RelayDesk's arguments before issue 11 (engine/embedded_redis.py then).
+        # RelayDesk's arguments before issue 11 (engine/infra/embedded_redis.py then).
         server = subprocess.Popen([
             binary, "--bind", "127.0.0.1", "--port", str(port), "--requirepass", PASSWORD,
             "--dir", tmp, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",

@@ -12,9 +12,9 @@ from pytestqt.qtbot import QtBot
 from desktop.app import Console, build_console
 from desktop.pages.base import Page
 from desktop.pages.contacts_page import ContactsPage
-from engine.sandbox_gateway import GatewayServer
-from engine.settings import load_settings
-from engine.worker_registry import live_workers
+from engine.config.settings import load_settings
+from engine.infra.sandbox_gateway import GatewayServer
+from engine.infra.worker_registry import live_workers
 from tests.support import http_json, wait_for
 
 

@@ -21,10 +21,10 @@ from pytestqt.qtbot import QtBot
 from desktop.app import build_console
 from desktop.local_control import install_close_policy, start_local_pipeline
 from desktop.pages.workers_page import WorkersPage
-from engine.embedded_redis import EmbeddedRedis
-from engine.local_gateway import LocalGateway
-from engine.settings import load_settings
-from engine.worker_registry import live_workers
+from engine.config.settings import load_settings
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.infra.local_gateway import LocalGateway
+from engine.infra.worker_registry import live_workers
 from tests.desktop.conftest import close, open_page
 from tests.support import RELAYDESK, wait_for
 

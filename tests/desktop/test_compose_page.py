@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop.app import Console
 from desktop.pages.compose_page import ComposePage
-from engine.contacts_import import import_contacts
+from engine.store.contacts_import import import_contacts
 from tests.desktop.conftest import idle, open_page
 from tests.support import write_contacts
 

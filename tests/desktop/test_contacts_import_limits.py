@@ -11,8 +11,8 @@ from pytestqt.qtbot import QtBot
 from desktop.app import Console
 from desktop.pages.contact_dialog import ContactDialog
 from desktop.pages.contacts_page import ContactsPage
-from engine.contacts import count_contacts
-from engine.contacts_import import ImportFileError, ImportResult
+from engine.store.contacts import count_contacts
+from engine.store.contacts_import import ImportFileError, ImportResult
 from tests.desktop.conftest import contacts_page
 
 HEADER = "name,phone,pledge,paid_amount,due_date,tags\n"

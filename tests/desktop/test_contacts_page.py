@@ -14,7 +14,7 @@ from desktop.contacts_model import ContactsModel
 from desktop.paged_model import MAX_PAGES, PAGE_SIZE
 from desktop.pages.contact_dialog import ContactDialog
 from desktop.pages.contacts_page import ContactsPage
-from engine.contacts_import import import_contacts
+from engine.store.contacts_import import import_contacts
 from tests.desktop.conftest import contacts_page, idle, open_page
 from tests.support import write_contacts
 

@@ -12,11 +12,11 @@ from pytestqt.qtbot import QtBot
 
 from desktop.app import Console
 from desktop.pages.dashboard_page import DashboardPage
-from engine import monitor
-from engine.campaigns import send_campaign
-from engine.contacts_import import import_contacts
-from engine.embedded_redis import EmbeddedRedis
-from engine.sandbox_gateway import GatewayServer
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.infra.sandbox_gateway import GatewayServer
+from engine.monitoring import monitor
+from engine.operations.campaigns import send_campaign
+from engine.store.contacts_import import import_contacts
 from tests.desktop.conftest import open_page
 from tests.support import write_contacts
 
@@ -80,7 +80,7 @@ def test_the_dashboard_follows_a_running_campaign(pipeline_console: Console, qtb
 
 def test_a_long_wait_shows_as_an_alert(console: Console, qtbot: QtBot,
                                        embedded_redis: EmbeddedRedis) -> None:
-    from engine.celery_app import PUBLISHED_HEADER, configure
+    from engine.infra.celery_app import PUBLISHED_HEADER, configure
 
     client: Any = console.ctx.services.redis()
     app = configure(embedded_redis.url())

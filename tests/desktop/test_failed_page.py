@@ -23,13 +23,13 @@ from sqlalchemy.orm import sessionmaker
 from desktop.app import Console, build_console
 from desktop.paged_model import LOADING
 from desktop.pages.failed_page import FailedPage
-from engine import scheduler
-from engine.db import Database, create_db_engine, upgrade
-from engine.dead_letters import retry_ids
-from engine.delivery_state import claim, mark_dead
-from engine.models import MessageStatus
+from engine.config.settings import load_settings
+from engine.infra import scheduler
 from engine.providers.base import Outcome, SendResult
-from engine.settings import load_settings
+from engine.store.db import Database, create_db_engine, upgrade
+from engine.store.dead_letters import retry_ids
+from engine.store.delivery_state import claim, mark_dead
+from engine.store.models import MessageStatus
 from tests.desktop.conftest import close, idle, open_page
 from tests.failed_seed import rows, seed_failed
 

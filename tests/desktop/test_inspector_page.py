@@ -12,10 +12,10 @@ from pytestqt.qtbot import QtBot
 
 from desktop.app import Console
 from desktop.pages.inspector_page import InspectorPage
-from engine import inspector
-from engine.campaigns import campaign_summary, is_settled, send_campaign
-from engine.contacts_import import import_contacts
-from engine.inspector_store import KINDS, stream_key
+from engine.infra.inspector_store import KINDS, stream_key
+from engine.monitoring import inspector
+from engine.operations.campaigns import campaign_summary, is_settled, send_campaign
+from engine.store.contacts_import import import_contacts
 from tests.desktop.conftest import open_page
 from tests.support import wait_for, write_contacts
 

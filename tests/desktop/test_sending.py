@@ -13,8 +13,8 @@ from pytestqt.qtbot import QtBot
 from desktop.app import Console
 from desktop.pages.campaigns_page import CampaignsPage
 from desktop.pages.compose_page import ComposePage
-from engine.contacts_import import import_contacts
-from engine.sandbox_gateway import GatewayServer
+from engine.infra.sandbox_gateway import GatewayServer
+from engine.store.contacts_import import import_contacts
 from tests.desktop.conftest import delivered, idle, open_page
 from tests.support import write_contacts
 

@@ -19,9 +19,9 @@ from pytestqt.qtbot import QtBot
 
 from desktop.app import Console
 from desktop.pages.settings_page import SettingsPage
-from engine.embedded_redis import EmbeddedRedis
-from engine.settings import RateLimit, keyring_service, load_settings
-from engine.settings_store import GROUPS, editable_fields
+from engine.config.settings import RateLimit, keyring_service, load_settings
+from engine.config.settings_store import GROUPS, editable_fields
+from engine.infra.embedded_redis import EmbeddedRedis
 from tests.desktop.conftest import idle, open_page
 from tests.support import MemoryKeyring
 

@@ -15,12 +15,12 @@ from sqlalchemy import select
 
 from desktop.app import Console, build_console
 from desktop.single_instance import InstanceServer, ask_running_instance_to_raise
-from engine.campaigns import CampaignError, campaign_summary
-from engine.db import open_database
-from engine.dead_letters import count_failed
-from engine.embedded_redis import EmbeddedRedis
-from engine.models import Campaign
-from engine.settings import load_settings
+from engine.config.settings import load_settings
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.operations.campaigns import CampaignError, campaign_summary
+from engine.store.db import open_database
+from engine.store.dead_letters import count_failed
+from engine.store.models import Campaign
 from tests.support import RELAYDESK
 
 

@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 from desktop.app import Console
 from desktop.pages.workers_page import WorkersPage
 from desktop.workers_view import LocalRow
-from engine.supervisor import WorkerSpec
+from engine.operations.supervisor import WorkerSpec
 from tests.desktop.conftest import open_page
 
 

@@ -7,7 +7,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop.app import Console
 from desktop.pages.workers_page import WorkersPage
-from engine.embedded_redis import EmbeddedRedis, find_redis_server
+from engine.infra.embedded_redis import EmbeddedRedis, find_redis_server
 from tests.desktop.conftest import open_page
 from tests.support import binary_version
 

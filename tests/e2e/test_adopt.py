@@ -19,12 +19,12 @@ import psutil
 import pytest
 import redis
 
-from engine.embedded_redis import EmbeddedRedis
-from engine.local_gateway import LocalGateway
-from engine.process_records import read_records
-from engine.settings import load_settings
-from engine.supervisor import LocalWorkerState, Supervisor
-from engine.worker_registry import live_workers
+from engine.config.settings import load_settings
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.infra.local_gateway import LocalGateway
+from engine.infra.process_records import read_records
+from engine.infra.worker_registry import live_workers
+from engine.operations.supervisor import LocalWorkerState, Supervisor
 from tests.support import wait_for
 
 STARTUP_S = 90

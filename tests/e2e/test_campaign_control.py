@@ -11,21 +11,21 @@ from typing import Any
 
 import pytest
 
-from engine import redis_keys, scheduler
-from engine.campaign_control import (
+from engine.config.settings import load_settings
+from engine.infra import redis_keys, scheduler
+from engine.infra.sandbox_gateway import GatewayServer
+from engine.monitoring.queue_status import queue_depths
+from engine.operations.campaign_control import (
     cancel_campaign,
     pause_campaign,
     resume_campaign,
     send_test_message,
 )
-from engine.campaigns import CampaignError, campaign_summary
-from engine.contacts_import import import_contacts
-from engine.db import Database, open_database
-from engine.delivery_state import campaign_counts
-from engine.models import Campaign, OutgoingMessage
-from engine.queue_status import queue_depths
-from engine.sandbox_gateway import GatewayServer
-from engine.settings import load_settings
+from engine.operations.campaigns import CampaignError, campaign_summary
+from engine.store.contacts_import import import_contacts
+from engine.store.db import Database, open_database
+from engine.store.delivery_state import campaign_counts
+from engine.store.models import Campaign, OutgoingMessage
 from tests.conftest import Workers
 from tests.support import http_json, run_cli, run_cli_json, wait_for, write_contacts
 

@@ -7,11 +7,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine.sandbox_gateway import GatewayServer
+from engine.infra.sandbox_gateway import GatewayServer
 from tests.conftest import Workers
 from tests.support import http_json, run_cli, run_cli_json, wait_for, write_contacts
 
-# The sandbox's deterministic test numbers (see engine/sandbox_gateway.py).
+# The sandbox's deterministic test numbers (see engine/infra/sandbox_gateway.py).
 PERMANENT, TWICE_TRANSIENT, ALWAYS_TRANSIENT = "0700000001", "0700000002", "0700000003"
 TEMPLATE = "Dear #name, #balance of your #pledge pledge remains, #days_remain days to go."
 

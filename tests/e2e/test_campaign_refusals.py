@@ -11,13 +11,18 @@ import pytest
 from sqlalchemy import func, select
 
 from desktop.heavy_work import send as console_send
-from engine.campaigns import MAX_CAMPAIGN_NAME, CampaignError, create_campaign, send_campaign
-from engine.compose import Recipients
-from engine.db import open_database
-from engine.embedded_redis import EmbeddedRedis
-from engine.models import Campaign, OutgoingMessage
-from engine.sandbox_gateway import GatewayServer
-from engine.settings import load_settings
+from engine.config.settings import load_settings
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.infra.sandbox_gateway import GatewayServer
+from engine.operations.campaigns import (
+    MAX_CAMPAIGN_NAME,
+    CampaignError,
+    create_campaign,
+    send_campaign,
+)
+from engine.operations.compose import Recipients
+from engine.store.db import open_database
+from engine.store.models import Campaign, OutgoingMessage
 from tests.support import run_cli, write_contacts
 
 LONG_NAME = "n" * (MAX_CAMPAIGN_NAME + 1)

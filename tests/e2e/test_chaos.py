@@ -8,8 +8,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine.embedded_redis import EmbeddedRedis
-from engine.sandbox_gateway import GatewayServer
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.infra.sandbox_gateway import GatewayServer
 from tests.conftest import Workers
 from tests.support import http_json, run_cli, run_cli_json, wait_for, write_contacts
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
-from engine.sandbox_gateway import GatewayServer
+from engine.infra.sandbox_gateway import GatewayServer
 from tests.conftest import Workers
 from tests.support import http_json, run_cli, run_cli_json, write_contacts
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from engine.db import open_database
-from engine.embedded_redis import EmbeddedRedis, free_port
-from engine.models import Campaign, OutgoingMessage
-from engine.sandbox_gateway import GatewayServer
-from engine.settings import load_settings
+from engine.config.settings import load_settings
+from engine.infra.embedded_redis import EmbeddedRedis, free_port
+from engine.infra.sandbox_gateway import GatewayServer
+from engine.store.db import open_database
+from engine.store.models import Campaign, OutgoingMessage
 from tests.support import run_cli, write_contacts
 
 

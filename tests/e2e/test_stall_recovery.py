@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from engine.dispatcher import STALL_S, SWEEP_EVERY_S
-from engine.queue_status import broker_load
-from engine.sandbox_gateway import GatewayServer
+from engine.infra.sandbox_gateway import GatewayServer
+from engine.monitoring.queue_status import broker_load
+from engine.pipeline.dispatcher import STALL_S, SWEEP_EVERY_S
 from tests.conftest import Workers
 from tests.support import http_json, run_cli, run_cli_json, wait_for, write_contacts
 

@@ -12,9 +12,9 @@ from typing import Any
 import psutil
 import redis
 
-from engine.embedded_redis import EmbeddedRedis
-from engine.local_gateway import LocalGateway
-from engine.worker_registry import live_workers
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.infra.local_gateway import LocalGateway
+from engine.infra.worker_registry import live_workers
 from tests.support import wait_for
 
 

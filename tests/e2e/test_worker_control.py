@@ -14,16 +14,16 @@ import psutil
 import pytest
 from celery import Celery
 
-from engine import worker_control
-from engine.celery_app import configure, publish
-from engine.embedded_redis import EmbeddedRedis
-from engine.queues import BULK_MESSAGES, MESSAGES
-from engine.redis_info import embedded_redis_status
-from engine.sandbox_gateway import GatewayServer
-from engine.sender import SEND_MESSAGE
-from engine.settings import load_settings
-from engine.supervisor import LocalWorkerState, Supervisor, WorkerSpec
-from engine.worker_control import WorkerControlError, WorkerInfo
+from engine.config.settings import load_settings
+from engine.domain.queues import BULK_MESSAGES, MESSAGES
+from engine.infra.celery_app import configure, publish
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.infra.sandbox_gateway import GatewayServer
+from engine.monitoring import worker_control
+from engine.monitoring.redis_info import embedded_redis_status
+from engine.monitoring.worker_control import WorkerControlError, WorkerInfo
+from engine.operations.supervisor import LocalWorkerState, Supervisor, WorkerSpec
+from engine.pipeline.sender import SEND_MESSAGE
 from tests.support import wait_for
 
 STARTUP_S = 60

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from engine import scheduler
-from engine.broker_jobs import campaigns_with_jobs, message_campaign
-from engine.celery_app import app, configure, publish
-from engine.embedded_redis import EmbeddedRedis
-from engine.queue_status import UNACKED, broker_load, priority_keys
-from engine.queues import BULK_MESSAGES, HIGH_PRIORITY, MESSAGES
-from engine.sender import PROCESS_BULK, SEND_CHUNK, SEND_MESSAGE, message_job
+from engine.domain.queues import BULK_MESSAGES, HIGH_PRIORITY, MESSAGES
+from engine.infra import scheduler
+from engine.infra.celery_app import app, configure, publish
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.monitoring.queue_status import UNACKED, broker_load, priority_keys
+from engine.pipeline.broker_jobs import campaigns_with_jobs, message_campaign
+from engine.pipeline.sender import PROCESS_BULK, SEND_CHUNK, SEND_MESSAGE, message_job
 from tests.support import wait_for
 
 

@@ -111,7 +111,7 @@ def test_bad_setting_is_reported_plainly() -> None:
 
 def test_version_and_db_upgrade(data_dir: Path) -> None:
     from engine import __version__
-    from engine.db import head_revision
+    from engine.store.db import head_revision
 
     assert __version__ in run("--version").stdout
     upgraded = run("--data-dir", str(data_dir), "db", "upgrade")

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from engine.connection_checks import check_database, check_provider, check_redis
-from engine.db import open_database
-from engine.embedded_redis import EmbeddedRedis, free_port
-from engine.sandbox_gateway import GatewayServer
-from engine.secrets import mask_url
-from engine.settings import Settings, load_settings
+from engine.config.masking import mask_url
+from engine.config.settings import Settings, load_settings
+from engine.infra.embedded_redis import EmbeddedRedis, free_port
+from engine.infra.sandbox_gateway import GatewayServer
+from engine.operations.connection_checks import check_database, check_provider, check_redis
+from engine.store.db import open_database
 
 
 def password_of(server: EmbeddedRedis) -> str:

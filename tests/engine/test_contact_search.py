@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from engine.contact_browser import ContactQuery, contact_page, count_matching
-from engine.db import Database
-from engine.models import Contact
+from engine.store.contact_browser import ContactQuery, contact_page, count_matching
+from engine.store.db import Database
+from engine.store.models import Contact
 
 
 def test_search_treats_wildcards_as_text(db: Database) -> None:

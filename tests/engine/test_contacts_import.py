@@ -6,18 +6,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from engine.contact_browser import ContactEditError, update_contact
-from engine.contacts import count_contacts, list_contacts
-from engine.contacts_import import (
+from engine.config.settings import Settings
+from engine.store.contact_browser import ContactEditError, update_contact
+from engine.store.contacts import count_contacts, list_contacts
+from engine.store.contacts_import import (
     MAX_COLUMNS,
     MAX_FILE_BYTES,
     MAX_LISTED_REJECTIONS,
     ImportFileError,
     import_contacts,
 )
-from engine.db import Database, open_database
-from engine.models import Contact
-from engine.settings import Settings
+from engine.store.db import Database, open_database
+from engine.store.models import Contact
 
 HEADER = "name,phone,pledge,paid_amount,due_date,tags\n"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.csv_safe import SafeCsvWriter, neutralise
-from engine.db import Database
-from engine.failed_export import export_csv, export_file
-from engine.failed_query import FailedQuery
-from engine.models import Campaign, FailedJob
+from engine.domain.csv_safe import SafeCsvWriter, neutralise
+from engine.store.db import Database
+from engine.store.failed_export import export_csv, export_file
+from engine.store.failed_query import FailedQuery
+from engine.store.models import Campaign, FailedJob
 from tests.failed_seed import seed_failed
 
 # From OWASP's CSV Injection page and the issue.

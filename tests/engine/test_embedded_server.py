@@ -17,10 +17,10 @@ import psutil
 import pytest
 import redis
 
-from engine.embedded_redis import EmbeddedRedis, find_redis_server
-from engine.redis_info import embedded_redis_status, server_identity
-from engine.server_advisories import known_vulnerable, parse_version
-from engine.settings import Settings
+from engine.config.settings import Settings
+from engine.domain.server_advisories import known_vulnerable, parse_version
+from engine.infra.embedded_redis import EmbeddedRedis, find_redis_server
+from engine.monitoring.redis_info import embedded_redis_status, server_identity
 from tests.support import (
     RELAYDESK,
     binary_version,
@@ -116,7 +116,7 @@ def test_the_embedded_server_is_a_maintained_valkey(embedded_redis: EmbeddedRedi
 def test_the_log_names_the_server_it_started(isolated_env: Path,
                                              caplog: pytest.LogCaptureFixture) -> None:
     server = EmbeddedRedis(isolated_env / "redis")
-    with caplog.at_level(logging.INFO, logger="engine.embedded_redis"):
+    with caplog.at_level(logging.INFO, logger="engine.infra.embedded_redis"):
         process, _ = server.start()
     assert process is not None
     try:
@@ -280,7 +280,7 @@ def test_status_warns_about_a_vulnerable_server(old_redis_url: str) -> None:
     text = run_cli("status", env=env)
     assert text.returncode == 0, text.stderr  # a warning, not a refusal
     assert "WARNING: redis " in text.stdout
-    from engine.settings import load_settings
+    from engine.config.settings import load_settings
 
     panel = embedded_redis_status(load_settings())
     assert panel["server_warning"] == status["server_warning"]

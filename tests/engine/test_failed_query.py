@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from engine import scheduler
-from engine.db import Database, open_database
-from engine.dead_letters import forget_failed, forget_matching, retry_matching
-from engine.delivery_state import claim, mark_dead, mark_retry, mark_sent
-from engine.failed_export import export_csv
-from engine.failed_query import (
+from engine.config.settings import Settings
+from engine.infra import scheduler
+from engine.providers.base import Outcome, SendResult
+from engine.store.db import Database, open_database
+from engine.store.dead_letters import forget_failed, forget_matching, retry_matching
+from engine.store.delivery_state import claim, mark_dead, mark_retry, mark_sent
+from engine.store.failed_export import export_csv
+from engine.store.failed_query import (
     FailedQuery,
     campaign_choices,
     count_and_first_page,
@@ -31,9 +33,7 @@ from engine.failed_query import (
     ids_in_rows,
     matching,
 )
-from engine.models import Campaign, CampaignStatus, FailedJob, MessageStatus, OutgoingMessage
-from engine.providers.base import Outcome, SendResult
-from engine.settings import Settings
+from engine.store.models import Campaign, CampaignStatus, FailedJob, MessageStatus, OutgoingMessage
 from tests.failed_seed import CAMPAIGNS, FIRST_FAILURE, STEP, rows, seed_failed
 from tests.support import RELAYDESK
 
@@ -297,7 +297,7 @@ def test_cli_filters_actions_and_export(settings: Settings, tmp_path: Path,
 
 
 def test_cli_since_is_local_time() -> None:
-    from engine.cli_failed import parse_when
+    from engine.cli.failed import parse_when
 
     start = parse_when("2026-11-28", end=False)
     end = parse_when("2026-11-28", end=True)
@@ -310,7 +310,7 @@ def test_cli_since_is_local_time() -> None:
 def test_cli_bad_dates_say_how_to_write_them(text: str) -> None:
     import click
 
-    from engine.cli_failed import parse_when
+    from engine.cli.failed import parse_when
 
     with pytest.raises(click.BadParameter, match="YYYY-MM-DD"):
         parse_when(text, end=False)

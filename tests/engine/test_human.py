@@ -1,4 +1,4 @@
-from engine.human import format_bytes, format_duration
+from engine.domain.formatting import format_bytes, format_duration
 
 
 def test_durations_read_naturally() -> None:

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from engine import inspector
-from engine.db import open_database
-from engine.embedded_redis import free_port
-from engine.inspector import Recorder
-from engine.inspector_store import (
+from engine.config.settings import SettingsError, load_settings
+from engine.config.settings_store import validate
+from engine.domain.phones import mask_phones_in_text
+from engine.infra.embedded_redis import free_port
+from engine.infra.inspector_store import (
     Entry,
     InspectorStore,
     Query,
@@ -25,15 +25,15 @@ from engine.inspector_store import (
     safe_url,
     stream_key,
 )
-from engine.phones import mask_phones_in_text
+from engine.infra.sandbox_gateway import GatewayServer
+from engine.monitoring import inspector
+from engine.monitoring.inspector import Recorder
 from engine.providers.base import HTTP_OBSERVERS, Sms
 from engine.providers.factory import make_provider
 from engine.providers.http_client import http_client
 from engine.providers.sandbox import SandboxProvider
 from engine.providers.twilio import TwilioProvider
-from engine.sandbox_gateway import GatewayServer
-from engine.settings import SettingsError, load_settings
-from engine.settings_store import validate
+from engine.store.db import open_database
 from tests.conftest import Workers
 from tests.support import run_cli, run_cli_json, wait_for, write_contacts
 

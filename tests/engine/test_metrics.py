@@ -14,10 +14,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from engine import metrics, monitor, wait_alerts
-from engine.embedded_redis import EmbeddedRedis
-from engine.queue_status import broker_load
-from engine.settings import Settings, WaitThresholds, load_settings
+from engine.config.settings import Settings, WaitThresholds, load_settings
+from engine.infra import metrics
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.monitoring import monitor, wait_alerts
+from engine.monitoring.queue_status import broker_load
 from tests.support import wait_for
 
 T0 = 1_800_000_000  # a fixed, round point in time (divisible by 3600)
@@ -92,14 +93,14 @@ def test_memory_does_not_grow_with_the_number_of_messages(redis_client: Any,
 
 @pytest.fixture
 def celery_app(embedded_redis: EmbeddedRedis) -> Any:
-    from engine.celery_app import configure
+    from engine.infra.celery_app import configure
 
     return configure(embedded_redis.url())
 
 
 def test_queue_load_counts_every_priority_list_and_the_oldest_wait(
         celery_app: Any, redis_client: Any) -> None:
-    from engine.celery_app import PUBLISHED_HEADER, publish
+    from engine.infra.celery_app import PUBLISHED_HEADER, publish
 
     publish("relaydesk.send_message", [1, 1, False], "messages")
     celery_app.send_task("relaydesk.send_message", args=[1, 2, False], queue="messages",
@@ -174,7 +175,7 @@ def receivers() -> Iterator[tuple[str, str]]:
 
 def test_a_long_wait_raises_one_alert_notifies_and_clears(
         celery_app: Any, redis_client: Any, receivers: tuple[str, str]) -> None:
-    from engine.celery_app import PUBLISHED_HEADER
+    from engine.infra.celery_app import PUBLISHED_HEADER
 
     webhook, smtp = receivers
     settings = replace(load_settings(), long_wait=WaitThresholds(60, (("bulk_messages", 600),)),

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.money import MAX_AMOUNT, AmountError, format_amount, parse_amount
+from engine.domain.money import MAX_AMOUNT, AmountError, format_amount, parse_amount
 
 
 @pytest.mark.parametrize(("text", "cents"), [

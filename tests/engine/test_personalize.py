@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.personalize import KNOWN_TAGS, Recipient, TagProblem, Template, TemplateError
-from engine.sms_encoding import segment_info
+from engine.domain.personalize import KNOWN_TAGS, Recipient, TagProblem, Template, TemplateError
+from engine.domain.sms_encoding import segment_info
 
 TODAY = date(2026, 11, 27)
 ALICE = Recipient("Alice", 1_250_000, 250_000, TODAY + timedelta(days=30))

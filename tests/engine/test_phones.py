@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from engine.phones import mask_phones_in_text, scrub_phones
+from engine.domain.phones import mask_phones_in_text, scrub_phones
 
 # The examples and what was already covered.
 WRITTEN = [

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.planning import PlanError, PlanPolicy, Route, chunk_bounds, plan_send
-from engine.queues import BULK_MESSAGES, HIGH_PRIORITY, MESSAGES
+from engine.domain.planning import PlanError, PlanPolicy, Route, chunk_bounds, plan_send
+from engine.domain.queues import BULK_MESSAGES, HIGH_PRIORITY, MESSAGES
 
 POLICY = PlanPolicy()
 

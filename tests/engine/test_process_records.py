@@ -13,10 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine import process_records
-from engine.process_records import ProcessRecord, orphan, read_records, write_record
-from engine.settings import load_settings
-from engine.supervisor import Supervisor
+from engine.config.settings import load_settings
+from engine.infra import process_records
+from engine.infra.process_records import ProcessRecord, orphan, read_records, write_record
+from engine.operations.supervisor import Supervisor
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 

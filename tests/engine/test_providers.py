@@ -12,13 +12,13 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from engine.infra.sandbox_gateway import GatewayServer, start_gateway
 from engine.providers.africastalking import AfricasTalkingProvider
 from engine.providers.base import Outcome, Sms
 from engine.providers.generic_http import HttpJsonProvider
 from engine.providers.http_client import http_client
 from engine.providers.sandbox import SandboxProvider
 from engine.providers.twilio import TwilioProvider
-from engine.sandbox_gateway import GatewayServer, start_gateway
 
 SMS = Sms(message_id=7, campaign_id=3, to="+254712345678", body='Dear "Ann", 1,000 left')
 

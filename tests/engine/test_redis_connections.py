@@ -14,14 +14,14 @@ import pytest
 import redis
 from redis.commands.core import Script
 
-from engine import redis_keys, scheduler
-from engine.celery_app import configure, publish
-from engine.embedded_redis import EmbeddedRedis
-from engine.queues import MESSAGES
-from engine.redis_connections import redis_client
-from engine.runtime import build_runtime
-from engine.sender import SEND_MESSAGE
-from engine.settings import load_settings
+from engine.config.settings import load_settings
+from engine.domain.queues import MESSAGES
+from engine.infra import redis_keys, scheduler
+from engine.infra.celery_app import configure, publish
+from engine.infra.connections import redis_client
+from engine.infra.embedded_redis import EmbeddedRedis
+from engine.pipeline.runtime import build_runtime
+from engine.pipeline.sender import SEND_MESSAGE
 from tests.support import wait_for
 
 

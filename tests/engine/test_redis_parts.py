@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import redis
 
-from engine import scheduler
-from engine.breaker import CircuitBreaker
-from engine.embedded_redis import EmbeddedRedis, RedisUnavailable, redis_url
-from engine.rate_limit import RateLimiter
-from engine.retry_policy import backoff_s
-from engine.settings import Settings
+from engine.config.settings import Settings
+from engine.domain.retry_policy import backoff_s
+from engine.infra import scheduler
+from engine.infra.breaker import CircuitBreaker
+from engine.infra.embedded_redis import EmbeddedRedis, RedisUnavailable, redis_url
+from engine.infra.rate_limit import RateLimiter
 from tests.support import wait_for
 
 
@@ -132,8 +132,8 @@ def test_backoff_doubles_with_jitter_and_cap(failures: int, low: float, high: fl
 def test_a_job_lands_in_its_own_queue_only(embedded_redis: EmbeddedRedis,
                                            redis_client: Any) -> None:
     """Each queue has its own routing key: a shared one would copy a job into all three."""
-    from engine.celery_app import configure, publish
-    from engine.queue_status import queue_depths
+    from engine.infra.celery_app import configure, publish
+    from engine.monitoring.queue_status import queue_depths
 
     configure(embedded_redis.url())
     publish("relaydesk.process_bulk", [1], "bulk_messages")

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 import urllib3
 
-from engine import sandbox_gateway
-from engine.providers.base import Outcome, Sms
-from engine.providers.http_client import http_client
-from engine.providers.sandbox import SandboxProvider
-from engine.sandbox_gateway import (
+from engine.infra import sandbox_gateway
+from engine.infra.sandbox_gateway import (
     MAX_BODY_BYTES,
     GatewayHostError,
     GatewayServer,
     start_gateway,
 )
+from engine.providers.base import Outcome, Sms
+from engine.providers.http_client import http_client
+from engine.providers.sandbox import SandboxProvider
 from tests.support import run_cli
 
 HTTP = urllib3.PoolManager(retries=False, timeout=10.0)

@@ -9,18 +9,18 @@ import time
 
 import pytest
 
-from engine.connection_checks import check_provider, check_redis
-from engine.embedded_redis import free_port
-from engine.inspector_store import safe_text
-from engine.secrets import (
+from engine.config.masking import (
     mask_url,
     mask_urls_in_text,
     restore_masked_url,
     scrub_url_secrets,
     still_masked,
 )
-from engine.settings import load_settings
-from engine.settings_store import editable_fields, save
+from engine.config.settings import load_settings
+from engine.config.settings_store import editable_fields, save
+from engine.infra.embedded_redis import free_port
+from engine.infra.inspector_store import safe_text
+from engine.operations.connection_checks import check_provider, check_redis
 from tests.support import run_cli
 
 GATEWAY = "https://gw.example/send?api_key=gw-key-0451&sender=RelayDesk#tok-9981"

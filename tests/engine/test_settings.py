@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.secrets import mask_secret, mask_url
-from engine.settings import RateLimit, SettingsError, load_settings, parse_rate_limit
+from engine.config.masking import mask_secret, mask_url
+from engine.config.settings import RateLimit, SettingsError, load_settings, parse_rate_limit
 
 
 def write_config(tmp_path: Path, body: str) -> None:

@@ -21,9 +21,9 @@ import pytest
 from keyring.backends import fail
 from sqlalchemy import create_engine, inspect, text
 
-from engine.db import DatabaseError, database_url, open_database
-from engine.settings import LEGACY_NAMES, SettingsError, load_settings
-from engine.settings_store import validate
+from engine.config.settings import LEGACY_NAMES, SettingsError, load_settings
+from engine.config.settings_store import validate
+from engine.store.db import DatabaseError, database_url, open_database
 from tests.support import MemoryKeyring, run_cli, write_contacts
 
 FOREIGN_ENV = {
@@ -93,7 +93,7 @@ def test_an_explicit_env_file_is_read(tmp_path: Path) -> None:
 def test_celery_environment_variables_cannot_redirect_the_broker(tmp_path: Path) -> None:
     """Celery prefers CELERY_BROKER_URL (and _READ/_WRITE) to its configuration."""
     probe = (
-        "from engine.celery_app import app, configure\n"
+        "from engine.infra.celery_app import app, configure\n"
         "configure('redis://127.0.0.1:6399/3')\n"
         "print(app.connection_for_write().host)\n"
         "print(app.connection_for_read().host)\n"
@@ -123,7 +123,7 @@ def test_a_config_file_with_the_old_names_is_migrated_once(
                    'RELAYDESK_CHUNK_SIZE = 25\n'
                    'REDIS_URL = "redis://old:6379/0"\nRELAYDESK_REDIS_URL = "redis://new:6379/0"\n'
                    '[desktop]\ntheme = "dark"\n')
-    with caplog.at_level(logging.WARNING, logger="engine.settings"):
+    with caplog.at_level(logging.WARNING, logger="engine.config.settings"):
         s = load_settings()
     assert (s.sms_provider, s.twilio_auth_token, s.chunk_size) == (
         "twilio", "old-token-value", 25)
@@ -138,7 +138,7 @@ def test_a_config_file_with_the_old_names_is_migrated_once(
     assert "TWILIO_AUTH_TOKEN" in notices[0]
     assert "old-token-value" not in notices[0]
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="engine.settings"):
+    with caplog.at_level(logging.WARNING, logger="engine.config.settings"):
         assert load_settings().twilio_auth_token == "old-token-value"
     assert not caplog.records
 
@@ -149,7 +149,7 @@ def test_a_config_file_that_cannot_be_rewritten_is_still_read(
     config = tmp_path / "config.toml"
     _write(config, 'SMS_PROVIDER = "africastalking"\nAT_USERNAME = "sandbox"\n')
     (tmp_path / "config.toml.lock").mkdir()  # the lock cannot be taken: no rewrite
-    with caplog.at_level(logging.WARNING, logger="engine.settings"):
+    with caplog.at_level(logging.WARNING, logger="engine.config.settings"):
         s = load_settings()
     assert (s.sms_provider, s.at_username) == ("africastalking", "sandbox")
     assert "SMS_PROVIDER" in config.read_text(encoding="utf-8")  # left as it was

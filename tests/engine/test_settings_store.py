@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from keyring.backends import chainer, fail
 from keyring.errors import KeyringError
 
-from engine import settings_store
-from engine.cli import cli
-from engine.settings import (
+from engine.cli.main import cli
+from engine.config import settings_store
+from engine.config.settings import (
     PROVIDERS,
     SettingsError,
     keyring_service,
@@ -24,7 +24,7 @@ from engine.settings import (
     setting_names,
     usable_keyring,
 )
-from engine.settings_store import (
+from engine.config.settings_store import (
     GROUPS,
     SettingsValidationError,
     editable_fields,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.sms_encoding import GSM7_BASIC, GSM7_EXTENSION, LIMITS, Encoding, segment_info
+from engine.domain.sms_encoding import GSM7_BASIC, GSM7_EXTENSION, LIMITS, Encoding, segment_info
 
 
 @pytest.mark.parametrize(("text", "encoding", "segments"), [

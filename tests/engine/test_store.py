@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from engine.db import Database, current_revision, database_url, head_revision, open_database
-from engine.models import (
+from engine.config.settings import Settings
+from engine.store.db import Database, current_revision, database_url, head_revision, open_database
+from engine.store.models import (
     Campaign,
     Contact,
     ContactTag,
@@ -17,7 +18,6 @@ from engine.models import (
     MessageStatus,
     OutgoingMessage,
 )
-from engine.settings import Settings
 
 
 def make_contact(phone: str = "+254712345678") -> Contact:
@@ -116,8 +116,8 @@ def test_short_postgres_urls_get_the_shipped_driver(settings: Settings) -> None:
 
 def test_processes_starting_at_once_migrate_once(db_settings: Settings) -> None:
     """Workers, CLI and GUI may all open a fresh database at the same moment."""
-    code = ("from engine.db import open_database, current_revision;"
-            "from engine.settings import load_settings;"
+    code = ("from engine.store.db import open_database, current_revision;"
+            "from engine.config.settings import load_settings;"
             "print(current_revision(open_database(load_settings()).engine))")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
@@ -129,7 +129,7 @@ def test_processes_starting_at_once_migrate_once(db_settings: Settings) -> None:
 def test_unreachable_database_is_a_clear_error(settings: Settings) -> None:
     from dataclasses import replace
 
-    from engine.db import DatabaseError
+    from engine.store.db import DatabaseError
 
     bad = replace(settings, database_url="postgresql://nobody:secretpw@127.0.0.1:1/none")
     with pytest.raises(DatabaseError) as info:
@@ -144,7 +144,7 @@ def test_missing_postgres_client_library_says_what_to_install(
     installed, psycopg cannot be imported, and the operator is told what to install."""
     from dataclasses import replace
 
-    from engine.db import DatabaseError
+    from engine.store.db import DatabaseError
 
     monkeypatch.setitem(sys.modules, "psycopg", None)  # what a missing libpq leads to
     bad = replace(settings, database_url="postgresql://someone:secretpw@127.0.0.1:1/nolib")

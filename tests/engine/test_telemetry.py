@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import sentry_sdk
 
-from engine.sandbox_gateway import GatewayServer
-from engine.settings import load_settings
-from engine.telemetry import init_sentry, scrub_breadcrumb, scrub_event
+from engine.config.settings import load_settings
+from engine.infra.sandbox_gateway import GatewayServer
+from engine.monitoring.telemetry import init_sentry, scrub_breadcrumb, scrub_event
 from tests.conftest import Workers
 from tests.support import run_cli, run_cli_json, wait_for, write_contacts
 

@@ -19,19 +19,19 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from engine.campaigns import create_campaign_to
-from engine.db import open_database
-from engine.delivery_state import CLAIM_LEASE_S, stale_sending
-from engine.embedded_redis import EmbeddedRedis, free_port
-from engine.models import FailedJob, MessageStatus, OutgoingMessage
-from engine.personalize import Recipient
+from engine.config.settings import MAX_PROVIDER_TIMEOUT_S, SettingsError, load_settings
+from engine.domain.personalize import Recipient
+from engine.infra.embedded_redis import EmbeddedRedis, free_port
+from engine.operations.campaigns import create_campaign_to
+from engine.pipeline.runtime import build_runtime
+from engine.pipeline.sender import SEND_MESSAGE, send_messages
 from engine.providers.base import Outcome, Sms
 from engine.providers.generic_http import HttpJsonProvider
 from engine.providers.http_client import http_client
 from engine.providers.sandbox import SandboxProvider
-from engine.runtime import build_runtime
-from engine.sender import SEND_MESSAGE, send_messages
-from engine.settings import MAX_PROVIDER_TIMEOUT_S, SettingsError, load_settings
+from engine.store.db import open_database
+from engine.store.delivery_state import CLAIM_LEASE_S, stale_sending
+from engine.store.models import FailedJob, MessageStatus, OutgoingMessage
 from tests.support import wait_for
 
 SMS = Sms(message_id=1, campaign_id=1, to="+254712345678", body="Hello")

@@ -1,0 +1,1 @@
+"""The relaydesk commands (the console adds `gui` from desktop/cli.py)."""

@@ -1,0 +1,1 @@
+"""Settings, the config file and masking of secrets."""

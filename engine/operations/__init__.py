@@ -1,0 +1,1 @@
+"""What a front end may call: campaigns, preview, failed jobs, supervise, selftest."""

@@ -1,0 +1,297 @@
+"""Operator control of a running campaign (pause, resume, cancel) and a one-number test send.
+
+The outgoing_messages rows stay the source of truth throughout. Pausing changes no message:
+queued ones stay queued, and a job that reaches a worker meanwhile does nothing (the Redis
+pause flag is checked before every claim). Resuming plans jobs again from the rows, so it
+continues exactly where sending stopped; a row covered by two jobs is still sent once,
+because every send claims its row atomically. Cancelling marks the unsent rows cancelled,
+a status no claim accepts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import date, timedelta
+from typing import Any, cast
+
+import redis
+from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy.orm import Session
+
+from engine.config.settings import Settings
+from engine.domain.personalize import Recipient, Template
+from engine.domain.phones import PhoneError, mask_phone, normalize_phone
+from engine.domain.planning import Route, chunk_bounds
+from engine.infra import redis_keys, scheduler
+from engine.operations.campaigns import (
+    CampaignError,
+    CreatedCampaign,
+    campaign_summary,
+    send_campaign_to,
+)
+from engine.pipeline.sender import SEND_CHUNK, SEND_MESSAGE, message_job
+from engine.store import delivery_state
+from engine.store.db import Database
+from engine.store.models import (
+    Campaign,
+    CampaignStatus,
+    Contact,
+    MessageStatus,
+    OutgoingMessage,
+    utcnow,
+)
+
+OPERATOR_PAUSE = "paused by operator"
+PAUSABLE = (CampaignStatus.QUEUED, CampaignStatus.SENDING)
+CANCELLABLE = (CampaignStatus.QUEUED, CampaignStatus.SENDING, CampaignStatus.PAUSED)
+# Rows a cancel takes back. 'sending' is included: if the worker holding one is alive, its
+# result overwrites 'cancelled' (a message that went out is recorded as sent); if it died,
+# the row would otherwise be taken over by the lease sweep and sent after the cancel.
+UNSENT = (MessageStatus.QUEUED, MessageStatus.FAILED, MessageStatus.SENDING)
+# A cancelled campaign keeps its pause flag for a day, then Redis drops it. The flag is what
+# stops a message that was mid-call at cancel time, failed transiently and so came back as
+# 'failed' with a retry job (a claim accepts 'failed' rows): that job is due within the
+# retry backoff cap (1 h by default) or a breaker cool-down, far less than a day. Deleting
+# the flag would let that retry send after the cancel; keeping it forever would leave one
+# key per cancelled campaign in Redis for good.
+CANCEL_FLAG_TTL_S = 24 * 3600
+TEST_PREFIX = "Test send: "
+_NAME_MAX = 200  # campaigns.name column
+
+
+# --- pause / resume / cancel ---------------------------------------------------------------
+
+def pause_campaign(db: Database, client: Any, campaign_id: int,
+                   reason: str = OPERATOR_PAUSE) -> dict[str, Any]:
+    """Stop sending a queued or sending campaign; its unsent messages wait in the database."""
+    with db.session() as session:
+        _require(session, campaign_id, PAUSABLE, "pause")
+        delivery_state.pause_campaign(session, campaign_id, reason)
+        # The campaign may have completed between the check and the update.
+        _require(session, campaign_id, (CampaignStatus.PAUSED,), "pause")
+        # Inside the transaction: if Redis cannot take the flag, the status rolls back too,
+        # so a campaign is never shown paused while workers keep sending it.
+        with _redis_errors("paused"):
+            client.set(redis_keys.campaign_paused(campaign_id), reason)
+    return _summary(db, campaign_id)
+
+
+def resume_campaign(db: Database, client: Any, settings: Settings,
+                    campaign_id: int) -> dict[str, Any]:
+    """Send the rest of a paused campaign (paused by an operator or by an account error)."""
+    with db.session() as session:
+        _require(session, campaign_id, (CampaignStatus.PAUSED,), "resume")
+    with _redis_errors("resumed"):
+        # Before reading the rows: every row still queued after this gets a new job below,
+        # so dropping the old pacing jobs loses nothing and keeps the pace honest.
+        _drop_scheduled(client, campaign_id, keep_retries=True)
+    with db.session() as session:
+        if not _set_sending(session, campaign_id):
+            _require(session, campaign_id, (CampaignStatus.PAUSED,), "resume")
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign is not None
+        queued = delivery_state.queued_message_ids(session, campaign_id)
+        failed = _message_ids(session, campaign_id, MessageStatus.FAILED)
+        with _redis_errors("resumed"):
+            client.delete(redis_keys.campaign_paused(campaign_id))
+        route, queue = campaign.route, campaign.queue
+    jobs = _resume_jobs(settings, campaign_id, route, queue, queued, failed)
+    try:
+        scheduler.schedule(client, jobs)
+    except redis.RedisError as exc:
+        raise CampaignError(
+            f"campaign {campaign_id} is resumed, but its jobs could not be scheduled "
+            f"({type(exc).__name__}); the workers queue its messages again on their own "
+            "within a few minutes once Redis is back.") from None
+    with db.session() as session:
+        # Everything may have gone out while paused (the last messages were mid-send).
+        delivery_state.finish_campaign_if_done(session, campaign_id)
+    return _summary(db, campaign_id)
+
+
+def cancel_campaign(db: Database, client: Any, campaign_id: int) -> dict[str, Any]:
+    """Stop a campaign for good: unsent messages are cancelled, sent ones stay sent."""
+    with db.session() as session:
+        _require(session, campaign_id, CANCELLABLE, "cancel")
+        if not _set_cancelled(session, campaign_id):
+            _require(session, campaign_id, CANCELLABLE, "cancel")
+        # Workers see the flag at once but the row changes only at commit: so the flag is,
+        # for them, up before any message changes, and they stop taking messages first.
+        with _redis_errors("cancelled"):
+            client.set(redis_keys.campaign_paused(campaign_id), "cancelled",
+                       ex=CANCEL_FLAG_TTL_S)
+        _cancel_unsent(session, campaign_id)
+    # Only tidying: every job left would find the flag, or a cancelled row, and do nothing.
+    with suppress(redis.RedisError):
+        _drop_scheduled(client, campaign_id, keep_retries=False)
+    return _summary(db, campaign_id)
+
+
+def _summary(db: Database, campaign_id: int) -> dict[str, Any]:
+    with db.session() as session:
+        summary = campaign_summary(session, campaign_id)
+    if summary is None:
+        raise _unknown(campaign_id)
+    return summary
+
+
+def _unknown(campaign_id: int) -> CampaignError:
+    return CampaignError(f"there is no campaign {campaign_id}: check the number "
+                         "(it is printed when the campaign is sent)")
+
+
+def _require(session: Session, campaign_id: int, allowed: Sequence[CampaignStatus],
+             action: str) -> None:
+    # A fresh query, not session.get: the status may just have changed in this transaction.
+    status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+    if status is None:
+        raise _unknown(campaign_id)
+    if status not in allowed:
+        raise _refusal(campaign_id, status, action)
+
+
+def _refusal(campaign_id: int, status: str, action: str) -> CampaignError:
+    allowed = {"pause": "a queued or sending", "resume": "a paused",
+               "cancel": "a queued, sending or paused"}[action]
+    return CampaignError(f"cannot {action} campaign {campaign_id}: it is {status}, and only "
+                         f"{allowed} campaign can be {action}d{_hint(campaign_id, status)}")
+
+
+def _hint(campaign_id: int, status: str) -> str:
+    """What the operator can do instead, given the campaign's state."""
+    if status == CampaignStatus.PAUSED:
+        return f"; resume it with 'relaydesk campaign resume {campaign_id}'"
+    if status in (CampaignStatus.QUEUED, CampaignStatus.SENDING):
+        return (f"; it is running: follow it with 'relaydesk campaign status {campaign_id}', "
+                f"or stop it with 'relaydesk campaign pause {campaign_id}'")
+    if status == CampaignStatus.COMPLETED:
+        return (f"; every message was sent or given up (see 'relaydesk campaign status "
+                f"{campaign_id}', and 'relaydesk failed list --campaign {campaign_id}')")
+    if status == CampaignStatus.CANCELLED:
+        return "; nothing more will be sent for it: send a new campaign instead"
+    return "; it is still being created: try again in a moment"
+
+
+@contextmanager
+def _redis_errors(done: str) -> Iterator[None]:
+    """Redis failures as one operator error; raised inside a session, they roll it back."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise CampaignError(f"Redis is unreachable ({type(exc).__name__}), so the campaign "
+                            f"was not {done}. Start RelayDesk's Redis or check "
+                            "RELAYDESK_REDIS_URL.") from None
+
+
+def _set_sending(session: Session, campaign_id: int) -> bool:
+    result = cast(CursorResult[Any], session.execute(
+        update(Campaign).where(Campaign.id == campaign_id)
+        .where(Campaign.status == CampaignStatus.PAUSED)
+        .values(status=CampaignStatus.SENDING, pause_reason=None,
+                # paused before its bulk job ran: it starts now
+                started_at=func.coalesce(Campaign.started_at, utcnow()))))
+    return bool(result.rowcount)
+
+
+def _set_cancelled(session: Session, campaign_id: int) -> bool:
+    result = cast(CursorResult[Any], session.execute(
+        update(Campaign).where(Campaign.id == campaign_id)
+        .where(Campaign.status.in_([str(s) for s in CANCELLABLE]))
+        # A pause reason would read as the campaign's state; it no longer is.
+        .values(status=CampaignStatus.CANCELLED, finished_at=utcnow(), pause_reason=None)))
+    return bool(result.rowcount)
+
+
+def _cancel_unsent(session: Session, campaign_id: int) -> None:
+    session.execute(
+        update(OutgoingMessage).where(OutgoingMessage.campaign_id == campaign_id)
+        .where(OutgoingMessage.status.in_([str(s) for s in UNSENT]))
+        .values(status=MessageStatus.CANCELLED, claimed_at=None, updated_at=utcnow()))
+
+
+def _message_ids(session: Session, campaign_id: int, status: MessageStatus) -> list[int]:
+    return list(session.scalars(
+        select(OutgoingMessage.id).where(OutgoingMessage.campaign_id == campaign_id)
+        .where(OutgoingMessage.status == status).order_by(OutgoingMessage.id)))
+
+
+def _resume_jobs(settings: Settings, campaign_id: int, route: str, queue: str,
+                 queued: list[int], failed: list[int]) -> list[tuple[float, scheduler.Job]]:
+    """The campaign's plan for what is left: the queued rows paced as when it was sent, and
+    a retry due now for each failed row (its retry job may have come due while paused)."""
+    now = time.time()
+    jobs = [(now, message_job(campaign_id, mid, queue, retry=True)) for mid in failed]
+    if route == Route.BULK:
+        jobs += [(now + i * settings.pacing_chunk_s,
+                  scheduler.Job(SEND_CHUNK, [campaign_id, queued[a:b]], queue))
+                 for i, (a, b) in enumerate(chunk_bounds(len(queued), settings.chunk_size))]
+    else:
+        jobs += [(now + i * settings.pacing_individual_s,
+                  message_job(campaign_id, mid, queue, retry=False))
+                 for i, mid in enumerate(queued)]
+    return jobs
+
+
+def _drop_scheduled(client: Any, campaign_id: int, *, keep_retries: bool) -> int:
+    """Remove a campaign's jobs from the durable schedule; returns how many.
+
+    Retry jobs are kept on resume: a message mid-send while we read the rows may turn
+    'failed' only afterwards, and then its own retry job is all that covers it.
+    """
+    # MATCH only narrows the scan (Redis glob: '[' escaped); each job is decoded to check.
+    pattern = f'*"args":\\[{campaign_id},*'
+    doomed = []
+    for raw, _due in client.zscan_iter(redis_keys.SCHEDULED, match=pattern, count=1000):
+        job = scheduler.Job.decode(raw)
+        if not job.args or job.args[0] != campaign_id:
+            continue
+        if keep_retries and job.task == SEND_MESSAGE and len(job.args) > 2 and job.args[2]:
+            continue
+        doomed.append(raw)
+    for start in range(0, len(doomed), 1000):
+        client.zrem(redis_keys.SCHEDULED, *doomed[start:start + 1000])
+    return len(doomed)
+
+
+# --- test send -----------------------------------------------------------------------------
+
+def send_test_message(db: Database, client: Any, settings: Settings, template_text: str,
+                      phone: str, contact_id: int | None = None) -> CreatedCampaign:
+    """Send the template, rendered for one contact, to one number, as a normal 1-recipient
+    urgent campaign: it goes through the same pipeline and shows up like any campaign."""
+    Template.parse(template_text)  # a bad template is reported before anything else
+    to = _test_number(phone, settings.default_region)
+    with db.session() as session:
+        label, values = _test_values(session, contact_id)
+    name = f"{TEST_PREFIX}{mask_phone(to)} as {label}"[:_NAME_MAX]
+    # No contact id on the row: the message goes to this number, not to the contact, and
+    # the contact's delivery history must not show it.
+    return send_campaign_to(db, client, settings, template_text, [(None, to, values)],
+                            urgent=True, name=name)
+
+
+def _test_number(phone: str, region: str) -> str:
+    try:
+        return normalize_phone(phone, region)
+    except PhoneError as exc:
+        raise CampaignError(f"the test number {exc}: give it in international form "
+                            f"(+254712345678) or as a local number in {region}") from None
+
+
+def _test_values(session: Session, contact_id: int | None) -> tuple[str, Recipient]:
+    """(label, values) to render with: the given contact, else the first, else samples."""
+    if contact_id is not None:
+        contact = session.get(Contact, contact_id)
+        if contact is None:
+            raise CampaignError(f"there is no contact {contact_id}: see 'relaydesk contacts "
+                                "list' for the ids")
+    else:
+        contact = session.scalar(select(Contact).order_by(Contact.id).limit(1))
+    if contact is None:  # no contacts yet: made-up values, so every tag still shows
+        return "sample values", Recipient("Sample Name", pledge_cents=1_000_000,
+                                          paid_cents=250_000,
+                                          due_date=date.today() + timedelta(days=30))
+    return contact.name, Recipient(contact.name, contact.pledge_cents, contact.paid_cents,
+                                   contact.due_date)

@@ -1,0 +1,1 @@
+"""The worker side: tasks, the sender, the dispatcher and the worker process."""

@@ -1,0 +1,61 @@
+"""What a worker process holds for its whole life: settings, database, Redis, provider,
+rate limiter, breaker and the send thread pool. Built lazily once per process (after a
+fork: connections and pools must not be shared across processes)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from engine.config.settings import Settings, load_settings
+from engine.infra.breaker import CircuitBreaker
+from engine.infra.connections import redis_client
+from engine.infra.embedded_redis import redis_url
+from engine.infra.local_gateway import gateway_url
+from engine.infra.rate_limit import RateLimiter
+from engine.providers import Provider, make_provider
+from engine.store.db import Database, open_database
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    redis: Any
+    provider: Provider
+    limiter: RateLimiter
+    breaker: CircuitBreaker
+    pool: ThreadPoolExecutor
+
+
+_lock = threading.Lock()
+_runtimes: dict[int, Runtime] = {}
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    client = redis_client(redis_url(settings, start=False))
+    provider = make_provider(settings, gateway_url(settings, start=False))
+    rate = settings.rate_limit.per_second if settings.rate_limit else None
+    return Runtime(
+        settings=settings,
+        db=open_database(settings),
+        redis=client,
+        provider=provider,
+        limiter=RateLimiter(client, provider.name, rate),
+        breaker=CircuitBreaker(client, provider.name, settings.breaker_threshold,
+                               settings.breaker_cooldown_s),
+        pool=ThreadPoolExecutor(settings.send_concurrency, thread_name_prefix="send"),
+    )
+
+
+def runtime() -> Runtime:
+    pid = os.getpid()
+    with _lock:
+        current = _runtimes.get(pid)
+        if current is None:
+            current = build_runtime(load_settings())
+            _runtimes[pid] = current
+        return current

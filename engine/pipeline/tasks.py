@@ -1,0 +1,51 @@
+"""The Celery tasks. Each is idempotent: running one twice sends nothing twice."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select, update
+
+from engine.domain.planning import chunk_bounds
+from engine.infra import scheduler
+from engine.infra.celery_app import app
+from engine.pipeline.runtime import runtime
+from engine.pipeline.sender import PROCESS_BULK, SEND_CHUNK, SEND_MESSAGE, send_messages
+from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
+
+
+@app.task(name=PROCESS_BULK)
+def process_bulk(campaign_id: int) -> int:
+    """Split a bulk campaign's queued messages into chunks, paced durably in Redis."""
+    rt = runtime()
+    with rt.db.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None or campaign.status not in (CampaignStatus.QUEUED,
+                                                       CampaignStatus.SENDING):
+            return 0
+        ids = list(session.scalars(
+            select(OutgoingMessage.id).where(OutgoingMessage.campaign_id == campaign_id)
+            .where(OutgoingMessage.status == MessageStatus.QUEUED).order_by(OutgoingMessage.id)))
+        queue = campaign.queue
+        started = session.execute(
+            update(Campaign).where(Campaign.id == campaign_id)
+            .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
+            .values(status=CampaignStatus.SENDING, started_at=utcnow()))
+        if not getattr(started, "rowcount", 0):
+            return 0  # paused or cancelled since the read: resume re-plans it
+    size, pacing = rt.settings.chunk_size, rt.settings.pacing_chunk_s
+    start = time.time()
+    jobs = [(start + i * pacing, scheduler.Job(SEND_CHUNK, [campaign_id, ids[a:b]], queue))
+            for i, (a, b) in enumerate(chunk_bounds(len(ids), size))]
+    return scheduler.schedule(rt.redis, jobs)
+
+
+@app.task(name=SEND_CHUNK)
+def send_chunk(campaign_id: int, message_ids: list[int]) -> None:
+    send_messages(runtime(), campaign_id, message_ids, [MessageStatus.QUEUED], SEND_CHUNK)
+
+
+@app.task(name=SEND_MESSAGE)
+def send_message(campaign_id: int, message_id: int, retry: bool = False) -> None:
+    allowed = [MessageStatus.FAILED] if retry else [MessageStatus.QUEUED]
+    send_messages(runtime(), campaign_id, [message_id], allowed, SEND_MESSAGE)

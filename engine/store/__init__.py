@@ -1,0 +1,1 @@
+"""The database: schema, migrations, contacts, delivery state, dead letters, table queries."""

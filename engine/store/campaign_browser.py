@@ -1,0 +1,101 @@
+"""Campaigns and their messages for the console's tables: a page at a time, counted and
+filtered in SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.store.models import Campaign, MessageStatus, OutgoingMessage
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    id: int
+    name: str
+    status: str
+    route: str
+    queue: str
+    recipients: int
+    segments: int
+    created_at: datetime
+    finished_at: datetime | None
+    pause_reason: str | None
+    counts: dict[str, int]
+
+    @property
+    def sent(self) -> int:
+        return self.counts.get(MessageStatus.SENT, 0)
+
+    @property
+    def dead(self) -> int:
+        return self.counts.get(MessageStatus.DEAD, 0)
+
+    @property
+    def pending(self) -> int:
+        return sum(self.counts.get(s, 0) for s in (MessageStatus.QUEUED, MessageStatus.SENDING))
+
+    @property
+    def retrying(self) -> int:
+        return self.counts.get(MessageStatus.FAILED, 0)
+
+    @property
+    def cancelled(self) -> int:
+        return self.counts.get(MessageStatus.CANCELLED, 0)
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    id: int
+    phone: str
+    status: str
+    attempts: int
+    segments: int
+    last_error: str | None
+    updated_at: datetime
+    sent_at: datetime | None
+    body: str
+
+
+def count_campaigns(session: Session) -> int:
+    return session.scalar(select(func.count(Campaign.id))) or 0
+
+
+def campaign_page(session: Session, offset: int, limit: int) -> list[CampaignRow]:
+    """Newest first, each with its per-status message counts."""
+    campaigns = list(session.scalars(
+        select(Campaign).order_by(Campaign.id.desc()).offset(offset).limit(limit)))
+    counts: dict[int, dict[str, int]] = {c.id: {} for c in campaigns}
+    if campaigns:
+        for campaign_id, status, count in session.execute(
+                select(OutgoingMessage.campaign_id, OutgoingMessage.status, func.count())
+                .where(OutgoingMessage.campaign_id.in_(list(counts)))
+                .group_by(OutgoingMessage.campaign_id, OutgoingMessage.status)):
+            counts[campaign_id][status] = count
+    return [CampaignRow(c.id, c.name, c.status, c.route, c.queue, c.recipients, c.segments,
+                        c.created_at, c.finished_at, c.pause_reason, counts[c.id])
+            for c in campaigns]
+
+
+def count_messages(session: Session, campaign_id: int, status: str | None = None) -> int:
+    stmt = select(func.count(OutgoingMessage.id)).where(
+        OutgoingMessage.campaign_id == campaign_id)
+    if status:
+        stmt = stmt.where(OutgoingMessage.status == status)
+    return session.scalar(stmt) or 0
+
+
+def message_page(session: Session, campaign_id: int, status: str | None, offset: int,
+                 limit: int) -> list[MessageRow]:
+    stmt = select(OutgoingMessage.id, OutgoingMessage.phone, OutgoingMessage.status,
+                  OutgoingMessage.attempts, OutgoingMessage.segments,
+                  OutgoingMessage.last_error, OutgoingMessage.updated_at,
+                  OutgoingMessage.sent_at, OutgoingMessage.body
+                  ).where(OutgoingMessage.campaign_id == campaign_id)
+    if status:
+        stmt = stmt.where(OutgoingMessage.status == status)
+    rows = session.execute(stmt.order_by(OutgoingMessage.id).offset(offset).limit(limit))
+    return [MessageRow(*row) for row in rows]

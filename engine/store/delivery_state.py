@@ -1,0 +1,214 @@
+"""Delivery state transitions of an outgoing message, each one atomic in the database.
+
+queued -> sending (claim) -> sent | failed (a retry is due) | dead (see failed_jobs)
+A claim succeeds for exactly one task: the UPDATE only matches a row in an expected state,
+or one left 'sending' by a worker that died (its claim older than the lease).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from engine.config.settings import MAX_PROVIDER_TIMEOUT_S
+from engine.providers.base import SendResult, Sms
+from engine.store.models import (
+    Campaign,
+    CampaignStatus,
+    DeliveryAttempt,
+    FailedJob,
+    MessageStatus,
+    OutgoingMessage,
+    utcnow,
+)
+
+# A message still 'sending' after the lease belongs to a worker that died, and is taken
+# over (sent again). So the lease must outlast everything a live worker does between the
+# claim and recording the outcome, or one slow call becomes a duplicate SMS:
+# - waits (rate limit, breaker) all happen before the claim (engine.pipeline.sender);
+# - the provider call has a total deadline of RELAYDESK_PROVIDER_TIMEOUT_S, counted from
+#   before the claim, and settings refuse more than MAX_PROVIDER_TIMEOUT_S (30 s);
+# - the margin covers recording the outcome (a database write, normally milliseconds) and
+#   the clock difference between the machine that claimed and the one that sweeps.
+LEASE_MARGIN_S = 30.0
+CLAIM_LEASE_S = MAX_PROVIDER_TIMEOUT_S + LEASE_MARGIN_S
+PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    sms: Sms
+    attempts: int
+    queue: str
+
+
+def claim(session: Session, message_id: int, allowed: Iterable[MessageStatus], queue: str,
+          now: datetime | None = None) -> Claimed | None:
+    now = now or utcnow()
+    stale = now - timedelta(seconds=CLAIM_LEASE_S)
+    row = session.execute(
+        update(OutgoingMessage)
+        .where(OutgoingMessage.id == message_id)
+        .where(or_(OutgoingMessage.status.in_([str(s) for s in allowed]),
+                   (OutgoingMessage.status == MessageStatus.SENDING)
+                   & (OutgoingMessage.claimed_at < stale)))
+        .values(status=MessageStatus.SENDING, attempts=OutgoingMessage.attempts + 1,
+                claimed_at=now, updated_at=now)
+        .returning(OutgoingMessage.campaign_id, OutgoingMessage.phone, OutgoingMessage.body,
+                   OutgoingMessage.attempts)
+    ).one_or_none()
+    if row is None:
+        return None
+    campaign_id, phone, body, attempts = row
+    return Claimed(Sms(message_id, campaign_id, phone, body), attempts, queue)
+
+
+def mark_sent(session: Session, message_id: int, result: SendResult) -> None:
+    now = utcnow()
+    session.execute(
+        update(OutgoingMessage).where(OutgoingMessage.id == message_id)
+        .values(status=MessageStatus.SENT, sent_at=now, updated_at=now, claimed_at=None,
+                provider_message_id=result.provider_message_id or None)
+    )
+
+
+def _error_text(result: SendResult) -> str:
+    return f"{result.error_type or 'Error'}: {result.error or ''}".strip()
+
+
+def mark_retry(session: Session, message_id: int, result: SendResult) -> None:
+    error = _error_text(result)
+    now = utcnow()
+    attempt = session.execute(
+        update(OutgoingMessage).where(OutgoingMessage.id == message_id)
+        .values(status=MessageStatus.FAILED, last_error=error, claimed_at=None,
+                first_error=func.coalesce(OutgoingMessage.first_error, error),
+                updated_at=now)
+        .returning(OutgoingMessage.attempts)
+    ).scalar_one_or_none()
+    if attempt is not None:
+        session.add(DeliveryAttempt(message_id=message_id, attempt=attempt, at=now, error=error))
+
+
+def release_claim(session: Session, message_id: int) -> None:
+    """Give a claimed message back untouched (its attempt not counted): account errors."""
+    session.execute(
+        update(OutgoingMessage).where(OutgoingMessage.id == message_id)
+        .values(status=MessageStatus.QUEUED, attempts=OutgoingMessage.attempts - 1,
+                claimed_at=None, updated_at=utcnow())
+    )
+
+
+def mark_dead(session: Session, claimed: Claimed, result: SendResult, task_name: str,
+              traceback: str | None = None) -> FailedJob:
+    """Park the message in the dead-letter store, in the same transaction as its state."""
+    now = utcnow()
+    error = _error_text(result)
+    message = session.get(OutgoingMessage, claimed.sms.message_id)
+    assert message is not None
+    first_error = message.first_error or error
+    message.status = MessageStatus.DEAD
+    message.last_error = error
+    message.first_error = first_error
+    message.claimed_at = None
+    message.updated_at = now
+    previous = session.scalar(
+        select(FailedJob.id).where(FailedJob.message_id == message.id)
+        .order_by(FailedJob.id.desc()).limit(1))
+    first_failed = session.scalar(
+        select(func.min(FailedJob.first_failed_at)).where(FailedJob.message_id == message.id))
+    session.add(DeliveryAttempt(message_id=message.id, attempt=claimed.attempts, at=now,
+                                error=error))
+    job = FailedJob(
+        message_id=message.id, campaign_id=message.campaign_id, recipient=message.phone,
+        queue=claimed.queue, task_name=task_name,
+        payload=json.dumps({"message_id": message.id, "campaign_id": message.campaign_id,
+                            "to": message.phone, "body": message.body,
+                            "segments": message.segments, "encoding": message.encoding}),
+        attempts=claimed.attempts, exception_type=result.error_type or "Error",
+        first_error=first_error, last_error=error, traceback=traceback,
+        provider_response=result.response, first_failed_at=first_failed or now,
+        failed_at=now, retry_of_id=previous,
+    )
+    session.add(job)
+    return job
+
+
+def pause_campaign(session: Session, campaign_id: int, reason: str) -> None:
+    session.execute(
+        update(Campaign).where(Campaign.id == campaign_id)
+        .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
+        .values(status=CampaignStatus.PAUSED, pause_reason=reason)
+    )
+
+
+def finish_campaign_if_done(session: Session, campaign_id: int) -> bool:
+    pending = session.scalar(
+        select(func.count(OutgoingMessage.id))
+        .where(OutgoingMessage.campaign_id == campaign_id)
+        .where(OutgoingMessage.status.in_([str(s) for s in PENDING])))
+    if pending:
+        return False
+    result = session.execute(
+        update(Campaign).where(Campaign.id == campaign_id)
+        .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
+        .values(status=CampaignStatus.COMPLETED, finished_at=utcnow()))
+    return bool(getattr(result, "rowcount", 0))
+
+
+def stale_sending(session: Session, limit: int = 500) -> list[tuple[int, int, str]]:
+    """(campaign id, message id, queue) of messages whose worker died while sending them."""
+    stale = utcnow() - timedelta(seconds=CLAIM_LEASE_S)
+    rows = session.execute(
+        select(OutgoingMessage.campaign_id, OutgoingMessage.id, Campaign.queue)
+        .join(Campaign, Campaign.id == OutgoingMessage.campaign_id)
+        .where(OutgoingMessage.status == MessageStatus.SENDING)
+        .where(OutgoingMessage.claimed_at < stale)
+        .limit(limit))
+    return [(campaign_id, id_, queue) for campaign_id, id_, queue in rows]
+
+
+def campaign_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(OutgoingMessage.status, func.count(), func.sum(OutgoingMessage.attempts))
+        .where(OutgoingMessage.campaign_id == campaign_id)
+        .group_by(OutgoingMessage.status))
+    counts = {str(s): 0 for s in MessageStatus}
+    attempts = 0
+    for status, count, tried in rows:
+        counts[status] = count
+        attempts += tried or 0
+    counts["attempts"] = attempts
+    return counts
+
+
+def stalled_campaigns(session: Session, stall_s: float) -> list[tuple[int, str]]:
+    """(id, queue) of campaigns with queued messages and no progress for ``stall_s``.
+
+    The broker can lose a job (a task that failed while Redis restarted is acked and gone);
+    the database still knows the messages are queued, so the campaign can be resumed.
+    """
+    stale = utcnow() - timedelta(seconds=stall_s)
+    has_queued = select(OutgoingMessage.id).where(
+        OutgoingMessage.campaign_id == Campaign.id,
+        OutgoingMessage.status == MessageStatus.QUEUED).exists()
+    last_change = select(func.max(OutgoingMessage.updated_at)).where(
+        OutgoingMessage.campaign_id == Campaign.id).scalar_subquery()
+    rows = session.execute(
+        select(Campaign.id, Campaign.queue)
+        .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
+        .where(Campaign.created_at < stale)
+        .where(has_queued)
+        .where(last_change < stale))
+    return [(id_, queue) for id_, queue in rows]
+
+
+def queued_message_ids(session: Session, campaign_id: int) -> list[int]:
+    return list(session.scalars(
+        select(OutgoingMessage.id).where(OutgoingMessage.campaign_id == campaign_id)
+        .where(OutgoingMessage.status == MessageStatus.QUEUED).order_by(OutgoingMessage.id)))
