@@ -15,6 +15,7 @@ from engine.cli.common import AppContext, json_option, pass_app, print_json
 from engine.config.masking import mask_url
 from engine.domain.formatting import format_duration
 from engine.domain.queues import ALL_QUEUES
+from engine.domain.server_advisories import server_identity
 from engine.infra.breaker import CircuitBreaker
 from engine.infra.connections import redis_client
 from engine.infra.embedded_redis import EmbeddedRedis, redis_url
@@ -22,7 +23,6 @@ from engine.infra.worker_registry import live_workers
 from engine.monitoring import wait_alerts
 from engine.monitoring.overview import gather
 from engine.monitoring.queue_status import broker_load, broker_snapshot
-from engine.monitoring.redis_info import server_identity
 
 
 def _wait_for_signal() -> None:

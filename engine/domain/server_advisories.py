@@ -1,6 +1,7 @@
 """Which Redis and Valkey releases carry published remote-code-execution holes.
 
-Pure: a server's name and version in, a warning out (or None). RelayDesk runs Lua scripts
+Pure: a server's name and version in, a warning out (or None); server_identity reads
+the name and version from the server's own INFO answer. RelayDesk runs Lua scripts
 on its Redis, and the holes below are in Redis's Lua engine, so an operator should know
 when the server in use predates their fixes. It only warns: a distribution's patched build
 can carry an old version number, and refusing to start would stop an operator whose server
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 Version = tuple[int, int, int]
 
@@ -82,3 +84,14 @@ def known_vulnerable(server_name: str, version: str) -> str | None:
     return (f"{server_name} {version} is a release known to be vulnerable ({cves}: {what}). "
             "Upgrade it, unless your distribution has patched this build (a patched build "
             "keeps its old version number).")
+
+
+def server_identity(server_info: dict[str, Any]) -> dict[str, Any]:
+    """Which server answers, from its INFO server section: server_name ('valkey', or 'redis'
+    for Redis, which reports no name), server_version (Valkey's own version: its
+    redis_version is a fixed 7.2.4 kept for clients), and server_warning, the text of
+    known_vulnerable() or None."""
+    name = str(server_info.get("server_name") or "redis")
+    version = str(server_info.get(f"{name}_version") or server_info.get("redis_version") or "")
+    return {"server_name": name, "server_version": version or None,
+            "server_warning": known_vulnerable(name, version) if version else None}

@@ -30,6 +30,7 @@ from filelock import FileLock
 from engine.config.config_document import write_private_file
 from engine.config.settings import Settings
 from engine.domain.errors import OperatorError
+from engine.domain.server_advisories import server_identity
 from engine.infra.connections import redis_client
 
 log = logging.getLogger(__name__)
@@ -228,8 +229,6 @@ class EmbeddedRedis:
         write_private_file(self.config_file, "\n".join(lines) + "\n")  # it holds the password
 
     def _warn_if_vulnerable(self, port: int) -> None:
-        from engine.monitoring.redis_info import server_identity  # redis_info imports this module
-
         client = redis_client(self.url(port), read_timeout_s=5)
         try:
             identity = server_identity(client.info("server"))

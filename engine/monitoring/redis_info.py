@@ -12,7 +12,7 @@ import redis
 
 from engine.config.masking import mask_url
 from engine.config.settings import Settings
-from engine.domain.server_advisories import known_vulnerable
+from engine.domain.server_advisories import server_identity
 from engine.infra.connections import redis_client
 from engine.infra.embedded_redis import EmbeddedRedis, RedisUnavailable
 
@@ -71,13 +71,3 @@ def _embedded_url(server: EmbeddedRedis) -> str:
         raise RedisUnavailable("the embedded Redis has never been started in this data dir")
     return server.url()
 
-
-def server_identity(server_info: dict[str, Any]) -> dict[str, Any]:
-    """Which server answers, from its INFO server section: server_name ('valkey', or 'redis'
-    for Redis, which reports no name), server_version (Valkey's own version: its
-    redis_version is a fixed 7.2.4 kept for clients), and server_warning, the text of
-    known_vulnerable() or None."""
-    name = str(server_info.get("server_name") or "redis")
-    version = str(server_info.get(f"{name}_version") or server_info.get("redis_version") or "")
-    return {"server_name": name, "server_version": version or None,
-            "server_warning": known_vulnerable(name, version) if version else None}

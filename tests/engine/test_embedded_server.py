@@ -18,9 +18,9 @@ import pytest
 import redis
 
 from engine.config.settings import Settings
-from engine.domain.server_advisories import known_vulnerable, parse_version
+from engine.domain.server_advisories import known_vulnerable, parse_version, server_identity
 from engine.infra.embedded_redis import EmbeddedRedis, find_redis_server
-from engine.monitoring.redis_info import embedded_redis_status, server_identity
+from engine.monitoring.redis_info import embedded_redis_status
 from tests.support import (
     RELAYDESK,
     binary_version,
