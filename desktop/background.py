@@ -4,6 +4,7 @@ The console never waits on Redis, SQL, HTTP or a process on the UI thread. Every
 goes through :class:`Background`: the call runs on a thread pool, and its callback runs on
 the UI thread through a queued signal. Callbacks that are methods of a widget deleted
 meanwhile, and every callback once the window has closed, are dropped instead of crashing.
+:class:`Latest` drops the answers to questions the operator has moved on from.
 """
 
 from __future__ import annotations
@@ -107,8 +108,7 @@ class Background(QObject):
         self._change_in_flight(-1)
         if callback is None or self._closed:
             return  # nothing to tell, or the window is gone
-        owner = getattr(callback, "__self__", None)
-        if isinstance(owner, QObject) and not shiboken6.isValid(owner):
+        if _owner_gone(callback):
             return  # the widget went away while the call ran
         callback(error if error is not None else value)
 
@@ -128,3 +128,53 @@ class Background(QObject):
         self._process_feeder.shutdown(wait=wait, cancel_futures=True)
         if self._process is not None:  # a call under way finishes: nothing half-imported
             self._process.shutdown(wait=wait, cancel_futures=True)
+
+
+class Latest:
+    """Calls whose question can change while they run: only the newest answers count.
+
+    ``start()`` says the question changed (a range switch, new filters, a new selection):
+    calls submitted before it are stale, and their answers and errors are dropped. A page
+    that asks anew on every change calls ``start()`` then ``submit()``; one that keeps
+    asking the same question (a refresh tick) only calls ``submit()``.
+    """
+
+    def __init__(self, background: Background) -> None:
+        self._background = background
+        self._generation = 0
+        self._pending = 0
+
+    @property
+    def pending(self) -> bool:
+        """A call submitted since the last start() has not answered yet."""
+        return self._pending > 0
+
+    def start(self) -> None:
+        """The question changed: answers to the calls under way will be dropped."""
+        self._generation += 1
+        self._pending = 0
+
+    def submit(self, fn: Callable[..., Any], *args: Any, on_done: Callback | None = None,
+               on_error: ErrorCallback | None = None) -> Future[Any]:
+        """Background.run(fn, *args), delivering only if start() is not called meanwhile.
+        Without ``on_error`` a current call's error goes to the runner's error signal."""
+        generation = self._generation
+        self._pending += 1
+        report = on_error or self._background.error.emit
+
+        def answered(callback: Callable[[Any], None] | None, answer: Any) -> None:
+            if generation != self._generation:
+                return  # the question changed since: a newer answer counts, not this one
+            self._pending -= 1
+            # A bound method of a widget deleted meanwhile is dropped, as Background does.
+            if callback is not None and not _owner_gone(callback):
+                callback(answer)
+
+        return self._background.run(fn, *args, on_done=lambda v: answered(on_done, v),
+                                    on_error=lambda e: answered(report, e))
+
+
+def _owner_gone(callback: Callable[..., Any]) -> bool:
+    """The callback is a method of a Qt object that has been deleted."""
+    owner = getattr(callback, "__self__", None)
+    return isinstance(owner, QObject) and not shiboken6.isValid(owner)

@@ -10,7 +10,7 @@ import threading
 from PySide6.QtWidgets import QApplication, QLabel
 from pytestqt.qtbot import QtBot
 
-from desktop.background import Background
+from desktop.background import Background, Latest
 
 
 def test_results_and_errors_arrive_on_the_ui_thread(qapp: QApplication, qtbot: QtBot) -> None:
@@ -74,3 +74,80 @@ def _alive(widget: QLabel) -> bool:
     import shiboken6
 
     return shiboken6.isValid(widget)
+
+
+def test_only_the_newest_question_is_answered_whatever_order_answers_arrive_in(
+        qapp: QApplication, qtbot: QtBot) -> None:
+    background = Background()
+    latest = Latest(background)
+    delivered: list[str] = []
+    first, second = threading.Event(), threading.Event()
+    latest.start()
+    latest.submit(lambda: first.wait(10) and "old", on_done=delivered.append)
+    assert latest.pending
+    latest.start()  # the question changed while the first answer is on its way
+    latest.submit(lambda: second.wait(10) and "new", on_done=delivered.append)
+    second.set()  # the newer answer comes first...
+    qtbot.waitUntil(lambda: delivered == ["new"])
+    assert not latest.pending
+    first.set()  # ...and the older one after it: dropped
+    qtbot.waitUntil(lambda: background.in_flight == 0)
+    assert delivered == ["new"]
+
+    third, fourth = threading.Event(), threading.Event()
+    latest.start()
+    latest.submit(lambda: third.wait(10) and "older", on_done=delivered.append)
+    latest.start()
+    latest.submit(lambda: fourth.wait(10) and "newest", on_done=delivered.append)
+    third.set()  # in order this time: the stale answer is still dropped
+    qtbot.waitUntil(lambda: background.in_flight == 1)
+    assert latest.pending
+    fourth.set()
+    qtbot.waitUntil(lambda: background.in_flight == 0)
+    assert delivered == ["new", "newest"]
+    background.shutdown(wait=True)
+
+
+def test_calls_without_a_new_question_all_answer_and_stale_errors_are_dropped(
+        qapp: QApplication, qtbot: QtBot) -> None:
+    background = Background()
+    latest = Latest(background)
+    delivered: list[object] = []
+    errors: list[BaseException] = []
+    background.error.connect(errors.append)
+    for tick in range(3):  # a refresh timer asking the same question again
+        latest.submit(lambda t=tick: t, on_done=delivered.append)
+    qtbot.waitUntil(lambda: len(delivered) == 3)
+    assert sorted(delivered) == [0, 1, 2]
+    assert not latest.pending
+
+    gate = threading.Event()
+    latest.submit(lambda: gate.wait(10) and 1 / 0, on_done=delivered.append)
+    latest.start()
+    gate.set()
+    qtbot.waitUntil(lambda: background.in_flight == 0)
+    assert errors == []  # the failed call asked an old question: nobody is told
+
+    with qtbot.waitSignal(background.error) as caught:  # a current call's error is told
+        latest.submit(lambda: int("x"))
+    assert isinstance(caught.args[0], ValueError)
+    seen: list[BaseException] = []
+    latest.submit(lambda: 1 / 0, on_done=delivered.append, on_error=seen.append)
+    qtbot.waitUntil(lambda: bool(seen))
+    assert isinstance(seen[0], ZeroDivisionError)
+    assert len(delivered) == 3
+    background.shutdown(wait=True)
+
+
+def test_a_latest_answer_for_a_deleted_widget_is_dropped(qapp: QApplication,
+                                                         qtbot: QtBot) -> None:
+    background = Background()
+    latest = Latest(background)
+    label = QLabel()
+    gate = threading.Event()
+    latest.submit(lambda: gate.wait(10) and "late", on_done=label.setText)
+    label.deleteLater()
+    qtbot.waitUntil(lambda: not _alive(label))
+    gate.set()
+    qtbot.waitUntil(lambda: background.in_flight == 0)  # delivered to nobody, no crash
+    background.shutdown(wait=True)
