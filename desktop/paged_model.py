@@ -21,7 +21,7 @@ from PySide6.QtCore import (
     Signal,
 )
 
-from desktop.background import Background
+from desktop.background import Background, Latest
 
 PAGE_SIZE = 200
 MAX_PAGES = 40  # rows kept in memory: 8,000 at most
@@ -50,7 +50,8 @@ class PagedTableModel(QAbstractTableModel):
         self._count = 0
         self._pages: OrderedDict[int, list[Any]] = OrderedDict()
         self._pending: set[int] = set()
-        self._generation = 0
+        # A reload asks a new question (filters, sort): answers to earlier reads are dropped.
+        self._reads = Latest(background)
         self._refreshing = False
         self.sort_key: str | None = None
         self.descending = False
@@ -65,12 +66,10 @@ class PagedTableModel(QAbstractTableModel):
     # -- loading --------------------------------------------------------------------------
     def reload(self) -> None:
         """Fetch the count again and drop cached pages (after a filter, sort or data change)."""
-        self._generation += 1
-        generation = self._generation
+        self._reads.start()
+        self._refreshing = False  # a refresh under way reads for the old query: dropped
 
         def counted(result: tuple[int, list[Any]]) -> None:
-            if generation != self._generation:
-                return  # a newer reload is on its way
             count, first_page = result
             self.beginResetModel()
             self._count = count
@@ -82,11 +81,10 @@ class PagedTableModel(QAbstractTableModel):
             self.loaded.emit(count)
 
         def failed(error: BaseException) -> None:
-            if generation == self._generation:
-                self._pending.clear()  # pages asked for before can be asked for again
+            self._pending.clear()  # pages asked for before can be asked for again
             self.background.error.emit(error)
 
-        self.background.run(self._count_and_first_page, on_done=counted, on_error=failed)
+        self._reads.submit(self._count_and_first_page, on_done=counted, on_error=failed)
 
     def _count_and_first_page(self) -> tuple[int, list[Any]]:
         count = self.fetch_count()
@@ -99,7 +97,6 @@ class PagedTableModel(QAbstractTableModel):
         if self._refreshing:
             return
         self._refreshing = True
-        generation = self._generation
         pages = list(self._pages)
 
         def fetch() -> tuple[int, dict[int, list[Any]]]:
@@ -108,8 +105,6 @@ class PagedTableModel(QAbstractTableModel):
 
         def arrived(result: tuple[int, dict[int, list[Any]]]) -> None:
             self._refreshing = False
-            if generation != self._generation:
-                return
             count, fresh = result
             self._resize(count)
             self._pages.update(fresh)
@@ -120,7 +115,7 @@ class PagedTableModel(QAbstractTableModel):
         def failed(_: BaseException) -> None:
             self._refreshing = False  # a live view tries again at its next tick
 
-        self.background.run(fetch, on_done=arrived, on_error=failed)
+        self._reads.submit(fetch, on_done=arrived, on_error=failed)
 
     def _resize(self, count: int) -> None:
         if count > self._count:
@@ -139,11 +134,8 @@ class PagedTableModel(QAbstractTableModel):
         if page in self._pending:
             return
         self._pending.add(page)
-        generation = self._generation
 
         def arrived(rows: list[Any]) -> None:
-            if generation != self._generation:
-                return
             self._pending.discard(page)
             self._pages[page] = rows
             while len(self._pages) > MAX_PAGES:
@@ -159,8 +151,8 @@ class PagedTableModel(QAbstractTableModel):
             self._pending.discard(page)
             self.background.error.emit(error)
 
-        self.background.run(self.fetch_page, page * PAGE_SIZE, PAGE_SIZE,
-                            on_done=arrived, on_error=failed)
+        self._reads.submit(self.fetch_page, page * PAGE_SIZE, PAGE_SIZE,
+                           on_done=arrived, on_error=failed)
 
     def loaded_pages(self) -> set[int]:
         return set(self._pages)
