@@ -13,11 +13,10 @@ from sqlalchemy import func, select
 from desktop.context import ConsoleContext
 from desktop.resources import resource
 from engine.domain.personalize import Recipient
-from engine.infra import scheduler
 from engine.infra.worker_registry import live_workers
+from engine.operations import failed_jobs
 from engine.operations.campaigns import send_campaign_to
 from engine.store.contacts_import import import_contacts
-from engine.store.dead_letters import retry_ids
 from engine.store.models import FailedJob
 
 WORKER_START_TIMEOUT_S = 60.0
@@ -61,8 +60,8 @@ def seed_dead_letters(ctx: ConsoleContext) -> None:
     with db.session() as session:
         first = session.scalar(select(func.min(FailedJob.id))
                                .where(FailedJob.campaign_id == campaign))
-        assert first is not None
-        scheduler.schedule(client, [(0.0, job) for job in retry_ids(session, [first])])
+    assert first is not None
+    failed_jobs.retry(db, client, [first])
     _wait(lambda: dead_letters() > len(REFUSED), DEAD_LETTERS_TIMEOUT_S, message)
 
 

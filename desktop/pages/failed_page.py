@@ -31,8 +31,7 @@ from desktop.context import ConsoleContext
 from desktop.failed_model import FailedModel, campaign_text, local_time
 from desktop.pages.base import Page, page_header
 from desktop.widgets import SearchField, data_table, empty_state
-from engine.infra import scheduler
-from engine.store.dead_letters import forget_failed, forget_matching, retry_ids, retry_matching
+from engine.operations import failed_jobs
 from engine.store.failed_export import export_file
 from engine.store.failed_query import (
     FailedDetail,
@@ -383,24 +382,20 @@ class FailedPage(Page):
         box.open()
 
     def _retry(self, *, ids: list[int] | None = None, query: FailedQuery | None = None) -> None:
+        selection = ids if ids is not None else query or self.model.current_query()
+
         def run() -> int:
-            client = self.ctx.services.redis()
-            with self.ctx.services.db().session() as session:
-                jobs = retry_ids(session, ids) if ids is not None else retry_matching(
-                    session, query or self.model.current_query())
-                # Inside the transaction: if Redis refuses, nothing is marked retried.
-                scheduler.schedule(client, [(0.0, job) for job in jobs])
-            return len(jobs)
+            return failed_jobs.retry(self.ctx.services.db(), self.ctx.services.redis(),
+                                     selection)
 
         self._act(run, "queued again")
 
     def _forget(self, *, ids: list[int] | None = None,
                 query: FailedQuery | None = None) -> None:
+        selection = ids if ids is not None else query or self.model.current_query()
+
         def run() -> int:
-            with self.ctx.services.db().session() as session:
-                if ids is not None:
-                    return forget_failed(session, ids)
-                return forget_matching(session, query or self.model.current_query())
+            return failed_jobs.forget(self.ctx.services.db(), selection)
 
         self._act(run, "forgotten")
 

@@ -14,15 +14,8 @@ from typing import Any
 import click
 
 from engine.cli.common import AppContext, json_option, pass_app, print_json
-from engine.infra import scheduler
-from engine.store.dead_letters import (
-    failed_dict,
-    forget_failed,
-    forget_matching,
-    retry_failed,
-    retry_matching,
-    row_dict,
-)
+from engine.operations import failed_jobs
+from engine.store.dead_letters import failed_dict, row_dict
 from engine.store.failed_export import export_file
 from engine.store.failed_query import SORT_COLUMNS, FailedQuery, failed_page, matching
 from engine.store.models import FailedJob
@@ -53,11 +46,10 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--error-type", help="Only this error type (e.g. invalid_number).")
     @click.option("--since", metavar="DATE", help="Failed at or after (YYYY-MM-DD [HH:MM]).")
     @click.option("--until", metavar="DATE", help="Failed before the end of this date/time.")
-    @click.option("--all", "include_retried", is_flag=True, help="Include jobs already retried.")
     @wraps(func)
     def wrapper(*args: Any, search: str, campaign_id: int | None, queue: str | None,
                 error_type: str | None, since: str | None, until: str | None,
-                include_retried: bool, **kwargs: Any) -> Any:
+                include_retried: bool = False, **kwargs: Any) -> Any:
         query = FailedQuery(
             search=search, campaign_id=campaign_id, queue=queue, error_type=error_type,
             since=parse_when(since, end=False) if since else None,
@@ -68,12 +60,36 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _old_all_spelling(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        # stderr: a script's --json output on stdout stays parseable.
+        click.echo(f"warning: --all on '{ctx.command_path}' is deprecated: write "
+                   "--include-retried (on 'failed retry', --all retries every job the "
+                   "filters match)", err=True)
+    return value
+
+
+def include_retried_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--include-retried, above filter_options. Its old spelling --all still works, with a
+    warning, so scripts keep running: it read like 'retry --all' (retry everything)."""
+
+    @click.option("--include-retried", is_flag=True, help="Include jobs already retried.")
+    @click.option("--all", "old_all", is_flag=True, hidden=True, callback=_old_all_spelling,
+                  help="Deprecated spelling of --include-retried.")
+    @wraps(func)
+    def wrapper(*args: Any, include_retried: bool, old_all: bool, **kwargs: Any) -> Any:
+        return func(*args, include_retried=include_retried or old_all, **kwargs)
+
+    return wrapper
+
+
 @click.group("failed")
 def failed_group() -> None:
     """Messages that could not be delivered."""
 
 
 @failed_group.command("list")
+@include_retried_option
 @filter_options
 @click.option("--sort", type=click.Choice(sorted(SORT_COLUMNS)), default="failed_at",
               show_default=True)
@@ -135,35 +151,29 @@ def _confirm(app: AppContext, query: FailedQuery, verb: str, yes: bool) -> Faile
 @click.option("--matching", "use_filters", is_flag=True,
               help="Retry every job the filters match (asks first; see --yes).")
 @click.option("--yes", is_flag=True, help="With --matching: do not ask.")
+@click.option("--all", "retry_all", is_flag=True,
+              help="Retry every job the filters match, without asking.")
 @filter_options
 @json_option
 @pass_app
 def retry_cmd(app: AppContext, job_ids: tuple[int, ...], use_filters: bool, yes: bool,
-              query: FailedQuery, as_json: bool) -> None:
+              retry_all: bool, query: FailedQuery, as_json: bool) -> None:
     """Send failed jobs again with a fresh attempt budget (the record is kept).
 
     Give ids; or --all: every job the filters match, without asking (a job is retried
     once: jobs already retried are skipped); or --matching: the same, after a question."""
-    retry_all = query.include_retried
     if sum([bool(job_ids), retry_all and not use_filters, use_filters]) != 1:
         raise click.UsageError("give failed job ids, or --all, or --matching with filters")
     # A job is retried once: the question counts only jobs not retried yet.
-    pinned = (_confirm(app, replace(query, include_retried=False), "Retry", yes)
-              if use_filters else query)
-    client = app.redis
-    with app.db.session() as session:
-        if pinned is None:
-            jobs = []
-        elif job_ids:
-            jobs = retry_failed(session, list(job_ids))
-        else:
-            jobs = retry_matching(session, pinned)
-        # Scheduled inside the transaction: if Redis refuses, nothing is marked retried.
-        scheduler.schedule(client, [(0.0, job) for job in jobs])
-    if as_json:
-        print_json({"retried": len(jobs)})
+    pinned = _confirm(app, query, "Retry", yes) if use_filters else query
+    if pinned is None:
+        retried = 0
     else:
-        click.echo(f"{len(jobs)} job(s) queued again")
+        retried = failed_jobs.retry(app.db, app.redis, list(job_ids) if job_ids else pinned)
+    if as_json:
+        print_json({"retried": retried})
+    else:
+        click.echo(f"{retried} job(s) queued again")
 
 
 @failed_group.command("forget")
@@ -171,6 +181,7 @@ def retry_cmd(app: AppContext, job_ids: tuple[int, ...], use_filters: bool, yes:
 @click.option("--matching", "use_filters", is_flag=True,
               help="Forget every job the filters match (asks first; see --yes).")
 @click.option("--yes", is_flag=True, help="With --matching: do not ask.")
+@include_retried_option
 @filter_options
 @json_option
 @pass_app
@@ -180,13 +191,10 @@ def forget_cmd(app: AppContext, job_ids: tuple[int, ...], use_filters: bool, yes
     if bool(job_ids) == use_filters:
         raise click.UsageError("give failed job ids, or --matching with filters")
     pinned = _confirm(app, query, "Forget", yes) if use_filters else query
-    with app.db.session() as session:
-        if pinned is None:
-            removed = 0
-        elif job_ids:
-            removed = forget_failed(session, list(job_ids))
-        else:
-            removed = forget_matching(session, pinned)
+    if pinned is None:
+        removed = 0
+    else:
+        removed = failed_jobs.forget(app.db, list(job_ids) if job_ids else pinned)
     if as_json:
         print_json({"forgotten": removed})
     else:
@@ -198,6 +206,7 @@ def forget_cmd(app: AppContext, job_ids: tuple[int, ...], use_filters: bool, yes
               required=True, help="The CSV file to write.")
 @click.option("--full-phones", is_flag=True,
               help="Write whole phone numbers (masked by default: the file may travel).")
+@include_retried_option
 @filter_options
 @pass_app
 def export_cmd(app: AppContext, out_path: Path, full_phones: bool, query: FailedQuery) -> None:

@@ -4,7 +4,7 @@ or everything a FailedQuery matches, in SQL batches (100,000 records in seconds)
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -12,8 +12,6 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from engine.domain.phones import mask_phone
-from engine.infra.scheduler import Job
-from engine.pipeline.sender import message_job
 from engine.store.failed_query import FailedQuery, FailedRow, where
 from engine.store.models import (
     Campaign,
@@ -61,6 +59,16 @@ def row_dict(row: FailedRow) -> dict[str, Any]:
 BATCH = 1000  # ids per statement: bounded IN lists, bounded memory at 100,000 records
 
 
+@dataclass(frozen=True)
+class Requeued:
+    """A dead message put back in its campaign's queue: what the caller schedules to send
+    it (the store knows no jobs or scheduler; operations.failed_jobs does)."""
+
+    campaign_id: int
+    message_id: int
+    queue: str
+
+
 def _batches(session: Session, query: FailedQuery) -> Iterator[list[int]]:
     """The ids matching ``query``, a batch at a time in id order (keyset, not OFFSET: the
     batch just acted on may no longer match)."""
@@ -80,7 +88,7 @@ def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
         yield list(ids[start:start + BATCH])
 
 
-def _retry_batch(session: Session, failed_ids: list[int], now: datetime) -> list[Job]:
+def _retry_batch(session: Session, failed_ids: list[int], now: datetime) -> list[Requeued]:
     # Each UPDATE re-checks its condition and says what it changed (RETURNING), so two
     # retries at once (the console and the CLI) cannot both requeue a message, nor put
     # one that was just sent back in the queue.
@@ -105,13 +113,13 @@ def _retry_batch(session: Session, failed_ids: list[int], now: datetime) -> list
                     .values(status=CampaignStatus.SENDING, finished_at=None))
     queues = dict(session.execute(select(Campaign.id, Campaign.queue)
                                   .where(Campaign.id.in_(campaigns))).all())
-    return [message_job(campaign_id, message_id, queues[campaign_id], retry=False)
+    return [Requeued(campaign_id, message_id, queues[campaign_id])
             for message_id, campaign_id in messages.items()]
 
 
-def retry_ids(session: Session, ids: Sequence[int]) -> list[Job]:
-    """Requeue the dead messages of these records with a fresh attempt budget; returns the
-    jobs to schedule (in the same transaction: if Redis refuses, nothing is marked).
+def retry_ids(session: Session, ids: Sequence[int]) -> list[Requeued]:
+    """Requeue the dead messages of these records with a fresh attempt budget; returns what
+    to schedule (in the same transaction: if Redis refuses, nothing is marked).
 
     Each record stays, marked retried; if its message dies again, the new record points
     back to it. Records already retried, or whose message is no longer dead, are skipped.
@@ -120,19 +128,11 @@ def retry_ids(session: Session, ids: Sequence[int]) -> list[Job]:
     return [job for chunk in _chunks(ids) for job in _retry_batch(session, chunk, now)]
 
 
-def retry_matching(session: Session, query: FailedQuery) -> list[Job]:
+def retry_matching(session: Session, query: FailedQuery) -> list[Requeued]:
     """retry_ids for every record ``query`` matches, in batches."""
     now = utcnow()
     return [job for batch in _batches(session, replace(query, include_retried=False))
             for job in _retry_batch(session, batch, now)]
-
-
-def retry_failed(session: Session, ids: Sequence[int] | None = None, *,
-                 campaign_id: int | None = None) -> list[Job]:
-    """These records, or every one not retried yet (of one campaign): see retry_ids."""
-    if ids is None:
-        return retry_matching(session, FailedQuery(campaign_id=campaign_id))
-    return retry_ids(session, ids)
 
 
 def _forget_batch(session: Session, ids: list[int]) -> int:

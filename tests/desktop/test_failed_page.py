@@ -222,7 +222,7 @@ def test_new_failures_appear_live(seeded_console: Console, qtbot: QtBot) -> None
     db = seeded_console.ctx.services.db()
     with db.session() as session:  # a worker gives up on a message meanwhile
         [job] = retry_ids(session, [1])
-        claimed = claim(session, job.args[1], [MessageStatus.QUEUED], "messages")
+        claimed = claim(session, job.message_id, [MessageStatus.QUEUED], "messages")
         assert claimed is not None
         mark_dead(session, claimed, SendResult(Outcome.PERMANENT, error_type="opted_out",
                                                error="the recipient opted out"), "send")

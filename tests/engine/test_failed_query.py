@@ -13,10 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import select
 
 from engine.config.settings import Settings
-from engine.infra import scheduler
+from engine.infra import redis_keys, scheduler
+from engine.infra.embedded_redis import free_port
+from engine.operations import failed_jobs
+from engine.pipeline.sender import SEND_MESSAGE
 from engine.providers.base import Outcome, SendResult
 from engine.store.db import Database, open_database
 from engine.store.dead_letters import forget_failed, forget_matching, retry_matching
@@ -144,8 +148,8 @@ def test_retry_matching_keeps_history_and_shows_outcome(db: Database) -> None:
     retried = expected(40, error_type="timeout")
     assert len(jobs) == retried
     with db.session() as session:
-        assert {j.args[0] for j in jobs} <= set(campaigns)
-        message_ids = [j.args[1] for j in jobs]
+        assert {j.campaign_id for j in jobs} <= set(campaigns)
+        message_ids = [j.message_id for j in jobs]
         statuses = set(session.scalars(select(OutgoingMessage.status)
                                        .where(OutgoingMessage.id.in_(message_ids))))
         assert statuses == {MessageStatus.QUEUED}
@@ -204,11 +208,44 @@ def test_actions_are_pinned_to_what_was_counted(db: Database) -> None:
     assert len(jobs) == found.count
 
 
+def test_retry_operation_schedules_what_it_marks_in_one_transaction(
+        db: Database, redis_client: Any) -> None:
+    seed_failed(db, 30)
+    nowhere = redis.Redis(port=free_port(), socket_connect_timeout=2)  # nothing listens
+    with pytest.raises(redis.ConnectionError):
+        failed_jobs.retry(db, nowhere, FailedQuery(error_type="timeout"))
+    with db.session() as session:  # Redis refused: nothing was marked retried
+        assert count_matching(session, FailedQuery()) == 30
+        assert not list(session.scalars(select(OutgoingMessage.id).where(
+            OutgoingMessage.status == MessageStatus.QUEUED)))
+
+    assert failed_jobs.retry(db, redis_client, [1, 2]) == 2
+    retried = failed_jobs.retry(db, redis_client, FailedQuery(error_type="timeout"))
+    assert retried == expected(30, error_type="timeout") - sum(
+        1 for r in rows(2) if r["error_type"] == "timeout")  # records 1 and 2 are rows 0, 1
+    due = [scheduler.Job.decode(raw) for raw in redis_client.zrange(redis_keys.SCHEDULED, 0, -1)]
+    assert len(due) == 2 + retried
+    with db.session() as session:
+        queues = dict(session.execute(select(Campaign.id, Campaign.queue)).all())
+        message_campaign = dict(session.execute(
+            select(OutgoingMessage.id, OutgoingMessage.campaign_id)).all())
+        assert count_matching(session, FailedQuery()) == 30 - len(due)
+    for job in due:
+        campaign_id, message_id, retry = job.args
+        assert job.task == SEND_MESSAGE
+        assert (campaign_id, retry) == (message_campaign[message_id], False)
+        assert job.queue == queues[campaign_id]
+    assert failed_jobs.retry(db, redis_client, FailedQuery()) == 30 - len(due)
+    assert failed_jobs.retry(db, redis_client, FailedQuery()) == 0  # each record once
+    assert failed_jobs.forget(db, [1, 2]) == 2
+    assert failed_jobs.forget(db, FailedQuery(include_retried=True)) == 28
+
+
 def test_forget_matching_and_selected(db: Database) -> None:
     seed_failed(db, 50)
     with db.session() as session:
         [job] = retry_matching(session, FailedQuery(search="#3"))
-        claimed = claim(session, job.args[1], [MessageStatus.QUEUED], "high_priority")
+        claimed = claim(session, job.message_id, [MessageStatus.QUEUED], "high_priority")
         assert claimed is not None
         successor = mark_dead(session, claimed, failure(), "send")
         session.flush()
@@ -296,6 +333,32 @@ def test_cli_filters_actions_and_export(settings: Settings, tmp_path: Path,
     assert cli("retry").returncode == 2  # nothing named: a usage error, nothing done
 
 
+def test_cli_include_retried_and_its_old_spelling(settings: Settings, tmp_path: Path,
+                                                   redis_client: Any) -> None:
+    seed_failed(open_database(settings), 12)
+    retried = cli("retry", "--all", "--error-type", "timeout", "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout) == {"retried": expected(12, error_type="timeout")}
+    assert "deprecated" not in retried.stderr  # on retry, --all is not the old spelling
+    default = json.loads(cli("list", "--json").stdout)
+    new = cli("list", "--include-retried", "--json")
+    assert new.returncode == 0, new.stderr
+    assert "deprecated" not in new.stderr
+    everything = json.loads(new.stdout)
+    assert len(everything) == 12 > len(default)
+    old = cli("list", "--all", "--json")
+    assert old.returncode == 0, old.stderr
+    assert json.loads(old.stdout) == everything  # stdout is the JSON alone
+    assert "--all on 'relaydesk failed list' is deprecated: write --include-retried" \
+        in old.stderr
+    exported = cli("export", "--out", str(tmp_path / "all.csv"), "--all")
+    assert "write --include-retried" in exported.stderr
+    assert "12 failed job(s) written" in exported.stdout
+    listed = cli("list", "--help").stdout
+    assert "--include-retried" in listed
+    assert "--all" not in listed
+
+
 def test_cli_since_is_local_time() -> None:
     from engine.cli.failed import parse_when
 
@@ -323,7 +386,7 @@ def test_phone_numbers_in_error_texts_are_masked(db: Database) -> None:
                          response='{"to": "+254700000015"}')
     with db.session() as session:
         [job] = retry_matching(session, FailedQuery(search="#1"))
-        claimed = claim(session, job.args[1], [MessageStatus.QUEUED], "messages")
+        claimed = claim(session, job.message_id, [MessageStatus.QUEUED], "messages")
         assert claimed is not None
         record = mark_dead(session, claimed, refused, "send")
         session.flush()
