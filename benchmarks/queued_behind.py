@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 
 from engine.config.settings import load_settings
 from engine.domain.planning import chunk_bounds
-from engine.infra.celery_app import configure
+from engine.infra.connections import celery_for
 from engine.infra.embedded_redis import EmbeddedRedis, free_port
 from engine.infra.worker_registry import live_workers
 from engine.monitoring.queue_status import broker_load
@@ -90,7 +90,7 @@ def run(first: int, second: int, rate: str) -> dict[str, Any]:
         supervisor.start()
         url = EmbeddedRedis.for_settings(settings).url()
         client = redis.Redis.from_url(url)
-        configure(url)
+        celery_for(url)
         try:
             while not live_workers(client):
                 time.sleep(0.2)

@@ -30,7 +30,8 @@ from sqlalchemy import func, select
 
 from engine.config.settings import Settings, load_settings
 from engine.domain.queues import MESSAGES
-from engine.infra.celery_app import configure, publish
+from engine.infra.celery_app import publish
+from engine.infra.connections import celery_for
 from engine.infra.embedded_redis import EmbeddedRedis, free_port
 from engine.infra.worker_registry import live_workers
 from engine.operations.campaigns import create_campaign, send_campaign
@@ -116,7 +117,7 @@ def scenario(recipients: int, latency_ms: int, workers: int, rate_limit: str | N
         supervisor = Supervisor(settings, workers=workers)
         supervisor.start()
         client = redis.Redis.from_url(EmbeddedRedis.for_settings(settings).url())
-        configure(EmbeddedRedis.for_settings(settings).url())
+        celery_for(EmbeddedRedis.for_settings(settings).url())
         while len(live_workers(client)) < workers:
             time.sleep(0.2)
         sampler = RssSampler([w.process.pid for w in supervisor.running])

@@ -8,14 +8,12 @@ import threading
 import redis
 
 from engine.config.settings import Settings
-from engine.infra.celery_app import configure
-from engine.infra.connections import redis_client
+from engine.infra.connections import CONSOLE, celery_for, redis_for
 from engine.infra.embedded_redis import redis_url
 from engine.infra.worker_registry import live_workers
 from engine.operations.supervisor import Supervisor
 from engine.store.db import Database, open_database
 
-REDIS_TIMEOUT_S = 3.0
 WORKER_NICE = 10
 
 
@@ -51,9 +49,8 @@ class Services:
         with self._lock:
             if self._redis is None:
                 url = redis_url(self.settings, start=False)
-                self._redis = redis_client(url, connect_timeout_s=REDIS_TIMEOUT_S,
-                                           read_timeout_s=REDIS_TIMEOUT_S)
-                configure(url)  # campaigns are published through Celery
+                self._redis = redis_for(url, CONSOLE)
+                celery_for(url)  # campaigns are published through Celery
             return self._redis
 
     def forget_redis(self) -> None:

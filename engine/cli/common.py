@@ -34,13 +34,12 @@ class AppContext:
     @cached_property
     def redis(self) -> Any:
         """A Redis client (starting the embedded server if needed), Celery pointed at it."""
-        from engine.infra.celery_app import configure
-        from engine.infra.connections import redis_client
+        from engine.infra.connections import WORK, celery_for, redis_for
         from engine.infra.embedded_redis import redis_url
 
         url = redis_url(self.settings, start=True)
-        configure(url)
-        return redis_client(url)
+        celery_for(url)
+        return redis_for(url, WORK)
 
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -17,7 +17,7 @@ from engine.domain.formatting import format_duration
 from engine.domain.queues import ALL_QUEUES
 from engine.domain.server_advisories import server_identity
 from engine.infra.breaker import CircuitBreaker
-from engine.infra.connections import redis_client
+from engine.infra.connections import WORK, redis_for
 from engine.infra.embedded_redis import EmbeddedRedis, redis_url
 from engine.infra.worker_registry import live_workers
 from engine.monitoring import wait_alerts
@@ -204,7 +204,7 @@ def supervise_cmd(app: AppContext, workers: int | None, concurrency: int | None,
 
 def status_data(app: AppContext) -> dict[str, Any]:
     settings = app.settings
-    client = redis_client(redis_url(settings, start=False), read_timeout_s=5)
+    client = redis_for(redis_url(settings, start=False), WORK)
     try:
         load, workers = broker_load(client), live_workers(client)  # read once, used twice
         identity = server_identity(client.info("server"))

@@ -7,7 +7,6 @@ DESIGN.md, "Celery on Redis"); the comments say which.
 from __future__ import annotations
 
 import os
-import ssl
 import time
 from typing import Any
 
@@ -15,7 +14,6 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from engine.domain.queues import ALL_QUEUES, MESSAGES
-from engine.infra.connections import connection_options
 
 # A message a worker took but did not ack is handed to another worker after this long.
 # Short, so the work of a worker killed mid-task is redone within about a minute instead
@@ -61,9 +59,7 @@ app.conf.update(
         # Take from high_priority first, then messages, then bulk_messages (kombu would
         # otherwise rotate between them).
         "queue_order_strategy": "priority",
-        # Timeouts and keepalive, as every RelayDesk Redis client has them: a half-open
-        # broker connection must fail a publish or a poll, not hang it forever.
-        **connection_options(),
+        # connections.celery_for adds the timeouts and keepalive with the broker's URL.
     },
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,  # keep retrying through a Redis restart
@@ -75,26 +71,20 @@ app.conf.update(
 )
 
 
-def configure(broker_url: str) -> Celery:
-    """Point the app at the broker. Pointing it elsewhere later (the console after a
-    settings change) drops the cached connection and producer pools, which would otherwise
-    keep publishing to the old broker."""
-    if app.conf.broker_url not in (None, broker_url) and app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-        app.amqp._producer_pool = None
-    app.conf.broker_url = broker_url
-    if broker_url.startswith("rediss://") and "ssl_cert_reqs" not in broker_url:
-        # kombu refuses a TLS URL that does not say how to check the certificate;
-        # verify it, as any TLS client should.
-        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    return app
-
-
 # A header with the publish time: the worker derives the job's wait in the queue from it,
 # and the monitor the age of the oldest job still waiting.
 PUBLISHED_HEADER = "relaydesk_published"
 
 
+class BrokerNotConfigured(RuntimeError):
+    """publish() before connections.celery_for(url): a bug, not an operator's mistake."""
+
+
 def publish(task: str, args: list[Any], queue: str) -> None:
+    """Queue ``task`` on the broker the app was pointed at with connections.celery_for."""
+    if app.conf.broker_url is None:
+        # Celery would fall back to amqp://localhost and fail, or worse find a broker
+        # there, far from the call that forgot to say which broker.
+        raise BrokerNotConfigured(
+            f"publish({task!r}) before connections.celery_for(url): no broker to publish to")
     app.send_task(task, args=args, queue=queue, headers={PUBLISHED_HEADER: time.time()})

@@ -31,7 +31,7 @@ from engine.config.config_document import write_private_file
 from engine.config.settings import Settings
 from engine.domain.errors import OperatorError
 from engine.domain.server_advisories import server_identity
-from engine.infra.connections import redis_client
+from engine.infra.connections import PROBE, WORK, redis_for, waiting
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class EmbeddedRedis:
         state = self._state()
         if not state:
             return False
-        client = redis_client(self.url(state["port"]), connect_timeout_s=1, read_timeout_s=2)
+        client = redis_for(self.url(state["port"]), PROBE)
         try:
             return bool(client.ping())
         except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError,
@@ -229,7 +229,7 @@ class EmbeddedRedis:
         write_private_file(self.config_file, "\n".join(lines) + "\n")  # it holds the password
 
     def _warn_if_vulnerable(self, port: int) -> None:
-        client = redis_client(self.url(port), read_timeout_s=5)
+        client = redis_for(self.url(port), WORK)
         try:
             identity = server_identity(client.info("server"))
         except redis.RedisError:
@@ -266,7 +266,7 @@ class EmbeddedRedis:
         state = self._state()
         if not state or not self.ping():
             return False
-        client = redis_client(self.url(state["port"]), read_timeout_s=timeout)
+        client = redis_for(self.url(state["port"]), waiting(timeout))
         target = None
         try:
             target = _server_process(client, self.directory)

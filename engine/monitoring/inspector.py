@@ -25,7 +25,7 @@ from engine.config.masking import scrub_url_secrets
 from engine.config.settings import Settings
 from engine.domain.phones import mask_phone
 from engine.infra.celery_app import PUBLISHED_HEADER
-from engine.infra.connections import redis_client
+from engine.infra.connections import PROBE, redis_for
 from engine.infra.embedded_redis import redis_url
 from engine.infra.inspector_store import Entry, InspectorStore, safe_payload, safe_text, safe_url
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REDIS_TIMEOUT_S = 2.0
 QUIET_AFTER_ERROR_S = 5.0  # Redis failed: record nothing for this long (sending goes on)
 
 
@@ -61,9 +60,8 @@ class Recorder:
     def _current_store(self) -> InspectorStore:
         with self._lock:
             if self._store is None or self._pid != os.getpid():
-                client = redis_client(redis_url(self.settings, start=False),
-                                      connect_timeout_s=REDIS_TIMEOUT_S,
-                                      read_timeout_s=REDIS_TIMEOUT_S)
+                # A probe's short timeouts: recording must not hold up what it watches.
+                client = redis_for(redis_url(self.settings, start=False), PROBE)
                 self._store = InspectorStore.for_settings(self.settings, client)
                 self._pid = os.getpid()
             return self._store

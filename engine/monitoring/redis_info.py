@@ -13,21 +13,18 @@ import redis
 from engine.config.masking import mask_url
 from engine.config.settings import Settings
 from engine.domain.server_advisories import server_identity
-from engine.infra.connections import redis_client
+from engine.infra.connections import PROBE, redis_for
 from engine.infra.embedded_redis import EmbeddedRedis, RedisUnavailable
 
-STATUS_TIMEOUT_S = 1.0
 
-
-def embedded_redis_status(settings: Settings,
-                          timeout: float = STATUS_TIMEOUT_S) -> dict[str, Any]:
+def embedded_redis_status(settings: Settings) -> dict[str, Any]:
     """The Redis RelayDesk uses: the embedded one of this data dir, or RELAYDESK_REDIS_URL's.
 
     Keys: embedded (False when RELAYDESK_REDIS_URL is set), running, url (password masked), port,
     pid, version, server_name, server_version, server_warning (see server_identity),
     uptime_s, used_memory_bytes, used_memory_human, maxmemory_policy, keys (in the broker's
-    database), error (why it is not running, else None). One round trip, at most about
-    ``timeout`` seconds.
+    database), error (why it is not running, else None). One round trip, with a
+    probe's short timeouts (connections.PROBE).
     """
     server = EmbeddedRedis.for_settings(settings)
     status: dict[str, Any] = {
@@ -43,7 +40,7 @@ def embedded_redis_status(settings: Settings,
         status["error"] = str(exc)
         return status
     status["url"] = mask_url(url)
-    client = redis_client(url, connect_timeout_s=timeout, read_timeout_s=timeout)
+    client = redis_for(url, PROBE)
     try:
         pipe = client.pipeline(transaction=False)
         pipe.info("server")

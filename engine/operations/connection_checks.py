@@ -25,14 +25,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from engine.config.masking import mask_url, restore_masked_url, scrub_url_secrets
 from engine.config.settings import Settings
-from engine.infra.connections import redis_client
+from engine.infra.connections import CHECK, redis_for
 
-TIMEOUT_S = 3.0
+TIMEOUT_S = CHECK.read_timeout_s  # every check waits as long as the Redis one
 _PROVIDER_NAMES = {"sandbox": "The sandbox gateway", "http": "The HTTP gateway",
                    "twilio": "Twilio", "africastalking": "Africa's Talking"}
 
@@ -116,8 +114,7 @@ def _check_redis_url(url: str, *, embedded: bool) -> CheckResult:
     detail: dict[str, Any] = {"url": masked, "embedded": embedded}
     try:
         place = _redis_place(url)
-        client = redis_client(url, connect_timeout_s=TIMEOUT_S, read_timeout_s=TIMEOUT_S,
-                              retry=Retry(NoBackoff(), 0))
+        client = redis_for(url, CHECK)
     except ValueError as exc:
         return CheckResult(False, f"RELAYDESK_REDIS_URL {masked} is not a Redis URL "
                                   f"({_scrub(str(exc), url)}): write it as "

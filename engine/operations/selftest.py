@@ -33,8 +33,7 @@ from sqlalchemy import select
 
 from engine import __version__
 from engine.config.settings import ENV_FILE_VARIABLE, Settings, load_settings, setting_names
-from engine.infra.celery_app import configure
-from engine.infra.connections import redis_client
+from engine.infra.connections import WORK, celery_for, redis_for
 from engine.infra.embedded_redis import EmbeddedRedis
 from engine.infra.local_gateway import LocalGateway
 from engine.operations.campaigns import campaign_summary, is_settled, send_campaign
@@ -183,8 +182,8 @@ def _run(settings: Settings, supervisor: Supervisor, report: SelftestReport, wor
     say(f"imported {imported.imported} contacts")
 
     url = EmbeddedRedis.for_settings(settings).url()
-    configure(url)
-    client = redis_client(url)
+    celery_for(url)
+    client = redis_for(url, WORK)
     try:
         bulk = send_campaign(db, client, settings, TEMPLATE, tag="bulk", name="selftest bulk")
         few = send_campaign(db, client, settings, TEMPLATE, tag="few", name="selftest few")

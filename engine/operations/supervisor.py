@@ -41,8 +41,7 @@ from kombu.exceptions import OperationalError
 from engine.config.settings import Settings
 from engine.domain.queues import ALL_QUEUES
 from engine.infra import process_records, redis_keys
-from engine.infra.celery_app import configure
-from engine.infra.connections import redis_client
+from engine.infra.connections import PROBE, celery_for, redis_for
 from engine.infra.embedded_redis import EmbeddedRedis, RedisUnavailable
 from engine.infra.local_gateway import LocalGateway
 from engine.infra.process_handles import AdoptedProcess, ChildProcess, ProcessHandle
@@ -568,8 +567,7 @@ class Supervisor:
         with self._lock:
             if self._broker is None or self._broker[0] != url:
                 self._close_broker()
-                client = redis_client(url, connect_timeout_s=1, read_timeout_s=2)
-                self._broker = (url, client, configure(url))
+                self._broker = (url, redis_for(url, PROBE), celery_for(url))
             return self._broker
 
     def _close_broker(self) -> None:

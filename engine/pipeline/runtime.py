@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.config.settings import Settings, load_settings
 from engine.infra.breaker import CircuitBreaker
-from engine.infra.connections import redis_client
+from engine.infra.connections import WORK, redis_for
 from engine.infra.embedded_redis import redis_url
 from engine.infra.local_gateway import gateway_url
 from engine.infra.rate_limit import RateLimiter
@@ -36,7 +36,7 @@ _runtimes: dict[int, Runtime] = {}
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    client = redis_client(redis_url(settings, start=False))
+    client = redis_for(redis_url(settings, start=False), WORK)
     provider = make_provider(settings, gateway_url(settings, start=False))
     rate = settings.rate_limit.per_second if settings.rate_limit else None
     return Runtime(

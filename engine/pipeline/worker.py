@@ -12,7 +12,7 @@ from celery import signals
 
 from engine.config.settings import Settings
 from engine.domain.queues import ALL_QUEUES
-from engine.infra.celery_app import configure
+from engine.infra.connections import celery_for
 from engine.infra.embedded_redis import redis_url
 from engine.infra.local_gateway import gateway_url
 from engine.monitoring.inspector import watch_jobs
@@ -46,7 +46,7 @@ def run_worker(settings: Settings, queues: list[str] | None = None,
                                         weak=False)
     url = redis_url(settings, start=True)
     gateway_url(settings, start=True)
-    app = configure(url)
+    app = celery_for(url)
     import engine.pipeline.tasks  # noqa: F401  (registers the tasks)
 
     watch_jobs(settings)  # the development inspector; does nothing when it is off

@@ -26,6 +26,7 @@ import redis
 
 from engine.domain.queues import ALL_QUEUES, BULK_MESSAGES, HIGH_PRIORITY, MESSAGES
 from engine.infra import celery_app, redis_keys, scheduler
+from engine.infra.connections import celery_for
 from engine.infra.embedded_redis import free_port
 from engine.pipeline.tasks import PROCESS_BULK, SEND_CHUNK, SEND_MESSAGE
 
@@ -54,7 +55,7 @@ def main(binary: str) -> None:
                 break
             except redis.ConnectionError:
                 time.sleep(0.05)
-        celery_app.configure(url)
+        celery_for(url)
         celery_app.publish(PROCESS_BULK, [7], BULK_MESSAGES)
         celery_app.publish(SEND_MESSAGE, [8, 101, False], MESSAGES)
         scheduler.schedule(client, [(1_900_000_000.0, scheduler.Job(

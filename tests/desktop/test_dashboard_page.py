@@ -80,10 +80,11 @@ def test_the_dashboard_follows_a_running_campaign(pipeline_console: Console, qtb
 
 def test_a_long_wait_shows_as_an_alert(console: Console, qtbot: QtBot,
                                        embedded_redis: EmbeddedRedis) -> None:
-    from engine.infra.celery_app import PUBLISHED_HEADER, configure
+    from engine.infra.celery_app import PUBLISHED_HEADER
+    from engine.infra.connections import celery_for
 
     client: Any = console.ctx.services.redis()
-    app = configure(embedded_redis.url())
+    app = celery_for(embedded_redis.url())
     app.send_task("relaydesk.process_bulk", args=[1], queue="bulk_messages",
                   headers={PUBLISHED_HEADER: time.time() - 900})
     assert monitor.tick(client, console.ctx.settings, "test")  # what a worker's monitor does

@@ -16,7 +16,8 @@ from celery import Celery
 
 from engine.config.settings import load_settings
 from engine.domain.queues import BULK_MESSAGES, MESSAGES
-from engine.infra.celery_app import configure, publish
+from engine.infra.celery_app import publish
+from engine.infra.connections import celery_for
 from engine.infra.embedded_redis import EmbeddedRedis
 from engine.infra.sandbox_gateway import GatewayServer
 from engine.monitoring import worker_control
@@ -42,7 +43,7 @@ def supervisor(redis_client: Any, gateway: GatewayServer,
 
 @pytest.fixture
 def app(embedded_redis: EmbeddedRedis) -> Celery:
-    return configure(embedded_redis.url())
+    return celery_for(embedded_redis.url())
 
 
 def state_of(sup: Supervisor, worker_id: str) -> LocalWorkerState:

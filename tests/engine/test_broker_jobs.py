@@ -10,7 +10,8 @@ import pytest
 
 from engine.domain.queues import BULK_MESSAGES, HIGH_PRIORITY, MESSAGES
 from engine.infra import scheduler
-from engine.infra.celery_app import app, configure, publish
+from engine.infra.celery_app import app, publish
+from engine.infra.connections import celery_for
 from engine.infra.embedded_redis import EmbeddedRedis
 from engine.monitoring.queue_status import UNACKED, broker_load, priority_keys
 from engine.pipeline.broker_jobs import campaigns_with_jobs, message_campaign
@@ -20,7 +21,7 @@ from tests.support import wait_for
 
 @pytest.fixture
 def broker(embedded_redis: EmbeddedRedis, redis_client: Any) -> Any:
-    configure(embedded_redis.url())
+    celery_for(embedded_redis.url())
     return redis_client
 
 

@@ -98,9 +98,9 @@ def test_memory_does_not_grow_with_the_number_of_messages(redis_client: Any,
 
 @pytest.fixture
 def celery_app(embedded_redis: EmbeddedRedis) -> Any:
-    from engine.infra.celery_app import configure
+    from engine.infra.connections import celery_for
 
-    return configure(embedded_redis.url())
+    return celery_for(embedded_redis.url())
 
 
 def test_queue_load_counts_every_priority_list_and_the_oldest_wait(

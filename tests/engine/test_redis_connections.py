@@ -1,9 +1,13 @@
 """Redis clients and the broker fail on a connection that never answers instead of hanging,
-keep their connections alive, and the scheduler's lock is released only by its holder."""
+wait as long as their purpose says, keep their connections alive, never show the password,
+a publish needs a broker it was told of, and the scheduler's lock is released only by its
+holder."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,12 +21,23 @@ from redis.commands.core import Script
 from engine.config.settings import load_settings
 from engine.domain.queues import MESSAGES
 from engine.infra import redis_keys, scheduler
-from engine.infra.celery_app import configure, publish
-from engine.infra.connections import redis_client
+from engine.infra.celery_app import app, publish
+from engine.infra.connections import (
+    CHECK,
+    CONSOLE,
+    PROBE,
+    WORK,
+    Purpose,
+    celery_for,
+    redis_for,
+    waiting,
+)
 from engine.infra.embedded_redis import EmbeddedRedis
 from engine.pipeline.runtime import build_runtime
 from engine.pipeline.sender import SEND_MESSAGE
 from tests.support import wait_for
+
+PASSWORD = "s3cret-Pw"
 
 
 class SilentServer:
@@ -31,7 +46,7 @@ class SilentServer:
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        self.url = f"redis://:{PASSWORD}@127.0.0.1:{self.listener.getsockname()[1]}/0"
         self.held: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -60,8 +75,9 @@ def silent() -> Iterator[SilentServer]:
 @pytest.mark.timeout(120)
 def test_a_redis_call_on_a_half_open_connection_fails_with_a_timeout(
         silent: SilentServer) -> None:
-    with pytest.raises(redis.TimeoutError):
-        redis_client(silent.url, read_timeout_s=1).ping()
+    with pytest.raises(redis.TimeoutError) as failed:
+        redis_for(silent.url, PROBE).ping()
+    assert PASSWORD not in str(failed.value)
 
 
 @pytest.mark.timeout(120)
@@ -80,16 +96,84 @@ def test_the_workers_redis_client_does_not_hang_on_a_half_open_connection(
 
 @pytest.mark.timeout(120)
 def test_a_publish_to_a_silent_broker_fails_instead_of_hanging(silent: SilentServer) -> None:
-    configure(silent.url)
+    celery_for(silent.url)
     try:
-        with pytest.raises(kombu.exceptions.OperationalError):
+        with pytest.raises(kombu.exceptions.OperationalError) as failed:
             publish(SEND_MESSAGE, [1, 2, False], MESSAGES)
+        assert PASSWORD not in str(failed.value)
+        assert PASSWORD not in repr(app.connection_for_write())
     finally:
-        configure("redis://127.0.0.1:9/0")  # drop the pools held on the silent server
+        celery_for("redis://127.0.0.1:9/0")  # drop the pools held on the silent server
+
+
+def test_a_publish_before_the_broker_is_named_fails_clearly() -> None:
+    """Without celery_for(url) first, Celery would try amqp://localhost: far from the bug."""
+    probe = (
+        "from engine.infra.celery_app import BrokerNotConfigured, publish\n"
+        "try:\n"
+        "    publish('relaydesk.send_message', [1, 2, False], 'messages')\n"
+        "except BrokerNotConfigured as exc:\n"
+        "    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert "celery_for(url)" in result.stdout
+
+
+def _socket_timeouts(client: redis.Redis) -> tuple[float | None, float | None]:
+    """(connect, read) timeouts of a live connection of ``client``."""
+    assert client.ping()
+    connection = client.connection_pool.get_connection()
+    try:
+        assert connection._sock is not None
+        return connection.socket_connect_timeout, connection._sock.gettimeout()
+    finally:
+        client.connection_pool.release(connection)
+
+
+@pytest.mark.parametrize("purpose", [WORK, CONSOLE, CHECK, PROBE, waiting(15.0)])
+def test_a_client_waits_as_long_as_its_purpose_says(embedded_redis: EmbeddedRedis,
+                                                    purpose: Purpose) -> None:
+    client = redis_for(embedded_redis.url(), purpose)
+    try:
+        assert _socket_timeouts(client) == (purpose.connect_timeout_s, purpose.read_timeout_s)
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_check_reports_the_first_failure_without_retrying(silent: SilentServer) -> None:
+    with pytest.raises(redis.TimeoutError):
+        redis_for(silent.url, CHECK).ping()
+    assert len(silent.held) == 1  # one connection: no second attempt
+
+
+def test_the_broker_waits_as_a_worker_does(embedded_redis: EmbeddedRedis) -> None:
+    options = celery_for(embedded_redis.url()).conf.broker_transport_options
+    assert options["socket_connect_timeout"] == WORK.connect_timeout_s
+    assert options["socket_timeout"] == WORK.read_timeout_s
+    assert options["visibility_timeout"]  # the app's own transport options are kept
+
+
+def test_the_password_never_shows_in_a_client_or_its_errors(
+        embedded_redis: EmbeddedRedis) -> None:
+    password = embedded_redis.password()
+    refused = f"redis://:{password}@127.0.0.1:9/0"
+    wrong = embedded_redis.url().replace(password, PASSWORD)
+    for url, error in [(refused, redis.ConnectionError),
+                       (wrong, redis.AuthenticationError)]:
+        client = redis_for(url, PROBE)
+        try:
+            with pytest.raises(error) as failed:
+                client.ping()
+            for secret in (password, PASSWORD):
+                assert secret not in str(failed.value)
+                assert secret not in repr(client)
+        finally:
+            client.close()
 
 
 def test_redis_connections_keep_alive(embedded_redis: EmbeddedRedis) -> None:
-    client = redis_client(embedded_redis.url())
+    client = redis_for(embedded_redis.url(), WORK)
     try:
         assert client.ping()
         connection = client.connection_pool.get_connection()

@@ -132,10 +132,11 @@ def test_backoff_doubles_with_jitter_and_cap(failures: int, low: float, high: fl
 def test_a_job_lands_in_its_own_queue_only(embedded_redis: EmbeddedRedis,
                                            redis_client: Any) -> None:
     """Each queue has its own routing key: a shared one would copy a job into all three."""
-    from engine.infra.celery_app import configure, publish
+    from engine.infra.celery_app import publish
+    from engine.infra.connections import celery_for
     from engine.monitoring.queue_status import queue_depths
 
-    configure(embedded_redis.url())
+    celery_for(embedded_redis.url())
     publish("relaydesk.process_bulk", [1], "bulk_messages")
     publish("relaydesk.send_message", [1, 2, False], "high_priority")
     wait_for(lambda: sum(queue_depths(redis_client).values()) >= 2, message="the publishes")

@@ -93,8 +93,9 @@ def test_an_explicit_env_file_is_read(tmp_path: Path) -> None:
 def test_celery_environment_variables_cannot_redirect_the_broker(tmp_path: Path) -> None:
     """Celery prefers CELERY_BROKER_URL (and _READ/_WRITE) to its configuration."""
     probe = (
-        "from engine.infra.celery_app import app, configure\n"
-        "configure('redis://127.0.0.1:6399/3')\n"
+        "from engine.infra.celery_app import app\n"
+        "from engine.infra.connections import celery_for\n"
+        "celery_for('redis://127.0.0.1:6399/3')\n"
         "print(app.connection_for_write().host)\n"
         "print(app.connection_for_read().host)\n"
         "print(app.loader.__class__.__module__)\n")
