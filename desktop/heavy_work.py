@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.config.settings import Settings
-from engine.infra.connections import WORK, celery_for, redis_for
+from engine.infra.celery_app import configure
 from engine.infra.embedded_redis import redis_url
 from engine.operations.campaigns import CreatedCampaign, send_campaign
-from engine.operations.compose import Recipients
+from engine.operations.preview import Recipients
 from engine.store.contacts_import import ImportResult, import_contacts
 from engine.store.db import open_database
 
@@ -22,10 +22,12 @@ def import_file(settings: Settings, path: Path) -> ImportResult:
 
 def send(settings: Settings, template: str, recipients: Recipients, urgent: bool,
          name: str | None) -> CreatedCampaign:
+    from engine.infra.connections import redis_client
+
     url = redis_url(settings, start=False)
-    client = redis_for(url, WORK)
+    client = redis_client(url)
     try:
-        celery_for(url)
+        configure(url)
         return send_campaign(open_database(settings), client, settings, template,
                              tag=recipients.tag, contact_ids=recipients.ids, urgent=urgent,
                              name=name)

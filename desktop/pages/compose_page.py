@@ -40,14 +40,9 @@ from engine.domain.formatting import format_duration
 from engine.domain.personalize import KNOWN_TAGS, TemplateError
 from engine.domain.phones import mask_phone
 from engine.domain.planning import SendPlan
+from engine.domain.rendering import RenderedMessage
 from engine.operations.campaigns import CreatedCampaign
-from engine.operations.compose import (
-    ComposeSummary,
-    MessagePreview,
-    Recipients,
-    preview_one,
-    summarize,
-)
+from engine.operations.preview import ComposeSummary, Recipients, preview_one, summarise
 
 PREVIEW_DELAY_MS = 300
 
@@ -76,7 +71,7 @@ class ComposePage(Page):
         super().__init__(ctx)
         self.index = 0
         self.summary: ComposeSummary | None = None
-        self.preview: MessagePreview | None = None
+        self.preview: RenderedMessage | None = None
         self.selected_ids: tuple[int, ...] = ()
         self._preview_generation = 0  # stepping and typing each make older results stale
         self._totals_generation = 0
@@ -338,7 +333,7 @@ class ComposePage(Page):
             return
         settings, index = self.ctx.settings, self.index
 
-        def work() -> MessagePreview | None:
+        def work() -> RenderedMessage | None:
             with self.ctx.services.db().session() as session:
                 return preview_one(session, settings, text, recipients, index)
 
@@ -355,7 +350,7 @@ class ComposePage(Page):
 
         def work() -> ComposeSummary:
             with self.ctx.services.db().session() as session:
-                return summarize(session, settings, text, recipients, urgent=urgent)
+                return summarise(session, settings, text, recipients, urgent=urgent)
 
         self.ctx.background.run(work, on_done=lambda r: self._show_summary(generation, r),
                                 on_error=lambda e: self._preview_failed(generation, e,
@@ -386,7 +381,7 @@ class ComposePage(Page):
         self._show_stepper()
         self._update_send_state()
 
-    def _show_preview(self, generation: int, one: MessagePreview | None) -> None:
+    def _show_preview(self, generation: int, one: RenderedMessage | None) -> None:
         if generation != self._preview_generation:
             return
         self.preview = one

@@ -20,11 +20,11 @@ from engine.config.settings import Settings
 from engine.domain.errors import OperatorError
 from engine.domain.personalize import Recipient, Template
 from engine.domain.planning import PlanPolicy, Route, SendPlan, plan_send
-from engine.domain.sms_encoding import segment_info
+from engine.domain.rendering import RenderedMessage, render_messages
 from engine.infra import scheduler
 from engine.infra.celery_app import publish
+from engine.operations.preview import Recipients, render_for
 from engine.pipeline.sender import PROCESS_BULK, message_job
-from engine.store.contacts import iter_recipients
 from engine.store.db import Database
 from engine.store.delivery_state import campaign_counts
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
@@ -67,10 +67,12 @@ def create_campaign(db: Database, settings: Settings, template_text: str, *,
     ``contact_ids``."""
     check_campaign(template_text, name)
     template = Template.parse(template_text)
+    recipients = Recipients(tag=tag, ids=None if contact_ids is None else tuple(contact_ids))
     with db.session() as session:
-        recipients = iter_recipients(session, tag=tag, ids=contact_ids)
-        return _store_campaign(session, settings, template, recipients,
-                               tag=tag, urgent=urgent, name=name, today=today)
+        messages = render_for(session, settings, template, recipients,
+                              today=today or date.today())
+        return _store_campaign(session, settings, template, messages,
+                               tag=tag, urgent=urgent, name=name)
 
 
 def create_campaign_to(db: Database, settings: Settings, template_text: str,
@@ -81,17 +83,17 @@ def create_campaign_to(db: Database, settings: Settings, template_text: str,
     (a test send): the same rows and plan, so it travels the same pipeline."""
     check_campaign(template_text, name)
     template = Template.parse(template_text)
+    messages = render_messages(template, recipients, today=today or date.today(),
+                               currency_format=settings.currency_format)
     with db.session() as session:
-        return _store_campaign(session, settings, template, recipients, tag=None,
-                               urgent=urgent, name=name, today=today)
+        return _store_campaign(session, settings, template, messages, tag=None,
+                               urgent=urgent, name=name)
 
 
 def _store_campaign(session: Session, settings: Settings, template: Template,
-                    recipients: Iterable[tuple[int | None, str, Recipient]], *,
-                    tag: str | None, urgent: bool, name: str | None,
-                    today: date | None) -> CreatedCampaign:
+                    messages: Iterable[RenderedMessage], *,
+                    tag: str | None, urgent: bool, name: str | None) -> CreatedCampaign:
     template_text = template.source
-    today = today or date.today()
     now = utcnow()
     name = (name or "").strip() or f"Campaign {now:%Y-%m-%d %H:%M}"
     campaign = Campaign(name=name, template=template_text,
@@ -101,14 +103,13 @@ def _store_campaign(session: Session, settings: Settings, template: Template,
     session.flush()
     rows: list[dict[str, Any]] = []
     segments = 0
-    for contact_id, phone, values in recipients:
-        text = template.render(values, today=today, currency_format=settings.currency_format)
-        info = segment_info(text)
-        segments += info.segments
-        rows.append({"campaign_id": campaign.id, "contact_id": contact_id, "phone": phone,
-                     "body": text, "encoding": str(info.encoding),
-                     "segments": info.segments, "status": MessageStatus.QUEUED,
-                     "attempts": 0, "created_at": now, "updated_at": now})
+    for message in messages:
+        segments += message.segments
+        rows.append({"campaign_id": campaign.id, "contact_id": message.contact_id,
+                     "phone": message.phone, "body": message.text,
+                     "encoding": str(message.encoding), "segments": message.segments,
+                     "status": MessageStatus.QUEUED, "attempts": 0, "created_at": now,
+                     "updated_at": now})
     plan = plan_send(len(rows), urgent=urgent, policy=PlanPolicy.from_settings(settings))
     for start in range(0, len(rows), _INSERT_BATCH):
         session.execute(insert(_MESSAGES), rows[start:start + _INSERT_BATCH])

@@ -1,9 +1,17 @@
-"""Campaign preview: render every recipient's message and plan the send, sending nothing."""
+"""Seeing a campaign before it is sent, for the Compose page (one recipient's message at a
+time, and the totals while the operator types) and ``campaign preview`` (the first
+messages, the totals and the send plan). Sends nothing.
+
+Messages are rendered for the contacts in the database by render_for, which campaign send
+uses too: the preview is what goes out.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -11,18 +19,70 @@ from sqlalchemy.orm import Session
 from engine.config.settings import Settings
 from engine.domain.personalize import Template
 from engine.domain.planning import PlanPolicy, SendPlan, plan_send
-from engine.domain.sms_encoding import segment_info
+from engine.domain.rendering import RenderedMessage, render_messages
+from engine.domain.sms_encoding import Encoding
 from engine.store.contacts import iter_recipients
 
 
 @dataclass(frozen=True)
-class RenderedMessage:
-    contact_id: int
-    phone: str
-    text: str
-    encoding: str
+class Recipients:
+    """Who a campaign goes to: everyone, a tag, or chosen contacts."""
+
+    tag: str | None = None
+    ids: tuple[int, ...] | None = None
+
+    def describe(self) -> str:
+        if self.ids is not None:
+            return f"{len(self.ids):,} selected contact(s)"
+        return f"contacts tagged '{self.tag}'" if self.tag else "all contacts"
+
+
+def render_for(session: Session, settings: Settings, template: Template,
+               recipients: Recipients, *, today: date, offset: int = 0,
+               limit: int | None = None) -> Iterator[RenderedMessage]:
+    """The messages of these contacts (id order), from the ``offset``-th, at most
+    ``limit``; streamed, so a whole campaign is never held at once."""
+    found = iter_recipients(session, tag=recipients.tag, ids=recipients.ids,
+                            offset=offset, limit=limit)
+    return render_messages(template, found, today=today,
+                           currency_format=settings.currency_format, first_index=offset)
+
+
+@dataclass(frozen=True)
+class ComposeSummary:
+    recipients: int
     segments: int
     characters: int
+    ucs2: int  # messages that need UCS-2 (70 characters a segment instead of 160)
+    cost: Decimal
+    plan: SendPlan | None  # None when there is nobody to send to
+
+
+def preview_one(session: Session, settings: Settings, template_text: str,
+                recipients: Recipients, index: int, today: date | None = None
+                ) -> RenderedMessage | None:
+    """The message of the ``index``-th recipient (id order); TemplateError for a bad template."""
+    template = Template.parse(template_text)
+    return next(render_for(session, settings, template, recipients,
+                           today=today or date.today(), offset=max(index, 0), limit=1), None)
+
+
+def summarise(session: Session, settings: Settings, template_text: str,
+              recipients: Recipients, *, urgent: bool = False,
+              today: date | None = None) -> ComposeSummary:
+    """Totals over every recipient: each message is rendered, as the send will render it."""
+    template = Template.parse(template_text)
+    count = segments = characters = ucs2 = 0
+    for message in render_for(session, settings, template, recipients,
+                              today=today or date.today()):
+        segments += message.segments
+        characters += message.characters
+        ucs2 += message.encoding is Encoding.UCS2
+        count += 1
+    plan = plan_send(count, urgent=urgent, policy=PlanPolicy.from_settings(settings)) \
+        if count else None
+    return ComposeSummary(count, segments, characters, ucs2,
+                          settings.price_per_segment * segments, plan)
 
 
 @dataclass(frozen=True)
@@ -36,7 +96,8 @@ class CampaignPreview:
         return {
             "messages": [
                 {"contact_id": m.contact_id, "recipient": m.phone, "text": m.text,
-                 "encoding": m.encoding, "segments": m.segments, "characters": m.characters}
+                 "encoding": str(m.encoding), "segments": m.segments,
+                 "characters": m.characters}
                 for m in self.messages
             ],
             "totals": {"recipients": self.recipients, "segments": self.segments},
@@ -55,17 +116,12 @@ def preview_campaign(session: Session, settings: Settings, template_text: str, *
                      tag: str | None = None, limit: int = 5, urgent: bool = False,
                      today: date | None = None) -> CampaignPreview:
     """Raises TemplateError for a bad template and PlanError when nobody would receive it."""
-    template = Template.parse(template_text)
     today = today or date.today()
-    shown: list[RenderedMessage] = []
-    recipients = segments = 0
-    for contact_id, phone, values in iter_recipients(session, tag=tag):
-        text = template.render(values, today=today, currency_format=settings.currency_format)
-        info = segment_info(text)
-        recipients += 1
-        segments += info.segments
-        if len(shown) < limit:
-            shown.append(RenderedMessage(contact_id, phone, text, str(info.encoding),
-                                         info.segments, info.characters))
-    plan = plan_send(recipients, urgent=urgent, policy=PlanPolicy.from_settings(settings))
-    return CampaignPreview(shown, recipients, segments, plan)
+    recipients = Recipients(tag=tag)
+    summary = summarise(session, settings, template_text, recipients, urgent=urgent,
+                        today=today)
+    plan = plan_send(summary.recipients, urgent=urgent,
+                     policy=PlanPolicy.from_settings(settings))
+    shown = list(render_for(session, settings, Template.parse(template_text), recipients,
+                            today=today, limit=limit))
+    return CampaignPreview(shown, summary.recipients, summary.segments, plan)

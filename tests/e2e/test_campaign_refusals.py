@@ -20,7 +20,7 @@ from engine.operations.campaigns import (
     create_campaign,
     send_campaign,
 )
-from engine.operations.compose import Recipients
+from engine.operations.preview import Recipients
 from engine.store.db import open_database
 from engine.store.models import Campaign, OutgoingMessage
 from tests.support import run_cli, write_contacts
