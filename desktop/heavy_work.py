@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.config.settings import Settings
-from engine.infra.celery_app import configure
+from engine.infra.connections import WORK, celery_for, redis_for
 from engine.infra.embedded_redis import redis_url
 from engine.operations.campaigns import CreatedCampaign, send_campaign
 from engine.operations.preview import Recipients
@@ -22,12 +22,10 @@ def import_file(settings: Settings, path: Path) -> ImportResult:
 
 def send(settings: Settings, template: str, recipients: Recipients, urgent: bool,
          name: str | None) -> CreatedCampaign:
-    from engine.infra.connections import redis_client
-
     url = redis_url(settings, start=False)
-    client = redis_client(url)
+    client = redis_for(url, WORK)
     try:
-        configure(url)
+        celery_for(url)
         return send_campaign(open_database(settings), client, settings, template,
                              tag=recipients.tag, contact_ids=recipients.ids, urgent=urgent,
                              name=name)
