@@ -31,42 +31,6 @@ TEXT_WIDTH = 460
 NUMBER_WIDTH = 140
 CHOICE_WIDTH = 220
 
-# Provider settings that only matter for some providers: the form hides the others.
-PROVIDER_ONLY: dict[str, tuple[str, ...]] = {
-    "RELAYDESK_SMS_GATEWAY_URL": ("sandbox", "http"),
-    "RELAYDESK_SMS_HTTP_BODY_TEMPLATE": ("http",),
-    "RELAYDESK_SMS_HTTP_AUTH_HEADER": ("http",),
-    "RELAYDESK_TWILIO_ACCOUNT_SID": ("twilio",),
-    "RELAYDESK_TWILIO_AUTH_TOKEN": ("twilio",),
-    "RELAYDESK_TWILIO_FROM": ("twilio",),
-    "RELAYDESK_TWILIO_API_URL": ("twilio",),
-    "RELAYDESK_AT_USERNAME": ("africastalking",),
-    "RELAYDESK_AT_API_KEY": ("africastalking",),
-    "RELAYDESK_AT_SENDER_ID": ("africastalking",),
-    "RELAYDESK_AT_API_URL": ("africastalking",),
-}
-
-GROUP_NOTES = {
-    "General": "Which kind of installation this is and where it keeps its files.",
-    "Connections": "Redis holds the queues, pacing, rate-limit and metrics; the database "
-                   "keeps every message and its delivery state. Leave both empty to use "
-                   "RelayDesk's own Redis and a SQLite file in the data folder.",
-    "Provider": "Who delivers the messages, and what one SMS costs. Only the fields of the "
-                "chosen provider are shown.",
-    "Sending": "How campaigns are split into jobs and paced. The rate limit is shared by all "
-               "workers on all machines.",
-    "Retries": "Temporary provider errors are retried with doubling waits; too many failures "
-               "in a row pause sending for a cool-down.",
-    "Workers": "The worker processes the console (and 'relaydesk supervise') starts on this "
-               "computer.",
-    "Regional": "How phone numbers without a country code and amounts are read and written.",
-    "Metrics and alerts": "How long the dashboard's figures stay in Redis (memory stays flat "
-                          "whatever the volume), and who hears about a queue that waits too "
-                          "long.",
-    "Monitoring (Sentry)": "Errors from the console and the workers go to Sentry when a DSN "
-                           "is set.",
-}
-
 _SOURCE_TEXT = {
     "config": "Saved in the config file.",
     "keyring": "Saved in the system keyring.",
@@ -118,8 +82,10 @@ def secrets_note(keyring: bool) -> str:
             "config file, readable only by you (mode 0600). They are never shown here.")
 
 
-def applies_to_provider(name: str, provider: str) -> bool:
-    return provider in PROVIDER_ONLY.get(name, (provider,))
+def applies_to_provider(info: FieldInfo, provider: str) -> bool:
+    """Whether the form shows ``info`` with ``provider`` chosen (settings such as Twilio's
+    token only matter for one provider)."""
+    return not info.providers or provider in info.providers
 
 
 def save_report(saved: SavedSettings, labels: dict[str, str], load_error: str | None) -> str:

@@ -40,8 +40,6 @@ from PySide6.QtWidgets import (
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
 from desktop.settings_form import (
-    GROUP_NOTES,
-    PROVIDER_ONLY,
     CheckControl,
     FieldEditor,
     applies_to_provider,
@@ -53,6 +51,7 @@ from desktop.settings_form import (
 from desktop.theme import BAD, GOOD
 from desktop.widgets import empty_state, heading, separator
 from engine.config.settings import (
+    GROUPS,
     Settings,
     SettingsError,
     config_file_path,
@@ -327,7 +326,7 @@ class SettingsPage(Page):
         column.setContentsMargins(4, 0, 12, 12)
         column.setSpacing(4)
         column.addWidget(heading(group, 1.15))
-        note = muted(QLabel(GROUP_NOTES.get(group, "")))
+        note = muted(QLabel(GROUPS[group]))
         note.setWordWrap(True)
         column.addWidget(note)
         if any(info.secret for info in infos):
@@ -499,9 +498,8 @@ class SettingsPage(Page):
         if "RELAYDESK_SMS_PROVIDER" not in self.editors:
             return
         provider = self.editors["RELAYDESK_SMS_PROVIDER"].text()
-        for name in PROVIDER_ONLY:
-            editor = self.editors[name]
-            visible = applies_to_provider(name, provider) or name in self.errors
+        for name, editor in self.editors.items():
+            visible = applies_to_provider(editor.info, provider) or name in self.errors
             self.forms[name].setRowVisible(editor, visible)
 
     def _update_state(self) -> None:

@@ -17,18 +17,27 @@ instead of the config file. The config file then lists them in its ``[keyring]``
 (``service = "..."``, ``secrets = ["RELAYDESK_TWILIO_AUTH_TOKEN", ...]``), and only those
 are read from the keyring, after every other source: a process whose config names no
 keyring secret never loads or asks the keyring, so loading stays fast and works headless.
+
+The ``Settings`` class below is the one table of settings: each field declares a setting's
+type, built-in default, environment name, parser, section, label and help. The loader,
+``relaydesk settings``, the config-file editor (``engine.config.settings_store``) and the
+console's Settings page are all built from it (``SETTINGS``). To add a setting: add one entry
+to ``Settings`` here, and document its name in the README's settings table.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import phonenumbers
 import platformdirs
@@ -38,6 +47,7 @@ from filelock import FileLock
 from engine.config.config_document import toml_document, write_private_file
 from engine.config.masking import MASK, mask_secret, mask_url
 from engine.domain.errors import OperatorError
+from engine.domain.planning import PlanPolicy
 from engine.domain.queues import ALL_QUEUES
 
 if TYPE_CHECKING:
@@ -274,69 +284,76 @@ def _price(text: str) -> Decimal:
     return value
 
 
-@dataclass(frozen=True)
-class SettingField:
-    name: str  # environment-variable name, used by every source
-    attr: str
-    parse: Callable[[str], Any]
-    secret: bool = False
-    url: bool = False
-    header: bool = False  # "Name: value": only the name may be shown
+# Checks the config-file editor makes beyond a setting's parser (Setting.check), for values
+# a worker would only trip over later.
+
+_HTTP_BODY_EXAMPLE = '{"to": "{to}", "message": "{body}", "reference": "{id}"}'
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
-_FIELDS: tuple[SettingField, ...] = (
-    SettingField("RELAYDESK_DATA_DIR", "data_dir", _path),
-    SettingField("RELAYDESK_ENV", "env", _environment),
-    SettingField("RELAYDESK_INSPECTOR", "inspector", _inspector_switch),
-    SettingField("RELAYDESK_INSPECTOR_MAX_AGE", "inspector_max_age_s", parse_duration),
-    SettingField("RELAYDESK_INSPECTOR_MAX_ENTRIES", "inspector_max_entries", _positive_int),
-    SettingField("RELAYDESK_REDIS_URL", "redis_url", _optional_str, url=True),
-    SettingField("RELAYDESK_DATABASE_URL", "database_url", _optional_str, url=True),
-    SettingField("RELAYDESK_SENTRY_DSN", "sentry_dsn", _optional_str, secret=True),
-    SettingField("RELAYDESK_SENTRY_RELEASE", "sentry_release", _optional_str),
-    SettingField("RELAYDESK_SENTRY_ENVIRONMENT", "sentry_environment", _optional_str),
-    SettingField("RELAYDESK_SENTRY_SAMPLE_RATE", "sentry_sample_rate", _fraction),
-    SettingField("RELAYDESK_SENTRY_TRACES_SAMPLE_RATE", "sentry_traces_sample_rate", _fraction),
-    SettingField("RELAYDESK_DEFAULT_REGION", "default_region", _region),
-    SettingField("RELAYDESK_CURRENCY_FORMAT", "currency_format", _currency_format),
-    SettingField("RELAYDESK_PRICE_PER_SEGMENT", "price_per_segment", _price),
-    SettingField("RELAYDESK_BULK_THRESHOLD", "bulk_threshold", _positive_int),
-    SettingField("RELAYDESK_CHUNK_SIZE", "chunk_size", _positive_int),
-    SettingField("RELAYDESK_PACING_INDIVIDUAL_S", "pacing_individual_s", _non_negative_float),
-    SettingField("RELAYDESK_PACING_CHUNK_S", "pacing_chunk_s", _non_negative_float),
-    SettingField("RELAYDESK_RATE_LIMIT", "rate_limit", parse_rate_limit),
-    SettingField("RELAYDESK_MAX_ATTEMPTS", "max_attempts", _positive_int),
-    SettingField("RELAYDESK_RETRY_BACKOFF", "retry_backoff_s", _non_negative_float),
-    SettingField("RELAYDESK_RETRY_BACKOFF_MAX", "retry_backoff_max_s", _non_negative_float),
-    SettingField("RELAYDESK_SEND_CONCURRENCY", "send_concurrency", _positive_int),
-    SettingField("RELAYDESK_PROVIDER_TIMEOUT_S", "provider_timeout_s", _provider_timeout),
-    SettingField("RELAYDESK_BREAKER_THRESHOLD", "breaker_threshold", _positive_int),
-    SettingField("RELAYDESK_BREAKER_COOLDOWN_S", "breaker_cooldown_s", _non_negative_float),
-    SettingField("RELAYDESK_WORKER_CONCURRENCY", "worker_concurrency", _positive_int),
-    SettingField("RELAYDESK_WORKERS", "workers", _positive_int),
-    SettingField("RELAYDESK_MIN_PROCESSES", "min_processes", _positive_int),
-    SettingField("RELAYDESK_MAX_PROCESSES", "max_processes", _positive_int),
-    SettingField("RELAYDESK_METRICS_KEEP_10S", "metrics_keep_10s_s", parse_duration),
-    SettingField("RELAYDESK_METRICS_KEEP_MINUTES", "metrics_keep_minutes_s", parse_duration),
-    SettingField("RELAYDESK_METRICS_KEEP_HOURS", "metrics_keep_hours_s", parse_duration),
-    SettingField("RELAYDESK_LONG_WAIT", "long_wait", parse_wait_thresholds),
-    SettingField("RELAYDESK_ALERT_WEBHOOK", "alert_webhook", _optional_str, secret=True),
-    SettingField("RELAYDESK_ALERT_EMAIL", "alert_email", _optional_str),
-    SettingField("RELAYDESK_SMTP_URL", "smtp_url", _optional_str, url=True),
-    SettingField("RELAYDESK_SMS_PROVIDER", "sms_provider", _provider),
-    SettingField("RELAYDESK_SMS_GATEWAY_URL", "sms_gateway_url", _optional_str, url=True),
-    SettingField("RELAYDESK_SMS_HTTP_BODY_TEMPLATE", "sms_http_body_template", _body_template),
-    SettingField("RELAYDESK_SMS_HTTP_AUTH_HEADER", "sms_http_auth_header", _optional_str,
-                 secret=True, header=True),
-    SettingField("RELAYDESK_TWILIO_ACCOUNT_SID", "twilio_account_sid", _optional_str),
-    SettingField("RELAYDESK_TWILIO_AUTH_TOKEN", "twilio_auth_token", _optional_str, secret=True),
-    SettingField("RELAYDESK_TWILIO_FROM", "twilio_from", _optional_str),
-    SettingField("RELAYDESK_TWILIO_API_URL", "twilio_api_url", _optional_str, url=True),
-    SettingField("RELAYDESK_AT_USERNAME", "at_username", _optional_str),
-    SettingField("RELAYDESK_AT_API_KEY", "at_api_key", _optional_str, secret=True),
-    SettingField("RELAYDESK_AT_SENDER_ID", "at_sender_id", _optional_str),
-    SettingField("RELAYDESK_AT_API_URL", "at_api_url", _optional_str, url=True),
-)
+def _http_url_problem(text: str) -> str | None:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be a web address starting with https:// or http://"
+    return None
+
+
+def _redis_url_problem(text: str) -> str | None:
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        return "must start with redis://, rediss:// (TLS) or unix://"
+    return None
+
+
+def _sentry_dsn_problem(text: str) -> str | None:
+    from sentry_sdk.utils import BadDsn, Dsn
+
+    try:
+        Dsn(text)
+    except (BadDsn, ValueError):
+        return "is not valid: copy the DSN from the Sentry project's Client Keys page"
+    return None
+
+
+def _auth_header_problem(text: str) -> str | None:
+    header, sep, value = text.partition(":")
+    if not sep or not value.strip() or not _HEADER_NAME.fullmatch(header.strip()):
+        return "must be written Name: value, e.g. Authorization: Bearer <token>"
+    return None
+
+
+def _body_template_problem(text: str) -> str | None:
+    sample = text
+    for placeholder in ("{to}", "{body}", "{id}"):
+        sample = sample.replace(placeholder, "x")
+    try:
+        json.loads(sample)
+    except ValueError:
+        return (f"must be JSON once {{to}}, {{body}} and {{id}} are filled in, e.g. "
+                f"{_HTTP_BODY_EXAMPLE}")
+    if "{to}" not in text or "{body}" not in text:
+        return "must contain {to} and {body}"
+    return None
+
+
+def _database_url_problem(text: str) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    for prefix in ("postgres://", "postgresql://"):
+        if text.startswith(prefix):
+            text = "postgresql+psycopg://" + text[len(prefix):]
+    try:
+        backend = make_url(text).get_backend_name()
+    except (ArgumentError, ValueError):
+        return "is not a database URL: write postgresql://user:password@host/dbname"
+    if backend not in ("sqlite", "postgresql"):
+        return "must be a PostgreSQL URL (postgresql://user:password@host/dbname) or SQLite"
+    return None
 
 
 # Names the settings had before every one carried the RELAYDESK_ prefix. A config file or
@@ -359,6 +376,7 @@ ENV_FILE_VARIABLE = "RELAYDESK_ENV_FILE"
 _CONTROL_CHARACTERS = {chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))}
 _BODY_WHITESPACE = frozenset({"\t", "\n", "\r"})
 
+
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
@@ -367,62 +385,309 @@ def default_config_file() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
 
 
+# --- the table ------------------------------------------------------------------------------
+
+Kind = Literal["text", "int", "float", "choice", "url", "secret"]
+
+# The Settings page's sections, in order, each with the note shown under its heading.
+GROUPS: dict[str, str] = {
+    "General": "Which kind of installation this is and where it keeps its files.",
+    "Connections": "Redis holds the queues, pacing, rate-limit and metrics; the database "
+                   "keeps every message and its delivery state. Leave both empty to use "
+                   "RelayDesk's own Redis and a SQLite file in the data folder.",
+    "Provider": "Who delivers the messages, and what one SMS costs. Only the fields of the "
+                "chosen provider are shown.",
+    "Sending": "How campaigns are split into jobs and paced. The rate limit is shared by all "
+               "workers on all machines.",
+    "Retries": "Temporary provider errors are retried with doubling waits; too many failures "
+               "in a row pause sending for a cool-down.",
+    "Workers": "The worker processes the console (and 'relaydesk supervise') starts on this "
+               "computer.",
+    "Regional": "How phone numbers without a country code and amounts are read and written.",
+    "Metrics and alerts": "How long the dashboard's figures stay in Redis (memory stays flat "
+                          "whatever the volume), and who hears about a queue that waits too "
+                          "long.",
+    "Monitoring (Sentry)": "Errors from the console and the workers go to Sentry when a DSN "
+                           "is set.",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How every part of RelayDesk reads, checks and shows one setting."""
+
+    name: str  # the environment-variable name, used by every source
+    parse: Callable[[str], Any]  # text -> value; its ValueError says what is wrong
+    group: str  # a key of GROUPS
+    label: str
+    help: str
+    kind: Kind = "text"  # the form's editor; secrets and URLs are masked wherever shown
+    example: str = ""  # a sample value, e.g. for a placeholder
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    header: bool = False  # "Name: value": only the name may be shown
+    providers: tuple[str, ...] = ()  # only these SMS providers use it (empty: every one)
+    required_for: tuple[str, ...] = ()  # SMS providers that cannot send without it
+    # The config-file editor's check beyond ``parse``, for values a worker would only trip
+    # over later: what is wrong, or None.
+    check: Callable[[str], str | None] | None = None
+    attr: str = ""  # the Settings field; filled in from the class
+
+    @property
+    def secret(self) -> bool:
+        return self.kind == "secret"
+
+    @property
+    def url(self) -> bool:
+        return self.kind == "url"
+
+
+_SETTING = "relaydesk.setting"  # the key of a Settings field's metadata holding its Setting
+
+
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path
-    env: Environment = "production"
+    """Every setting RelayDesk reads. Each field is one setting: its type, its built-in
+    default and, in its Setting, its environment name, parser, section, label and help."""
+
+    # --- General -------------------------------------------------------------
+    env: Environment = field(default="production", metadata={_SETTING: Setting(
+        "RELAYDESK_ENV", _environment, "General", "Environment",
+        "production for real campaigns; development for trying RelayDesk out.",
+        kind="choice", choices=("production", "development"))})
+    data_dir: Path = field(default_factory=default_data_dir, metadata={_SETTING: Setting(
+        "RELAYDESK_DATA_DIR", _path, "General", "Data folder",
+        "Where the database, logs and RelayDesk's own Redis keep their files.",
+        example="~/relaydesk-data")})
     # The job inspector (engine.monitoring.inspector) records jobs, SQL and provider calls;
     # it is for development only and refused in production.
-    inspector: InspectorSwitch = "auto"
-    inspector_max_age_s: int = 3600
-    inspector_max_entries: int = 5000  # per kind: jobs, SQL statements, HTTP calls
-    redis_url: str | None = None
-    database_url: str | None = None
-    sentry_dsn: str | None = None
-    sentry_release: str | None = None
-    sentry_environment: str | None = None
-    sentry_sample_rate: float = 1.0
-    sentry_traces_sample_rate: float = 0.0
-    default_region: str = "KE"
-    currency_format: str = "{amount}"
+    inspector: InspectorSwitch = field(default="auto", metadata={_SETTING: Setting(
+        "RELAYDESK_INSPECTOR", _inspector_switch, "General", "Job inspector",
+        "Records recent jobs, SQL statements and provider calls for the Inspector page. "
+        "auto: on in development, off in production (where it cannot be turned on).",
+        kind="choice", choices=("auto", "on", "off"))})
+    inspector_max_age_s: int = field(default=3600, metadata={_SETTING: Setting(
+        "RELAYDESK_INSPECTOR_MAX_AGE", parse_duration, "General", "Inspector keeps entries for",
+        "Older inspector entries are removed (seconds, or with s, m, h or d).",
+        example="1h")})
+    # Per kind: jobs, SQL statements, HTTP calls.
+    inspector_max_entries: int = field(default=5000, metadata={_SETTING: Setting(
+        "RELAYDESK_INSPECTOR_MAX_ENTRIES", _positive_int, "General", "Inspector entries kept",
+        "The most jobs, SQL statements and provider calls kept, each.",
+        kind="int", example="5000", minimum=1)})
+    # --- Connections ---------------------------------------------------------
+    redis_url: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_REDIS_URL", _optional_str, "Connections", "Redis URL",
+        "The broker and shared state. Leave empty to let RelayDesk run its own Redis.",
+        kind="url", example="redis://:password@127.0.0.1:6379/0", check=_redis_url_problem)})
+    database_url: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_DATABASE_URL", _optional_str, "Connections", "Database URL",
+        "Leave empty for the SQLite file in the data folder; use PostgreSQL when workers "
+        "run on several machines.",
+        kind="url", example="postgresql://user:password@db-host/relaydesk",
+        check=_database_url_problem)})
+    # --- Provider ------------------------------------------------------------
+    sms_provider: str = field(default="sandbox", metadata={_SETTING: Setting(
+        "RELAYDESK_SMS_PROVIDER", _provider, "Provider", "SMS provider",
+        "Who delivers the messages. sandbox is RelayDesk's test gateway: nothing is sent.",
+        kind="choice", choices=PROVIDERS)})
+    sms_gateway_url: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_SMS_GATEWAY_URL", _optional_str, "Provider", "Gateway URL",
+        "The sandbox or generic HTTP gateway. With the sandbox, leave empty and RelayDesk "
+        "runs it.",
+        kind="url", example="https://sms.example.com/send", providers=("sandbox", "http"),
+        required_for=("http",), check=_http_url_problem)})
+    sms_http_body_template: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_SMS_HTTP_BODY_TEMPLATE", _body_template, "Provider", "Request body",
+        "Generic HTTP gateway: the JSON body, with {to}, {body} and {id} where the number, "
+        "the text and the message's unique reference go.",
+        example=_HTTP_BODY_EXAMPLE, providers=("http",), check=_body_template_problem)})
+    sms_http_auth_header: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_SMS_HTTP_AUTH_HEADER", _optional_str, "Provider", "Authentication header",
+        "Generic HTTP gateway: a header sent with every request, written Name: value.",
+        kind="secret", example="Authorization: Bearer <token>", header=True, providers=("http",),
+        check=_auth_header_problem)})
+    twilio_account_sid: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_TWILIO_ACCOUNT_SID", _optional_str, "Provider", "Twilio account SID",
+        "From the Twilio console.",
+        example="AC0123…", providers=("twilio",), required_for=("twilio",))})
+    twilio_auth_token: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_TWILIO_AUTH_TOKEN", _optional_str, "Provider", "Twilio auth token",
+        "From the Twilio console.",
+        kind="secret", providers=("twilio",), required_for=("twilio",))})
+    twilio_from: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_TWILIO_FROM", _optional_str, "Provider", "Twilio sender",
+        "A Twilio number in international form, or a Messaging Service SID (MG…).",
+        example="+14155550100", providers=("twilio",), required_for=("twilio",))})
+    twilio_api_url: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_TWILIO_API_URL", _optional_str, "Provider", "Twilio API URL",
+        "Leave empty for https://api.twilio.com.",
+        kind="url", providers=("twilio",), check=_http_url_problem)})
+    at_username: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_AT_USERNAME", _optional_str, "Provider", "Africa's Talking username",
+        "Your app's username; sandbox for their test environment.",
+        example="sandbox", providers=("africastalking",), required_for=("africastalking",))})
+    at_api_key: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_AT_API_KEY", _optional_str, "Provider", "Africa's Talking API key",
+        "From the Africa's Talking account.",
+        kind="secret", providers=("africastalking",), required_for=("africastalking",))})
+    at_sender_id: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_AT_SENDER_ID", _optional_str, "Provider", "Africa's Talking sender ID",
+        "A registered sender ID or short code; empty for the default.",
+        example="RELAYDESK", providers=("africastalking",))})
+    at_api_url: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_AT_API_URL", _optional_str, "Provider", "Africa's Talking API URL",
+        "Leave empty for https://api.africastalking.com.",
+        kind="url", providers=("africastalking",), check=_http_url_problem)})
+    provider_timeout_s: float = field(default=15.0, metadata={_SETTING: Setting(
+        "RELAYDESK_PROVIDER_TIMEOUT_S", _provider_timeout, "Provider", "Provider timeout (s)",
+        "Total time for one provider call (connecting and the whole answer) before it is "
+        f"retried later; at most {MAX_PROVIDER_TIMEOUT_S:g} s.",
+        kind="float", example="15", minimum=0.001, maximum=MAX_PROVIDER_TIMEOUT_S)})
     # Price of one SMS segment in the currency of currency_format, for cost estimates.
-    price_per_segment: Decimal = Decimal("0")
-    bulk_threshold: int = 100
-    chunk_size: int = 50
-    pacing_individual_s: float = 2.0
-    pacing_chunk_s: float = 10.0
-    rate_limit: RateLimit | None = None
-    max_attempts: int = 3
-    retry_backoff_s: float = 30.0
-    retry_backoff_max_s: float = 3600.0
-    send_concurrency: int = 8  # concurrent provider calls inside one chunk task
-    provider_timeout_s: float = 15.0
-    breaker_threshold: int = 20  # transient failures in a row that open the breaker
-    breaker_cooldown_s: float = 30.0
-    worker_concurrency: int = 2  # processes per worker
-    workers: int = 1  # workers `relaydesk supervise` keeps running
-    min_processes: int = 2  # autoscaling bounds: fewest and most worker processes
-    max_processes: int = 20
+    price_per_segment: Decimal = field(default=Decimal("0"), metadata={_SETTING: Setting(
+        "RELAYDESK_PRICE_PER_SEGMENT", _price, "Provider", "Price per SMS segment",
+        "What one SMS segment costs, in the currency of the currency format; used for "
+        "cost estimates. 0 shows no cost.",
+        kind="float", example="0.80", minimum=0)})
+    # --- Sending -------------------------------------------------------------
+    bulk_threshold: int = field(default=100, metadata={_SETTING: Setting(
+        "RELAYDESK_BULK_THRESHOLD", _positive_int, "Sending", "Bulk from (recipients)",
+        "Campaigns with at least this many recipients are sent as one bulk job in chunks.",
+        kind="int", example="100", minimum=1)})
+    chunk_size: int = field(default=50, metadata={_SETTING: Setting(
+        "RELAYDESK_CHUNK_SIZE", _positive_int, "Sending", "Chunk size",
+        "Messages per bulk chunk.",
+        kind="int", example="50", minimum=1)})
+    pacing_individual_s: float = field(default=2.0, metadata={_SETTING: Setting(
+        "RELAYDESK_PACING_INDIVIDUAL_S", _non_negative_float, "Sending",
+        "Pause between messages (s)",
+        "Seconds between the messages of a small campaign.",
+        kind="float", example="2", minimum=0)})
+    pacing_chunk_s: float = field(default=10.0, metadata={_SETTING: Setting(
+        "RELAYDESK_PACING_CHUNK_S", _non_negative_float, "Sending", "Pause between chunks (s)",
+        "Seconds between the chunks of a bulk campaign.",
+        kind="float", example="10", minimum=0)})
+    rate_limit: RateLimit | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_RATE_LIMIT", parse_rate_limit, "Sending", "Rate limit",
+        "Most messages sent by all workers together, as count/unit (s, m or h). Empty: no "
+        "limit.",
+        example="20/s")})
+    # Concurrent provider calls inside one chunk task.
+    send_concurrency: int = field(default=8, metadata={_SETTING: Setting(
+        "RELAYDESK_SEND_CONCURRENCY", _positive_int, "Sending", "Concurrent sends per job",
+        "Provider calls one job makes at once.",
+        kind="int", example="8", minimum=1)})
+    # --- Retries -------------------------------------------------------------
+    max_attempts: int = field(default=3, metadata={_SETTING: Setting(
+        "RELAYDESK_MAX_ATTEMPTS", _positive_int, "Retries", "Attempts per message",
+        "Tries before a message with temporary errors goes to the failed jobs.",
+        kind="int", example="3", minimum=1)})
+    retry_backoff_s: float = field(default=30.0, metadata={_SETTING: Setting(
+        "RELAYDESK_RETRY_BACKOFF", _non_negative_float, "Retries", "First retry after (s)",
+        "Wait before the first retry; each next wait doubles.",
+        kind="float", example="30", minimum=0)})
+    retry_backoff_max_s: float = field(default=3600.0, metadata={_SETTING: Setting(
+        "RELAYDESK_RETRY_BACKOFF_MAX", _non_negative_float, "Retries", "Longest retry wait (s)",
+        "Cap on the doubling waits.",
+        kind="float", example="3600", minimum=0)})
+    # Transient failures in a row that open the breaker.
+    breaker_threshold: int = field(default=20, metadata={_SETTING: Setting(
+        "RELAYDESK_BREAKER_THRESHOLD", _positive_int, "Retries", "Pause after failures in a row",
+        "Temporary provider failures in a row that pause sending for a cool-down.",
+        kind="int", example="20", minimum=1)})
+    breaker_cooldown_s: float = field(default=30.0, metadata={_SETTING: Setting(
+        "RELAYDESK_BREAKER_COOLDOWN_S", _non_negative_float, "Retries", "Cool-down (s)",
+        "How long sending pauses after those failures.",
+        kind="float", example="30", minimum=0)})
+    # --- Workers -------------------------------------------------------------
+    # Workers `relaydesk supervise` keeps running.
+    workers: int = field(default=1, metadata={_SETTING: Setting(
+        "RELAYDESK_WORKERS", _positive_int, "Workers", "Workers",
+        "Worker processes the console and supervise start.",
+        kind="int", example="1", minimum=1)})
+    worker_concurrency: int = field(default=2, metadata={_SETTING: Setting(
+        "RELAYDESK_WORKER_CONCURRENCY", _positive_int, "Workers", "Processes per worker",
+        "Jobs one worker runs at once.",
+        kind="int", example="2", minimum=1)})
+    # Autoscaling bounds: fewest and most worker processes.
+    min_processes: int = field(default=2, metadata={_SETTING: Setting(
+        "RELAYDESK_MIN_PROCESSES", _positive_int, "Workers", "Fewest processes",
+        "Autoscaling keeps at least this many worker processes.",
+        kind="int", example="2", minimum=1)})
+    max_processes: int = field(default=20, metadata={_SETTING: Setting(
+        "RELAYDESK_MAX_PROCESSES", _positive_int, "Workers", "Most processes",
+        "Autoscaling starts at most this many worker processes.",
+        kind="int", example="20", minimum=1)})
+    # --- Regional ------------------------------------------------------------
+    default_region: str = field(default="KE", metadata={_SETTING: Setting(
+        "RELAYDESK_DEFAULT_REGION", _region, "Regional", "Default country",
+        "Country of phone numbers written without a +country code.",
+        kind="choice", example="KE", choices=tuple(sorted(phonenumbers.SUPPORTED_REGIONS)))})
+    currency_format: str = field(default="{amount}", metadata={_SETTING: Setting(
+        "RELAYDESK_CURRENCY_FORMAT", _currency_format, "Regional", "Currency format",
+        "How amounts appear in messages and estimates; {amount} stands for the number.",
+        example="KES {amount}")})
+    # --- Metrics and alerts --------------------------------------------------
     # Metrics buckets of 10 s, 1 min and 1 h are kept this long (Redis memory stays flat).
-    metrics_keep_10s_s: int = 3600
-    metrics_keep_minutes_s: int = 86_400
-    metrics_keep_hours_s: int = 30 * 86_400
-    long_wait: WaitThresholds = WaitThresholds(60.0)  # Horizon's default threshold
-    alert_webhook: str | None = None  # POSTed a JSON alert; often holds a token
-    alert_email: str | None = None
-    smtp_url: str | None = None  # smtp[s]://user:password@host:port for alert_email
-    sms_provider: str = "sandbox"
-    sms_gateway_url: str | None = None
-    sms_http_body_template: str | None = None
-    sms_http_auth_header: str | None = None
-    twilio_account_sid: str | None = None
-    twilio_auth_token: str | None = None
-    twilio_from: str | None = None
-    twilio_api_url: str | None = None
-    at_username: str | None = None
-    at_api_key: str | None = None
-    at_sender_id: str | None = None
-    at_api_url: str | None = None
+    metrics_keep_10s_s: int = field(default=3600, metadata={_SETTING: Setting(
+        "RELAYDESK_METRICS_KEEP_10S", parse_duration, "Metrics and alerts",
+        "Keep 10-second figures",
+        "How long the dashboard's finest figures stay in Redis (s, m, h or d).",
+        example="1h")})
+    metrics_keep_minutes_s: int = field(default=86_400, metadata={_SETTING: Setting(
+        "RELAYDESK_METRICS_KEEP_MINUTES", parse_duration, "Metrics and alerts",
+        "Keep per-minute figures",
+        "How long per-minute figures stay in Redis (s, m, h or d).",
+        example="24h")})
+    metrics_keep_hours_s: int = field(default=30 * 86_400, metadata={_SETTING: Setting(
+        "RELAYDESK_METRICS_KEEP_HOURS", parse_duration, "Metrics and alerts",
+        "Keep hourly figures",
+        "How long hourly figures stay in Redis (s, m, h or d).",
+        example="30d")})
+    # By default 60 s for every queue: Horizon's default threshold.
+    long_wait: WaitThresholds = field(default=WaitThresholds(60.0), metadata={_SETTING: Setting(
+        "RELAYDESK_LONG_WAIT", parse_wait_thresholds, "Metrics and alerts",
+        "Long-wait alert after",
+        "Seconds a job may wait in its queue before an alert, then per-queue overrides.",
+        example="60,bulk_messages=600")})
+    # POSTed a JSON alert; often holds a token.
+    alert_webhook: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_ALERT_WEBHOOK", _optional_str, "Metrics and alerts", "Alert webhook",
+        "A URL that receives each alert as a JSON POST. Empty: no webhook.",
+        kind="secret", example="https://hooks.example.com/services/...")})
+    alert_email: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_ALERT_EMAIL", _optional_str, "Metrics and alerts", "Alert e-mail to",
+        "Who receives alerts by e-mail (needs the SMTP server below). Empty: no e-mail.",
+        example="ops@example.org")})
+    # smtp[s]://user:password@host:port for alert_email.
+    smtp_url: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_SMTP_URL", _optional_str, "Metrics and alerts", "SMTP server",
+        "The mail server for alert e-mails: smtp:// (STARTTLS when offered) or smtps://.",
+        kind="url", example="smtp://user:password@mail.example.org:587")})
+    # --- Monitoring (Sentry) -------------------------------------------------
+    sentry_dsn: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_SENTRY_DSN", _optional_str, "Monitoring (Sentry)", "Sentry DSN",
+        "Where errors are reported. Empty: no error reporting.",
+        kind="secret", example="https://<key>@o0.ingest.sentry.io/<project>",
+        check=_sentry_dsn_problem)})
+    sentry_release: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_SENTRY_RELEASE", _optional_str, "Monitoring (Sentry)", "Release",
+        "Release name shown with each error.")})
+    sentry_environment: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_SENTRY_ENVIRONMENT", _optional_str, "Monitoring (Sentry)",
+        "Sentry environment",
+        "Environment name shown with each error; empty uses the RelayDesk environment.")})
+    sentry_sample_rate: float = field(default=1.0, metadata={_SETTING: Setting(
+        "RELAYDESK_SENTRY_SAMPLE_RATE", _fraction, "Monitoring (Sentry)", "Error sample rate",
+        "Share of errors reported, from 0 to 1.",
+        kind="float", example="1.0", minimum=0, maximum=1)})
+    sentry_traces_sample_rate: float = field(default=0.0, metadata={_SETTING: Setting(
+        "RELAYDESK_SENTRY_TRACES_SAMPLE_RATE", _fraction, "Monitoring (Sentry)",
+        "Trace sample rate",
+        "Share of operations traced for performance, from 0 to 1.",
+        kind="float", example="0.0", minimum=0, maximum=1)})
 
     @property
     def inspector_on(self) -> bool:
@@ -434,28 +699,44 @@ class Settings:
     def sqlite_path(self) -> Path:
         return self.data_dir / "relaydesk.db"
 
+    def plan_policy(self) -> PlanPolicy:
+        """How the send planner routes, chunks and paces campaigns with these settings."""
+        return PlanPolicy(
+            bulk_threshold=self.bulk_threshold,
+            chunk_size=self.chunk_size,
+            pacing_individual_s=self.pacing_individual_s,
+            pacing_chunk_s=self.pacing_chunk_s,
+            rate_per_s=self.rate_limit.per_second if self.rate_limit else None,
+        )
+
     def __repr__(self) -> str:
         # The dataclass repr would show tokens and URL passwords in tracebacks and logs.
-        shown = ", ".join(f"{f.attr}={masked_value(f, getattr(self, f.attr))!r}" for f in _FIELDS)
+        shown = ", ".join(f"{s.attr}={masked_value(s, getattr(self, s.attr))!r}"
+                          for s in SETTINGS)
         return f"Settings({shown})"
 
     def describe(self) -> dict[str, str | None]:
         """Every setting by its environment name, with secrets masked, for display."""
         shown: dict[str, str | None] = {}
-        for field in _FIELDS:
-            value = masked_value(field, getattr(self, field.attr))
-            shown[field.name] = None if value is None else str(value)
+        for setting in SETTINGS:
+            value = masked_value(setting, getattr(self, setting.attr))
+            shown[setting.name] = None if value is None else str(value)
         return shown
 
 
-def masked_value(field: SettingField, value: Any) -> Any:
+# Every setting, in the order the Settings page and `relaydesk settings` list them.
+SETTINGS: tuple[Setting, ...] = tuple(replace(f.metadata[_SETTING], attr=f.name)
+                                      for f in fields(Settings))
+
+
+def masked_value(setting: Setting, value: Any) -> Any:
     """The value itself, or for a secret or a URL its text with the secret part masked."""
-    if value is None or not (field.secret or field.url):
+    if value is None or not (setting.secret or setting.url):
         return value
-    if field.header:
+    if setting.header:
         name, sep, _ = str(value).partition(":")
         return f"{name.strip()}: {MASK}" if sep else MASK
-    return mask_secret(str(value)) if field.secret else mask_url(str(value))
+    return mask_secret(str(value)) if setting.secret else mask_url(str(value))
 
 
 @dataclass(frozen=True)
@@ -488,7 +769,7 @@ def keyring_service(config_file: Path) -> str:
 
 
 def _keyring_ref(path: Path, table: object) -> KeyringRef:
-    secret_names = {f.name for f in _FIELDS if f.secret}
+    secret_names = {f.name for f in SETTINGS if f.secret}
     names = table.get("secrets", []) if isinstance(table, dict) else None
     service = table.get("service") if isinstance(table, dict) else None
     if (not isinstance(service, str) or not isinstance(names, list)
@@ -562,7 +843,7 @@ def read_config_file(path: Path) -> ConfigFile:
     # Other tables belong to other readers (e.g. the console's own preferences); an unknown
     # top-level key is most likely a misspelt setting.
     data = {key: value for key, value in data.items() if not isinstance(value, dict)}
-    known = {f.name for f in _FIELDS}
+    known = {f.name for f in SETTINGS}
     unknown = sorted(set(data) - known)
     if unknown:
         raise SettingsError(f"config file {path} has unknown settings: {', '.join(unknown)}. "
@@ -669,12 +950,12 @@ def raw_values(
         ("config", config.values),
     ]
     found: dict[str, tuple[str, Source]] = {}
-    for field in _FIELDS:
+    for setting in SETTINGS:
         for source, layer in layers:
-            if field.name in layer:
-                found[field.name] = (layer[field.name], source)
+            if setting.name in layer:
+                found[setting.name] = (layer[setting.name], source)
                 break
-    unset_secrets = {f.name for f in _FIELDS if f.secret and f.name not in found}
+    unset_secrets = {f.name for f in SETTINGS if f.secret and f.name not in found}
     if read_keyring:
         keyring_values = _keyring_layer(config.keyring, unset_secrets)
     else:
@@ -693,11 +974,11 @@ def _describe_source(source: Source, environ: Mapping[str, str]) -> str:
     return "system keyring" if source == "keyring" else source
 
 
-def _named_value(field: SettingField, raw: str) -> str:
+def _named_value(setting: Setting, raw: str) -> str:
     """How an error names a setting: with its value, but a secret's never, a URL's masked."""
-    if field.secret:
-        return field.name
-    return f"{field.name}={mask_url(raw) if field.url else raw!r}"
+    if setting.secret:
+        return setting.name
+    return f"{setting.name}={mask_url(raw) if setting.url else raw!r}"
 
 
 def load_settings(
@@ -709,19 +990,18 @@ def load_settings(
     values: dict[str, Any] = {}
     sources: dict[str, Source] = {}
     found = raw_values(overrides, environ)
-    for field in _FIELDS:
-        if field.name not in found:
+    for setting in SETTINGS:
+        if setting.name not in found:
             continue
-        raw, source = found[field.name]
-        sources[field.name] = source
+        raw, source = found[setting.name]
+        sources[setting.name] = source
         try:
-            values[field.attr] = field.parse(raw)
+            values[setting.attr] = setting.parse(raw)
         except ValueError as exc:
             raise SettingsError(
-                f"{_named_value(field, raw)} (from {_describe_source(source, environ)}) "
+                f"{_named_value(setting, raw)} (from {_describe_source(source, environ)}) "
                 f"is not valid: {exc}"
             ) from None
-    values.setdefault("data_dir", default_data_dir())
     settings = Settings(**values)
     if settings.min_processes > settings.max_processes:
         where = {n: _describe_source(sources.get(n, "default"), environ)
@@ -742,22 +1022,14 @@ def load_settings(
 
 
 def setting_names() -> list[str]:
-    return [f.name for f in _FIELDS]
-
-
-def setting_fields() -> tuple[SettingField, ...]:
-    """Every setting's name, parser and secrecy, in the order RelayDesk lists them."""
-    return _FIELDS
+    return [s.name for s in SETTINGS]
 
 
 def default_settings_text() -> dict[str, str]:
     """Each setting's built-in default as the text a source would give ("" when unset)."""
-    defaults = {f.name: f.default for f in fields(Settings)}
+    defaults = Settings()
     shown: dict[str, str] = {}
-    for field in _FIELDS:
-        value = default_data_dir() if field.attr == "data_dir" else defaults[field.attr]
-        shown[field.name] = "" if value is None else str(value)
+    for setting in SETTINGS:
+        value = getattr(defaults, setting.attr)
+        shown[setting.name] = "" if value is None else str(value)
     return shown
-
-
-assert {f.attr for f in _FIELDS} == {f.name for f in fields(Settings)}, "settings table out of sync"

@@ -16,34 +16,33 @@ whose password is shown masked (``redis://:****@host``) keeps the password in fo
 Integer settings are written as TOML integers, everything else as strings (so a price such
 as ``0.0079`` is kept exactly). ``save`` rewrites the file, so comments in it are lost.
 Values in the environment or an env file (``--env-file``) still win over the file: ``save``
-reports
-which of the saved values they hide.
+reports which of the saved values they hide.
+
+What each setting is (label, section, kind, help, checks) comes from the one settings table,
+``engine.config.settings.Settings``; nothing here lists settings.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import tomllib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
 
-import phonenumbers
 from filelock import FileLock
 
 from engine.config.config_document import toml_document, write_private_file
 from engine.config.masking import MASK, restore_masked_url, still_masked
 from engine.config.settings import (
+    GROUPS,
     INSPECTOR_REFUSED,
     KEYRING_TABLE,
-    MAX_PROVIDER_TIMEOUT_S,
-    PROVIDERS,
-    SettingField,
+    SETTINGS,
+    Kind,
+    Setting,
     Settings,
     SettingsError,
     Source,
@@ -53,7 +52,6 @@ from engine.config.settings import (
     load_settings,
     masked_value,
     raw_values,
-    setting_fields,
     usable_keyring,
 )
 
@@ -62,213 +60,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["text", "int", "float", "choice", "url", "secret"]
 SecretStore = Literal["keyring", "config file"]
 
-GROUPS = ("General", "Connections", "Provider", "Sending", "Retries", "Workers", "Regional",
-          "Metrics and alerts", "Monitoring (Sentry)")
 _SHADOWING: tuple[Source, ...] = ("command line", "environment", "env file")
-
-
-@dataclass(frozen=True)
-class _Meta:
-    label: str
-    group: str
-    kind: Kind
-    help: str
-    example: str = ""
-    choices: tuple[str, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-
-
-_HTTP_BODY_EXAMPLE = '{"to": "{to}", "message": "{body}", "reference": "{id}"}'
-
-_META: dict[str, _Meta] = {
-    "RELAYDESK_ENV": _Meta(
-        "Environment", "General", "choice",
-        "production for real campaigns; development for trying RelayDesk out.",
-        choices=("production", "development")),
-    "RELAYDESK_DATA_DIR": _Meta(
-        "Data folder", "General", "text",
-        "Where the database, logs and RelayDesk's own Redis keep their files.",
-        "~/relaydesk-data"),
-    "RELAYDESK_INSPECTOR": _Meta(
-        "Job inspector", "General", "choice",
-        "Records recent jobs, SQL statements and provider calls for the Inspector page. "
-        "auto: on in development, off in production (where it cannot be turned on).",
-        choices=("auto", "on", "off")),
-    "RELAYDESK_INSPECTOR_MAX_AGE": _Meta(
-        "Inspector keeps entries for", "General", "text",
-        "Older inspector entries are removed (seconds, or with s, m, h or d).", "1h"),
-    "RELAYDESK_INSPECTOR_MAX_ENTRIES": _Meta(
-        "Inspector entries kept", "General", "int",
-        "The most jobs, SQL statements and provider calls kept, each.", "5000",
-        minimum=1),
-    "RELAYDESK_REDIS_URL": _Meta(
-        "Redis URL", "Connections", "url",
-        "The broker and shared state. Leave empty to let RelayDesk run its own Redis.",
-        "redis://:password@127.0.0.1:6379/0"),
-    "RELAYDESK_DATABASE_URL": _Meta(
-        "Database URL", "Connections", "url",
-        "Leave empty for the SQLite file in the data folder; use PostgreSQL when workers "
-        "run on several machines.", "postgresql://user:password@db-host/relaydesk"),
-    "RELAYDESK_SMS_PROVIDER": _Meta(
-        "SMS provider", "Provider", "choice",
-        "Who delivers the messages. sandbox is RelayDesk's test gateway: nothing is sent.",
-        choices=PROVIDERS),
-    "RELAYDESK_SMS_GATEWAY_URL": _Meta(
-        "Gateway URL", "Provider", "url",
-        "The sandbox or generic HTTP gateway. With the sandbox, leave empty and RelayDesk "
-        "runs it.", "https://sms.example.com/send"),
-    "RELAYDESK_SMS_HTTP_BODY_TEMPLATE": _Meta(
-        "Request body", "Provider", "text",
-        "Generic HTTP gateway: the JSON body, with {to}, {body} and {id} where the number, "
-        "the text and the message's unique reference go.", _HTTP_BODY_EXAMPLE),
-    "RELAYDESK_SMS_HTTP_AUTH_HEADER": _Meta(
-        "Authentication header", "Provider", "secret",
-        "Generic HTTP gateway: a header sent with every request, written Name: value.",
-        "Authorization: Bearer <token>"),
-    "RELAYDESK_TWILIO_ACCOUNT_SID": _Meta(
-        "Twilio account SID", "Provider", "text", "From the Twilio console.", "AC0123…"),
-    "RELAYDESK_TWILIO_AUTH_TOKEN": _Meta(
-        "Twilio auth token", "Provider", "secret", "From the Twilio console."),
-    "RELAYDESK_TWILIO_FROM": _Meta(
-        "Twilio sender", "Provider", "text",
-        "A Twilio number in international form, or a Messaging Service SID (MG…).",
-        "+14155550100"),
-    "RELAYDESK_TWILIO_API_URL": _Meta(
-        "Twilio API URL", "Provider", "url", "Leave empty for https://api.twilio.com."),
-    "RELAYDESK_AT_USERNAME": _Meta(
-        "Africa's Talking username", "Provider", "text",
-        "Your app's username; sandbox for their test environment.", "sandbox"),
-    "RELAYDESK_AT_API_KEY": _Meta(
-        "Africa's Talking API key", "Provider", "secret", "From the Africa's Talking account."),
-    "RELAYDESK_AT_SENDER_ID": _Meta(
-        "Africa's Talking sender ID", "Provider", "text",
-        "A registered sender ID or short code; empty for the default.", "RELAYDESK"),
-    "RELAYDESK_AT_API_URL": _Meta(
-        "Africa's Talking API URL", "Provider", "url",
-        "Leave empty for https://api.africastalking.com."),
-    "RELAYDESK_PROVIDER_TIMEOUT_S": _Meta(
-        "Provider timeout (s)", "Provider", "float",
-        "Total time for one provider call (connecting and the whole answer) before it is "
-        f"retried later; at most {MAX_PROVIDER_TIMEOUT_S:g} s.", "15",
-        minimum=0.001, maximum=MAX_PROVIDER_TIMEOUT_S),
-    "RELAYDESK_PRICE_PER_SEGMENT": _Meta(
-        "Price per SMS segment", "Provider", "float",
-        "What one SMS segment costs, in the currency of the currency format; used for "
-        "cost estimates. 0 shows no cost.", "0.80", minimum=0),
-    "RELAYDESK_BULK_THRESHOLD": _Meta(
-        "Bulk from (recipients)", "Sending", "int",
-        "Campaigns with at least this many recipients are sent as one bulk job in chunks.",
-        "100", minimum=1),
-    "RELAYDESK_CHUNK_SIZE": _Meta(
-        "Chunk size", "Sending", "int", "Messages per bulk chunk.", "50", minimum=1),
-    "RELAYDESK_PACING_INDIVIDUAL_S": _Meta(
-        "Pause between messages (s)", "Sending", "float",
-        "Seconds between the messages of a small campaign.", "2", minimum=0),
-    "RELAYDESK_PACING_CHUNK_S": _Meta(
-        "Pause between chunks (s)", "Sending", "float",
-        "Seconds between the chunks of a bulk campaign.", "10", minimum=0),
-    "RELAYDESK_RATE_LIMIT": _Meta(
-        "Rate limit", "Sending", "text",
-        "Most messages sent by all workers together, as count/unit (s, m or h). Empty: no "
-        "limit.", "20/s"),
-    "RELAYDESK_SEND_CONCURRENCY": _Meta(
-        "Concurrent sends per job", "Sending", "int",
-        "Provider calls one job makes at once.", "8", minimum=1),
-    "RELAYDESK_MAX_ATTEMPTS": _Meta(
-        "Attempts per message", "Retries", "int",
-        "Tries before a message with temporary errors goes to the failed jobs.", "3",
-        minimum=1),
-    "RELAYDESK_RETRY_BACKOFF": _Meta(
-        "First retry after (s)", "Retries", "float",
-        "Wait before the first retry; each next wait doubles.", "30", minimum=0),
-    "RELAYDESK_RETRY_BACKOFF_MAX": _Meta(
-        "Longest retry wait (s)", "Retries", "float", "Cap on the doubling waits.", "3600",
-        minimum=0),
-    "RELAYDESK_BREAKER_THRESHOLD": _Meta(
-        "Pause after failures in a row", "Retries", "int",
-        "Temporary provider failures in a row that pause sending for a cool-down.", "20",
-        minimum=1),
-    "RELAYDESK_BREAKER_COOLDOWN_S": _Meta(
-        "Cool-down (s)", "Retries", "float", "How long sending pauses after those failures.",
-        "30", minimum=0),
-    "RELAYDESK_WORKERS": _Meta(
-        "Workers", "Workers", "int", "Worker processes the console and supervise start.", "1",
-        minimum=1),
-    "RELAYDESK_WORKER_CONCURRENCY": _Meta(
-        "Processes per worker", "Workers", "int", "Jobs one worker runs at once.", "2",
-        minimum=1),
-    "RELAYDESK_MIN_PROCESSES": _Meta(
-        "Fewest processes", "Workers", "int",
-        "Autoscaling keeps at least this many worker processes.", "2", minimum=1),
-    "RELAYDESK_MAX_PROCESSES": _Meta(
-        "Most processes", "Workers", "int",
-        "Autoscaling starts at most this many worker processes.", "20", minimum=1),
-    "RELAYDESK_DEFAULT_REGION": _Meta(
-        "Default country", "Regional", "choice",
-        "Country of phone numbers written without a +country code.", "KE",
-        choices=tuple(sorted(phonenumbers.SUPPORTED_REGIONS))),
-    "RELAYDESK_CURRENCY_FORMAT": _Meta(
-        "Currency format", "Regional", "text",
-        "How amounts appear in messages and estimates; {amount} stands for the number.",
-        "KES {amount}"),
-    "RELAYDESK_METRICS_KEEP_10S": _Meta(
-        "Keep 10-second figures", "Metrics and alerts", "text",
-        "How long the dashboard's finest figures stay in Redis (s, m, h or d).", "1h"),
-    "RELAYDESK_METRICS_KEEP_MINUTES": _Meta(
-        "Keep per-minute figures", "Metrics and alerts", "text",
-        "How long per-minute figures stay in Redis (s, m, h or d).", "24h"),
-    "RELAYDESK_METRICS_KEEP_HOURS": _Meta(
-        "Keep hourly figures", "Metrics and alerts", "text",
-        "How long hourly figures stay in Redis (s, m, h or d).", "30d"),
-    "RELAYDESK_LONG_WAIT": _Meta(
-        "Long-wait alert after", "Metrics and alerts", "text",
-        "Seconds a job may wait in its queue before an alert, then per-queue overrides.",
-        "60,bulk_messages=600"),
-    "RELAYDESK_ALERT_WEBHOOK": _Meta(
-        "Alert webhook", "Metrics and alerts", "secret",
-        "A URL that receives each alert as a JSON POST. Empty: no webhook.",
-        "https://hooks.example.com/services/..."),
-    "RELAYDESK_ALERT_EMAIL": _Meta(
-        "Alert e-mail to", "Metrics and alerts", "text",
-        "Who receives alerts by e-mail (needs the SMTP server below). Empty: no e-mail.",
-        "ops@example.org"),
-    "RELAYDESK_SMTP_URL": _Meta(
-        "SMTP server", "Metrics and alerts", "url",
-        "The mail server for alert e-mails: smtp:// (STARTTLS when offered) or smtps://.",
-        "smtp://user:password@mail.example.org:587"),
-    "RELAYDESK_SENTRY_DSN": _Meta(
-        "Sentry DSN", "Monitoring (Sentry)", "secret",
-        "Where errors are reported. Empty: no error reporting.",
-        "https://<key>@o0.ingest.sentry.io/<project>"),
-    "RELAYDESK_SENTRY_RELEASE": _Meta(
-        "Release", "Monitoring (Sentry)", "text", "Release name shown with each error."),
-    "RELAYDESK_SENTRY_ENVIRONMENT": _Meta(
-        "Sentry environment", "Monitoring (Sentry)", "text",
-        "Environment name shown with each error; empty uses the RelayDesk environment."),
-    "RELAYDESK_SENTRY_SAMPLE_RATE": _Meta(
-        "Error sample rate", "Monitoring (Sentry)", "float",
-        "Share of errors reported, from 0 to 1.", "1.0", minimum=0, maximum=1),
-    "RELAYDESK_SENTRY_TRACES_SAMPLE_RATE": _Meta(
-        "Trace sample rate", "Monitoring (Sentry)", "float",
-        "Share of operations traced for performance, from 0 to 1.", "0.0", minimum=0,
-        maximum=1),
-}
-
-_FIELDS = {f.name: f for f in setting_fields()}
-assert set(_META) == set(_FIELDS), "settings_store metadata out of sync with settings"
-assert all((_META[f.name].kind == "secret") == f.secret for f in _FIELDS.values())
-assert {m.group for m in _META.values()} == set(GROUPS)
-
-_REQUIRED_BY_PROVIDER = {
-    "http": ("RELAYDESK_SMS_GATEWAY_URL",),
-    "twilio": ("RELAYDESK_TWILIO_ACCOUNT_SID", "RELAYDESK_TWILIO_AUTH_TOKEN",
-               "RELAYDESK_TWILIO_FROM"),
-    "africastalking": ("RELAYDESK_AT_USERNAME", "RELAYDESK_AT_API_KEY"),
-}
+_FIELDS = {s.name: s for s in SETTINGS}
 _PROVIDER_NAMES = {"http": "the generic HTTP gateway", "twilio": "Twilio",
                    "africastalking": "Africa's Talking"}
 
@@ -288,6 +83,7 @@ class FieldInfo:
     choices: tuple[str, ...]
     minimum: float | None
     maximum: float | None
+    providers: tuple[str, ...]  # only these SMS providers use it (empty: every one)
     default: str  # the built-in default as text, "" when it is unset
     value: str  # the value in force as text
     is_set: bool  # a source other than the defaults sets it
@@ -338,16 +134,16 @@ def editable_fields(environ: Mapping[str, str] | None = None,
     defaults = default_settings_text()
     infos: dict[str, FieldInfo] = {}
     for group in GROUPS:
-        for name, meta in _META.items():
-            if meta.group != group:
+        for spec in SETTINGS:
+            if spec.group != group:
                 continue
-            raw, source = current.get(name, (defaults[name], "default"))
-            infos[name] = FieldInfo(
-                name=name, label=meta.label, group=group, kind=meta.kind,
-                secret=_FIELDS[name].secret, help=meta.help, example=meta.example,
-                choices=meta.choices, minimum=meta.minimum, maximum=meta.maximum,
-                default=defaults[name], value=_shown(name, raw),
-                is_set=source != "default", source=source)
+            raw, source = current.get(spec.name, (defaults[spec.name], "default"))
+            infos[spec.name] = FieldInfo(
+                name=spec.name, label=spec.label, group=group, kind=spec.kind,
+                secret=spec.secret, help=spec.help, example=spec.example,
+                choices=spec.choices, minimum=spec.minimum, maximum=spec.maximum,
+                providers=spec.providers, default=defaults[spec.name],
+                value=_shown(spec.name, raw), is_set=source != "default", source=source)
     return infos
 
 
@@ -379,111 +175,30 @@ def preview_settings(values: Mapping[str, str], *, clear: Collection[str] = (),
 _PYTHON_NUMBER_ERRORS = ("invalid literal", "could not convert")
 
 
-def _parse_error(meta: _Meta, exc: Exception) -> str:
+def _parse_error(spec: Setting, exc: Exception) -> str:
     reason = str(exc)
     if reason.startswith(_PYTHON_NUMBER_ERRORS) or not reason:
-        if meta.kind == "int":
+        if spec.kind == "int":
             reason = "must be a whole number"
-        elif meta.kind == "float":
+        elif spec.kind == "float":
             reason = "must be a number"
         else:
             reason = "is not in a form RelayDesk can read"
-        if meta.example:
-            reason += f", e.g. {meta.example}"
+        if spec.example:
+            reason += f", e.g. {spec.example}"
     return reason
 
 
-def _http_url_problem(text: str) -> str | None:
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be a web address starting with https:// or http://"
-    return None
-
-
-def _redis_url_problem(text: str) -> str | None:
-    scheme = text.partition("://")[0].lower() if "://" in text else ""
-    if scheme not in ("redis", "rediss", "unix"):
-        return "must start with redis://, rediss:// (TLS) or unix://"
-    return None
-
-
-def _sentry_dsn_problem(text: str) -> str | None:
-    from sentry_sdk.utils import BadDsn, Dsn
-
-    try:
-        Dsn(text)
-    except (BadDsn, ValueError):
-        return "is not valid: copy the DSN from the Sentry project's Client Keys page"
-    return None
-
-
-def _auth_header_problem(text: str) -> str | None:
-    header, sep, value = text.partition(":")
-    if not sep or not value.strip() or not _HEADER_NAME.fullmatch(header.strip()):
-        return "must be written Name: value, e.g. Authorization: Bearer <token>"
-    return None
-
-
-def _body_template_problem(text: str) -> str | None:
-    sample = text
-    for placeholder in ("{to}", "{body}", "{id}"):
-        sample = sample.replace(placeholder, "x")
-    try:
-        json.loads(sample)
-    except ValueError:
-        return (f"must be JSON once {{to}}, {{body}} and {{id}} are filled in, e.g. "
-                f"{_HTTP_BODY_EXAMPLE}")
-    if "{to}" not in text or "{body}" not in text:
-        return "must contain {to} and {body}"
-    return None
-
-
-def _database_url_problem(text: str) -> str | None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    for prefix in ("postgres://", "postgresql://"):
-        if text.startswith(prefix):
-            text = "postgresql+psycopg://" + text[len(prefix):]
-    try:
-        backend = make_url(text).get_backend_name()
-    except (ArgumentError, ValueError):
-        return "is not a database URL: write postgresql://user:password@host/dbname"
-    if backend not in ("sqlite", "postgresql"):
-        return "must be a PostgreSQL URL (postgresql://user:password@host/dbname) or SQLite"
-    return None
-
-
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
-# Checks beyond the loader's parsers, for values a worker would only trip over later.
-_EXTRA_CHECKS: dict[str, Callable[[str], str | None]] = {
-    "RELAYDESK_REDIS_URL": _redis_url_problem,
-    "RELAYDESK_DATABASE_URL": _database_url_problem,
-    "RELAYDESK_SMS_GATEWAY_URL": _http_url_problem,
-    "RELAYDESK_TWILIO_API_URL": _http_url_problem,
-    "RELAYDESK_AT_API_URL": _http_url_problem,
-    "RELAYDESK_SENTRY_DSN": _sentry_dsn_problem,
-    "RELAYDESK_SMS_HTTP_AUTH_HEADER": _auth_header_problem,
-    "RELAYDESK_SMS_HTTP_BODY_TEMPLATE": _body_template_problem,
-}
-
-
 def _check_one(name: str, text: str) -> str | None:
-    meta, spec = _META[name], _FIELDS[name]
+    spec = _FIELDS[name]
     try:
         spec.parse(text)
     except (ValueError, ArithmeticError) as exc:
-        reason = _parse_error(meta, exc)
+        reason = _parse_error(spec, exc)
         got = "" if spec.secret or spec.url else f" (you entered {text.strip()!r})"
-        return f"{meta.label} {reason}{got}."
-    extra = _EXTRA_CHECKS.get(name)
-    problem = extra(text.strip()) if extra else None
-    return f"{meta.label} {problem}." if problem else None
+        return f"{spec.label} {reason}{got}."
+    problem = spec.check(text.strip()) if spec.check else None
+    return f"{spec.label} {problem}." if problem else None
 
 
 def _after_save(values: Mapping[str, str], clear: Collection[str],
@@ -523,10 +238,13 @@ def _cross_problems(texts: dict[str, str],
     """Problems between settings: (the settings involved, message)."""
     problems: list[tuple[tuple[str, ...], str]] = []
     provider = _parsed(texts, "RELAYDESK_SMS_PROVIDER")
-    for name in _REQUIRED_BY_PROVIDER.get(provider or "", ()):
-        if name not in is_set or (not _FIELDS[name].secret and not texts.get(name, "").strip()):
+    for spec in SETTINGS:
+        if provider not in spec.required_for:
+            continue
+        name = spec.name
+        if name not in is_set or (not spec.secret and not texts.get(name, "").strip()):
             problems.append(((name,), f"To send with {_PROVIDER_NAMES[provider]}, enter "
-                                      f"{_META[name].label} (or choose another SMS provider)."))
+                                      f"{spec.label} (or choose another SMS provider)."))
     low, high = _parsed(texts, "RELAYDESK_MIN_PROCESSES"), _parsed(texts,
                                                                    "RELAYDESK_MAX_PROCESSES")
     if low is not None and high is not None and low > high:
@@ -571,7 +289,7 @@ def validate(values: Mapping[str, str], *, clear: Collection[str] = (),
             continue  # non-secret: back to the default; secret: unchanged
         problem = _check_one(name, raw)
         if not problem and _FIELDS[name].url and still_masked(raw):
-            problem = (f"{_META[name].label} holds {MASK} where a password or key belongs: "
+            problem = (f"{_FIELDS[name].label} holds {MASK} where a password or key belongs: "
                        "the saved one is kept only for the same server, so type it again.")
         if problem:
             errors[name] = problem
@@ -597,8 +315,8 @@ def _read_document(path: Path) -> dict[str, Any]:
                             "before saving settings.") from None
 
 
-def _file_value(spec: SettingField, text: str) -> str | int:
-    return int(text.strip()) if _META[spec.name].kind == "int" else text
+def _file_value(spec: Setting, text: str) -> str | int:
+    return int(text.strip()) if spec.kind == "int" else text
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.config.settings import Settings
 from engine.domain.errors import OperatorError
 from engine.domain.queues import BULK_MESSAGES, HIGH_PRIORITY, MESSAGES
 
@@ -27,21 +26,14 @@ class PlanError(OperatorError, ValueError):
 
 @dataclass(frozen=True)
 class PlanPolicy:
-    bulk_threshold: int = 100
-    chunk_size: int = 50
-    pacing_individual_s: float = 2.0
-    pacing_chunk_s: float = 10.0
-    rate_per_s: float | None = None
+    """The thresholds and pacing a plan follows; the settings hold their values and
+    defaults (``engine.config.settings.Settings.plan_policy``)."""
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PlanPolicy:
-        return cls(
-            bulk_threshold=settings.bulk_threshold,
-            chunk_size=settings.chunk_size,
-            pacing_individual_s=settings.pacing_individual_s,
-            pacing_chunk_s=settings.pacing_chunk_s,
-            rate_per_s=settings.rate_limit.per_second if settings.rate_limit else None,
-        )
+    bulk_threshold: int
+    chunk_size: int
+    pacing_individual_s: float
+    pacing_chunk_s: float
+    rate_per_s: float | None  # the global rate limit; None: no limit
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from engine.config.settings import Settings
 from engine.domain.errors import OperatorError
 from engine.domain.personalize import Recipient, Template
-from engine.domain.planning import PlanPolicy, Route, SendPlan, plan_send
+from engine.domain.planning import Route, SendPlan, plan_send
 from engine.domain.rendering import RenderedMessage, render_messages
 from engine.infra import scheduler
 from engine.infra.celery_app import publish
@@ -110,7 +110,7 @@ def _store_campaign(session: Session, settings: Settings, template: Template,
                      "encoding": str(message.encoding), "segments": message.segments,
                      "status": MessageStatus.QUEUED, "attempts": 0, "created_at": now,
                      "updated_at": now})
-    plan = plan_send(len(rows), urgent=urgent, policy=PlanPolicy.from_settings(settings))
+    plan = plan_send(len(rows), urgent=urgent, policy=settings.plan_policy())
     for start in range(0, len(rows), _INSERT_BATCH):
         session.execute(insert(_MESSAGES), rows[start:start + _INSERT_BATCH])
     campaign.route = str(plan.route)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from engine.config.settings import Settings
 from engine.domain.personalize import Template
-from engine.domain.planning import PlanPolicy, SendPlan, plan_send
+from engine.domain.planning import SendPlan, plan_send
 from engine.domain.rendering import RenderedMessage, render_messages
 from engine.domain.sms_encoding import Encoding
 from engine.store.contacts import iter_recipients
@@ -79,7 +79,7 @@ def summarise(session: Session, settings: Settings, template_text: str,
         characters += message.characters
         ucs2 += message.encoding is Encoding.UCS2
         count += 1
-    plan = plan_send(count, urgent=urgent, policy=PlanPolicy.from_settings(settings)) \
+    plan = plan_send(count, urgent=urgent, policy=settings.plan_policy()) \
         if count else None
     return ComposeSummary(count, segments, characters, ucs2,
                           settings.price_per_segment * segments, plan)
@@ -121,7 +121,7 @@ def preview_campaign(session: Session, settings: Settings, template_text: str, *
     summary = summarise(session, settings, template_text, recipients, urgent=urgent,
                         today=today)
     plan = plan_send(summary.recipients, urgent=urgent,
-                     policy=PlanPolicy.from_settings(settings))
+                     policy=settings.plan_policy())
     shown = list(render_for(session, settings, Template.parse(template_text), recipients,
                             today=today, limit=limit))
     return CampaignPreview(shown, summary.recipients, summary.segments, plan)

@@ -19,8 +19,15 @@ from pytestqt.qtbot import QtBot
 
 from desktop.app import Console
 from desktop.pages.settings_page import SettingsPage
-from engine.config.settings import RateLimit, keyring_service, load_settings
-from engine.config.settings_store import GROUPS, editable_fields
+from engine.config.settings import (
+    GROUPS,
+    PROVIDERS,
+    SETTINGS,
+    RateLimit,
+    keyring_service,
+    load_settings,
+)
+from engine.config.settings_store import editable_fields
 from engine.infra.embedded_redis import EmbeddedRedis
 from tests.desktop.conftest import idle, open_page
 from tests.support import MemoryKeyring
@@ -110,6 +117,24 @@ def test_form_shows_every_setting_with_defaults(console: Console, qtbot: QtBot,
     page.editors["RELAYDESK_SMS_PROVIDER"].set_text("twilio")
     assert form.isRowVisible(page.editors["RELAYDESK_TWILIO_AUTH_TOKEN"])
     assert not form.isRowVisible(page.editors["RELAYDESK_SMS_GATEWAY_URL"])
+
+
+def test_the_form_is_built_from_the_settings_table(console: Console, qtbot: QtBot) -> None:
+    """Every setting of the table, with its label and help, in its section; the provider
+    fields follow the table's providers."""
+    page = settings_page(console, qtbot)
+    assert list(page.editors) == [s.name for s in SETTINGS]
+    for setting in SETTINGS:
+        editor = page.editors[setting.name]
+        assert (editor.label.text(), editor.caption.text()) == (setting.label, setting.help)
+        section = page.group_stack.widget(page.group_names.index(setting.group))
+        assert section.isAncestorOf(editor), setting.name
+    for provider in PROVIDERS:
+        page.editors["RELAYDESK_SMS_PROVIDER"].set_text(provider)
+        for setting in SETTINGS:
+            shown = page.forms[setting.name].isRowVisible(page.editors[setting.name])
+            assert shown == (not setting.providers or provider in setting.providers), \
+                (provider, setting.name)
 
 
 def test_bad_values_are_explained_and_block_saving(console: Console, qtbot: QtBot,

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.config.settings import RateLimit, Settings
 from engine.domain.planning import PlanError, PlanPolicy, Route, chunk_bounds, plan_send
 from engine.domain.queues import BULK_MESSAGES, HIGH_PRIORITY, MESSAGES
 
-POLICY = PlanPolicy()
+POLICY = Settings().plan_policy()  # the built-in defaults
 
 
 @pytest.mark.parametrize(("recipients", "route", "queue", "jobs", "chunks"), [
@@ -36,14 +39,23 @@ def test_duration_follows_the_original_pacing() -> None:
 
 
 def test_rate_limit_caps_the_estimate() -> None:
-    policy = PlanPolicy(pacing_chunk_s=0, rate_per_s=20)
+    policy = replace(POLICY, pacing_chunk_s=0, rate_per_s=20)
     assert plan_send(100_000, policy=policy).estimated_duration_s == 5000
 
 
 def test_settings_change_thresholds() -> None:
-    policy = PlanPolicy(bulk_threshold=10, chunk_size=3)
+    policy = replace(POLICY, bulk_threshold=10, chunk_size=3)
     plan = plan_send(10, policy=policy)
     assert (plan.route, plan.chunks, plan.chunk_size) == (Route.BULK, 4, 3)
+
+
+def test_the_policy_follows_the_settings() -> None:
+    settings = Settings(bulk_threshold=10, chunk_size=3, pacing_individual_s=0.5,
+                        pacing_chunk_s=4.0, rate_limit=RateLimit(600, 60.0))
+    assert settings.plan_policy() == PlanPolicy(bulk_threshold=10, chunk_size=3,
+                                                pacing_individual_s=0.5, pacing_chunk_s=4.0,
+                                                rate_per_s=10.0)
+    assert Settings().plan_policy().rate_per_s is None  # no rate limit by default
 
 
 def test_no_recipients_is_an_error() -> None:

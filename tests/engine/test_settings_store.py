@@ -17,6 +17,7 @@ from keyring.errors import KeyringError
 from engine.cli.main import cli
 from engine.config import settings_store
 from engine.config.settings import (
+    GROUPS,
     PROVIDERS,
     SettingsError,
     keyring_service,
@@ -25,7 +26,6 @@ from engine.config.settings import (
     usable_keyring,
 )
 from engine.config.settings_store import (
-    GROUPS,
     SettingsValidationError,
     editable_fields,
     preview_settings,
@@ -81,7 +81,7 @@ def test_every_setting_is_described_for_the_form() -> None:
     fields = editable_fields()
     assert set(fields) == set(setting_names())
     assert [f.group for f in fields.values()] == sorted(
-        (f.group for f in fields.values()), key=GROUPS.index)  # grouped, in GROUPS order
+        (f.group for f in fields.values()), key=list(GROUPS).index)  # grouped, in order
     assert fields["RELAYDESK_SMS_PROVIDER"].kind == "choice"
     assert fields["RELAYDESK_SMS_PROVIDER"].choices == PROVIDERS
     assert fields["RELAYDESK_ENV"].choices == ("production", "development")
