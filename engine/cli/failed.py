@@ -50,6 +50,7 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, search: str, campaign_id: int | None, queue: str | None,
                 error_type: str | None, since: str | None, until: str | None,
                 include_retried: bool = False, **kwargs: Any) -> Any:
+        # include_retried comes from include_retried_option, on the commands that have it.
         query = FailedQuery(
             search=search, campaign_id=campaign_id, queue=queue, error_type=error_type,
             since=parse_when(since, end=False) if since else None,
@@ -164,7 +165,8 @@ def retry_cmd(app: AppContext, job_ids: tuple[int, ...], use_filters: bool, yes:
     once: jobs already retried are skipped); or --matching: the same, after a question."""
     if sum([bool(job_ids), retry_all and not use_filters, use_filters]) != 1:
         raise click.UsageError("give failed job ids, or --all, or --matching with filters")
-    # A job is retried once: the question counts only jobs not retried yet.
+    # A job is retried once (retry has no --include-retried): the question counts only
+    # jobs not retried yet.
     pinned = _confirm(app, query, "Retry", yes) if use_filters else query
     if pinned is None:
         retried = 0
