@@ -16,6 +16,7 @@ from keyring.backends import fail
 
 from engine.config.settings import (
     GROUPS,
+    LEGACY_NAMES,
     SETTINGS,
     Setting,
     Settings,
@@ -58,6 +59,8 @@ def test_the_table_describes_every_field_of_the_settings_object() -> None:
     # Grouped: the settings of a section are declared together, in the sections' order.
     groups = [s.group for s in SETTINGS]
     assert groups == sorted(groups, key=list(GROUPS).index)
+    # An old unprefixed name is migrated to a setting that still exists.
+    assert set(LEGACY_NAMES.values()) <= set(names)
 
 
 def test_each_default_is_what_its_parser_reads_from_the_default_text() -> None:
