@@ -27,12 +27,13 @@ from engine.domain.phones import mask_phone
 from engine.infra.celery_app import PUBLISHED_HEADER
 from engine.infra.connections import PROBE, redis_for
 from engine.infra.embedded_redis import redis_url
+from engine.infra.http_observers import HTTP_OBSERVERS, HttpExchange
 from engine.infra.inspector_store import Entry, InspectorStore, safe_payload, safe_text, safe_url
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from engine.providers.base import HttpExchange, SendResult
+    from engine.domain.sending import SendResult
     from engine.store.delivery_state import Claimed
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,6 @@ def stop() -> None:
     handlers away (SQL listeners stay on their engines and record nothing)."""
     with _process_lock:
         _process.pop("recorder", None)
-    from engine.providers.base import HTTP_OBSERVERS
-
     if _record_http in HTTP_OBSERVERS:
         HTTP_OBSERVERS.remove(_record_http)
     if "celery" in sys.modules:
@@ -208,11 +207,10 @@ def _record_sql(statement: str, duration_ms: float | None, rows: int, status: st
 # --- provider HTTP calls -------------------------------------------------------------------
 
 def watch_http(settings: Settings) -> bool:
-    """Record every provider call this process makes (engine.providers.base)."""
+    """Record every provider call this process makes (the providers report them to
+    engine.infra.http_observers)."""
     if recorder(settings) is None:
         return False
-    from engine.providers.base import HTTP_OBSERVERS
-
     if _record_http not in HTTP_OBSERVERS:
         HTTP_OBSERVERS.append(_record_http)
     return True

@@ -16,11 +16,11 @@ import redis
 from sqlalchemy import select
 
 from engine.domain.retry_policy import backoff_s
+from engine.domain.sending import Outcome, SendResult
 from engine.infra import metrics, redis_keys, scheduler
 from engine.monitoring.inspector import record_message
 from engine.monitoring.telemetry import report_dead
 from engine.pipeline.runtime import Runtime
-from engine.providers.base import Outcome, SendResult
 from engine.store.delivery_state import (
     Claimed,
     claim,

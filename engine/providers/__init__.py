@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.providers.base import Outcome, Provider, SendResult, Sms
+from engine.providers.base import Provider
 from engine.providers.factory import ProviderConfigError, make_provider
 
-__all__ = ["Outcome", "Provider", "ProviderConfigError", "SendResult", "Sms", "make_provider"]
+__all__ = ["Provider", "ProviderConfigError", "make_provider"]

@@ -6,10 +6,8 @@ others say why not (documented in the SMS API reference).
 
 from __future__ import annotations
 
+from engine.domain.sending import Outcome, SendResult, Sms
 from engine.providers.base import (
-    Outcome,
-    SendResult,
-    Sms,
     classify_status,
     parse_json,
     timed_request,

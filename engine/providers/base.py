@@ -3,51 +3,19 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Callable
 from http.client import HTTPException
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import urllib3
 
+from engine.domain.sending import Outcome, SendResult, Sms
+from engine.infra.http_observers import HTTP_OBSERVERS, HttpExchange, tell_observers
 from engine.providers.http_client import ProviderHttp
 
-log = logging.getLogger(__name__)
-
 MAX_RESPONSE_KEPT = 2000  # characters of a provider's answer kept for the failed-job panel
-
-
-class Outcome(StrEnum):
-    SENT = "sent"
-    TRANSIENT = "transient"  # retry later: timeouts, connection errors, 429, 5xx
-    PERMANENT = "permanent"  # this message can never be sent: invalid number, opted out
-    ACCOUNT = "account"  # nothing can be sent: auth failure, empty balance -> pause
-
-
-@dataclass(frozen=True)
-class Sms:
-    message_id: int
-    campaign_id: int
-    to: str
-    body: str
-
-    @property
-    def idempotency_key(self) -> str:
-        return f"relaydesk-{self.campaign_id}-{self.message_id}"
-
-
-@dataclass(frozen=True)
-class SendResult:
-    outcome: Outcome
-    provider_message_id: str | None = None
-    error_type: str | None = None  # e.g. "HTTP 503", "Timeout", "invalid_number"
-    error: str | None = None
-    response: str | None = None  # the provider's answer, truncated
-    latency_s: float = 0.0
 
 
 class Provider(Protocol):
@@ -76,38 +44,14 @@ def parse_json(data: bytes) -> Any:
         return None
 
 
-@dataclass(frozen=True)
-class HttpExchange:
-    """One provider call as the development inspector sees it (engine.monitoring.inspector)."""
-
-    method: str
-    url: str
-    headers: Mapping[str, str]
-    request_body: str
-    status: int | None  # None: no answer (timeout, connection error)
-    response_body: bytes
-    latency_s: float
-    error: str | None = None
-
-
-# Told of every provider call. Empty unless the development inspector is on, so then a call
-# costs one check and nothing is built for it.
-HTTP_OBSERVERS: list[Callable[[HttpExchange], None]] = []
-
-
-def _tell_observers(method: str, url: str, kwargs: dict[str, Any], status: int | None,
+def _report_exchange(method: str, url: str, kwargs: dict[str, Any], status: int | None,
                     data: bytes, latency_s: float, error: str | None = None) -> None:
     body = kwargs.get("body")
     if body is None and kwargs.get("fields"):
         body = urlencode(kwargs["fields"])
     body = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
-    exchange = HttpExchange(method, url, dict(kwargs.get("headers") or {}), body, status, data,
-                            latency_s, error)
-    for observer in HTTP_OBSERVERS:
-        try:
-            observer(exchange)
-        except Exception:  # the call has happened: an observer must not make it a failure
-            log.debug("an HTTP observer failed", exc_info=True)
+    tell_observers(HttpExchange(method, url, dict(kwargs.get("headers") or {}), body, status,
+                                data, latency_s, error))
 
 
 def timed_request(
@@ -131,12 +75,12 @@ def timed_request(
         error_type, error = describe_request_error(exc, url)
         latency = time.perf_counter() - start
         if HTTP_OBSERVERS:
-            _tell_observers(method, url, kwargs, None, b"", latency, f"{error_type}: {error}")
+            _report_exchange(method, url, kwargs, None, b"", latency, f"{error_type}: {error}")
         return SendResult(Outcome.TRANSIENT, error_type=error_type, error=error,
                           latency_s=latency)
     latency = time.perf_counter() - start
     if HTTP_OBSERVERS:
-        _tell_observers(method, url, kwargs, response.status, response.data, latency)
+        _report_exchange(method, url, kwargs, response.status, response.data, latency)
     result = interpret(response.status, response.data)
     return SendResult(
         result.outcome, result.provider_message_id, result.error_type, result.error,

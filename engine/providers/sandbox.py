@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
+from engine.domain.sending import Outcome, SendResult, Sms
 from engine.providers.base import (
-    Outcome,
-    SendResult,
-    Sms,
     classify_status,
     parse_json,
     timed_request,

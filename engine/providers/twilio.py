@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import urllib3
 
+from engine.domain.sending import Outcome, SendResult, Sms
 from engine.providers.base import (
-    Outcome,
-    SendResult,
-    Sms,
     classify_status,
     parse_json,
     timed_request,

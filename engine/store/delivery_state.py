@@ -16,7 +16,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.config.settings import MAX_PROVIDER_TIMEOUT_S
-from engine.providers.base import SendResult, Sms
+from engine.domain.sending import SendResult, Sms
 from engine.store.models import (
     Campaign,
     CampaignStatus,

@@ -24,8 +24,8 @@ from desktop.app import Console, build_console
 from desktop.paged_model import LOADING
 from desktop.pages.failed_page import FailedPage
 from engine.config.settings import load_settings
+from engine.domain.sending import Outcome, SendResult
 from engine.infra import scheduler
-from engine.providers.base import Outcome, SendResult
 from engine.store.db import Database, create_db_engine, upgrade
 from engine.store.dead_letters import retry_ids
 from engine.store.delivery_state import claim, mark_dead

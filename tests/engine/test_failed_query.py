@@ -17,11 +17,11 @@ import redis
 from sqlalchemy import select
 
 from engine.config.settings import Settings
+from engine.domain.sending import Outcome, SendResult
 from engine.infra import redis_keys, scheduler
 from engine.infra.embedded_redis import free_port
 from engine.operations import failed_jobs
 from engine.pipeline.sender import SEND_MESSAGE
-from engine.providers.base import Outcome, SendResult
 from engine.store.db import Database, open_database
 from engine.store.dead_letters import forget_failed, forget_matching, retry_matching
 from engine.store.delivery_state import claim, mark_dead, mark_retry, mark_sent

@@ -15,7 +15,9 @@ from sqlalchemy import event
 from engine.config.settings import SettingsError, load_settings
 from engine.config.settings_store import validate
 from engine.domain.phones import mask_phones_in_text
+from engine.domain.sending import Sms
 from engine.infra.embedded_redis import free_port
+from engine.infra.http_observers import HTTP_OBSERVERS
 from engine.infra.inspector_store import (
     Entry,
     InspectorStore,
@@ -28,7 +30,6 @@ from engine.infra.inspector_store import (
 from engine.infra.sandbox_gateway import GatewayServer
 from engine.monitoring import inspector
 from engine.monitoring.inspector import Recorder
-from engine.providers.base import HTTP_OBSERVERS, Sms
 from engine.providers.factory import make_provider
 from engine.providers.http_client import http_client
 from engine.providers.sandbox import SandboxProvider

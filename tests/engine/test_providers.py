@@ -12,9 +12,9 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from engine.domain.sending import Outcome, Sms
 from engine.infra.sandbox_gateway import GatewayServer, start_gateway
 from engine.providers.africastalking import AfricasTalkingProvider
-from engine.providers.base import Outcome, Sms
 from engine.providers.generic_http import HttpJsonProvider
 from engine.providers.http_client import http_client
 from engine.providers.sandbox import SandboxProvider

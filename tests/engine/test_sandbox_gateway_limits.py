@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import urllib3
 
+from engine.domain.sending import Outcome, Sms
 from engine.infra import sandbox_gateway
 from engine.infra.sandbox_gateway import (
     MAX_BODY_BYTES,
@@ -20,7 +21,6 @@ from engine.infra.sandbox_gateway import (
     GatewayServer,
     start_gateway,
 )
-from engine.providers.base import Outcome, Sms
 from engine.providers.http_client import http_client
 from engine.providers.sandbox import SandboxProvider
 from tests.support import run_cli

@@ -21,11 +21,11 @@ from sqlalchemy import select
 
 from engine.config.settings import MAX_PROVIDER_TIMEOUT_S, SettingsError, load_settings
 from engine.domain.personalize import Recipient
+from engine.domain.sending import Outcome, Sms
 from engine.infra.embedded_redis import EmbeddedRedis, free_port
 from engine.operations.campaigns import create_campaign_to
 from engine.pipeline.runtime import build_runtime
 from engine.pipeline.sender import SEND_MESSAGE, send_messages
-from engine.providers.base import Outcome, Sms
 from engine.providers.generic_http import HttpJsonProvider
 from engine.providers.http_client import http_client
 from engine.providers.sandbox import SandboxProvider

@@ -1,0 +1,40 @@
+"""One outgoing message and what became of sending it: the values every layer passes around.
+
+The provider adapters produce them, the delivery state stores them, the sender decides on
+them and the inspector records them; so they live here, below all of those, and carry no
+behaviour that needs anything but themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    TRANSIENT = "transient"  # retry later: timeouts, connection errors, 429, 5xx
+    PERMANENT = "permanent"  # this message can never be sent: invalid number, opted out
+    ACCOUNT = "account"  # nothing can be sent: auth failure, empty balance -> pause
+
+
+@dataclass(frozen=True)
+class Sms:
+    message_id: int
+    campaign_id: int
+    to: str
+    body: str
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"relaydesk-{self.campaign_id}-{self.message_id}"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    provider_message_id: str | None = None
+    error_type: str | None = None  # e.g. "HTTP 503", "Timeout", "invalid_number"
+    error: str | None = None
+    response: str | None = None  # the provider's answer, truncated
+    latency_s: float = 0.0
