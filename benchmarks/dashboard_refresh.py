@@ -135,13 +135,13 @@ def main() -> None:
         console.window.show_page("dashboard")
         page = console.window.page("dashboard")
         assert isinstance(page, DashboardPage)
-        page.timer.stop()  # the benchmark drives the ticks itself
+        page.refresh_timer.stop()  # the benchmark drives the ticks itself
         results: dict[str, Any] = {}
         from desktop import dashboard_data
 
         for label in dashboard_data.RANGES:
             page.set_range(label)
-            wait_until(lambda: page.snapshot is not None and not page._refreshing)
+            wait_until(lambda: page.snapshot is not None and not page.refreshing)
             results[label] = measure(page, client, settings, args.ticks)
     finally:
         console.close(wait=True)

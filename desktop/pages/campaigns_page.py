@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QGroupBox,
@@ -35,6 +35,7 @@ class CampaignsPage(Page):
     page_id = "campaigns"
     title = "Campaigns"
     icon_name = "campaigns"
+    refresh_ms = REFRESH_MS
 
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
@@ -88,8 +89,6 @@ class CampaignsPage(Page):
         ctx.bus.campaigns_changed.connect(self.model.reload)
         ctx.bus.campaign_started.connect(self.select_campaign)  # "Open in Campaigns"
         ctx.bus.settings_saved.connect(self.model.reload)
-        self.timer = QTimer(self, interval=REFRESH_MS)
-        self.timer.timeout.connect(self._tick)
         self._update_buttons(None)
         self._loaded_once = False
 
@@ -132,17 +131,15 @@ class CampaignsPage(Page):
     def activated(self) -> None:
         self.model.reload()
         self.progress.poll()  # it does not poll while hidden: catch up at once
-        self.timer.start()
 
     def shutdown(self) -> None:
-        self.timer.stop()
+        super().shutdown()
         self.progress.stop()
 
-    def _tick(self) -> None:
-        if self.isVisible():
-            self.model.refresh()
-            if self.selected_id is not None:
-                self.messages.refresh()
+    def tick(self) -> None:
+        self.model.refresh()
+        if self.selected_id is not None:
+            self.messages.refresh()
 
     def _loaded(self, count: int) -> None:
         self.list_stack.setCurrentWidget(self.table if count else self.empty)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
     QFrame,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.background import Latest
 from desktop.charts import TimeChart
 from desktop.context import ConsoleContext
 from desktop.dashboard_data import RANGES, Snapshot, fetch, new_window
@@ -112,14 +113,14 @@ class DashboardPage(Page):
     page_id = "dashboard"
     title = "Dashboard"
     icon_name = "dashboard"
+    refresh_ms = REFRESH_MS
 
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
         self.range_label = "15 min"
         self.window = new_window(ctx.services, self.range_label)
         self.snapshot: Snapshot | None = None
-        self._refreshing = False
-        self._generation = 0  # bumped by a range switch: older answers are dropped
+        self._snapshots = Latest(ctx.background)  # a range switch drops older answers
         # UI-thread cost of the last refresh, all of it and the charts' part (benchmarks).
         self.last_ui_ms = self.last_charts_ms = 0.0
         self.run_rows: dict[int, CampaignRunRow] = {}
@@ -163,9 +164,6 @@ class DashboardPage(Page):
         bottom.addWidget(self._build_campaigns(), 1)
         layout.addLayout(bottom)
         layout.addStretch(1)
-
-        self.timer = QTimer(self, interval=REFRESH_MS)
-        self.timer.timeout.connect(self.refresh)
 
     # -- layout ---------------------------------------------------------------------------
     def _build_range_switch(self) -> QHBoxLayout:
@@ -226,39 +224,32 @@ class DashboardPage(Page):
     # -- refreshing -----------------------------------------------------------------------
     def activated(self) -> None:
         self.refresh()
-        self.timer.start()
 
-    def shutdown(self) -> None:
-        self.timer.stop()
+    def tick(self) -> None:
+        self.refresh()
 
     def set_range(self, label: str) -> None:
         if label == self.range_label:
             return
         self.range_label = label
         self.window = new_window(self.ctx.services, label)
-        self._generation += 1
-        self._refreshing = False  # the old range's answer is dropped when it arrives
+        self._snapshots.start()  # the old range's answer is dropped when it arrives
         self.refresh()
 
+    @property
+    def refreshing(self) -> bool:
+        """A refresh for the range shown has not answered yet."""
+        return self._snapshots.pending
+
     def refresh(self) -> None:
-        if self._refreshing or not self.isVisible():
-            return
-        self._refreshing = True
-        generation = self._generation
+        if self.refreshing or not self.isVisible():
+            return  # one at a time: a slow Redis must not pile reads up
 
         def failed(_: BaseException) -> None:
-            if generation == self._generation:
-                self._refreshing = False
-                self.cards["status"].show_figure("Unknown",
-                                                 "Redis or the database did not answer")
+            self.cards["status"].show_figure("Unknown", "Redis or the database did not answer")
 
-        def arrived(snapshot: Snapshot) -> None:
-            if generation == self._generation:  # else the operator switched ranges
-                self._refreshing = False
-                self.show_snapshot(snapshot)
-
-        self.ctx.background.run(fetch, self.ctx.services, self.window, self.range_label,
-                                on_done=arrived, on_error=failed)
+        self._snapshots.submit(fetch, self.ctx.services, self.window, self.range_label,
+                               on_done=self.show_snapshot, on_error=failed)
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
         started = time.perf_counter()

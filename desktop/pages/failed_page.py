@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QDate, Qt, QTimer, QUrl
+from PySide6.QtCore import QDate, Qt, QUrl
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from desktop.background import Latest
 from desktop.context import ConsoleContext
 from desktop.failed_model import FailedModel, campaign_text, local_time
 from desktop.pages.base import Page, page_header
@@ -54,12 +55,13 @@ class FailedPage(Page):
     page_id = "failed"
     title = "Failed jobs"
     icon_name = "failed"
+    refresh_ms = REFRESH_MS
 
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
         self.model = FailedModel(ctx.services, ctx.background, self)
         self.detail: FailedDetail | None = None
-        self._detail_generation = 0
+        self._details = Latest(ctx.background)  # a new selection drops older answers
         self.last_export: tuple[int, Path] | None = None
         layout = QVBoxLayout(self)
         layout.addWidget(page_header(
@@ -103,8 +105,6 @@ class FailedPage(Page):
         ctx.bus.campaigns_changed.connect(self._changed_elsewhere)
         ctx.bus.campaign_started.connect(lambda _: self._changed_elsewhere())
         ctx.bus.settings_saved.connect(self.refresh)  # perhaps another database
-        self.timer = QTimer(self, interval=REFRESH_MS)
-        self.timer.timeout.connect(self._tick)
         self._loaded_once = False
         self._choices_due = False
         self._update_buttons()
@@ -187,7 +187,6 @@ class FailedPage(Page):
 
     # -- loading -------------------------------------------------------------------------
     def activated(self) -> None:
-        self.timer.start()
         if not self._loaded_once:
             self._loaded_once = True
             self.refresh()
@@ -195,16 +194,12 @@ class FailedPage(Page):
             self.model.refresh()
             self._load_choices()
 
-    def shutdown(self) -> None:
-        self.timer.stop()
-
     def refresh(self) -> None:
         self._choices_due = True  # once the rows are on screen: they come first
         self.model.reload()
 
-    def _tick(self) -> None:
-        if self.isVisible():
-            self.model.refresh()  # in place: selection and scroll position stay
+    def tick(self) -> None:
+        self.model.refresh()  # in place: selection and scroll position stay
 
     def _changed_elsewhere(self) -> None:
         if self._loaded_once:
@@ -269,25 +264,19 @@ class FailedPage(Page):
         if row is None or self.selected_count() != 1:
             self._show_detail(None)
             return
-        self._detail_generation += 1
-        generation = self._detail_generation
+        self._details.start()
 
-        def read() -> tuple[int, FailedDetail | None]:
+        def read() -> FailedDetail | None:
             with self.ctx.services.db().session() as session:
-                return generation, failed_detail(session, row.id)
+                return failed_detail(session, row.id)
 
         # A bound method: dropped, not called, if the page is gone when the answer comes.
-        self.ctx.background.run(read, on_done=self._detail_arrived)
-
-    def _detail_arrived(self, answer: tuple[int, FailedDetail | None]) -> None:
-        generation, detail = answer
-        if generation == self._detail_generation:  # the selection has not moved since
-            self._show_detail(detail)
+        self._details.submit(read, on_done=self._show_detail)
 
     def _show_detail(self, detail: FailedDetail | None) -> None:
         self.detail = detail
         if detail is None:
-            self._detail_generation += 1  # an answer still on its way is stale
+            self._details.start()  # an answer still on its way is stale
             self.details.clear()
             return
         self.details.setHtml(detail_html(detail))

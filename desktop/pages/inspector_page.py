@@ -13,8 +13,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QFontDatabase, QHideEvent, QIntValidator, QShowEvent
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontDatabase, QIntValidator
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.background import Latest
 from desktop.context import ConsoleContext
 from desktop.paged_model import Column
 from desktop.pages.base import Page, page_header
@@ -119,12 +120,12 @@ class InspectorPage(Page):
     page_id = "inspector"
     title = "Inspector"
     icon_name = "inspector"
+    refresh_ms = REFRESH_MS
 
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
         self.entries: list[Entry] = []
-        self._reading = False
-        self._generation = 0  # bumped when the filters change: older answers are dropped
+        self._readings = Latest(ctx.background)  # new filters drop older answers
         # Where the last read got to in each stream: the next one reads only what is new.
         self._cursors: tuple[tuple[Kind, str], ...] = ()
         self.model = RowsModel(COLUMNS, key=lambda e: (e.kind, e.id), parent=self)
@@ -140,8 +141,6 @@ class InspectorPage(Page):
         self.stack.addWidget(self.off_label)
         self.stack.addWidget(self._build_main())
         layout.addWidget(self.stack, 1)
-        self.timer = QTimer(self, interval=REFRESH_MS)
-        self.timer.timeout.connect(self.refresh)
         ctx.bus.settings_saved.connect(self._show_state)
         self._show_state()
 
@@ -211,8 +210,8 @@ class InspectorPage(Page):
         reason = inspector_off_reason(self.ctx.settings)
         self.off_label.setText(reason or "")
         self.stack.setCurrentIndex(0 if reason else 1)
+        self.update_refresh()
         if reason:
-            self.timer.stop()
             self.model.set_rows([])
         elif self.isVisible():
             self.activated()
@@ -224,41 +223,26 @@ class InspectorPage(Page):
                      task=self.task.text().strip() or None, limit=SHOWN)
 
     # -- refreshing -----------------------------------------------------------------------
+    def is_live(self) -> bool:
+        return self.is_on
+
     def activated(self) -> None:
-        if not self.is_on:
-            return
         self.refresh()
-        self.timer.start()
 
-    def hideEvent(self, event: QHideEvent) -> None:
-        self.timer.stop()  # live only while shown (another page, or the window minimised)
-        super().hideEvent(event)
-
-    def showEvent(self, event: QShowEvent) -> None:
-        if self.is_on:
-            self.timer.start()
-        super().showEvent(event)
-
-    def shutdown(self) -> None:
-        self.timer.stop()
+    def tick(self) -> None:
+        self.refresh()
 
     def filters_changed(self) -> None:
-        self._generation += 1
+        self._readings.start()  # the read under way answers for the old filters
         self._cursors = ()  # read everything again, for the new filters
-        self._reading = False  # the read under way answers for the old filters
         self.refresh()
 
     def refresh(self) -> None:
-        if self._reading or not self.is_on:
+        if self._readings.pending or not self.is_on:
             return
-        self._reading = True
-        generation = self._generation
         known = self.entries if self._cursors else []
 
         def done(reading: Reading) -> None:
-            if generation != self._generation:
-                return
-            self._reading = False
             self._cursors = reading.cursors
             cutoff = time.time() - self.ctx.settings.inspector_max_age_s
             kept = [e for e in known if e.time >= cutoff]
@@ -266,13 +250,11 @@ class InspectorPage(Page):
             self.show_entries(merged[:SHOWN])
 
         def failed(error: BaseException) -> None:
-            if generation == self._generation:
-                self._reading = False
-                self.note.setText(f"Could not read the inspector's entries: {error}")
+            self.note.setText(f"Could not read the inspector's entries: {error}")
 
-        self.ctx.background.run(read_entries, self.ctx.services,
-                                replace(self.query(), after=self._cursors),
-                                on_done=done, on_error=failed)
+        self._readings.submit(read_entries, self.ctx.services,
+                              replace(self.query(), after=self._cursors),
+                              on_done=done, on_error=failed)
 
     def show_entries(self, entries: list[Entry]) -> None:
         selected = self.table.selectionModel().selectedRows()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -164,6 +164,7 @@ class WorkersPage(Page):
     page_id = "workers"
     title = "Workers"
     icon_name = "workers"
+    refresh_ms = REFRESH_MS
 
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
@@ -187,8 +188,6 @@ class WorkersPage(Page):
         # Long texts (a logs path, an error) wrap instead of widening the page.
         self.wrapped = (self.local_note, self.all_note)
         keep_whole(*self.wrapped)
-        self.timer = QTimer(self, interval=REFRESH_MS)
-        self.timer.timeout.connect(self.refresh)
         self._update_buttons()
 
     # -- layout ---------------------------------------------------------------------------
@@ -308,10 +307,9 @@ class WorkersPage(Page):
     # -- refreshing -------------------------------------------------------------------------
     def activated(self) -> None:
         self.refresh()
-        self.timer.start()
 
-    def shutdown(self) -> None:
-        self.timer.stop()
+    def tick(self) -> None:
+        self.refresh()
 
     def refresh(self) -> None:
         if self._refreshing or (not self.isVisible() and self.view is not None):

@@ -62,7 +62,7 @@ def test_page_lists_recorded_entries_in_development(
     page = open_page(pipeline_console, "inspector")
     assert isinstance(page, InspectorPage)
     assert page.stack.currentIndex() == 1
-    assert page.timer.isActive()  # live while shown
+    assert page.refresh_timer.isActive()  # live while shown
     qtbot.waitUntil(lambda: shown_kinds(page) == set(KINDS), timeout=30_000)
     qtmodeltester.check(page.model)
     times = [e.time for e in page.model.rows]
@@ -98,7 +98,7 @@ def test_page_lists_recorded_entries_in_development(
     assert not any(client.exists(stream_key(k)) for k in ("job", "http"))
 
     open_page(pipeline_console, "settings")
-    assert not page.timer.isActive()  # no reads while another page is shown
+    assert not page.refresh_timer.isActive()  # no reads while another page is shown
 
 
 def test_page_says_why_it_is_off_in_production(pipeline_console: Console, qtbot: QtBot,
@@ -112,7 +112,7 @@ def test_page_says_why_it_is_off_in_production(pipeline_console: Console, qtbot:
     assert "The inspector records" in text
     assert "It is off in production" in text
     assert "RELAYDESK_ENV=development" in text
-    assert not page.timer.isActive()
+    assert not page.refresh_timer.isActive()
     assert not page.table.isVisible()
     client = pipeline_console.ctx.services.redis()
     assert client.keys("relaydesk:inspector:*") == []  # the worker recorded nothing
