@@ -1,4 +1,5 @@
-"""Sending a job's messages: rate limit, breaker, claim, provider call, record.
+"""Sending a job's messages: rate limit, breaker, claim, provider call, then the decision
+(``send_decision``) applied.
 
 Concurrency inside a job (a thread pool) is what lets a worker keep up with a rate limit
 when the provider takes 50-100 ms per call; each message is still claimed and recorded on
@@ -15,12 +16,12 @@ from collections.abc import Iterable, Sequence
 import redis
 from sqlalchemy import select
 
-from engine.domain.retry_policy import backoff_s
 from engine.domain.sending import Outcome, SendResult
 from engine.infra import metrics, redis_keys, scheduler
 from engine.monitoring.inspector import record_message
 from engine.monitoring.telemetry import report_dead
 from engine.pipeline.runtime import Runtime
+from engine.pipeline.send_decision import BreakerNote, Decision, RetryPolicy, Verdict, decide
 from engine.store.delivery_state import (
     Claimed,
     claim,
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 SEND_MESSAGE = "relaydesk.send_message"
 SEND_CHUNK = "relaydesk.send_chunk"
 PROCESS_BULK = "relaydesk.process_bulk"
+
+# The metric each verdict counts as; a pause counts as none (the message waits, untried).
+_COUNTED_AS = {Verdict.SENT: metrics.SENT, Verdict.RETRY: metrics.RETRIED,
+               Verdict.DEAD: metrics.DEAD}
 
 
 def message_job(campaign_id: int, message_id: int, queue: str, *, retry: bool) -> scheduler.Job:
@@ -105,67 +110,53 @@ def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
         result = SendResult(Outcome.TRANSIENT, error_type=type(exc).__name__, error=str(exc))
         trace = traceback.format_exc()
     call_ms = (time.monotonic() - started) * 1000
-    outcome = _record(rt, claimed, result, task_name, trace)
-    _observe(sample, rt.provider.name, queue, campaign_id, result, call_ms, outcome)
+    decision = decide(result, claimed.attempts, RetryPolicy.from_settings(rt.settings))
+    _apply(rt, claimed, result, decision, task_name, trace)
+    _observe(sample, rt.provider.name, queue, campaign_id, result, call_ms, decision.verdict)
     record_message(claimed, result)  # the development inspector; nothing when it is off
 
 
 def _observe(sample: metrics.Sample, provider: str, queue: str, campaign_id: int,
-             result: SendResult, call_ms: float, outcome: str | None) -> None:
+             result: SendResult, call_ms: float, verdict: Verdict) -> None:
     calls = (metrics.ALL, metrics.provider_scope(provider))
     sample.add(calls, metrics.CALLS)
     sample.timing(calls, metrics.CALL_MS, metrics.CALL_MAX_MS, call_ms)
     if result.outcome is not Outcome.SENT:
         sample.add(calls, metrics.CALL_ERRORS)
-    if outcome is not None:
+    counted = _COUNTED_AS.get(verdict)
+    if counted is not None:
         sample.add((metrics.ALL, metrics.queue_scope(queue), metrics.campaign_scope(campaign_id)),
-                   outcome)
+                   counted)
 
 
-def _record(rt: Runtime, claimed: Claimed, result: SendResult, task_name: str,
-            trace: str | None) -> str | None:
-    """Store the outcome; returns the metric it counts as (sent, retried, dead) or None."""
-    settings = rt.settings
-    outcome: str | None = metrics.SENT
+def _apply(rt: Runtime, claimed: Claimed, result: SendResult, decision: Decision,
+           task_name: str, trace: str | None) -> None:
+    """Store the decision: the message's row, its retry, the pause, the breaker."""
     message_id = claimed.sms.message_id
-    dead = False
+    campaign_id = claimed.sms.campaign_id
     with rt.db.session() as session:
-        if result.outcome is Outcome.SENT:
+        if decision.verdict is Verdict.SENT:
             mark_sent(session, message_id, result)
-        elif result.outcome is Outcome.TRANSIENT:
-            if claimed.attempts < settings.max_attempts:
-                outcome = metrics.RETRIED
-                mark_retry(session, message_id, result)
-                due = time.time() + backoff_s(claimed.attempts, settings.retry_backoff_s,
-                                              settings.retry_backoff_max_s)
-                job = message_job(claimed.sms.campaign_id, message_id, claimed.queue,
-                                  retry=True)
-                # Scheduled before the commit: if we die in between, the row stays
-                # 'sending', the job finds nothing to claim, and the lease sweep retries it.
-                scheduler.schedule(rt.redis, [(due, job)])
-            else:
-                mark_dead(session, claimed, result, task_name, trace)
-                dead = True
-        elif result.outcome is Outcome.PERMANENT:
+        elif decision.verdict is Verdict.RETRY:
+            mark_retry(session, message_id, result)
+            job = message_job(campaign_id, message_id, claimed.queue, retry=True)
+            # Scheduled before the commit: if we die in between, the row stays
+            # 'sending', the job finds nothing to claim, and the lease sweep retries it.
+            scheduler.schedule(rt.redis, [(time.time() + decision.retry_in_s, job)])
+        elif decision.verdict is Verdict.DEAD:
             mark_dead(session, claimed, result, task_name, trace)
-            dead = True
-        else:  # account-level: no message can go out; pause instead of burning attempts
-            outcome = None
+        else:
             release_claim(session, message_id)
-            reason = f"{result.error_type}: {result.error}"
-            pause_campaign(session, claimed.sms.campaign_id, reason)
-            rt.redis.set(redis_keys.campaign_paused(claimed.sms.campaign_id), reason)
-            log.warning("campaign %s paused: %s", claimed.sms.campaign_id, reason)
-    if dead:  # only the final failure is reported, never a retry
-        outcome = metrics.DEAD
-        report_dead(claimed.sms.campaign_id, message_id, result.error_type or "Error",
-                    claimed.attempts)
+            pause_campaign(session, campaign_id, decision.pause_reason)
+            rt.redis.set(redis_keys.campaign_paused(campaign_id), decision.pause_reason)
+            log.warning("campaign %s paused: %s", campaign_id, decision.pause_reason)
+    if decision.verdict is Verdict.DEAD:  # only the final failure is reported, never a retry
+        report_dead(campaign_id, message_id, result.error_type or "Error", claimed.attempts)
     # After the commit, and allowed to fail: the delivery state is what must not be lost.
     try:
-        if result.outcome is Outcome.SENT:
+        if decision.breaker is BreakerNote.SUCCESS:
             rt.breaker.record_success()
-        elif result.outcome is Outcome.TRANSIENT:
+        elif decision.breaker is BreakerNote.FAILURE:
             rt.breaker.record_failure()
     except redis.RedisError as exc:
         log.warning("could not update the circuit breaker: %s", exc)
-    return outcome
