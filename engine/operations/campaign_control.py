@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from engine.config.settings import Settings
 from engine.domain.personalize import Recipient, Template
 from engine.domain.phones import PhoneError, mask_phone, normalize_phone
-from engine.domain.planning import Route, chunk_bounds
+from engine.domain.planning import Route
 from engine.infra import redis_keys, scheduler
 from engine.operations.campaigns import (
     CampaignError,
@@ -31,7 +31,7 @@ from engine.operations.campaigns import (
     campaign_summary,
     send_campaign_to,
 )
-from engine.pipeline.sender import SEND_CHUNK, SEND_MESSAGE, message_job
+from engine.pipeline.sender import SEND_MESSAGE, chunk_jobs, message_job
 from engine.store import delivery_state
 from engine.store.db import Database
 from engine.store.models import (
@@ -224,9 +224,8 @@ def _resume_jobs(settings: Settings, campaign_id: int, route: str, queue: str,
     now = time.time()
     jobs = [(now, message_job(campaign_id, mid, queue, retry=True)) for mid in failed]
     if route == Route.BULK:
-        jobs += [(now + i * settings.pacing_chunk_s,
-                  scheduler.Job(SEND_CHUNK, [campaign_id, queued[a:b]], queue))
-                 for i, (a, b) in enumerate(chunk_bounds(len(queued), settings.chunk_size))]
+        jobs += chunk_jobs(campaign_id, queued, queue, settings.chunk_size, now,
+                           settings.pacing_chunk_s)
     else:
         jobs += [(now + i * settings.pacing_individual_s,
                   message_job(campaign_id, mid, queue, retry=False))

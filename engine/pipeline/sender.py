@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 import redis
 from sqlalchemy import select
 
+from engine.domain.planning import chunk_bounds
 from engine.domain.sending import Outcome, SendResult
 from engine.infra import metrics, redis_keys, scheduler
 from engine.monitoring.inspector import record_message
@@ -47,6 +48,15 @@ _COUNTED_AS = {Verdict.SENT: metrics.SENT, Verdict.RETRY: metrics.RETRIED,
 
 def message_job(campaign_id: int, message_id: int, queue: str, *, retry: bool) -> scheduler.Job:
     return scheduler.Job(SEND_MESSAGE, [campaign_id, message_id, retry], queue)
+
+
+def chunk_jobs(campaign_id: int, message_ids: list[int], queue: str, size: int, start: float,
+               pacing_s: float = 0.0) -> list[tuple[float, scheduler.Job]]:
+    """The campaign's messages as send_chunk jobs of ``size`` each, the i-th due at
+    ``start + i * pacing_s``."""
+    return [(start + i * pacing_s,
+             scheduler.Job(SEND_CHUNK, [campaign_id, message_ids[a:b]], queue))
+            for i, (a, b) in enumerate(chunk_bounds(len(message_ids), size))]
 
 
 def send_messages(rt: Runtime, campaign_id: int, message_ids: Sequence[int],

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
-from engine.domain.planning import chunk_bounds
 from engine.infra import scheduler
 from engine.infra.celery_app import app
 from engine.pipeline.runtime import runtime
-from engine.pipeline.sender import PROCESS_BULK, SEND_CHUNK, SEND_MESSAGE, send_messages
-from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
+from engine.pipeline.sender import (
+    PROCESS_BULK,
+    SEND_CHUNK,
+    SEND_MESSAGE,
+    chunk_jobs,
+    send_messages,
+)
+from engine.store.delivery_state import queued_message_ids
+from engine.store.models import Campaign, CampaignStatus, MessageStatus, utcnow
 
 
 @app.task(name=PROCESS_BULK)
@@ -23,9 +29,7 @@ def process_bulk(campaign_id: int) -> int:
         if campaign is None or campaign.status not in (CampaignStatus.QUEUED,
                                                        CampaignStatus.SENDING):
             return 0
-        ids = list(session.scalars(
-            select(OutgoingMessage.id).where(OutgoingMessage.campaign_id == campaign_id)
-            .where(OutgoingMessage.status == MessageStatus.QUEUED).order_by(OutgoingMessage.id)))
+        ids = queued_message_ids(session, campaign_id)
         queue = campaign.queue
         started = session.execute(
             update(Campaign).where(Campaign.id == campaign_id)
@@ -33,11 +37,8 @@ def process_bulk(campaign_id: int) -> int:
             .values(status=CampaignStatus.SENDING, started_at=utcnow()))
         if not getattr(started, "rowcount", 0):
             return 0  # paused or cancelled since the read: resume re-plans it
-    size, pacing = rt.settings.chunk_size, rt.settings.pacing_chunk_s
-    start = time.time()
-    jobs = [(start + i * pacing, scheduler.Job(SEND_CHUNK, [campaign_id, ids[a:b]], queue))
-            for i, (a, b) in enumerate(chunk_bounds(len(ids), size))]
-    return scheduler.schedule(rt.redis, jobs)
+    return scheduler.schedule(rt.redis, chunk_jobs(
+        campaign_id, ids, queue, rt.settings.chunk_size, time.time(), rt.settings.pacing_chunk_s))
 
 
 @app.task(name=SEND_CHUNK)
