@@ -1,5 +1,7 @@
-"""The loop each worker runs beside its pool: releases due jobs from the durable schedule,
-takes over messages left 'sending' by dead workers, and writes the worker's heartbeat."""
+"""The thread each worker runs beside its pool. One loop, four jobs, each below under its
+own name: release the durable schedule's due jobs, write the worker's heartbeat, sweep
+(take over messages left 'sending' by dead workers, queue again the jobs of campaigns that
+lost them) and the monitor tick."""
 
 from __future__ import annotations
 
@@ -9,16 +11,16 @@ import os
 import socket
 import threading
 import time
+from typing import Any
 
 import redis
 
-from engine.domain.planning import chunk_bounds
 from engine.infra import redis_keys, scheduler, worker_registry
 from engine.infra.celery_app import publish
 from engine.monitoring import monitor
 from engine.pipeline.broker_jobs import campaigns_with_jobs
-from engine.pipeline.runtime import runtime
-from engine.pipeline.sender import SEND_CHUNK, message_job
+from engine.pipeline.runtime import Runtime, runtime
+from engine.pipeline.sender import chunk_jobs, message_job
 from engine.store.delivery_state import queued_message_ids, stale_sending, stalled_campaigns
 
 log = logging.getLogger(__name__)
@@ -33,35 +35,121 @@ SWEEP_EVERY_S = 10.0
 STALL_S = 60.0
 
 
+def release_due_jobs(rt: Runtime) -> int:
+    """Publish the scheduled jobs that are due (one worker at a time); how many."""
+    return scheduler.release_due(rt.redis, lambda job: publish(job.task, job.args, job.queue))
+
+
+def take_over_stale_sends(rt: Runtime) -> None:
+    """The lease sweep: messages left 'sending' past their claim lease by a dead worker
+    are sent again (the claim lets one of them through)."""
+    with rt.db.session() as session:
+        stale = stale_sending(session)
+    if stale:
+        log.warning("taking over %d message(s) left 'sending' by a dead worker", len(stale))
+        now = time.time()
+        scheduler.schedule(rt.redis, [(now, message_job(c, m, q, retry=False))
+                                      for c, m, q in stale])
+
+
+def requeue_lost_campaigns(rt: Runtime) -> None:
+    """The stall sweep: a campaign with queued messages, no progress for ``STALL_S`` and
+    no job anywhere in the broker lost its jobs (acked while Redis restarted): chunk its
+    queued messages again."""
+    with rt.db.session() as session:
+        stalled = stalled_campaigns(session, STALL_S)
+    if not stalled:
+        return
+    outstanding = campaigns_with_jobs(rt.redis)
+    for campaign_id, queue in stalled:
+        if campaign_id in outstanding:
+            continue  # waiting behind other work or on purpose: not lost
+        with rt.db.session() as session:
+            ids = queued_message_ids(session, campaign_id)
+        if not ids:
+            continue  # its last job finished after the stall check: nothing is lost
+        log.warning("campaign %s lost its jobs (%d message(s) queued, none in the broker); "
+                    "queueing them again", campaign_id, len(ids))
+        scheduler.schedule(rt.redis, chunk_jobs(campaign_id, ids, queue,
+                                                rt.settings.chunk_size, time.time()))
+
+
+class Heartbeat:
+    """Tells every console sharing this Redis that the worker is alive (worker_registry)."""
+
+    def __init__(self, worker_name: str, info: dict[str, Any]) -> None:
+        self.worker_name = worker_name
+        self.info = info
+        self.last = 0.0
+
+    def run_if_due(self, rt: Runtime, now: float) -> None:
+        if now - self.last >= HEARTBEAT_EVERY_S:
+            worker_registry.beat(rt.redis, self.worker_name, self.info)
+            self.last = now
+
+    def forget(self, rt: Runtime) -> None:
+        worker_registry.forget(rt.redis, self.worker_name)
+
+
+class Sweeps:
+    """The lease sweep and the stall sweep, run by one worker at a time (a Redis lock)."""
+
+    def __init__(self, worker_name: str) -> None:
+        self.worker_name = worker_name
+        self.last = 0.0
+
+    def run_if_due(self, rt: Runtime, now: float) -> None:
+        if now - self.last < SWEEP_EVERY_S:
+            return
+        if rt.redis.set(redis_keys.SWEEP_LOCK, self.worker_name, nx=True,
+                        px=int(SWEEP_EVERY_S * 1000)):
+            take_over_stale_sends(rt)
+            requeue_lost_campaigns(rt)
+        self.last = now
+
+
+class MonitorTick:
+    """Queue metrics and wait alerts (``monitor.tick``): observations, so their failure
+    must not hold up releases."""
+
+    def __init__(self, worker_name: str) -> None:
+        self.worker_name = worker_name
+        self.last = 0.0
+
+    def run_if_due(self, rt: Runtime, now: float) -> None:
+        if now - self.last < monitor.TICK_EVERY_S:
+            return
+        self.last = now
+        try:
+            monitor.tick(rt.redis, rt.settings, self.worker_name)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise  # the loop's own handling: Redis is down for everyone
+        except Exception:
+            log.exception("monitor tick failed; job release goes on")
+
+
 class Dispatcher(threading.Thread):
     def __init__(self, worker_name: str, queues: list[str], concurrency: int) -> None:
         super().__init__(name="relaydesk-dispatcher", daemon=True)
-        self.worker_name = worker_name
-        self.info = {"name": worker_name, "host": socket.gethostname(), "pid": os.getpid(),
-                     "queues": queues, "concurrency": concurrency, "started": time.time()}
+        info = {"name": worker_name, "host": socket.gethostname(), "pid": os.getpid(),
+                "queues": queues, "concurrency": concurrency, "started": time.time()}
+        self.heartbeat = Heartbeat(worker_name, info)
+        self.sweeps = Sweeps(worker_name)
+        self.monitor = MonitorTick(worker_name)
         self.stopping = threading.Event()
 
     def stop(self) -> None:
         self.stopping.set()
 
     def run(self) -> None:
-        last_heartbeat = last_sweep = last_monitor = 0.0
         while not self.stopping.is_set():
             try:
                 rt = runtime()
                 now = time.monotonic()
-                if now - last_heartbeat >= HEARTBEAT_EVERY_S:
-                    worker_registry.beat(rt.redis, self.worker_name, self.info)
-                    last_heartbeat = now
-                if now - last_sweep >= SWEEP_EVERY_S:
-                    self._sweep()
-                    last_sweep = now
-                if now - last_monitor >= monitor.TICK_EVERY_S:
-                    last_monitor = now
-                    self._monitor()
-                released = scheduler.release_due(
-                    rt.redis, lambda job: publish(job.task, job.args, job.queue))
-                if released:
+                self.heartbeat.run_if_due(rt, now)
+                self.sweeps.run_if_due(rt, now)
+                self.monitor.run_if_due(rt, now)
+                if release_due_jobs(rt):
                     continue  # more may be due: don't wait
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("dispatcher: Redis unavailable (%s); retrying", exc)
@@ -71,42 +159,4 @@ class Dispatcher(threading.Thread):
                 self.stopping.wait(1.0)
             self.stopping.wait(RELEASE_EVERY_S)
         with contextlib.suppress(redis.RedisError):
-            worker_registry.forget(runtime().redis, self.worker_name)
-
-    def _monitor(self) -> None:
-        """Metrics and alerts are observations: their failure must not hold up releases."""
-        rt = runtime()
-        try:
-            monitor.tick(rt.redis, rt.settings, self.worker_name)
-        except (redis.ConnectionError, redis.TimeoutError):
-            raise  # the loop's own handling: Redis is down for everyone
-        except Exception:
-            log.exception("monitor tick failed; job release goes on")
-
-    def _sweep(self) -> None:
-        rt = runtime()
-        if not rt.redis.set(redis_keys.SWEEP_LOCK, self.worker_name, nx=True,
-                            px=int(SWEEP_EVERY_S * 1000)):
-            return
-        with rt.db.session() as session:
-            stale = stale_sending(session)
-            stalled = stalled_campaigns(session, STALL_S)
-        now = time.time()
-        if stale:
-            log.warning("taking over %d message(s) left 'sending' by a dead worker", len(stale))
-            scheduler.schedule(rt.redis, [(now, message_job(c, m, q, retry=False))
-                                          for c, m, q in stale])
-        outstanding = campaigns_with_jobs(rt.redis) if stalled else set()
-        for campaign_id, queue in stalled:
-            if campaign_id in outstanding:
-                continue  # waiting behind other work or on purpose: not lost
-            with rt.db.session() as session:
-                ids = queued_message_ids(session, campaign_id)
-            if not ids:
-                continue  # its last job finished after the stall check: nothing is lost
-            log.warning("campaign %s lost its jobs (%d message(s) queued, none in the broker); "
-                        "queueing them again", campaign_id, len(ids))
-            size = rt.settings.chunk_size
-            scheduler.schedule(rt.redis, [
-                (now, scheduler.Job(SEND_CHUNK, [campaign_id, ids[a:b]], queue))
-                for a, b in chunk_bounds(len(ids), size)])
+            self.heartbeat.forget(runtime())
