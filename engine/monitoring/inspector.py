@@ -29,6 +29,7 @@ from engine.infra.connections import PROBE, redis_for
 from engine.infra.embedded_redis import redis_url
 from engine.infra.http_observers import HTTP_OBSERVERS, HttpExchange
 from engine.infra.inspector_store import Entry, InspectorStore, safe_payload, safe_text, safe_url
+from engine.store.db import ENGINE_WATCHERS
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -166,6 +167,17 @@ def watch_sql(engine: Engine, settings: Settings) -> bool:
     event.listen(engine, "after_cursor_execute", _after_sql)
     event.listen(engine, "handle_error", _sql_error)
     return True
+
+
+def _watch_opened(engine: Engine, settings: Settings) -> None:
+    if settings.inspector_on:  # development only: statements for the Inspector page
+        watch_sql(engine, settings)
+
+
+# Every process that opens a database imports this module before it does (the CLI's
+# commands, the worker's tasks, the console's pages and its helper process), so the store
+# hands it each engine from the first one on.
+ENGINE_WATCHERS.append(_watch_opened)
 
 
 def _before_sql(conn: Any, _cursor: Any, _statement: str, _parameters: Any, _context: Any,

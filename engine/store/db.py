@@ -8,7 +8,7 @@ processes (CLI, GUI, workers) may start at once, so the upgrade is serialised wi
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +171,11 @@ class Database:
 _open: dict[str, Database] = {}
 _open_lock = threading.Lock()
 
+# Handed each engine this process opens, with the settings it was opened for. The development
+# inspector (engine.monitoring.inspector, a layer above the store) adds itself here to record
+# the statements, so the store never imports it.
+ENGINE_WATCHERS: list[Callable[[Engine, Settings], None]] = []
+
 
 def open_database(settings: Settings, *, migrate: bool = True) -> Database:
     """The process's Database for these settings, migrated to the newest schema."""
@@ -191,10 +196,8 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Database:
                         f"cannot open the database at {mask_url(url)}: {exc.orig}. "
                         "Check RELAYDESK_DATABASE_URL, or unset it to use the local SQLite file."
                     ) from None
-            if settings.inspector_on:  # development only: statements for the Inspector page
-                from engine.monitoring.inspector import watch_sql
-
-                watch_sql(engine, settings)
+            for watch in ENGINE_WATCHERS:
+                watch(engine, settings)
             db = Database(engine, sessionmaker(engine, expire_on_commit=False))
             _open[url] = db
         return db

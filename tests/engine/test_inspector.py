@@ -4,13 +4,15 @@ job events, SQL statements and provider calls into a bounded, pruned Redis store
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from engine.config.settings import SettingsError, load_settings
 from engine.config.settings_store import validate
@@ -104,6 +106,25 @@ def test_inspector_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RELAYDESK_INSPECTOR", "sometimes")
     with pytest.raises(SettingsError, match="must be on, off or auto"):
         load_settings()
+
+
+def test_the_statements_of_every_database_a_process_opens_are_kept(
+        development: None, redis_client: Any) -> None:
+    settings = load_settings()
+    with open_database(settings).session() as session:
+        session.execute(text("SELECT 42 AS answer"))
+    store = InspectorStore.for_settings(settings, redis_client)
+    assert [e.summary for e in store.entries(Query(kinds=("sql",)))] == ["SELECT 42 AS answer"]
+    # The store hands its engines to whoever registered, and the inspector registers when it
+    # is imported: each way a process starts imports it before it opens a database.
+    probe = ("import importlib, sys\n"
+             "importlib.import_module(sys.argv[1])\n"
+             "from engine.store.db import ENGINE_WATCHERS\n"
+             "print([w.__module__ for w in ENGINE_WATCHERS])\n")
+    for entry_point in ("engine.cli.main", "desktop.cli", "desktop.heavy_work"):
+        result = subprocess.run([sys.executable, "-c", probe, entry_point], capture_output=True,
+                                text=True, timeout=120, check=True)
+        assert result.stdout.strip() == "['engine.monitoring.inspector']", entry_point
 
 
 # --- what is kept ------------------------------------------------------------------------------
