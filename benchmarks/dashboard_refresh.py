@@ -49,15 +49,16 @@ def busy_sample(at: float, tick: int = 0) -> Any:
 
     sample = metrics.Sample()
     scopes = (metrics.ALL, metrics.queue_scope("bulk_messages"))
-    sample.add(scopes, metrics.SENT, 48)
-    sample.add(scopes, metrics.DEAD, 1)
-    sample.add(scopes, metrics.RETRIED, 1)
-    sample.add((metrics.ALL,), metrics.CALLS, 50)
-    sample.timing((metrics.ALL,), metrics.CALL_MS, metrics.CALL_MAX_MS, 50 * (85 + tick % 7))
+    sample.add(scopes, metrics.Metric.SENT, 48)
+    sample.add(scopes, metrics.Metric.DEAD, 1)
+    sample.add(scopes, metrics.Metric.RETRIED, 1)
+    sample.add((metrics.ALL,), metrics.Metric.CALLS, 50)
+    sample.timing((metrics.ALL,), metrics.Metric.CALL_MS, metrics.Metric.CALL_MAX_MS,
+                  50 * (85 + tick % 7))
     # A campaign's backlog rising and draining over the hour; a little individual traffic.
     bulk = round(300 + 250 * math.sin(at / 900)) + tick
     for queue, depth in (("bulk_messages", bulk), ("messages", int(at) // 10 % 3)):
-        sample.peak((metrics.queue_scope(queue),), metrics.DEPTH, depth)
+        sample.peak((metrics.queue_scope(queue),), metrics.Metric.DEPTH, depth)
     return sample
 
 

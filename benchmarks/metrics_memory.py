@@ -29,15 +29,15 @@ CHUNK = 50
 def chunk_sample(metrics: Any, campaign: int) -> Any:
     sample = metrics.Sample()
     scopes = (metrics.ALL, metrics.queue_scope("bulk_messages"), metrics.campaign_scope(campaign))
-    sample.add(scopes, metrics.SENT, CHUNK - 1)
-    sample.add(scopes, metrics.DEAD, 1)
+    sample.add(scopes, metrics.Metric.SENT, CHUNK - 1)
+    sample.add(scopes, metrics.Metric.DEAD, 1)
     calls = (metrics.ALL, metrics.provider_scope("sandbox"))
-    sample.add(calls, metrics.CALLS, CHUNK)
-    sample.timing(calls, metrics.CALL_MS, metrics.CALL_MAX_MS, 80 * CHUNK)
+    sample.add(calls, metrics.Metric.CALLS, CHUNK)
+    sample.timing(calls, metrics.Metric.CALL_MS, metrics.Metric.CALL_MAX_MS, 80 * CHUNK)
     jobs = (metrics.ALL, metrics.queue_scope("bulk_messages"))
-    sample.add(jobs, metrics.JOBS)
-    sample.timing(jobs, metrics.RUNTIME_MS, metrics.RUNTIME_MAX_MS, 900)
-    sample.timing(jobs, metrics.WAIT_MS, metrics.WAIT_MAX_MS, 40)
+    sample.add(jobs, metrics.Metric.JOBS)
+    sample.timing(jobs, metrics.Metric.RUNTIME_MS, metrics.Metric.RUNTIME_MAX_MS, 900)
+    sample.timing(jobs, metrics.Metric.WAIT_MS, metrics.Metric.WAIT_MAX_MS, 40)
     return sample
 
 

@@ -10,16 +10,17 @@ import numpy as np
 from desktop.services import Services
 from engine.domain.queues import ALL_QUEUES
 from engine.infra import metrics
+from engine.infra.metrics import Metric
 from engine.monitoring.overview import Overview, gather
 
 # range label -> span in seconds; each reads the finest resolution still kept that long
 RANGES = {"15 min": 900, "1 h": 3600, "24 h": 86_400}
 
-DEPTH_FIELDS = {q: metrics.field(metrics.queue_scope(q), metrics.DEPTH) for q in ALL_QUEUES}
+DEPTH_FIELDS = {q: metrics.field(metrics.queue_scope(q), Metric.DEPTH) for q in ALL_QUEUES}
 SENT, DEAD, RETRIED = (metrics.field(metrics.ALL, n) for n in
-                       (metrics.SENT, metrics.DEAD, metrics.RETRIED))
+                       (Metric.SENT, Metric.DEAD, Metric.RETRIED))
 CALLS, CALL_MS, CALL_MAX = (metrics.field(metrics.ALL, n) for n in
-                            (metrics.CALLS, metrics.CALL_MS, metrics.CALL_MAX_MS))
+                            (Metric.CALLS, Metric.CALL_MS, Metric.CALL_MAX_MS))
 FIELDS = [*DEPTH_FIELDS.values(), SENT, DEAD, RETRIED, CALLS, CALL_MS, CALL_MAX]
 
 

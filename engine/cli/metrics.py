@@ -10,14 +10,15 @@ import click
 from engine.cli.common import AppContext, duration, json_option, pass_app, print_json
 from engine.domain.queues import ALL_QUEUES
 from engine.infra import metrics
+from engine.infra.metrics import Metric
 
-COLUMNS = (metrics.JOBS, metrics.SENT, metrics.RETRIED, metrics.DEAD, metrics.DEPTH,
-           metrics.RUNTIME_MS, metrics.RUNTIME_MAX_MS, metrics.WAIT_MS, metrics.WAIT_MAX_MS,
-           metrics.CALL_MS, metrics.CALL_MAX_MS, metrics.CALLS)
+COLUMNS = (Metric.JOBS, Metric.SENT, Metric.RETRIED, Metric.DEAD, Metric.DEPTH,
+           Metric.RUNTIME_MS, Metric.RUNTIME_MAX_MS, Metric.WAIT_MS, Metric.WAIT_MAX_MS,
+           Metric.CALL_MS, Metric.CALL_MAX_MS, Metric.CALLS)
 # Sums shown as averages: sum field -> (count field, average's name)
-AVERAGES = {metrics.RUNTIME_MS: (metrics.JOBS, "runtime_avg_ms"),
-            metrics.WAIT_MS: (metrics.JOBS, "wait_avg_ms"),
-            metrics.CALL_MS: (metrics.CALLS, "call_avg_ms")}
+AVERAGES = {Metric.RUNTIME_MS: (Metric.JOBS, "runtime_avg_ms"),
+            Metric.WAIT_MS: (Metric.JOBS, "wait_avg_ms"),
+            Metric.CALL_MS: (Metric.CALLS, "call_avg_ms")}
 
 
 @click.command("metrics")
@@ -42,12 +43,12 @@ def metrics_cmd(app: AppContext, span_s: int, queue: str | None, campaign_id: in
                                  now - span_s + res.step_s, now)
     rows: list[dict[str, str | int]] = []
     for i, start in enumerate(series.starts):
-        values = {c: series.values[metrics.field(scope, c)][i] for c in COLUMNS}
+        values: dict[str, int] = {c: series.values[metrics.field(scope, c)][i] for c in COLUMNS}
         for total, (count, name) in AVERAGES.items():
             amount = values.pop(total)
             values[name] = round(amount / values[count]) if values[count] else 0
-        done = values[metrics.SENT] + values[metrics.DEAD]
-        values["success_pct"] = round(100 * values[metrics.SENT] / done) if done else 0
+        done = values[Metric.SENT] + values[Metric.DEAD]
+        values["success_pct"] = round(100 * values[Metric.SENT] / done) if done else 0
         stamp = datetime.fromtimestamp(start).astimezone().isoformat(timespec="seconds")
         rows.append({"start": stamp, **values})
     if as_json:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from engine.config.settings import Settings
@@ -41,14 +42,27 @@ def provider_scope(provider: str) -> str:
     return f"p:{provider}"
 
 
-# Field names. Counters: jobs, sent, dead, retried, calls, call_errors.
-# Sums (ms) with their max: runtime_ms/runtime_max_ms, wait_ms/wait_max_ms, call_ms/call_max_ms.
-# Gauges sampled by the monitor (max over the bucket): depth, oldest_wait_ms.
-JOBS, SENT, DEAD, RETRIED = "jobs", "sent", "dead", "retried"
-RUNTIME_MS, RUNTIME_MAX_MS = "runtime_ms", "runtime_max_ms"
-WAIT_MS, WAIT_MAX_MS = "wait_ms", "wait_max_ms"
-CALLS, CALL_ERRORS, CALL_MS, CALL_MAX_MS = "calls", "call_errors", "call_ms", "call_max_ms"
-DEPTH, OLDEST_WAIT_MS = "depth", "oldest_wait_ms"
+class Metric(StrEnum):
+    """What a figure measures: the ``<name>`` in a bucket's ``<scope>|<name>`` fields (the
+    values are stored in Redis and printed by ``relaydesk metrics --json``)."""
+
+    # Counters.
+    JOBS = "jobs"
+    SENT = "sent"
+    DEAD = "dead"
+    RETRIED = "retried"
+    CALLS = "calls"
+    CALL_ERRORS = "call_errors"
+    # Sums (ms), each with its max.
+    RUNTIME_MS = "runtime_ms"
+    RUNTIME_MAX_MS = "runtime_max_ms"
+    WAIT_MS = "wait_ms"
+    WAIT_MAX_MS = "wait_max_ms"
+    CALL_MS = "call_ms"
+    CALL_MAX_MS = "call_max_ms"
+    # Gauges sampled by the monitor (max over the bucket).
+    DEPTH = "depth"
+    OLDEST_WAIT_MS = "oldest_wait_ms"
 
 
 @dataclass(frozen=True)
@@ -101,19 +115,19 @@ class Sample:
         self._sums: dict[str, int] = {}
         self._peaks: dict[str, int] = {}
 
-    def add(self, scopes: Iterable[str], name: str, value: float = 1) -> None:
+    def add(self, scopes: Iterable[str], name: Metric, value: float = 1) -> None:
         with self._lock:
             for scope in scopes:
                 field = f"{scope}|{name}"
                 self._sums[field] = self._sums.get(field, 0) + round(value)
 
-    def peak(self, scopes: Iterable[str], name: str, value: float) -> None:
+    def peak(self, scopes: Iterable[str], name: Metric, value: float) -> None:
         with self._lock:
             for scope in scopes:
                 field = f"{scope}|{name}"
                 self._peaks[field] = max(self._peaks.get(field, 0), round(value))
 
-    def timing(self, scopes: Sequence[str], total: str, peak: str, ms: float) -> None:
+    def timing(self, scopes: Sequence[str], total: Metric, peak: Metric, ms: float) -> None:
         self.add(scopes, total, ms)
         self.peak(scopes, peak, ms)
 
@@ -184,7 +198,7 @@ def read_bucket(client: Any, res: Resolution, at: float) -> dict[str, int]:
     return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
 
 
-def field(scope: str, name: str) -> str:
+def field(scope: str, name: Metric) -> str:
     return f"{scope}|{name}"
 
 

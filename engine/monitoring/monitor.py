@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.config.settings import Settings
 from engine.infra import metrics
+from engine.infra.metrics import Metric
 from engine.infra.redis_keys import PREFIX
 from engine.monitoring import wait_alerts
 from engine.monitoring.queue_status import broker_load
@@ -29,9 +30,9 @@ def tick(client: Any, settings: Settings, owner: str) -> bool:
     sample = metrics.Sample()
     for queue in load.queues.values():
         scope = (metrics.queue_scope(queue.name),)
-        sample.peak(scope, metrics.DEPTH, queue.waiting)
-        sample.peak(scope, metrics.OLDEST_WAIT_MS, queue.oldest_wait_s * 1000)
-    sample.peak((metrics.ALL,), metrics.DEPTH, sum(q.waiting for q in load.queues.values()))
+        sample.peak(scope, Metric.DEPTH, queue.waiting)
+        sample.peak(scope, Metric.OLDEST_WAIT_MS, queue.oldest_wait_s * 1000)
+    sample.peak((metrics.ALL,), Metric.DEPTH, sum(q.waiting for q in load.queues.values()))
     metrics.record(client, settings, sample, at=load.read_at)
     for alert in wait_alerts.update(client, settings, load):
         # Off this thread: a slow webhook or mail server must not hold up job release.

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from engine.config.settings import PROVIDERS, Settings
 from engine.infra import metrics
 from engine.infra.breaker import CircuitBreaker
+from engine.infra.metrics import Metric
 from engine.infra.worker_registry import live_workers
 from engine.monitoring import wait_alerts
 from engine.monitoring.queue_status import BrokerLoad, broker_load
@@ -110,7 +111,7 @@ def _campaign_runs(session: Session, client: Any, settings: Settings,
     if not ids:
         return []
     res = metrics.resolutions(settings)[0]
-    fields = [metrics.field(metrics.campaign_scope(i), metrics.SENT) for i in ids]
+    fields = [metrics.field(metrics.campaign_scope(i), Metric.SENT) for i in ids]
     recent = metrics.read_series(client, res, fields, now - RATE_WINDOW_S + res.step_s, now)
     runs = []
     for campaign_id, sent_field in zip(ids, fields, strict=True):
@@ -137,7 +138,7 @@ def _workload(load: BrokerLoad, workers: list[dict[str, Any]],
         rows.append(QueueWorkload(name, queue.waiting, queue.in_flight, processes,
                                   round(queue.oldest_wait_s, 1),
                                   jobs.total(metrics.field(metrics.queue_scope(name),
-                                                           metrics.JOBS))))
+                                                           Metric.JOBS))))
     return rows
 
 
@@ -152,13 +153,13 @@ def gather(client: Any, session: Session, settings: Settings, *,
     workers = live_workers(client) if workers is None else workers
     ten_s, minute, _hour = metrics.resolutions(settings)
     queue_scopes = [metrics.queue_scope(q) for q in load.queues]
-    jobs_fields = [metrics.field(s, metrics.JOBS) for s in (metrics.ALL, *queue_scopes)]
+    jobs_fields = [metrics.field(s, Metric.JOBS) for s in (metrics.ALL, *queue_scopes)]
     last_minute = metrics.read_series(
-        client, ten_s, [*jobs_fields, metrics.field(metrics.ALL, metrics.SENT)],
+        client, ten_s, [*jobs_fields, metrics.field(metrics.ALL, Metric.SENT)],
         now - RATE_WINDOW_S + ten_s.step_s, now)
-    runtime_fields = [metrics.field(s, metrics.RUNTIME_MAX_MS) for s in queue_scopes]
+    runtime_fields = [metrics.field(s, Metric.RUNTIME_MAX_MS) for s in queue_scopes]
     hour_totals = [metrics.field(metrics.ALL, n) for n in
-                   (metrics.SENT, metrics.DEAD, metrics.CALLS, metrics.CALL_MS)]
+                   (Metric.SENT, Metric.DEAD, Metric.CALLS, Metric.CALL_MS)]
     last_hour = metrics.read_series(client, minute, [*runtime_fields, *hour_totals],
                                     now - 3600 + minute.step_s, now)
     sent, dead, calls, call_ms = (last_hour.total(f) for f in hour_totals)
@@ -174,7 +175,7 @@ def gather(client: Any, session: Session, settings: Settings, *,
     return Overview(
         status=_status(workers, breakers, campaigns),
         jobs_per_minute=last_minute.total(jobs_fields[0]),
-        sent_per_minute=last_minute.total(metrics.field(metrics.ALL, metrics.SENT)),
+        sent_per_minute=last_minute.total(metrics.field(metrics.ALL, Metric.SENT)),
         sent_last_hour=sent,
         success_rate_last_hour=round(sent / (sent + dead), 4) if sent + dead else None,
         provider_ms_last_hour=round(call_ms / calls, 1) if calls else None,

@@ -12,6 +12,7 @@ from celery import signals
 
 from engine.infra import metrics
 from engine.infra.celery_app import PUBLISHED_HEADER
+from engine.infra.metrics import Metric
 from engine.pipeline.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,12 @@ def _on_postrun(task_id: str, task: Any, **_: Any) -> None:
     queue, start = entry
     scopes = (metrics.ALL, metrics.queue_scope(queue))
     sample = metrics.Sample()
-    sample.add(scopes, metrics.JOBS)
-    sample.timing(scopes, metrics.RUNTIME_MS, metrics.RUNTIME_MAX_MS,
+    sample.add(scopes, Metric.JOBS)
+    sample.timing(scopes, Metric.RUNTIME_MS, Metric.RUNTIME_MAX_MS,
                   (time.time() - start) * 1000)
     published = task.request.get(PUBLISHED_HEADER)
     if isinstance(published, int | float):
-        sample.timing(scopes, metrics.WAIT_MS, metrics.WAIT_MAX_MS,
+        sample.timing(scopes, Metric.WAIT_MS, Metric.WAIT_MAX_MS,
                       max(0.0, start - published) * 1000)
     try:
         rt = runtime()

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from engine.domain.planning import chunk_bounds
 from engine.domain.sending import Outcome, SendResult
 from engine.infra import metrics, redis_keys, scheduler
+from engine.infra.metrics import Metric
 from engine.monitoring.inspector import record_message
 from engine.monitoring.telemetry import report_dead
 from engine.pipeline.runtime import Runtime
@@ -42,8 +43,8 @@ SEND_CHUNK = "relaydesk.send_chunk"
 PROCESS_BULK = "relaydesk.process_bulk"
 
 # The metric each verdict counts as; a pause counts as none (the message waits, untried).
-_COUNTED_AS = {Verdict.SENT: metrics.SENT, Verdict.RETRY: metrics.RETRIED,
-               Verdict.DEAD: metrics.DEAD}
+_COUNTED_AS = {Verdict.SENT: Metric.SENT, Verdict.RETRY: Metric.RETRIED,
+               Verdict.DEAD: Metric.DEAD}
 
 
 def message_job(campaign_id: int, message_id: int, queue: str, *, retry: bool) -> scheduler.Job:
@@ -129,10 +130,10 @@ def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
 def _observe(sample: metrics.Sample, provider: str, queue: str, campaign_id: int,
              result: SendResult, call_ms: float, verdict: Verdict) -> None:
     calls = (metrics.ALL, metrics.provider_scope(provider))
-    sample.add(calls, metrics.CALLS)
-    sample.timing(calls, metrics.CALL_MS, metrics.CALL_MAX_MS, call_ms)
+    sample.add(calls, Metric.CALLS)
+    sample.timing(calls, Metric.CALL_MS, Metric.CALL_MAX_MS, call_ms)
     if result.outcome is not Outcome.SENT:
-        sample.add(calls, metrics.CALL_ERRORS)
+        sample.add(calls, Metric.CALL_ERRORS)
     counted = _COUNTED_AS.get(verdict)
     if counted is not None:
         sample.add((metrics.ALL, metrics.queue_scope(queue), metrics.campaign_scope(campaign_id)),

@@ -27,8 +27,8 @@ T0 = 1_800_000_000  # a fixed, round point in time (divisible by 3600)
 def _sample(sent: int, runtime_ms: float) -> metrics.Sample:
     sample = metrics.Sample()
     scopes = (metrics.ALL, metrics.queue_scope("messages"))
-    sample.add(scopes, metrics.SENT, sent)
-    sample.timing(scopes, metrics.RUNTIME_MS, metrics.RUNTIME_MAX_MS, runtime_ms)
+    sample.add(scopes, metrics.Metric.SENT, sent)
+    sample.timing(scopes, metrics.Metric.RUNTIME_MS, metrics.Metric.RUNTIME_MAX_MS, runtime_ms)
     return sample
 
 
