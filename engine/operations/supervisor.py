@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,15 +114,27 @@ class WorkerSpec:
             return None
 
 
+class WorkerAction(StrEnum):
+    """What happened to a local worker; the value is what the Workers page shows."""
+
+    RESTARTED = "restarted"  # by check(), after the worker died
+    RESTART_FAILED = "restart failed"
+    ADOPTED = "adopted"  # left running by an earlier console
+    # The operator's actions.
+    ADDED = "added"
+    STOPPED = "stopped"
+    KILLED = "killed"
+    RESTARTED_BY_OPERATOR = "restarted by operator"
+    REMOVED = "removed"
+
+
 @dataclass(frozen=True)
 class WorkerEvent:
     time: float  # epoch seconds
     worker_id: str
     pid: int | None  # the process the event is about (the one that exited, for restarts)
     exit_code: int | None  # negative: killed by that signal
-    action: str  # "restarted" (by check()), "restart failed", "adopted" (left running by
-    # an earlier console), or an operator action: "added", "stopped", "killed",
-    # "restarted by operator", "removed"
+    action: WorkerAction
 
 
 @dataclass(frozen=True)
@@ -304,7 +317,7 @@ class Supervisor:
                              logs / f"worker-{worker_id}.log")
             self._spawn(worker)
             self._workers[worker_id] = worker
-            self._event(worker, "added")
+            self._event(worker, WorkerAction.ADDED)
             return worker_id
 
     def stop_worker(self, worker_id: str, wait_s: float = 0.0) -> int | None:
@@ -318,7 +331,7 @@ class Supervisor:
             if worker.alive():
                 worker.stopping = True
                 self._ask_to_stop(worker)
-            self._event(worker, "stopped")
+            self._event(worker, WorkerAction.STOPPED)
         if process is None:
             return None
         if wait_s > 0:
@@ -333,7 +346,7 @@ class Supervisor:
             worker.generation += 1
             worker.wanted = False
             process = worker.process
-            self._event(worker, "killed")
+            self._event(worker, WorkerAction.KILLED)
         if process is None:
             return None
         process.kill_tree()
@@ -363,7 +376,7 @@ class Supervisor:
                 return  # another action on this worker came in meanwhile: it decides
             self._reap(worker)
             self._spawn(worker)
-            self._event(worker, "restarted by operator")
+            self._event(worker, WorkerAction.RESTARTED_BY_OPERATOR)
 
     def remove_worker(self, worker_id: str) -> None:
         """Forget a worker that is not running (stop or kill it first)."""
@@ -373,7 +386,7 @@ class Supervisor:
                 raise RuntimeError(f"worker {worker_id} still runs: stop or kill it first")
             self._reap(worker)
             del self._workers[worker_id]
-            self._event(worker, "removed")
+            self._event(worker, WorkerAction.REMOVED)
 
     # --- polling -------------------------------------------------------------------------
 
@@ -401,10 +414,10 @@ class Supervisor:
                 except OSError as exc:
                     log.error("could not restart worker %s: %s", worker.id, exc)
                     worker.restart_at = now + MAX_RESTART_DELAY_S
-                    events.append(self._event(worker, "restart failed", pid, code))
+                    events.append(self._event(worker, WorkerAction.RESTART_FAILED, pid, code))
                     continue
                 worker.restarts += 1
-                events.append(self._event(worker, "restarted", pid, code))
+                events.append(self._event(worker, WorkerAction.RESTARTED, pid, code))
         return events
 
     def snapshot(self, probe_timeout: float = PROBE_TIMEOUT_S) -> list[LocalWorkerState]:
@@ -512,7 +525,7 @@ class Supervisor:
         process_records.take_over(self.settings.data_dir, record)
         log.info("adopted worker %s (pid %s) left running by an earlier console", worker_id,
                  process.pid)
-        self._event(worker, "adopted")
+        self._event(worker, WorkerAction.ADOPTED)
         return worker_id
 
     def _adopt_service(self, role: str) -> ProcessHandle | None:
@@ -554,7 +567,7 @@ class Supervisor:
         else:
             worker.process.send_signal(signal.SIGTERM)  # Celery: warm shutdown
 
-    def _event(self, worker: _Worker, action: str, pid: int | None = None,
+    def _event(self, worker: _Worker, action: WorkerAction, pid: int | None = None,
                exit_code: int | None = None) -> WorkerEvent:
         if pid is None and worker.process is not None:
             pid = worker.process.pid
