@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop import heavy_work
+from desktop.background import Latest
 from desktop.campaign_progress import CampaignProgress
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
@@ -73,9 +74,10 @@ class ComposePage(Page):
         self.summary: ComposeSummary | None = None
         self.preview: RenderedMessage | None = None
         self.selected_ids: tuple[int, ...] = ()
-        self._preview_generation = 0  # stepping and typing each make older results stale
-        self._totals_generation = 0
-        self._totals_pending = False
+        # Stepping and typing each make older answers stale. Two series: a step must not
+        # make a pending total stale.
+        self._previews = Latest(ctx.background)
+        self._totals = Latest(ctx.background)
         self._sending = False
         # Remembered between runs, beside the window's state: the number test sends go to.
         self._memory = QSettings(str(ctx.settings.data_dir / "console.ini"),
@@ -320,16 +322,13 @@ class ComposePage(Page):
         self.refresh_preview(totals=False)
 
     def refresh_preview(self, totals: bool = True) -> None:
-        """Render the shown recipient's message, and (unless only stepping) the totals.
-        Each has its own generation: a step must not make a pending total stale."""
+        """Render the shown recipient's message, and (unless only stepping) the totals."""
         text, recipients = self.editor.toPlainText(), self.recipients()
-        self._preview_generation += 1
-        generation = self._preview_generation
+        self._previews.start()
         if totals:
-            self._totals_generation += 1
-            self._start_totals(self._totals_generation, text, recipients)
+            self._start_totals(text, recipients)
         if not text.strip() or recipients is None:
-            self._show_preview(generation, None)
+            self._show_preview(None)
             return
         settings, index = self.ctx.settings, self.index
 
@@ -337,34 +336,26 @@ class ComposePage(Page):
             with self.ctx.services.db().session() as session:
                 return preview_one(session, settings, text, recipients, index)
 
-        self.ctx.background.run(work, on_done=lambda r: self._show_preview(generation, r),
-                                on_error=lambda e: self._preview_failed(generation, e))
+        self._previews.submit(work, on_done=self._show_preview, on_error=self._preview_failed)
 
-    def _start_totals(self, generation: int, text: str, recipients: Recipients | None) -> None:
+    def _start_totals(self, text: str, recipients: Recipients | None) -> None:
+        self._totals.start()
         if not text.strip() or recipients is None:
-            self._totals_pending = False
-            self._show_summary(generation, None)
+            self._show_summary(None)
             return
-        self._totals_pending = True
         settings, urgent = self.ctx.settings, self.urgent.isChecked()
 
         def work() -> ComposeSummary:
             with self.ctx.services.db().session() as session:
                 return summarise(session, settings, text, recipients, urgent=urgent)
 
-        self.ctx.background.run(work, on_done=lambda r: self._show_summary(generation, r),
-                                on_error=lambda e: self._preview_failed(generation, e,
-                                                                        totals=True))
+        self._totals.submit(work, on_done=self._show_summary, on_error=self._totals_failed)
 
-    def _preview_failed(self, generation: int, error: BaseException,
-                        totals: bool = False) -> None:
-        if totals:
-            if generation != self._totals_generation:
-                return
-            self._totals_pending = False
-            self._update_send_state()
-        elif generation != self._preview_generation:
-            return
+    def _totals_failed(self, error: BaseException) -> None:
+        self._update_send_state()
+        self._preview_failed(error, totals=True)
+
+    def _preview_failed(self, error: BaseException, totals: bool = False) -> None:
         if isinstance(error, TemplateError):
             self.rendered.setPlainText("")
             self.message_stats.setText("Fix the unknown tag(s) to see the preview.")
@@ -372,18 +363,13 @@ class ComposePage(Page):
         if not totals:  # one report of a failure is enough
             self.ctx.background.error.emit(error)
 
-    def _show_summary(self, generation: int, summary: ComposeSummary | None) -> None:
-        if generation != self._totals_generation:
-            return  # the operator typed on; newer totals are coming
-        self._totals_pending = False
+    def _show_summary(self, summary: ComposeSummary | None) -> None:
         self.summary = summary
         self._show_totals()
         self._show_stepper()
         self._update_send_state()
 
-    def _show_preview(self, generation: int, one: RenderedMessage | None) -> None:
-        if generation != self._preview_generation:
-            return
+    def _show_preview(self, one: RenderedMessage | None) -> None:
         self.preview = one
         count = self.summary.recipients if self.summary else 0
         if one is None:
@@ -440,7 +426,7 @@ class ComposePage(Page):
         not while a send is under way."""
         ready = (bool(self.editor.toPlainText().strip()) and self.problems.isHidden()
                  and self.recipients() is not None and not self._sending
-                 and not self._totals_pending and not self._refresh_timer.isActive()
+                 and not self._totals.pending and not self._refresh_timer.isActive()
                  and self.summary is not None and self.summary.recipients > 0)
         self.send_button.setEnabled(ready)
         self.test_button.setEnabled(ready)
@@ -484,8 +470,8 @@ class ComposePage(Page):
                 request.urgent, request.name, on_done=self._sent, on_error=self._send_failed)
 
         # The provider check first, so a gateway that is down creates nothing.
-        self.ctx.background.run(check_provider, self.ctx, on_done=queued,
-                                on_error=self._send_failed)
+        self.ctx.background.run(start_services_and_check_provider, self.ctx,
+                                on_done=queued, on_error=self._send_failed)
 
     def _send_done(self) -> None:
         self._sending = False
@@ -538,7 +524,7 @@ class ComposePage(Page):
         def work() -> CreatedCampaign:
             from engine.operations.campaign_control import send_test_message
 
-            check_provider(self.ctx)
+            start_services_and_check_provider(self.ctx)
             return send_test_message(self.ctx.services.db(), self.ctx.services.redis(),
                                      self.ctx.settings, template, phone, contact_id=contact_id)
 
@@ -563,9 +549,10 @@ class TestSendDialog(QDialog):
         form.addRow(buttons)
 
 
-def check_provider(ctx: ConsoleContext) -> None:
-    """Fail fast, with nothing created, when the provider cannot be reached. The console
-    owns the local pipeline, so a sandbox gateway (or Redis) that went away is started."""
+def start_services_and_check_provider(ctx: ConsoleContext) -> None:
+    """Start the embedded Redis and the sandbox gateway where the settings use them and they
+    went away (the console owns the local pipeline), then fail fast, with nothing created,
+    when the provider cannot be reached."""
     from engine.providers.reachability import require_provider
 
     ctx.services.start_local_services()
