@@ -79,38 +79,46 @@ def watch_workers(console: Console) -> None:
 
 
 def install_close_policy(console: Console) -> None:
-    """Closing asks whether local workers keep running; stopping them happens off the UI
-    thread, and the window closes once they have stopped."""
+    """Closing asks whether local workers keep running. What runs is looked up, and stopping
+    it done, off the UI thread (both wait on processes and the supervisor's lock); the window
+    closes once the answer, or the stop, is in."""
     window = console.window
     services = console.ctx.services
-    state = {"stopped": False}
+    state = {"stopped": False, "checking": False}
+
+    def close_now() -> None:
+        state["stopped"] = True
+        window.close()
 
     def stop_then_close() -> None:
         window.statusBar().showMessage("Stopping what RelayDesk started (warm)…")
         window.setEnabled(False)
+        console.ctx.background.run(services.stop_local_services, on_done=lambda _: close_now(),
+                                   on_error=lambda e: close_now())
 
-        def closed(_: object = None) -> None:
-            state["stopped"] = True
-            window.close()
+    def what_runs() -> tuple[int, bool]:
+        """How many local workers run, and whether anything this console owns does."""
+        return len(services.supervisor.running), services.owns_anything()
 
-        console.ctx.background.run(services.stop_local_services, on_done=closed,
-                                   on_error=lambda e: closed())
-
-    def allow_close(event: QCloseEvent) -> bool:
-        if state["stopped"]:
-            return True
-        if services.starting:
-            window.statusBar().showMessage("Still starting the workers: close again in a "
-                                           "moment.", 5000)
-            return False
-        if not services.owns_anything():
-            return True
-        if not services.supervisor.running:  # only Redis and the gateway: nothing to ask
+    def decide(running: tuple[int, bool]) -> None:
+        state["checking"] = False
+        workers, owns_anything = running
+        if not owns_anything:
+            close_now()
+        elif not workers:  # only Redis and the gateway: nothing to ask
             stop_then_close()
-            return False
+        else:
+            ask(workers)
+
+    def check_failed(error: BaseException) -> None:
+        # Never trap the operator in a window that cannot close: what runs is left running,
+        # and the next console takes it back.
+        log.warning("could not tell what runs locally, closing without stopping it: %s", error)
+        close_now()
+
+    def ask(workers: int) -> None:
         box = QMessageBox(QMessageBox.Icon.Question, "Close RelayDesk",
-                          f"{len(services.supervisor.running)} local worker(s) are running.",
-                          parent=window)
+                          f"{workers} local worker(s) are running.", parent=window)
         box.setObjectName("confirm-close")
         box.setInformativeText("Leave them running to keep sending with the window closed "
                                "(RelayDesk takes them back when it opens again), or stop "
@@ -121,14 +129,24 @@ def install_close_policy(console: Console) -> None:
 
         def chosen(button: object) -> None:
             if button is leave:
-                state["stopped"] = True
-                window.close()
+                close_now()
             elif button is stop:
                 stop_then_close()
 
         box.buttonClicked.connect(chosen)
         window.close_box = box
         box.open()
+
+    def allow_close(event: QCloseEvent) -> bool:
+        if state["stopped"]:
+            return True
+        if services.starting:
+            window.statusBar().showMessage("Still starting the workers: close again in a "
+                                           "moment.", 5000)
+            return False
+        if not state["checking"]:  # a second click while looking adds nothing
+            state["checking"] = True
+            console.ctx.background.run(what_runs, on_done=decide, on_error=check_failed)
         return False
 
     window.close_policy = allow_close

@@ -125,6 +125,7 @@ def test_a_new_console_takes_back_and_stops_what_a_killed_one_left(
         window = console.window
         qtbot.waitUntil(lambda: not console.ctx.services.starting)
         window.close()
+        qtbot.waitUntil(lambda: window.close_box is not None)  # looked up off the UI thread
         box = window.close_box
         assert box is not None
         assert box.text() == "1 local worker(s) are running."

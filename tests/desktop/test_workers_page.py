@@ -106,6 +106,7 @@ def test_closing_asks_and_stops_the_workers_warm(pipeline_console: Console,
     supervisor = pipeline_console.ctx.services.supervisor
     assert supervisor.running
     window.close()
+    qtbot.waitUntil(lambda: window.close_box is not None)  # looked up off the UI thread
     assert window.isVisible()  # not before the operator answered
     box = window.close_box
     assert box is not None
