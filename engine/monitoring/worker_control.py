@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 import redis
 from celery import Celery
@@ -22,7 +23,12 @@ from kombu.exceptions import OperationalError
 
 from engine.infra.worker_registry import live_workers
 
-Status = Literal["online", "busy", "unresponsive"]
+
+class WorkerStatus(StrEnum):
+    ONLINE = "online"  # answered, running nothing
+    BUSY = "busy"  # answered, running a task
+    UNRESPONSIVE = "unresponsive"  # beats, but did not answer the broadcast in time
+
 
 CONTROL_TIMEOUT_S = 1.0
 _SUMMARY_ITEMS = 3
@@ -54,7 +60,7 @@ class WorkerInfo:
     concurrency: int | None  # as started; pool_size is what it has now
     started: float | None  # epoch seconds
     seen: float | None  # last heartbeat, epoch seconds
-    status: Status
+    status: WorkerStatus
     pool: str | None = None  # prefork, threads or solo
     pool_size: int | None = None
     autoscale: tuple[int, int] | None = None  # (max, min) when the worker autoscales
@@ -93,7 +99,8 @@ def list_workers(client: Any, app: Celery,
 def _worker_info(name: str, beat: Mapping[str, Any], stats: Any, active: Any) -> WorkerInfo:
     answered = isinstance(stats, dict) or isinstance(active, list)
     tasks = tuple(_active_task(t) for t in active or [] if isinstance(t, dict))
-    status: Status = "unresponsive" if not answered else "busy" if tasks else "online"
+    status = (WorkerStatus.UNRESPONSIVE if not answered else
+              WorkerStatus.BUSY if tasks else WorkerStatus.ONLINE)
     stats = stats if isinstance(stats, dict) else {}
     totals = stats.get("total") or {}
     pool = stats.get("pool") or {}
