@@ -1,1 +1,1 @@
-"""The worker side: tasks, the sender, the dispatcher and the worker process."""
+"""The worker side: tasks, the sender and its decision, the dispatcher and the worker process."""
