@@ -10,7 +10,9 @@ its campaign paused. Pure: the sender applies the decision (database, schedule, 
 | account            | any                 | pause   | -        |
 
 A retry waits ``backoff_s(attempts, ...)``; a pause gives the attempt back, since the
-account, not the message, is at fault.
+account, not the message, is at fault. Decided before the call, by the sender itself: a
+paused campaign's messages are left queued, and while the breaker is open a message is
+scheduled again for the end of the cool-down, its attempt not spent.
 """
 
 from __future__ import annotations

@@ -24,14 +24,13 @@ from engine.monitoring.inspector import record_message
 from engine.monitoring.telemetry import report_dead
 from engine.pipeline.runtime import Runtime
 from engine.pipeline.send_decision import BreakerNote, Decision, RetryPolicy, Verdict, decide
+from engine.store.campaign_state import finish_campaign_if_done, pause_campaign
 from engine.store.delivery_state import (
     Claimed,
     claim,
-    finish_campaign_if_done,
     mark_dead,
     mark_retry,
     mark_sent,
-    pause_campaign,
     release_claim,
 )
 from engine.store.models import Campaign, MessageStatus
@@ -156,7 +155,7 @@ def _apply(rt: Runtime, claimed: Claimed, result: SendResult, decision: Decision
             scheduler.schedule(rt.redis, [(time.time() + decision.retry_in_s, job)])
         elif decision.verdict is Verdict.DEAD:
             mark_dead(session, claimed, result, task_name, trace)
-        else:
+        else:  # Verdict.PAUSE
             release_claim(session, message_id)
             pause_campaign(session, campaign_id, decision.pause_reason)
             rt.redis.set(redis_keys.campaign_paused(campaign_id), decision.pause_reason)
