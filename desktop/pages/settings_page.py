@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.background import Latest
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
 from desktop.settings_form import (
@@ -124,9 +125,8 @@ def first_load(in_force: Settings) -> tuple[dict[str, str], LoadedSettings]:
     return pinned, load_form(pinned)
 
 
-def validate_form(generation: int, values: Mapping[str, str],
-                  clear: Collection[str]) -> tuple[int, dict[str, str]]:
-    return generation, validate(values, clear=clear)
+def validate_form(values: Mapping[str, str], clear: Collection[str]) -> dict[str, str]:
+    return validate(values, clear=clear)
 
 
 def save_form(values: Mapping[str, str], clear: Collection[str],
@@ -198,11 +198,10 @@ class SettingsPage(Page):
         self.report = ""
         self.config_path: Path | None = None
         self.pinned: dict[str, str] | None = None  # set on the command line; None: not known yet
-        self._generation = 0
+        self._validations = Latest(ctx.background)  # an edit drops older answers
         self._loading = False
         self._saving = False
         self._applying = False
-        self._validating = False
 
         layout = QVBoxLayout(self)
         layout.addWidget(page_header("Settings"))
@@ -433,7 +432,7 @@ class SettingsPage(Page):
     @property
     def validation_pending(self) -> bool:
         """An edit whose validation has not answered yet."""
-        return self._validate_timer.isActive() or self._validating
+        return self._validate_timer.isActive() or self._validations.pending
 
     def values(self) -> dict[str, str]:
         return {name: editor.text() for name, editor in self.editors.items()}
@@ -461,22 +460,15 @@ class SettingsPage(Page):
 
     def validate_now(self) -> None:
         self._validate_timer.stop()
-        self._generation += 1
-        self._validating = True
-        self.ctx.background.run(validate_form, self._generation, self.values(),
-                                self.clear_names(), on_done=self._validated,
-                                on_error=self._validate_failed)
+        self._validations.start()  # the form changed since older answers were asked for
+        self._validations.submit(validate_form, self.values(), self.clear_names(),
+                                 on_done=self._validated, on_error=self._validate_failed)
 
-    def _validated(self, answer: tuple[int, dict[str, str]]) -> None:
-        generation, errors = answer
-        if generation != self._generation:
-            return  # the form changed since: a newer answer is on its way
-        self._validating = False
+    def _validated(self, errors: dict[str, str]) -> None:
         self._show_errors(errors)
         self.validated.emit()
 
     def _validate_failed(self, error: BaseException) -> None:
-        self._validating = False
         if not isinstance(error, SettingsError | OSError):
             self.ctx.background.error.emit(error)
         self._show_status(f"The settings could not be checked: {error}", BAD)
@@ -546,8 +538,7 @@ class SettingsPage(Page):
             return
         self._saving = True
         self._validate_timer.stop()
-        self._generation += 1  # answers to earlier validations no longer apply
-        self._validating = False
+        self._validations.start()  # answers to earlier validations no longer apply
         self.group_stack.setEnabled(False)
         self._update_state()
         self.ctx.background.run(save_form, self.values(), self.clear_names(), self.pinned or {},
