@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QVBoxLayout, QW
 
 from desktop.context import ConsoleContext
 from desktop.widgets import bold
-from engine.operations.campaigns import campaign_summary
+from engine.store.campaign_state import campaign_summary
 
 POLL_MS = 1000
 FINAL = ("completed", "cancelled")

@@ -17,9 +17,10 @@ from engine.operations.campaign_control import (
     resume_campaign,
     send_test_message,
 )
-from engine.operations.campaigns import campaign_summary, is_settled, send_campaign
+from engine.operations.campaigns import send_campaign
 from engine.operations.preview import CampaignPreview, preview_campaign
 from engine.providers.reachability import require_provider
+from engine.store.campaign_state import campaign_summary, is_settled
 
 WAIT_POLL_S = 0.5
 

@@ -19,7 +19,7 @@ from engine.infra.metrics import Metric
 from engine.infra.worker_registry import live_workers
 from engine.monitoring import wait_alerts
 from engine.monitoring.queue_status import BrokerLoad, broker_load
-from engine.operations.campaigns import campaign_summary
+from engine.store.campaign_state import campaign_summary
 from engine.store.dead_letters import count_failed
 from engine.store.models import Campaign, CampaignStatus, FailedJob, utcnow
 

@@ -25,14 +25,9 @@ from engine.domain.personalize import Recipient, Template
 from engine.domain.phones import PhoneError, mask_phone, normalize_phone
 from engine.domain.planning import Route
 from engine.infra import redis_keys, scheduler
-from engine.operations.campaigns import (
-    CampaignError,
-    CreatedCampaign,
-    campaign_summary,
-    send_campaign_to,
-)
+from engine.operations.campaigns import CampaignError, CreatedCampaign, send_campaign_to
 from engine.pipeline.sender import SEND_MESSAGE, chunk_jobs, message_job
-from engine.store import delivery_state
+from engine.store import campaign_state, delivery_state
 from engine.store.db import Database
 from engine.store.models import (
     Campaign,
@@ -68,7 +63,7 @@ def pause_campaign(db: Database, client: Any, campaign_id: int,
     """Stop sending a queued or sending campaign; its unsent messages wait in the database."""
     with db.session() as session:
         _require(session, campaign_id, PAUSABLE, "pause")
-        delivery_state.pause_campaign(session, campaign_id, reason)
+        campaign_state.pause_campaign(session, campaign_id, reason)
         # The campaign may have completed between the check and the update.
         _require(session, campaign_id, (CampaignStatus.PAUSED,), "pause")
         # Inside the transaction: if Redis cannot take the flag, the status rolls back too,
@@ -107,7 +102,7 @@ def resume_campaign(db: Database, client: Any, settings: Settings,
             "within a few minutes once Redis is back.") from None
     with db.session() as session:
         # Everything may have gone out while paused (the last messages were mid-send).
-        delivery_state.finish_campaign_if_done(session, campaign_id)
+        campaign_state.finish_campaign_if_done(session, campaign_id)
     return _summary(db, campaign_id)
 
 
@@ -131,7 +126,7 @@ def cancel_campaign(db: Database, client: Any, campaign_id: int) -> dict[str, An
 
 def _summary(db: Database, campaign_id: int) -> dict[str, Any]:
     with db.session() as session:
-        summary = campaign_summary(session, campaign_id)
+        summary = campaign_state.campaign_summary(session, campaign_id)
     if summary is None:
         raise _unknown(campaign_id)
     return summary

@@ -26,7 +26,6 @@ from engine.infra.celery_app import publish
 from engine.operations.preview import Recipients, render_for
 from engine.pipeline.sender import PROCESS_BULK, message_job
 from engine.store.db import Database
-from engine.store.delivery_state import campaign_counts
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
 
 _MESSAGES = cast(Table, OutgoingMessage.__table__)
@@ -183,24 +182,3 @@ def _enqueue_or_discard(db: Database, client: Any, settings: Settings,
             session.execute(delete(Campaign).where(Campaign.id == created.id))
         raise CampaignError(f"the campaign could not be queued ({type(exc).__name__}: {exc}); "
                             "it was not kept and nothing was sent.") from None
-
-
-def campaign_summary(session: Session, campaign_id: int) -> dict[str, Any] | None:
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        return None
-    counts = campaign_counts(session, campaign_id)
-    return {
-        "campaign": campaign.id, "name": campaign.name, "status": campaign.status,
-        "route": campaign.route, "queue": campaign.queue, "recipients": campaign.recipients,
-        "segments": campaign.segments, "sent": counts["sent"], "dead": counts["dead"],
-        "pending": counts["queued"] + counts["sending"], "retrying": counts["failed"],
-        "cancelled": counts["cancelled"], "attempts": counts["attempts"],
-        "pause_reason": campaign.pause_reason,
-    }
-
-
-def is_settled(summary: dict[str, Any]) -> bool:
-    """Nothing more will happen without the operator: all delivered or dead, or paused."""
-    return (summary["pending"] == 0 and summary["retrying"] == 0) or \
-        summary["status"] in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED)

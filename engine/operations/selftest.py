@@ -36,8 +36,9 @@ from engine.config.settings import ENV_FILE_VARIABLE, Settings, load_settings, s
 from engine.infra.connections import WORK, celery_for, redis_for
 from engine.infra.embedded_redis import EmbeddedRedis
 from engine.infra.local_gateway import LocalGateway
-from engine.operations.campaigns import campaign_summary, is_settled, send_campaign
+from engine.operations.campaigns import send_campaign
 from engine.operations.supervisor import Supervisor
+from engine.store.campaign_state import campaign_summary, is_settled
 from engine.store.contacts_import import import_contacts
 from engine.store.db import Database, close_databases, open_database
 from engine.store.models import OutgoingMessage

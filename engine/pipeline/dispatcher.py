@@ -21,7 +21,8 @@ from engine.monitoring import monitor
 from engine.pipeline.broker_jobs import campaigns_with_jobs
 from engine.pipeline.runtime import Runtime, runtime
 from engine.pipeline.sender import chunk_jobs, message_job
-from engine.store.delivery_state import queued_message_ids, stale_sending, stalled_campaigns
+from engine.store.campaign_state import stalled_campaigns
+from engine.store.delivery_state import queued_message_ids, stale_sending
 
 log = logging.getLogger(__name__)
 

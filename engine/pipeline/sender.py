@@ -24,14 +24,13 @@ from engine.monitoring.inspector import record_message
 from engine.monitoring.telemetry import report_dead
 from engine.pipeline.runtime import Runtime
 from engine.pipeline.send_decision import BreakerNote, Decision, RetryPolicy, Verdict, decide
+from engine.store.campaign_state import finish_campaign_if_done, pause_campaign
 from engine.store.delivery_state import (
     Claimed,
     claim,
-    finish_campaign_if_done,
     mark_dead,
     mark_retry,
     mark_sent,
-    pause_campaign,
     release_claim,
 )
 from engine.store.models import Campaign, MessageStatus

@@ -19,7 +19,6 @@ from engine.config.settings import MAX_PROVIDER_TIMEOUT_S
 from engine.domain.sending import SendResult, Sms
 from engine.store.models import (
     Campaign,
-    CampaignStatus,
     DeliveryAttempt,
     FailedJob,
     MessageStatus,
@@ -37,7 +36,6 @@ from engine.store.models import (
 #   the clock difference between the machine that claimed and the one that sweeps.
 LEASE_MARGIN_S = 30.0
 CLAIM_LEASE_S = MAX_PROVIDER_TIMEOUT_S + LEASE_MARGIN_S
-PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -139,28 +137,6 @@ def mark_dead(session: Session, claimed: Claimed, result: SendResult, task_name:
     return job
 
 
-def pause_campaign(session: Session, campaign_id: int, reason: str) -> None:
-    session.execute(
-        update(Campaign).where(Campaign.id == campaign_id)
-        .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
-        .values(status=CampaignStatus.PAUSED, pause_reason=reason)
-    )
-
-
-def finish_campaign_if_done(session: Session, campaign_id: int) -> bool:
-    pending = session.scalar(
-        select(func.count(OutgoingMessage.id))
-        .where(OutgoingMessage.campaign_id == campaign_id)
-        .where(OutgoingMessage.status.in_([str(s) for s in PENDING])))
-    if pending:
-        return False
-    result = session.execute(
-        update(Campaign).where(Campaign.id == campaign_id)
-        .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
-        .values(status=CampaignStatus.COMPLETED, finished_at=utcnow()))
-    return bool(getattr(result, "rowcount", 0))
-
-
 def stale_sending(session: Session, limit: int = 500) -> list[tuple[int, int, str]]:
     """(campaign id, message id, queue) of messages whose worker died while sending them."""
     stale = utcnow() - timedelta(seconds=CLAIM_LEASE_S)
@@ -171,41 +147,6 @@ def stale_sending(session: Session, limit: int = 500) -> list[tuple[int, int, st
         .where(OutgoingMessage.claimed_at < stale)
         .limit(limit))
     return [(campaign_id, id_, queue) for campaign_id, id_, queue in rows]
-
-
-def campaign_counts(session: Session, campaign_id: int) -> dict[str, int]:
-    rows = session.execute(
-        select(OutgoingMessage.status, func.count(), func.sum(OutgoingMessage.attempts))
-        .where(OutgoingMessage.campaign_id == campaign_id)
-        .group_by(OutgoingMessage.status))
-    counts = {str(s): 0 for s in MessageStatus}
-    attempts = 0
-    for status, count, tried in rows:
-        counts[status] = count
-        attempts += tried or 0
-    counts["attempts"] = attempts
-    return counts
-
-
-def stalled_campaigns(session: Session, stall_s: float) -> list[tuple[int, str]]:
-    """(id, queue) of campaigns with queued messages and no progress for ``stall_s``.
-
-    The broker can lose a job (a task that failed while Redis restarted is acked and gone);
-    the database still knows the messages are queued, so the campaign can be resumed.
-    """
-    stale = utcnow() - timedelta(seconds=stall_s)
-    has_queued = select(OutgoingMessage.id).where(
-        OutgoingMessage.campaign_id == Campaign.id,
-        OutgoingMessage.status == MessageStatus.QUEUED).exists()
-    last_change = select(func.max(OutgoingMessage.updated_at)).where(
-        OutgoingMessage.campaign_id == Campaign.id).scalar_subquery()
-    rows = session.execute(
-        select(Campaign.id, Campaign.queue)
-        .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
-        .where(Campaign.created_at < stale)
-        .where(has_queued)
-        .where(last_change < stale))
-    return [(id_, queue) for id_, queue in rows]
 
 
 def queued_message_ids(session: Session, campaign_id: int) -> list[int]:

@@ -14,7 +14,8 @@ from desktop.app import Console
 from desktop.pages.inspector_page import InspectorPage
 from engine.infra.inspector_store import KINDS, stream_key
 from engine.monitoring import inspector
-from engine.operations.campaigns import campaign_summary, is_settled, send_campaign
+from engine.operations.campaigns import send_campaign
+from engine.store.campaign_state import campaign_summary, is_settled
 from engine.store.contacts_import import import_contacts
 from tests.desktop.conftest import open_page
 from tests.support import wait_for, write_contacts

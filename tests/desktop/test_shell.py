@@ -17,7 +17,8 @@ from desktop.app import Console, build_console
 from desktop.single_instance import InstanceServer, ask_running_instance_to_raise
 from engine.config.settings import load_settings
 from engine.infra.embedded_redis import EmbeddedRedis
-from engine.operations.campaigns import CampaignError, campaign_summary
+from engine.operations.campaigns import CampaignError
+from engine.store.campaign_state import campaign_summary
 from engine.store.db import open_database
 from engine.store.dead_letters import count_failed
 from engine.store.models import Campaign

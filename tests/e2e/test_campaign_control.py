@@ -21,10 +21,10 @@ from engine.operations.campaign_control import (
     resume_campaign,
     send_test_message,
 )
-from engine.operations.campaigns import CampaignError, campaign_summary
+from engine.operations.campaigns import CampaignError
+from engine.store.campaign_state import campaign_counts, campaign_summary
 from engine.store.contacts_import import import_contacts
 from engine.store.db import Database, open_database
-from engine.store.delivery_state import campaign_counts
 from engine.store.models import Campaign, OutgoingMessage
 from tests.conftest import Workers
 from tests.support import http_json, run_cli, run_cli_json, wait_for, write_contacts

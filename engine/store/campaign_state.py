@@ -1,0 +1,97 @@
+"""A campaign's state in the database: what its messages add up to, and the two status
+changes that follow from them (finished when none is left to send, paused by the sender on
+an account error).
+
+The per-message transitions (claim, sent, retry, dead) are engine.store.delivery_state;
+what an operator may do to a campaign (pause, resume, cancel) is engine.operations.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
+
+PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED)
+
+
+def pause_campaign(session: Session, campaign_id: int, reason: str) -> None:
+    session.execute(
+        update(Campaign).where(Campaign.id == campaign_id)
+        .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
+        .values(status=CampaignStatus.PAUSED, pause_reason=reason)
+    )
+
+
+def finish_campaign_if_done(session: Session, campaign_id: int) -> bool:
+    pending = session.scalar(
+        select(func.count(OutgoingMessage.id))
+        .where(OutgoingMessage.campaign_id == campaign_id)
+        .where(OutgoingMessage.status.in_([str(s) for s in PENDING])))
+    if pending:
+        return False
+    result = session.execute(
+        update(Campaign).where(Campaign.id == campaign_id)
+        .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
+        .values(status=CampaignStatus.COMPLETED, finished_at=utcnow()))
+    return bool(getattr(result, "rowcount", 0))
+
+
+def campaign_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(OutgoingMessage.status, func.count(), func.sum(OutgoingMessage.attempts))
+        .where(OutgoingMessage.campaign_id == campaign_id)
+        .group_by(OutgoingMessage.status))
+    counts = {str(s): 0 for s in MessageStatus}
+    attempts = 0
+    for status, count, tried in rows:
+        counts[status] = count
+        attempts += tried or 0
+    counts["attempts"] = attempts
+    return counts
+
+
+def stalled_campaigns(session: Session, stall_s: float) -> list[tuple[int, str]]:
+    """(id, queue) of campaigns with queued messages and no progress for ``stall_s``.
+
+    The broker can lose a job (a task that failed while Redis restarted is acked and gone);
+    the database still knows the messages are queued, so the campaign can be resumed.
+    """
+    stale = utcnow() - timedelta(seconds=stall_s)
+    has_queued = select(OutgoingMessage.id).where(
+        OutgoingMessage.campaign_id == Campaign.id,
+        OutgoingMessage.status == MessageStatus.QUEUED).exists()
+    last_change = select(func.max(OutgoingMessage.updated_at)).where(
+        OutgoingMessage.campaign_id == Campaign.id).scalar_subquery()
+    rows = session.execute(
+        select(Campaign.id, Campaign.queue)
+        .where(Campaign.status.in_([CampaignStatus.QUEUED, CampaignStatus.SENDING]))
+        .where(Campaign.created_at < stale)
+        .where(has_queued)
+        .where(last_change < stale))
+    return [(id_, queue) for id_, queue in rows]
+
+
+def campaign_summary(session: Session, campaign_id: int) -> dict[str, Any] | None:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        return None
+    counts = campaign_counts(session, campaign_id)
+    return {
+        "campaign": campaign.id, "name": campaign.name, "status": campaign.status,
+        "route": campaign.route, "queue": campaign.queue, "recipients": campaign.recipients,
+        "segments": campaign.segments, "sent": counts["sent"], "dead": counts["dead"],
+        "pending": counts["queued"] + counts["sending"], "retrying": counts["failed"],
+        "cancelled": counts["cancelled"], "attempts": counts["attempts"],
+        "pause_reason": campaign.pause_reason,
+    }
+
+
+def is_settled(summary: dict[str, Any]) -> bool:
+    """Nothing more will happen without the operator: all delivered or dead, or paused."""
+    return (summary["pending"] == 0 and summary["retrying"] == 0) or \
+        summary["status"] in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED)
