@@ -10,6 +10,7 @@ import click
 
 from engine.cli.common import AppContext, json_option, pass_app, print_json
 from engine.domain.formatting import format_duration
+from engine.domain.planning import Route
 from engine.operations.campaign_control import (
     OPERATOR_PAUSE,
     cancel_campaign,
@@ -47,7 +48,7 @@ def _print_preview(preview: CampaignPreview) -> None:
     plan = preview.plan
     click.echo("")
     click.echo(f"Recipients: {preview.recipients}    Segments: {preview.segments}")
-    if plan.route == "bulk":
+    if plan.route is Route.BULK:
         route = f"bulk: 1 job on {plan.queue}, {plan.chunks} chunk(s) of up to {plan.chunk_size}"
     else:
         route = f"individual: {plan.jobs} job(s) on {plan.queue}"
