@@ -1,14 +1,19 @@
-"""The engine's layers, as a contract the suite enforces (issue 12).
+"""The engine's import contract, as the suite enforces it (issue 12).
 
 Each subpackage of ``engine`` is a layer; a module may import only engine modules of its own
 layer or of a lower one, so a maintainer can tell from a module's folder what it may call,
 and a lower layer never has to be understood through a higher one. Every import counts:
 module level, inside a function, under ``TYPE_CHECKING``.
+
+And the engine never imports Qt or the desktop package: workers and the command line run
+where there is no display, and the console is one front end among others.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +24,7 @@ ROOT = ENGINE.parent
 LAYERS = ("domain", "config", "store", "infra", "monitoring", "providers", "pipeline",
           "operations", "cli")
 RANK = {name: rank for rank, name in enumerate(LAYERS)}
+MIGRATION_SCRIPTS = ENGINE / "store" / "migrations"  # run by Alembic, not imported
 
 
 def _imports(path: Path) -> Iterator[tuple[int, str]]:
@@ -65,7 +71,8 @@ def test_no_module_imports_a_higher_layer() -> None:
 
 
 def test_only_python_m_engine_starts_the_cli_from_the_top() -> None:
-    # The package face itself imports nothing of ours but what __main__ needs to run.
+    # The package face imports no layer (importing `engine` must stay cheap); __main__ only
+    # the command line it runs.
     top = [f"{where} -> {module}" for source, _, where, module in _engine_imports()
            if source == "__init__.py" or (source == "__main__.py" and module != "engine.cli.main")]
     assert top == []
@@ -77,7 +84,7 @@ def test_domain_imports_nothing_of_ours_outside_itself() -> None:
                for line, module in _imports(path)
                if module.split(".")[0] in ("engine", "desktop")
                and not module.startswith("engine.domain.")]
-    assert outside == []
+    assert outside == [], "\n".join(["the domain layer imports outside itself:", *outside])
 
 
 def test_no_cycle_between_layers() -> None:
@@ -123,4 +130,51 @@ def test_the_desktop_never_imports_the_cli() -> None:
                  for path in sorted(desktop.rglob("*.py")) if path != desktop / "cli.py"
                  for line, module in _imports(path)
                  if module == "engine.cli" or module.startswith("engine.cli.")]
+    assert offenders == [], "\n".join(["the desktop imports the command line:", *offenders])
+
+
+# --- no Qt, no desktop ----------------------------------------------------------------------
+
+def _engine_modules() -> list[str]:
+    names = []
+    for path in sorted(ENGINE.rglob("*.py")):
+        if MIGRATION_SCRIPTS in path.parents or path.name == "__main__.py":
+            continue
+        parts = path.relative_to(ENGINE.parent).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_no_engine_module_names_qt_or_the_desktop() -> None:
+    offenders = []
+    for path in ENGINE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(ENGINE.parent)}: {n}" for n in names
+                          if n.split(".")[0] in ("desktop", "PySide6", "shiboken6")]
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    node.value.startswith(("desktop.", "PySide6")):
+                offenders.append(f"{path.relative_to(ENGINE.parent)}: {node.value!r}")
     assert offenders == []
+
+
+def test_importing_every_engine_module_loads_no_qt() -> None:
+    modules = _engine_modules()
+    assert "engine.cli.main" in modules
+    assert "engine.providers.twilio" in modules
+    probe = ("import importlib, sys\n"
+             f"for name in {modules!r}:\n"
+             "    importlib.import_module(name)\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'desktop', 'PySide6', 'shiboken6'}))\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_python_m_engine_has_every_command_but_the_console() -> None:
+    result = subprocess.run([sys.executable, "-m", "engine", "--help"], capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert "worker" in result.stdout
+    assert "gui" not in result.stdout.split("Commands:")[1]
