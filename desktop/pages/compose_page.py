@@ -94,8 +94,8 @@ class ComposePage(Page):
         splitter.setChildrenCollapsible(False)
         layout.addWidget(splitter, 1)
 
-        self._refresh_timer = QTimer(self, singleShot=True, interval=PREVIEW_DELAY_MS)
-        self._refresh_timer.timeout.connect(self.refresh_preview)
+        self._preview_timer = QTimer(self, singleShot=True, interval=PREVIEW_DELAY_MS)
+        self._preview_timer.timeout.connect(self.refresh_preview)
         self.editor.textChanged.connect(self._schedule_refresh)
         self.editor.problems_changed.connect(self._show_problems)
         self.urgent.toggled.connect(lambda _: self._schedule_refresh())
@@ -298,11 +298,12 @@ class ComposePage(Page):
 
     # -- preview -------------------------------------------------------------------------
     def _schedule_refresh(self) -> None:
-        self._refresh_timer.start()
+        self._preview_timer.start()
         self._update_send_state()  # the totals on screen are about to change
 
     def shutdown(self) -> None:
-        self._refresh_timer.stop()
+        super().shutdown()
+        self._preview_timer.stop()
         self.progress.stop()
 
     def _show_problems(self, problems: list[tuple[int, int, str, str | None]]) -> None:
@@ -426,7 +427,7 @@ class ComposePage(Page):
         not while a send is under way."""
         ready = (bool(self.editor.toPlainText().strip()) and self.problems.isHidden()
                  and self.recipients() is not None and not self._sending
-                 and not self._totals.pending and not self._refresh_timer.isActive()
+                 and not self._totals.pending and not self._preview_timer.isActive()
                  and self.summary is not None and self.summary.recipients > 0)
         self.send_button.setEnabled(ready)
         self.test_button.setEnabled(ready)

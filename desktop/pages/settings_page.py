@@ -587,4 +587,5 @@ class SettingsPage(Page):
         self.group_list.setCurrentRow(self.group_names.index(group))
 
     def shutdown(self) -> None:
+        super().shutdown()
         self._validate_timer.stop()
