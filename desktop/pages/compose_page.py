@@ -40,7 +40,7 @@ from desktop.widgets import bold
 from engine.domain.formatting import format_duration
 from engine.domain.personalize import KNOWN_TAGS, TemplateError
 from engine.domain.phones import mask_phone
-from engine.domain.planning import SendPlan
+from engine.domain.planning import Route, SendPlan
 from engine.domain.rendering import RenderedMessage
 from engine.operations.campaigns import CreatedCampaign
 from engine.operations.preview import ComposeSummary, Recipients, preview_one, summarise
@@ -49,7 +49,7 @@ PREVIEW_DELAY_MS = 300
 
 
 def describe_plan(plan: SendPlan) -> str:
-    if plan.route == "bulk":
+    if plan.route is Route.BULK:
         return (f"Bulk: 1 job on {plan.queue}, split into {plan.chunks:,} chunk(s) of up to "
                 f"{plan.chunk_size}")
     return f"Individual: {plan.jobs:,} job(s) on {plan.queue}"
