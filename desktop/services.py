@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import redis
+from celery import Celery
 
 from engine.config.settings import Settings
 from engine.infra.connections import CONSOLE, celery_for, redis_for
@@ -22,6 +23,7 @@ class Services:
         self._settings = settings
         self._lock = threading.Lock()
         self._redis: redis.Redis | None = None
+        self._celery: Celery | None = None
         self.starting = False  # start_local_pipeline() is under way
         # Workers yield the CPU to the window: a busy machine must not freeze the console.
         self.supervisor = Supervisor(settings, min_processes=settings.min_processes,
@@ -46,12 +48,20 @@ class Services:
     def redis(self) -> redis.Redis:
         """A client for the configured Redis (RedisUnavailable when the embedded one is down).
         Kept until forget_redis(): finding the embedded server's URL costs a ping."""
+        return self._connect()[0]
+
+    def celery(self) -> Celery:
+        """The Celery app pointed at that Redis: campaigns are published and workers are
+        controlled through it."""
+        return self._connect()[1]
+
+    def _connect(self) -> tuple[redis.Redis, Celery]:
         with self._lock:
-            if self._redis is None:
+            if self._redis is None or self._celery is None:
                 url = redis_url(self.settings, start=False)
                 self._redis = redis_for(url, CONSOLE)
-                celery_for(url)  # campaigns are published through Celery
-            return self._redis
+                self._celery = celery_for(url)
+            return self._redis, self._celery
 
     def forget_redis(self) -> None:
         """Look the server up again next time (it stopped, moved, or the settings changed)."""

@@ -8,7 +8,6 @@ from typing import Any
 
 from desktop.services import Services
 from engine.domain.formatting import format_bytes, format_duration
-from engine.infra.celery_app import app as celery_app
 from engine.infra.embedded_redis import RedisUnavailable
 from engine.monitoring.redis_info import embedded_redis_status
 from engine.monitoring.worker_control import WorkerControlError, WorkerInfo, list_workers
@@ -43,7 +42,7 @@ def gather_workers(services: Services) -> WorkersView:
     everywhere: list[WorkerInfo] = []
     error = None
     try:
-        everywhere = list_workers(services.redis(), celery_app)
+        everywhere = list_workers(services.redis(), services.celery())
     except (RedisUnavailable, WorkerControlError, OSError) as exc:
         error = str(exc)
     except Exception as exc:  # redis errors: shown, the page keeps working

@@ -41,7 +41,6 @@ from desktop.workers_view import (
     gather_workers,
 )
 from engine.domain.queues import ALL_QUEUES
-from engine.infra.celery_app import app as celery_app
 from engine.infra.embedded_redis import EmbeddedRedis
 from engine.monitoring import worker_control
 from engine.monitoring.worker_control import WorkerInfo
@@ -416,14 +415,14 @@ class WorkersPage(Page):
         row = self.selected_local()
         if row is None:
             return
-        supervisor, worker_id, hostname = (self.ctx.services.supervisor, row.state.id,
-                                           row.state.hostname)
+        services, worker_id, hostname = self.ctx.services, row.state.id, row.state.hostname
+        supervisor = services.supervisor
         calls: dict[str, Callable[[], Any]] = {
             "stop": lambda: supervisor.stop_worker(worker_id),
             "kill": lambda: supervisor.kill_worker(worker_id),
             "restart": lambda: supervisor.restart_worker(worker_id),
-            "grow": lambda: worker_control.pool_grow(celery_app, hostname),
-            "shrink": lambda: worker_control.pool_shrink(celery_app, hostname),
+            "grow": lambda: worker_control.pool_grow(services.celery(), hostname),
+            "shrink": lambda: worker_control.pool_shrink(services.celery(), hostname),
             "remove": lambda: supervisor.remove_worker(worker_id),
         }
         self._run(calls[action], f"{worker_id}: {action} requested")
@@ -433,13 +432,14 @@ class WorkersPage(Page):
         if low > high:
             self.window().statusBar().showMessage("The minimum is above the maximum.", 5000)
             return
-        supervisor = self.ctx.services.supervisor
-        row = self.selected_local()
+        services = self.ctx.services
+        supervisor, row = services.supervisor, self.selected_local()
 
         def apply() -> None:
             supervisor.min_processes, supervisor.max_processes = low, high
             if row is not None and row.state.spec.autoscales and row.info is not None:
-                worker_control.set_autoscale(celery_app, row.state.hostname, high, low)
+                hostname = row.state.hostname
+                worker_control.set_autoscale(services.celery(), hostname, high, low)
 
         self._run(apply, f"Autoscale bounds {low}–{high} processes applied")
 
@@ -447,7 +447,7 @@ class WorkersPage(Page):
         worker = self.selected_remote()
         if worker is None:
             return
-        hostname = worker.hostname
+        services, hostname = self.ctx.services, worker.hostname
         if action == "shutdown":
             box = QMessageBox(QMessageBox.Icon.Warning, "Shut down worker",
                               f"Shut down {hostname} on {worker.host}? It finishes its "
@@ -456,13 +456,13 @@ class WorkersPage(Page):
             yes = box.addButton("Shut down", QMessageBox.ButtonRole.DestructiveRole)
             box.addButton(QMessageBox.StandardButton.Cancel)
             box.buttonClicked.connect(lambda b: b is yes and self._run(
-                lambda: worker_control.shutdown(celery_app, hostname),
+                lambda: worker_control.shutdown(services.celery(), hostname),
                 f"{hostname}: shutdown requested"))
             self.shutdown_box = box
             box.open()
             return
         call = worker_control.pool_grow if action == "grow" else worker_control.pool_shrink
-        self._run(lambda: call(celery_app, hostname), f"{hostname}: {action} requested")
+        self._run(lambda: call(services.celery(), hostname), f"{hostname}: {action} requested")
 
     def start_redis(self) -> None:
         self._run(self.ctx.services.start_local_services, "Embedded Redis started")
