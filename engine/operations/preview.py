@@ -120,8 +120,10 @@ def preview_campaign(session: Session, settings: Settings, template_text: str, *
     recipients = Recipients(tag=tag)
     summary = summarise(session, settings, template_text, recipients, urgent=urgent,
                         today=today)
-    plan = plan_send(summary.recipients, urgent=urgent,
-                     policy=settings.plan_policy())
+    # summarise plans no send for nobody; planning it anyway raises the PlanError that
+    # says why.
+    plan = summary.plan if summary.plan is not None else \
+        plan_send(0, urgent=urgent, policy=settings.plan_policy())
     shown = list(render_for(session, settings, Template.parse(template_text), recipients,
                             today=today, limit=limit))
     return CampaignPreview(shown, summary.recipients, summary.segments, plan)
