@@ -87,8 +87,8 @@ def resume_campaign(db: Database, client: Any, settings: Settings,
             _require(session, campaign_id, (CampaignStatus.PAUSED,), "resume")
         campaign = session.get(Campaign, campaign_id)
         assert campaign is not None
-        queued = delivery_state.queued_message_ids(session, campaign_id)
-        failed = _message_ids(session, campaign_id, MessageStatus.FAILED)
+        queued = delivery_state.message_ids(session, campaign_id, MessageStatus.QUEUED)
+        failed = delivery_state.message_ids(session, campaign_id, MessageStatus.FAILED)
         with _redis_errors("resumed"):
             client.delete(redis_keys.campaign_paused(campaign_id))
         route, queue = campaign.route, campaign.queue
@@ -204,12 +204,6 @@ def _cancel_unsent(session: Session, campaign_id: int) -> None:
         update(OutgoingMessage).where(OutgoingMessage.campaign_id == campaign_id)
         .where(OutgoingMessage.status.in_([str(s) for s in UNSENT]))
         .values(status=MessageStatus.CANCELLED, claimed_at=None, updated_at=utcnow()))
-
-
-def _message_ids(session: Session, campaign_id: int, status: MessageStatus) -> list[int]:
-    return list(session.scalars(
-        select(OutgoingMessage.id).where(OutgoingMessage.campaign_id == campaign_id)
-        .where(OutgoingMessage.status == status).order_by(OutgoingMessage.id)))
 
 
 def _resume_jobs(settings: Settings, campaign_id: int, route: str, queue: str,

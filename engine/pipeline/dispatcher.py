@@ -22,7 +22,8 @@ from engine.pipeline.broker_jobs import campaigns_with_jobs
 from engine.pipeline.runtime import Runtime, runtime
 from engine.pipeline.sender import chunk_jobs, message_job
 from engine.store.campaign_state import stalled_campaigns
-from engine.store.delivery_state import queued_message_ids, stale_sending
+from engine.store.delivery_state import message_ids, stale_sending
+from engine.store.models import MessageStatus
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def requeue_lost_campaigns(rt: Runtime) -> None:
         if campaign_id in outstanding:
             continue  # waiting behind other work or on purpose: not lost
         with rt.db.session() as session:
-            ids = queued_message_ids(session, campaign_id)
+            ids = message_ids(session, campaign_id, MessageStatus.QUEUED)
         if not ids:
             continue  # its last job finished after the stall check: nothing is lost
         log.warning("campaign %s lost its jobs (%d message(s) queued, none in the broker); "

@@ -16,7 +16,7 @@ from engine.pipeline.sender import (
     chunk_jobs,
     send_messages,
 )
-from engine.store.delivery_state import queued_message_ids
+from engine.store import delivery_state
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, utcnow
 
 
@@ -29,7 +29,7 @@ def process_bulk(campaign_id: int) -> int:
         if campaign is None or campaign.status not in (CampaignStatus.QUEUED,
                                                        CampaignStatus.SENDING):
             return 0
-        ids = queued_message_ids(session, campaign_id)
+        ids = delivery_state.message_ids(session, campaign_id, MessageStatus.QUEUED)
         queue = campaign.queue
         started = session.execute(
             update(Campaign).where(Campaign.id == campaign_id)

@@ -149,7 +149,8 @@ def stale_sending(session: Session, limit: int = 500) -> list[tuple[int, int, st
     return [(campaign_id, id_, queue) for campaign_id, id_, queue in rows]
 
 
-def queued_message_ids(session: Session, campaign_id: int) -> list[int]:
+def message_ids(session: Session, campaign_id: int, status: MessageStatus) -> list[int]:
+    """The ids of the campaign's messages in ``status``, in id order (the order they send in)."""
     return list(session.scalars(
         select(OutgoingMessage.id).where(OutgoingMessage.campaign_id == campaign_id)
-        .where(OutgoingMessage.status == MessageStatus.QUEUED).order_by(OutgoingMessage.id)))
+        .where(OutgoingMessage.status == status).order_by(OutgoingMessage.id)))
