@@ -18,6 +18,16 @@ class Outcome(StrEnum):
     ACCOUNT = "account"  # nothing can be sent: auth failure, empty balance -> pause
 
 
+class Verdict(StrEnum):
+    """What the sender decided for a message once the provider answered
+    (pipeline.send_decision)."""
+
+    SENT = "sent"
+    RETRY = "retry"  # failed for now: send again after a backoff
+    DEAD = "dead"  # never to be sent: into the dead-letter store
+    PAUSE = "pause"  # nothing can be sent on this account: pause the campaign
+
+
 @dataclass(frozen=True)
 class Sms:
     message_id: int

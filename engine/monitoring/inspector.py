@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from engine.config.masking import scrub_url_secrets
 from engine.config.settings import Settings
 from engine.domain.phones import mask_phone
+from engine.domain.sending import Verdict
 from engine.infra.celery_app import PUBLISHED_HEADER
 from engine.infra.connections import PROBE, redis_for
 from engine.infra.embedded_redis import redis_url
@@ -363,22 +364,20 @@ def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: 
         log.debug("inspector: task retry not recorded (%s)", type(exc).__name__)
 
 
-def record_message(claimed: Claimed, result: SendResult) -> None:
-    """One message's outcome as the sender recorded it (sent, retried, failed, paused)."""
+# The word the inspector shows for each of the sender's verdicts.
+_EVENT = {Verdict.SENT: "sent", Verdict.RETRY: "retried", Verdict.DEAD: "failed",
+          Verdict.PAUSE: "paused"}
+
+
+def record_message(claimed: Claimed, result: SendResult, verdict: Verdict) -> None:
+    """One message's outcome as the sender decided and recorded it."""
     rec = _active()
     if rec is None:
         return
     try:
         sms, attempts = claimed.sms, claimed.attempts
         outcome = str(result.outcome)
-        if outcome == "sent":
-            event = "sent"
-        elif outcome == "account":
-            event = "paused"
-        elif outcome == "transient" and attempts < rec.settings.max_attempts:
-            event = "retried"
-        else:
-            event = "failed"
+        event = _EVENT[verdict]
         why = f": {result.error_type}" if result.error_type else ""
         _, task = _context()
         _job(event, task or "message", sms.campaign_id,

@@ -23,14 +23,7 @@ from enum import StrEnum
 
 from engine.config.settings import Settings
 from engine.domain.retry_policy import backoff_s
-from engine.domain.sending import Outcome, SendResult
-
-
-class Verdict(StrEnum):
-    SENT = "sent"
-    RETRY = "retry"  # failed for now: send again after a backoff
-    DEAD = "dead"  # never to be sent: into the dead-letter store
-    PAUSE = "pause"  # nothing can be sent on this account: pause the campaign
+from engine.domain.sending import Outcome, SendResult, Verdict
 
 
 class BreakerNote(StrEnum):

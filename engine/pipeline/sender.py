@@ -17,13 +17,13 @@ import redis
 from sqlalchemy import select
 
 from engine.domain.planning import chunk_bounds
-from engine.domain.sending import Outcome, SendResult
+from engine.domain.sending import Outcome, SendResult, Verdict
 from engine.infra import metrics, redis_keys, scheduler
 from engine.infra.metrics import Metric
 from engine.monitoring.inspector import record_message
 from engine.monitoring.telemetry import report_dead
 from engine.pipeline.runtime import Runtime
-from engine.pipeline.send_decision import BreakerNote, Decision, RetryPolicy, Verdict, decide
+from engine.pipeline.send_decision import BreakerNote, Decision, RetryPolicy, decide
 from engine.store.campaign_state import finish_campaign_if_done, pause_campaign
 from engine.store.delivery_state import (
     Claimed,
@@ -123,7 +123,8 @@ def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
     decision = decide(result, claimed.attempts, RetryPolicy.from_settings(rt.settings))
     _apply(rt, claimed, result, decision, task_name, trace)
     _observe(sample, rt.provider.name, queue, campaign_id, result, call_ms, decision.verdict)
-    record_message(claimed, result)  # the development inspector; nothing when it is off
+    # The development inspector; nothing when it is off.
+    record_message(claimed, result, decision.verdict)
 
 
 def _observe(sample: metrics.Sample, provider: str, queue: str, campaign_id: int,

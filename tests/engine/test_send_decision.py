@@ -9,12 +9,11 @@ import pytest
 
 from engine.config.settings import load_settings
 from engine.domain.retry_policy import backoff_s
-from engine.domain.sending import Outcome, SendResult
+from engine.domain.sending import Outcome, SendResult, Verdict
 from engine.pipeline.send_decision import (
     BreakerNote,
     Decision,
     RetryPolicy,
-    Verdict,
     decide,
 )
 
