@@ -1,7 +1,7 @@
 """The Celery application and its reliability settings.
 
-Each setting below answers a failure seen in real Celery-on-Redis deployments (see
-DESIGN.md, "Celery on Redis"); the comments say which.
+Each setting below answers a failure seen in real Celery-on-Redis deployments; the
+comments say which.
 """
 
 from __future__ import annotations
