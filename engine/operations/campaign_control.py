@@ -26,7 +26,7 @@ from engine.domain.phones import PhoneError, mask_phone, normalize_phone
 from engine.domain.planning import Route
 from engine.infra import redis_keys, scheduler
 from engine.operations.campaigns import CampaignError, CreatedCampaign, send_campaign_to
-from engine.pipeline.sender import SEND_MESSAGE, chunk_jobs, message_job
+from engine.pipeline.sender import SEND_MESSAGE, chunk_jobs, message_job, paced_message_jobs
 from engine.store import campaign_state, delivery_state
 from engine.store.db import Database
 from engine.store.models import (
@@ -216,9 +216,8 @@ def _resume_jobs(settings: Settings, campaign_id: int, route: str, queue: str,
         jobs += chunk_jobs(campaign_id, queued, queue, settings.chunk_size, now,
                            settings.pacing_chunk_s)
     else:
-        jobs += [(now + i * settings.pacing_individual_s,
-                  message_job(campaign_id, mid, queue, retry=False))
-                 for i, mid in enumerate(queued)]
+        jobs += paced_message_jobs(campaign_id, queued, queue, now,
+                                   settings.pacing_individual_s)
     return jobs
 
 

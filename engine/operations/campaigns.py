@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, insert, update
 from sqlalchemy.orm import Session
 
 from engine.config.settings import Settings
@@ -24,7 +24,8 @@ from engine.domain.rendering import RenderedMessage, render_messages
 from engine.infra import scheduler
 from engine.infra.celery_app import publish
 from engine.operations.preview import Recipients, render_for
-from engine.pipeline.sender import PROCESS_BULK, message_job
+from engine.pipeline.sender import PROCESS_BULK, paced_message_jobs
+from engine.store import delivery_state
 from engine.store.db import Database
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
 
@@ -128,17 +129,11 @@ def enqueue_campaign(db: Database, client: Any, settings: Settings,
         publish(PROCESS_BULK, [created.id], plan.queue)
         return
     with db.session() as session:
-        ids = list(session.scalars(select(OutgoingMessage.id)
-                                   .where(OutgoingMessage.campaign_id == created.id)
-                                   .order_by(OutgoingMessage.id)))
+        ids = delivery_state.message_ids(session, created.id, MessageStatus.QUEUED)
         session.execute(update(Campaign).where(Campaign.id == created.id)
                         .values(status=CampaignStatus.SENDING, started_at=utcnow()))
-    start = time.time()
-    pacing = settings.pacing_individual_s
-    scheduler.schedule(client, [
-        (start + i * pacing, message_job(created.id, mid, plan.queue, retry=False))
-        for i, mid in enumerate(ids)
-    ])
+    scheduler.schedule(client, paced_message_jobs(created.id, ids, plan.queue, time.time(),
+                                                  settings.pacing_individual_s))
 
 
 def send_campaign(db: Database, client: Any, settings: Settings, template_text: str, *,

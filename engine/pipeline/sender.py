@@ -50,6 +50,14 @@ def message_job(campaign_id: int, message_id: int, queue: str, *, retry: bool) -
     return scheduler.Job(SEND_MESSAGE, [campaign_id, message_id, retry], queue)
 
 
+def paced_message_jobs(campaign_id: int, message_ids: list[int], queue: str, start: float,
+                       pacing_s: float) -> list[tuple[float, scheduler.Job]]:
+    """The campaign's first attempts at these messages (the individual route), the i-th due
+    at ``start + i * pacing_s``."""
+    return [(start + i * pacing_s, message_job(campaign_id, mid, queue, retry=False))
+            for i, mid in enumerate(message_ids)]
+
+
 def chunk_jobs(campaign_id: int, message_ids: list[int], queue: str, size: int, start: float,
                pacing_s: float = 0.0) -> list[tuple[float, scheduler.Job]]:
     """The campaign's messages as send_chunk jobs of ``size`` each, the i-th due at
