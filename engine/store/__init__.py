@@ -1,1 +1,2 @@
-"""The database: schema, migrations, contacts, delivery state, dead letters, table queries."""
+"""The database: schema, migrations, contacts, message and campaign state, dead letters,
+table queries."""
