@@ -187,15 +187,17 @@ def supervise_cmd(app: AppContext, workers: int | None, concurrency: int | None,
     supervisor = Supervisor(app.settings, workers or app.settings.workers, concurrency, pool,
                             min_processes=low, max_processes=high,
                             autoscale=autoscale is not None)
-    supervisor.start()
-    click.echo(f"supervising {supervisor.workers} worker(s); Ctrl-C to stop", err=True)
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    # Before start(): a signal while it adopts or starts processes (which are then ours to
+    # stop) must end in the warm stop below, not kill this process and leave them running.
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    supervisor.start()
+    click.echo(f"supervising {supervisor.workers} worker(s); Ctrl-C to stop", err=True)
     while not stop.wait(1.0):
         supervisor.check()
     click.echo("stopping workers (warm)...", err=True)
