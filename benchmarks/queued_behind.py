@@ -26,6 +26,7 @@ import urllib3
 from sqlalchemy import func, select
 
 from engine.config.settings import load_settings
+from engine.domain.audience import Audience
 from engine.domain.planning import chunk_bounds
 from engine.infra.connections import celery_for
 from engine.infra.embedded_redis import EmbeddedRedis, free_port
@@ -94,7 +95,8 @@ def run(first: int, second: int, rate: str) -> dict[str, Any]:
         try:
             while not live_workers(client):
                 time.sleep(0.2)
-            ids = [send_campaign(db, client, settings, "Hello #name", tag=tag).id
+            ids = [send_campaign(db, client, settings, "Hello #name",
+                                 audience=Audience(tags=(tag,))).id
                    for tag in ("first", "second")]
             while not settled(db, client, ids):
                 time.sleep(1.0)

@@ -5,13 +5,14 @@ self-contained and takes only plain, picklable arguments."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from engine.config.settings import Settings
+from engine.domain.audience import Audience
 from engine.infra.connections import WORK, celery_for, redis_for
 from engine.infra.embedded_redis import redis_url
 from engine.operations.campaigns import CreatedCampaign, send_campaign
-from engine.operations.preview import Recipients
 from engine.store.contacts_import import ImportResult, import_contacts
 from engine.store.db import open_database
 
@@ -20,15 +21,14 @@ def import_file(settings: Settings, path: Path) -> ImportResult:
     return import_contacts(open_database(settings), path, settings.default_region)
 
 
-def send(settings: Settings, template: str, recipients: Recipients, urgent: bool,
-         name: str | None) -> CreatedCampaign:
+def send(settings: Settings, template: str, audience: Audience, urgent: bool,
+         name: str | None, at: datetime | None = None) -> CreatedCampaign:
     url = redis_url(settings, start=False)
     client = redis_for(url, WORK)
     try:
         celery_for(url)
         return send_campaign(open_database(settings), client, settings, template,
-                             tag=recipients.tag, contact_ids=recipients.ids, urgent=urgent,
-                             name=name)
+                             audience=audience, urgent=urgent, name=name, at=at)
     finally:
         client.close()
 

@@ -36,6 +36,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     data_dir = tmp_path / "data"
     monkeypatch.setenv("RELAYDESK_DATA_DIR", str(data_dir))
     monkeypatch.setenv("RELAYDESK_CONFIG_FILE", str(tmp_path / "config.toml"))
+    # "Today" and quiet hours must not depend on where the suite runs.
+    monkeypatch.setenv("RELAYDESK_TIMEZONE", "UTC")
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)

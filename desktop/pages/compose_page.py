@@ -37,13 +37,14 @@ from desktop.pages.base import Page, page_header
 from desktop.tag_choice import fill_tags, load_tags
 from desktop.template_editor import TemplateEditor
 from desktop.widgets import bold
+from engine.domain.audience import Audience
 from engine.domain.formatting import format_duration
 from engine.domain.personalize import KNOWN_TAGS, TemplateError
 from engine.domain.phones import mask_phone
 from engine.domain.planning import Route, SendPlan
 from engine.domain.rendering import RenderedMessage
 from engine.operations.campaigns import CreatedCampaign
-from engine.operations.preview import ComposeSummary, Recipients, preview_one, summarise
+from engine.operations.preview import ComposeSummary, preview_one, summarise
 
 PREVIEW_DELAY_MS = 300
 
@@ -58,7 +59,7 @@ def describe_plan(plan: SendPlan) -> str:
 @dataclass(frozen=True)
 class SendRequest:
     template: str
-    recipients: Recipients
+    recipients: Audience
     urgent: bool
     name: str | None
 
@@ -279,15 +280,15 @@ class ComposePage(Page):
         self.to_selected.setChecked(bool(self.selected_ids))
         self._recipients_changed()
 
-    def recipients(self) -> Recipients | None:
+    def recipients(self) -> Audience | None:
         """Who the campaign goes to; None while the chosen option has nothing to go on (a
         tag not picked, no contacts selected): never quietly everyone instead."""
         if self.to_selected.isChecked():
-            return Recipients(ids=self.selected_ids) if self.selected_ids else None
+            return Audience(ids=tuple(self.selected_ids)) if self.selected_ids else None
         if self.to_tag.isChecked():
             tag = self.tag.currentData()
-            return Recipients(tag=str(tag)) if tag else None
-        return Recipients()
+            return Audience(tags=(str(tag),)) if tag else None
+        return Audience()
 
     def _recipients_changed(self) -> None:
         # The shown recipient belongs to the old choice: never pair it with the new totals.
@@ -339,7 +340,7 @@ class ComposePage(Page):
 
         self._previews.submit(work, on_done=self._show_preview, on_error=self._preview_failed)
 
-    def _start_totals(self, text: str, recipients: Recipients | None) -> None:
+    def _start_totals(self, text: str, recipients: Audience | None) -> None:
         self._totals.start()
         if not text.strip() or recipients is None:
             self._show_summary(None)

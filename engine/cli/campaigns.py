@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from engine.cli.common import AppContext, json_option, pass_app, print_json
+from engine.domain.audience import Audience, AudienceError
 from engine.domain.formatting import format_duration
+from engine.domain.money import parse_amount
 from engine.domain.planning import Route
+from engine.domain.send_window import ScheduleError, parse_when
 from engine.operations.campaign_control import (
     OPERATOR_PAUSE,
     cancel_campaign,
@@ -22,6 +27,7 @@ from engine.operations.campaigns import send_campaign
 from engine.operations.preview import CampaignPreview, preview_campaign
 from engine.providers.reachability import require_provider
 from engine.store.campaign_state import campaign_summary, is_settled
+from engine.store.models import utcnow
 
 WAIT_POLL_S = 0.5
 
@@ -33,6 +39,53 @@ def read_template(template: str | None, template_file: Path | None) -> str:
         return template_file.read_text(encoding="utf-8").rstrip("\n")
     assert template is not None
     return template
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def audience_options(command: _F) -> _F:
+    """The audience filters, shared by preview and send; they combine (all must hold)."""
+    options = [
+        click.option("--tag", "tags", multiple=True,
+                     help="Only contacts with this tag (repeat: any of them)."),
+        click.option("--exclude-tag", "exclude_tags", multiple=True,
+                     help="Leave out contacts with this tag (repeatable)."),
+        click.option("--owing", is_flag=True, help="Only contacts whose balance is above 0."),
+        click.option("--min-balance", metavar="AMOUNT",
+                     help="Only contacts whose balance is at least AMOUNT."),
+        click.option("--due-within", type=int, metavar="DAYS",
+                     help="Only contacts due from today to today + DAYS."),
+        click.option("--overdue", is_flag=True, help="Only contacts due before today."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def build_audience(tags: tuple[str, ...], exclude_tags: tuple[str, ...], owing: bool,
+                   min_balance: str | None, due_within: int | None,
+                   overdue: bool) -> Audience:
+    try:
+        minimum = None if min_balance is None else parse_amount(min_balance)
+        return Audience(tags=tags, exclude_tags=exclude_tags, owing=owing,
+                        min_balance_cents=minimum, due_within_days=due_within,
+                        overdue=overdue)
+    except (AudienceError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def parse_at(app: AppContext, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_when(text, app.settings.timezone, utcnow())
+    except ScheduleError as exc:
+        raise click.UsageError(f"--at: {exc}") from None
+
+
+AT_HELP = ("Send at this time instead of now: YYYY-MM-DD HH:MM[:SS] in RELAYDESK_TIMEZONE, "
+           "or ISO 8601 with an offset.")
 
 
 @click.group("campaign")
@@ -47,7 +100,8 @@ def _print_preview(preview: CampaignPreview) -> None:
         click.echo(f"  {m.text}")
     plan = preview.plan
     click.echo("")
-    click.echo(f"Recipients: {preview.recipients}    Segments: {preview.segments}")
+    suppressed = f" ({preview.suppressed} opted out, left out)" if preview.suppressed else ""
+    click.echo(f"Recipients: {preview.recipients}{suppressed}    Segments: {preview.segments}")
     if plan.route is Route.BULK:
         route = f"bulk: 1 job on {plan.queue}, {plan.chunks} chunk(s) of up to {plan.chunk_size}"
     else:
@@ -60,19 +114,25 @@ def _print_preview(preview: CampaignPreview) -> None:
                                  "#days_remain.")
 @click.option("--template-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Read the message from FILE instead.")
-@click.option("--tag", help="Only contacts with this tag.")
+@audience_options
 @click.option("--limit", type=click.IntRange(min=0), default=5, show_default=True,
               help="How many rendered messages to show.")
 @click.option("--urgent", is_flag=True, help="Plan for the high_priority queue.")
+@click.option("--at", "at_text", metavar="WHEN",
+              help="Show the messages as they would be sent at WHEN (see 'campaign send').")
 @json_option
 @pass_app
 def preview_cmd(app: AppContext, template: str | None, template_file: Path | None,
-                tag: str | None, limit: int, urgent: bool, as_json: bool) -> None:
+                tags: tuple[str, ...], exclude_tags: tuple[str, ...], owing: bool,
+                min_balance: str | None, due_within: int | None, overdue: bool,
+                limit: int, urgent: bool, at_text: str | None, as_json: bool) -> None:
     """Render the first messages and show totals and the send plan. Sends nothing."""
     text = read_template(template, template_file)
+    audience = build_audience(tags, exclude_tags, owing, min_balance, due_within, overdue)
+    at = parse_at(app, at_text)
     with app.db.session() as session:
-        preview = preview_campaign(session, app.settings, text, tag=tag, limit=limit,
-                                   urgent=urgent)
+        preview = preview_campaign(session, app.settings, text, audience=audience,
+                                   limit=limit, urgent=urgent, at=at)
     if as_json:
         print_json(preview.as_dict())
     else:
@@ -82,30 +142,48 @@ def preview_cmd(app: AppContext, template: str | None, template_file: Path | Non
 @campaign_group.command("send")
 @click.option("--template", help="The message (see 'campaign preview').")
 @click.option("--template-file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--tag", help="Only contacts with this tag.")
+@audience_options
 @click.option("--name", help="A name for the campaign.")
 @click.option("--urgent", is_flag=True, help="Individual sends go on the high_priority queue.")
+@click.option("--at", "at_text", metavar="WHEN", help=AT_HELP)
 @click.option("--wait", is_flag=True, help="Show progress and return when every message is "
                                            "sent or dead (or the campaign pauses).")
 @json_option
 @pass_app
 def send_cmd(app: AppContext, template: str | None, template_file: Path | None,
-             tag: str | None, name: str | None, urgent: bool, wait: bool,
+             tags: tuple[str, ...], exclude_tags: tuple[str, ...], owing: bool,
+             min_balance: str | None, due_within: int | None, overdue: bool,
+             name: str | None, urgent: bool, at_text: str | None, wait: bool,
              as_json: bool) -> None:
-    """Create the campaign, plan it and queue it for the workers."""
+    """Create the campaign, plan it and queue it for the workers (or schedule it --at)."""
     text = read_template(template, template_file)
-    require_provider(app.settings, start_gateway=True)
-    created = send_campaign(app.db, app.redis, app.settings, text, tag=tag, urgent=urgent,
-                            name=name)
+    audience = build_audience(tags, exclude_tags, owing, min_balance, due_within, overdue)
+    at = parse_at(app, at_text)
+    if at is not None and wait:
+        raise click.UsageError("--wait and --at do not go together: a scheduled campaign "
+                               "sends later; follow it with 'relaydesk campaign status ID'")
+    if at is None:
+        require_provider(app.settings, start_gateway=True)
+    created = send_campaign(app.db, app.redis, app.settings, text, audience=audience,
+                            urgent=urgent, name=name, at=at)
     plan = created.plan
-    click.echo(f"campaign {created.id} queued: {plan.recipients} recipient(s), "
-               f"{created.segments} segment(s), {plan.route} route on {plan.queue}", err=True)
+    left_out = f", {created.suppressed} opted out left out" if created.suppressed else ""
+    if created.scheduled_at is not None:
+        local = created.scheduled_at.astimezone(app.settings.send_window().zone)
+        click.echo(f"campaign {created.id} scheduled for {local:%Y-%m-%d %H:%M} "
+                   f"({app.settings.timezone}): {plan.recipients} recipient(s) today"
+                   f"{left_out}; its messages are rendered then", err=True)
+    else:
+        click.echo(f"campaign {created.id} queued: {plan.recipients} recipient(s), "
+                   f"{created.segments} segment(s), {plan.route} route on {plan.queue}"
+                   f"{left_out}", err=True)
     summary = _summary(app, created.id)
     if wait:
         summary = _wait(app, created.id)
     if as_json:
         print_json({k: summary[k] for k in ("campaign", "recipients", "sent", "dead",
-                                            "attempts", "status", "pending", "retrying")})
+                                            "attempts", "status", "pending", "retrying",
+                                            "suppressed")})
 
 
 def _summary(app: AppContext, campaign_id: int) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from engine.config.masking import MASK, mask_secret, mask_url
 from engine.domain.errors import OperatorError
 from engine.domain.planning import PlanPolicy
 from engine.domain.queues import ALL_QUEUES
+from engine.domain.send_window import QuietHours, ScheduleError, SendWindow, system_timezone, zone
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -385,6 +386,34 @@ def default_config_file() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
 
 
+QuietUrgent = Literal["wait", "send"]
+
+
+def _timezone(text: str) -> str:
+    if not text.strip():
+        return system_timezone()
+    try:
+        zone(text)
+    except ScheduleError as exc:
+        raise ValueError(str(exc)) from None
+    return text.strip()
+
+
+def _quiet_hours(text: str) -> QuietHours | None:
+    try:
+        return QuietHours.parse(text)
+    except ScheduleError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _quiet_urgent(text: str) -> QuietUrgent:
+    value = text.strip().lower()
+    if value not in ("wait", "send"):
+        raise ValueError("write wait (urgent campaigns wait for the end of the quiet hours) "
+                         "or send (they go out anyway)")
+    return "send" if value == "send" else "wait"
+
+
 # --- the table ------------------------------------------------------------------------------
 
 Kind = Literal["text", "int", "float", "choice", "url", "secret"]
@@ -399,6 +428,8 @@ GROUPS: dict[str, str] = {
                 "chosen provider are shown.",
     "Sending": "How campaigns are split into jobs and paced. The rate limit is shared by all "
                "workers on all machines.",
+    "Schedule": "When messages may go out. Each campaign keeps the time zone and quiet hours "
+                "it was created with, so every worker judges it alike.",
     "Retries": "Temporary provider errors are retried with doubling waits; too many failures "
                "in a row pause sending for a cool-down.",
     "Workers": "The worker processes the console (and 'relaydesk supervise') starts on this "
@@ -579,6 +610,27 @@ class Settings:
         "RELAYDESK_SEND_CONCURRENCY", _positive_int, "Sending", "Concurrent sends per job",
         "Provider calls one job makes at once.",
         kind="int", example="8", minimum=1)})
+    # --- Schedule ------------------------------------------------------------
+    timezone: str = field(default_factory=system_timezone, metadata={_SETTING: Setting(
+        "RELAYDESK_TIMEZONE", _timezone, "Schedule", "Time zone",
+        "The IANA time zone of send times, quiet hours and due dates (\"today\"); empty "
+        "uses this computer's.",
+        example="Africa/Nairobi")})
+    quiet_hours: QuietHours | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_QUIET_HOURS", _quiet_hours, "Schedule", "Quiet hours",
+        "A daily window in which nothing is sent, as START-END in 24-hour time; sending "
+        "waits for its end. Empty: none.",
+        example="21:00-07:00")})
+    quiet_hours_urgent: QuietUrgent = field(default="wait", metadata={_SETTING: Setting(
+        "RELAYDESK_QUIET_HOURS_URGENT", _quiet_urgent, "Schedule", "Urgent in quiet hours",
+        "wait: urgent campaigns wait for the end of the quiet hours too; send: they go out "
+        "anyway.",
+        kind="choice", example="wait", choices=("wait", "send"))})
+    schedule_max_late_s: int = field(default=6 * 3600, metadata={_SETTING: Setting(
+        "RELAYDESK_SCHEDULE_MAX_LATE", parse_duration, "Schedule", "Send late at most",
+        "A scheduled campaign found this long past its time (the computer was off) is not "
+        "sent; it waits for you to send it now or reschedule it (s, m, h or d).",
+        example="6h")})
     # --- Retries -------------------------------------------------------------
     max_attempts: int = field(default=3, metadata={_SETTING: Setting(
         "RELAYDESK_MAX_ATTEMPTS", _positive_int, "Retries", "Attempts per message",
@@ -708,6 +760,12 @@ class Settings:
             pacing_chunk_s=self.pacing_chunk_s,
             rate_per_s=self.rate_limit.per_second if self.rate_limit else None,
         )
+
+    def send_window(self, *, urgent: bool = False) -> SendWindow:
+        """The time zone and quiet hours a campaign created now records; an urgent one has
+        no quiet hours when RELAYDESK_QUIET_HOURS_URGENT is ``send``."""
+        skip = urgent and self.quiet_hours_urgent == "send"
+        return SendWindow(self.timezone, None if skip else self.quiet_hours)
 
     def __repr__(self) -> str:
         # The dataclass repr would show tokens and URL passwords in tracebacks and logs.

@@ -56,7 +56,8 @@ def chunk_bounds(total: int, size: int) -> list[tuple[int, int]]:
 
 def plan_send(recipients: int, *, urgent: bool = False, policy: PlanPolicy) -> SendPlan:
     if recipients <= 0:
-        raise PlanError("the campaign has no recipients: import contacts or choose another tag")
+        raise PlanError("the campaign has no recipients: import contacts, or widen the "
+                        "audience (fewer filters, another tag)")
     rate_floor = recipients / policy.rate_per_s if policy.rate_per_s else 0.0
     if recipients < policy.bulk_threshold:
         paced = (recipients - 1) * policy.pacing_individual_s

@@ -2,47 +2,40 @@
 
 A campaign is written whole (campaign row plus one outgoing_messages row per recipient)
 or not at all; if queueing it then fails, the rows are removed again, so a failed send
-never leaves a half-created campaign behind.
+never leaves a half-created campaign behind. A campaign sent ``at`` a later time is written
+now without messages; it is rendered, for its audience of that day, when it becomes due
+(engine.pipeline.campaign_start).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date
-from typing import Any, cast
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Table, delete, insert, update
-from sqlalchemy.orm import Session
+from sqlalchemy import delete
 
 from engine.config.settings import Settings
+from engine.domain.audience import EVERYONE, Audience
 from engine.domain.errors import OperatorError
 from engine.domain.personalize import Recipient, Template
-from engine.domain.planning import Route, SendPlan, plan_send
-from engine.domain.rendering import RenderedMessage, render_messages
-from engine.infra import scheduler
-from engine.infra.celery_app import publish
-from engine.operations.preview import Recipients, render_for
-from engine.pipeline.sender import PROCESS_BULK, paced_message_jobs
-from engine.store import delivery_state
+from engine.domain.planning import plan_send
+from engine.domain.rendering import render_messages
+from engine.domain.send_window import SendWindow
+from engine.pipeline.campaign_start import enqueue_campaign, fill_now
+from engine.store.audience_query import count_audience
+from engine.store.campaign_rows import CreatedCampaign, fill_campaign, new_campaign
 from engine.store.db import Database
-from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
+from engine.store.models import Campaign, utcnow
 
-_MESSAGES = cast(Table, OutgoingMessage.__table__)
-_INSERT_BATCH = 5000
 MAX_CAMPAIGN_NAME = 200  # the campaigns.name column (String(200))
+
+__all__ = ["CampaignError", "CreatedCampaign", "check_campaign", "create_campaign",
+           "create_campaign_to", "enqueue_campaign", "send_campaign", "send_campaign_to"]
 
 
 class CampaignError(OperatorError, RuntimeError):
     """A campaign could not be queued; nothing of it was kept."""
-
-
-@dataclass(frozen=True)
-class CreatedCampaign:
-    id: int
-    plan: SendPlan
-    segments: int
 
 
 def check_campaign(template_text: str, name: str | None) -> None:
@@ -58,91 +51,75 @@ def check_campaign(template_text: str, name: str | None) -> None:
                             "created.")
 
 
+def _check_time(window: SendWindow, at: datetime) -> None:
+    held = window.held_until(at)
+    if held is not None:
+        local = at.astimezone(window.zone)
+        raise CampaignError(
+            f"{local:%Y-%m-%d %H:%M} is inside the quiet hours ({window.quiet_hours}, "
+            f"{window.timezone}): choose a time outside them, e.g. "
+            f"{held.astimezone(window.zone):%Y-%m-%d %H:%M}; nothing was created.")
+
+
 def create_campaign(db: Database, settings: Settings, template_text: str, *,
-                    tag: str | None = None, contact_ids: Sequence[int] | None = None,
-                    urgent: bool = False, name: str | None = None,
-                    today: date | None = None) -> CreatedCampaign:
-    """Render every message and store the campaign as queued (CampaignError, TemplateError,
-    PlanError). Recipients: every contact, those with ``tag``, or the contacts
-    ``contact_ids``."""
+                    audience: Audience = EVERYONE, urgent: bool = False,
+                    name: str | None = None, at: datetime | None = None,
+                    now: datetime | None = None) -> CreatedCampaign:
+    """Store the campaign (CampaignError, TemplateError, PlanError): rendered and queued
+    now, or, with ``at``, scheduled for then (its recipients counted as of that day)."""
     check_campaign(template_text, name)
-    template = Template.parse(template_text)
-    recipients = Recipients(tag=tag, ids=None if contact_ids is None else tuple(contact_ids))
+    Template.parse(template_text)
+    now = now or utcnow()
+    window = settings.send_window(urgent=urgent)
+    if at is not None:
+        _check_time(window, at)
     with db.session() as session:
-        messages = render_for(session, settings, template, recipients,
-                              today=today or date.today())
-        return _store_campaign(session, settings, template, messages,
-                               tag=tag, urgent=urgent, name=name)
+        campaign = new_campaign(session, name=name, template_text=template_text,
+                                audience=audience, window=window, urgent=urgent,
+                                scheduled_at=at,
+                                tag=audience.tags[0] if len(audience.tags) == 1 else None)
+        if at is None:
+            return fill_now(session, settings, campaign, now)
+        counted = count_audience(session, audience, window.today(at))
+        if counted.recipients == 0:
+            fill_campaign(session, campaign, [], suppressed=counted.suppressed,
+                          policy=settings.plan_policy())  # raises the PlanError that says why
+        plan = plan_send(counted.recipients, urgent=urgent, policy=settings.plan_policy())
+        # Estimates until it is due; its start writes the real figures.
+        campaign.recipients = counted.recipients
+        campaign.suppressed = counted.suppressed
+        return CreatedCampaign(campaign.id, plan, 0, counted.suppressed, at)
 
 
 def create_campaign_to(db: Database, settings: Settings, template_text: str,
                        recipients: Iterable[tuple[int | None, str, Recipient]], *,
                        urgent: bool = False, name: str | None = None,
-                       today: date | None = None) -> CreatedCampaign:
+                       now: datetime | None = None) -> CreatedCampaign:
     """Like create_campaign, for explicit ``(contact id or None, phone, values)`` recipients
     (a test send): the same rows and plan, so it travels the same pipeline."""
     check_campaign(template_text, name)
     template = Template.parse(template_text)
-    messages = render_messages(template, recipients, today=today or date.today(),
+    window = settings.send_window(urgent=urgent)
+    messages = render_messages(template, recipients, today=window.today(now or utcnow()),
                                currency_format=settings.currency_format)
     with db.session() as session:
-        return _store_campaign(session, settings, template, messages, tag=None,
-                               urgent=urgent, name=name)
-
-
-def _store_campaign(session: Session, settings: Settings, template: Template,
-                    messages: Iterable[RenderedMessage], *,
-                    tag: str | None, urgent: bool, name: str | None) -> CreatedCampaign:
-    template_text = template.source
-    now = utcnow()
-    name = (name or "").strip() or f"Campaign {now:%Y-%m-%d %H:%M}"
-    campaign = Campaign(name=name, template=template_text,
-                        tag_filter=tag, urgent=urgent, status=CampaignStatus.DRAFT,
-                        route="", queue="", created_at=now)
-    session.add(campaign)
-    session.flush()
-    rows: list[dict[str, Any]] = []
-    segments = 0
-    for message in messages:
-        segments += message.segments
-        rows.append({"campaign_id": campaign.id, "contact_id": message.contact_id,
-                     "phone": message.phone, "body": message.text,
-                     "encoding": str(message.encoding), "segments": message.segments,
-                     "status": MessageStatus.QUEUED, "attempts": 0, "created_at": now,
-                     "updated_at": now})
-    plan = plan_send(len(rows), urgent=urgent, policy=settings.plan_policy())
-    for start in range(0, len(rows), _INSERT_BATCH):
-        session.execute(insert(_MESSAGES), rows[start:start + _INSERT_BATCH])
-    campaign.route = str(plan.route)
-    campaign.queue = plan.queue
-    campaign.recipients = len(rows)
-    campaign.segments = segments
-    campaign.status = CampaignStatus.QUEUED
-    return CreatedCampaign(campaign.id, plan, segments)
-
-
-def enqueue_campaign(db: Database, client: Any, settings: Settings,
-                     created: CreatedCampaign) -> None:
-    """Hand the campaign to the workers: one bulk job, or individual jobs paced in Redis."""
-    plan = created.plan
-    if plan.route is Route.BULK:
-        publish(PROCESS_BULK, [created.id], plan.queue)
-        return
-    with db.session() as session:
-        ids = delivery_state.message_ids(session, created.id, MessageStatus.QUEUED)
-        session.execute(update(Campaign).where(Campaign.id == created.id)
-                        .values(status=CampaignStatus.SENDING, started_at=utcnow()))
-    scheduler.schedule(client, paced_message_jobs(created.id, ids, plan.queue, time.time(),
-                                                  settings.pacing_individual_s))
+        campaign = new_campaign(session, name=name, template_text=template_text,
+                                audience=EVERYONE, window=window, urgent=urgent)
+        return fill_campaign(session, campaign, messages, suppressed=0,
+                             policy=settings.plan_policy())
 
 
 def send_campaign(db: Database, client: Any, settings: Settings, template_text: str, *,
-                  tag: str | None = None, contact_ids: Sequence[int] | None = None,
-                  urgent: bool = False, name: str | None = None) -> CreatedCampaign:
+                  audience: Audience = EVERYONE, urgent: bool = False,
+                  name: str | None = None, at: datetime | None = None) -> CreatedCampaign:
+    """Create the campaign and queue it for the workers, or schedule it for ``at``."""
     check_campaign(template_text, name)  # what the operator must fix comes first
+    if at is not None:  # the workers find it in the database when it is due
+        return create_campaign(db, settings, template_text, audience=audience,
+                               urgent=urgent, name=name, at=at)
     _require_redis(client)
-    created = create_campaign(db, settings, template_text, tag=tag, contact_ids=contact_ids,
-                              urgent=urgent, name=name)
+    created = create_campaign(db, settings, template_text, audience=audience, urgent=urgent,
+                              name=name)
     _enqueue_or_discard(db, client, settings, created)
     return created
 

@@ -2,55 +2,40 @@
 time, and the totals while the operator types) and ``campaign preview`` (the first
 messages, the totals and the send plan). Sends nothing.
 
-Messages are rendered for the contacts in the database by render_for, which campaign send
-uses too: the preview is what goes out.
+Messages are rendered by engine.store.audience_query.render_audience, which campaign send
+uses too: the preview is what goes out. A campaign to be sent ``at`` a later time is
+previewed with the figures of its send day.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from engine.config.settings import Settings
+from engine.domain.audience import EVERYONE, Audience
 from engine.domain.personalize import Template
 from engine.domain.planning import SendPlan, plan_send
-from engine.domain.rendering import RenderedMessage, render_messages
+from engine.domain.rendering import RenderedMessage
 from engine.domain.sms_encoding import Encoding
-from engine.store.contacts import iter_recipients
+from engine.store.audience_query import all_opted_out, count_audience, render_audience
+from engine.store.models import utcnow
 
 
-@dataclass(frozen=True)
-class Recipients:
-    """Who a campaign goes to: everyone, a tag, or chosen contacts."""
-
-    tag: str | None = None
-    ids: tuple[int, ...] | None = None
-
-    def describe(self) -> str:
-        if self.ids is not None:
-            return f"{len(self.ids):,} selected contact(s)"
-        return f"contacts tagged '{self.tag}'" if self.tag else "all contacts"
-
-
-def render_for(session: Session, settings: Settings, template: Template,
-               recipients: Recipients, *, today: date, offset: int = 0,
-               limit: int | None = None) -> Iterator[RenderedMessage]:
-    """The messages of these contacts (id order), from the ``offset``-th, at most
-    ``limit``; streamed, so a whole campaign is never held at once."""
-    found = iter_recipients(session, tag=recipients.tag, ids=recipients.ids,
-                            offset=offset, limit=limit)
-    return render_messages(template, found, today=today,
-                           currency_format=settings.currency_format, first_index=offset)
+def send_day(settings: Settings, *, urgent: bool = False, at: datetime | None = None,
+             now: datetime | None = None) -> date:
+    """The "today" a campaign created now (or sent ``at``) renders with: in its zone."""
+    return settings.send_window(urgent=urgent).today(at or now or utcnow())
 
 
 @dataclass(frozen=True)
 class ComposeSummary:
     recipients: int
+    suppressed: int  # matched by the filter, left out because they opted out
     segments: int
     characters: int
     ucs2: int  # messages that need UCS-2 (70 characters a segment instead of 160)
@@ -59,29 +44,32 @@ class ComposeSummary:
 
 
 def preview_one(session: Session, settings: Settings, template_text: str,
-                recipients: Recipients, index: int, today: date | None = None
+                audience: Audience, index: int, today: date | None = None
                 ) -> RenderedMessage | None:
     """The message of the ``index``-th recipient (id order); TemplateError for a bad template."""
     template = Template.parse(template_text)
-    return next(render_for(session, settings, template, recipients,
-                           today=today or date.today(), offset=max(index, 0), limit=1), None)
+    today = today or send_day(settings)
+    return next(render_audience(session, template, audience, today,
+                                settings.currency_format, offset=max(index, 0), limit=1), None)
 
 
 def summarise(session: Session, settings: Settings, template_text: str,
-              recipients: Recipients, *, urgent: bool = False,
+              audience: Audience, *, urgent: bool = False,
               today: date | None = None) -> ComposeSummary:
     """Totals over every recipient: each message is rendered, as the send will render it."""
     template = Template.parse(template_text)
+    today = today or send_day(settings, urgent=urgent)
     count = segments = characters = ucs2 = 0
-    for message in render_for(session, settings, template, recipients,
-                              today=today or date.today()):
+    for message in render_audience(session, template, audience, today,
+                                   settings.currency_format):
         segments += message.segments
         characters += message.characters
         ucs2 += message.encoding is Encoding.UCS2
         count += 1
+    suppressed = count_audience(session, audience, today).suppressed
     plan = plan_send(count, urgent=urgent, policy=settings.plan_policy()) \
         if count else None
-    return ComposeSummary(count, segments, characters, ucs2,
+    return ComposeSummary(count, suppressed, segments, characters, ucs2,
                           settings.price_per_segment * segments, plan)
 
 
@@ -89,8 +77,10 @@ def summarise(session: Session, settings: Settings, template_text: str,
 class CampaignPreview:
     messages: list[RenderedMessage]  # the first `limit` recipients
     recipients: int
+    suppressed: int
     segments: int
     plan: SendPlan
+    send_day: date
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -100,7 +90,8 @@ class CampaignPreview:
                  "characters": m.characters}
                 for m in self.messages
             ],
-            "totals": {"recipients": self.recipients, "segments": self.segments},
+            "totals": {"recipients": self.recipients, "suppressed": self.suppressed,
+                       "segments": self.segments},
             "plan": {
                 "route": str(self.plan.route),
                 "queue": self.plan.queue,
@@ -109,21 +100,25 @@ class CampaignPreview:
                 "chunk_size": self.plan.chunk_size,
                 "estimated_duration_s": round(self.plan.estimated_duration_s, 1),
             },
+            "send_day": self.send_day.isoformat(),
         }
 
 
 def preview_campaign(session: Session, settings: Settings, template_text: str, *,
-                     tag: str | None = None, limit: int = 5, urgent: bool = False,
-                     today: date | None = None) -> CampaignPreview:
+                     audience: Audience = EVERYONE, limit: int = 5, urgent: bool = False,
+                     at: datetime | None = None, now: datetime | None = None
+                     ) -> CampaignPreview:
     """Raises TemplateError for a bad template and PlanError when nobody would receive it."""
-    today = today or date.today()
-    recipients = Recipients(tag=tag)
-    summary = summarise(session, settings, template_text, recipients, urgent=urgent,
+    today = send_day(settings, urgent=urgent, at=at, now=now)
+    summary = summarise(session, settings, template_text, audience, urgent=urgent,
                         today=today)
-    # summarise plans no send for nobody; planning it anyway raises the PlanError that
-    # says why.
-    plan = summary.plan if summary.plan is not None else \
+    if summary.plan is None:
+        # Planning nobody raises the PlanError that says why; all opted out says so.
+        if summary.suppressed:
+            raise all_opted_out(summary.suppressed)
         plan_send(0, urgent=urgent, policy=settings.plan_policy())
-    shown = list(render_for(session, settings, Template.parse(template_text), recipients,
-                            today=today, limit=limit))
-    return CampaignPreview(shown, summary.recipients, summary.segments, plan)
+    assert summary.plan is not None
+    shown = list(render_audience(session, Template.parse(template_text), audience, today,
+                                 settings.currency_format, limit=limit))
+    return CampaignPreview(shown, summary.recipients, summary.suppressed, summary.segments,
+                           summary.plan, today)

@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from engine import __version__
 from engine.config.settings import ENV_FILE_VARIABLE, Settings, load_settings, setting_names
+from engine.domain.audience import Audience
 from engine.infra.connections import WORK, celery_for, redis_for
 from engine.infra.embedded_redis import EmbeddedRedis
 from engine.infra.local_gateway import LocalGateway
@@ -186,8 +187,10 @@ def _run(settings: Settings, supervisor: Supervisor, report: SelftestReport, wor
     celery_for(url)
     client = redis_for(url, WORK)
     try:
-        bulk = send_campaign(db, client, settings, TEMPLATE, tag="bulk", name="selftest bulk")
-        few = send_campaign(db, client, settings, TEMPLATE, tag="few", name="selftest few")
+        bulk = send_campaign(db, client, settings, TEMPLATE, audience=Audience(tags=("bulk",)),
+                             name="selftest bulk")
+        few = send_campaign(db, client, settings, TEMPLATE, audience=Audience(tags=("few",)),
+                            name="selftest few")
     finally:
         client.close()
     say(f"sent campaign {bulk.id} ({bulk.plan.route}, {bulk.plan.recipients} recipients) "

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from engine.domain.audience import Audience
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
 
 PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED)
@@ -87,6 +88,12 @@ def campaign_summary(session: Session, campaign_id: int) -> dict[str, Any] | Non
         "segments": campaign.segments, "sent": counts["sent"], "dead": counts["dead"],
         "pending": counts["queued"] + counts["sending"], "retrying": counts["failed"],
         "cancelled": counts["cancelled"], "attempts": counts["attempts"],
+        # Left out at planning (no message row) and stopped at send time (a row).
+        "suppressed": campaign.suppressed + counts["suppressed"],
+        "audience": Audience.from_json(campaign.audience).describe(),
+        "timezone": campaign.timezone,
+        "quiet_hours": campaign.quiet_hours,
+        "scheduled_at": campaign.scheduled_at.isoformat() if campaign.scheduled_at else None,
         "pause_reason": campaign.pause_reason,
     }
 

@@ -73,10 +73,12 @@ class MessageStatus(StrEnum):
     FAILED = "failed"  # an attempt failed; another is due
     DEAD = "dead"  # every attempt spent, or a permanent error: see failed_jobs
     CANCELLED = "cancelled"
+    SUPPRESSED = "suppressed"  # its number opted out before it was sent: never sent
 
 
 class CampaignStatus(StrEnum):
     DRAFT = "draft"
+    SCHEDULED = "scheduled"  # no messages yet: rendered when its time comes
     QUEUED = "queued"
     SENDING = "sending"
     PAUSED = "paused"
@@ -101,7 +103,7 @@ class Contact(Base):
         order_by="ContactTag.tag",
     )
 
-    __table_args__ = (Index(None, "name"),)
+    __table_args__ = (Index(None, "name"), Index(None, "due_date"))
 
     @property
     def tag_names(self) -> list[str]:
@@ -125,7 +127,18 @@ class Campaign(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     template: Mapped[str] = mapped_column(Text)
-    tag_filter: Mapped[str | None] = mapped_column(String(64))
+    tag_filter: Mapped[str | None] = mapped_column(String(64))  # before audience existed
+    # The engine.domain.audience.Audience it was sent with, as JSON (None: everyone).
+    audience: Mapped[str | None] = mapped_column(Text)
+    # Its send window, recorded when it is created (engine.domain.send_window.SendWindow):
+    # every worker judges the campaign by these, whatever its own settings.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    quiet_hours: Mapped[str | None] = mapped_column(String(16))
+    # When a scheduled campaign becomes due; kept after it starts, for the record.
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Contacts the audience matched whose numbers were on the opt-out list when it was
+    # planned; they have no message row.
+    suppressed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT, index=True)
     route: Mapped[str] = mapped_column(String(16))
@@ -136,6 +149,8 @@ class Campaign(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     pause_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "status", "scheduled_at"),)
 
 
 class OutgoingMessage(Base):
@@ -170,6 +185,24 @@ class OutgoingMessage(Base):
         Index(None, "campaign_id", "status"),
         Index(None, "status", "claimed_at"),
     )
+
+
+class OptSource(StrEnum):
+    MANUAL = "manual"
+    IMPORT = "import"
+    PROVIDER = "provider"  # the provider said the recipient opted out or blocked us
+    REPLY = "reply"  # the recipient answered STOP
+
+
+class OptOut(Base):
+    """The suppression list: a number here is never sent to, at planning or at send time."""
+
+    __tablename__ = "opt_outs"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)  # E.164
+    reason: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class FailedJob(Base):

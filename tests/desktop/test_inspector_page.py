@@ -12,6 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop.app import Console
 from desktop.pages.inspector_page import InspectorPage
+from engine.domain.audience import Audience
 from engine.infra.inspector_store import KINDS, stream_key
 from engine.monitoring import inspector
 from engine.operations.campaigns import send_campaign
@@ -41,7 +42,7 @@ def send(console: Console, tmp_path: Path) -> int:
             for i, phone in enumerate(PHONES)]
     import_contacts(services.db(), write_contacts(tmp_path / "c.csv", rows), "KE")
     created = send_campaign(services.db(), services.redis(), services.settings,
-                            "Hello #name", tag="inspect")
+                            "Hello #name", audience=Audience(tags=("inspect",)))
 
     def settled() -> bool:
         with services.db().session() as session:

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from desktop.heavy_work import send as console_send
 from engine.config.settings import load_settings
+from engine.domain.audience import Audience
 from engine.infra.embedded_redis import EmbeddedRedis
 from engine.infra.sandbox_gateway import GatewayServer
 from engine.operations.campaigns import (
@@ -20,7 +21,6 @@ from engine.operations.campaigns import (
     create_campaign,
     send_campaign,
 )
-from engine.operations.preview import Recipients
 from engine.store.db import open_database
 from engine.store.models import Campaign, OutgoingMessage
 from tests.support import run_cli, write_contacts
@@ -58,7 +58,7 @@ def test_engine_and_console_refuse(redis_client: Any, template: str, name: str |
     with pytest.raises(CampaignError, match=reason):
         send_campaign(db, redis_client, settings, template, name=name)
     with pytest.raises(CampaignError, match=reason):  # what the Compose page runs
-        console_send(settings, template, Recipients(), False, name)
+        console_send(settings, template, Audience(), False, name)
     assert nothing_created(redis_client)
 
 

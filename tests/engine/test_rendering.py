@@ -3,23 +3,25 @@ message for message, what a campaign send stores and the workers deliver."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
 from engine.config.settings import Settings
+from engine.domain.audience import Audience
 from engine.domain.personalize import Recipient, Template
 from engine.domain.rendering import render_messages
 from engine.domain.sms_encoding import Encoding
 from engine.operations.campaigns import create_campaign
-from engine.operations.preview import Recipients, preview_campaign, preview_one, summarise
+from engine.operations.preview import preview_campaign, preview_one, summarise
 from engine.store.contacts_import import import_contacts
 from engine.store.db import Database
 from engine.store.models import OutgoingMessage
 from tests.support import write_contacts
 
 TODAY = date(2026, 11, 27)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)  # TODAY in the tests' time zone, UTC
 TEMPLATE = "Dear #name, #balance of your #pledge pledge remains, #days_remain days to go."
 
 
@@ -43,15 +45,15 @@ def test_previews_show_what_the_send_stores(db: Database, db_settings: Settings,
     rows.append(("Wanjiru ✓", "0712999999", "5000", "0", due, "choir"))  # one UCS-2 message
     import_contacts(db, write_contacts(tmp_path / "contacts.csv", rows),
                     db_settings.default_region)
-    choir = Recipients(tag="choir")
+    choir = Audience(tags=("choir",))
 
-    created = create_campaign(db, db_settings, TEMPLATE, tag="choir", today=TODAY)
+    created = create_campaign(db, db_settings, TEMPLATE, audience=choir, now=NOW)
     with db.session() as session:
         stored = [(m.phone, m.body, m.encoding, m.segments) for m in session.scalars(
             select(OutgoingMessage).where(OutgoingMessage.campaign_id == created.id)
             .order_by(OutgoingMessage.contact_id))]
-        preview = preview_campaign(session, db_settings, TEMPLATE, tag="choir", limit=100,
-                                   today=TODAY)
+        preview = preview_campaign(session, db_settings, TEMPLATE, audience=choir, limit=100,
+                                   now=NOW)
         summary = summarise(session, db_settings, TEMPLATE, choir, today=TODAY)
         third = preview_one(session, db_settings, TEMPLATE, choir, 2, today=TODAY)
 

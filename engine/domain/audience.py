@@ -1,0 +1,90 @@
+"""Who a campaign goes to: tags to include and exclude, what they owe, when they are due,
+or chosen contacts. The store evaluates it in the database (engine.store.audience_query);
+the campaign keeps it as JSON so the Campaigns page can show what it was sent with."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from engine.domain.money import format_amount
+
+MAX_DUE_WITHIN_DAYS = 3660  # ten years: beyond that the date arithmetic is a typo
+
+
+class AudienceError(ValueError):
+    """A filter that cannot select anyone sensibly; the text says what to give instead."""
+
+
+def _tags(values: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    # Tags are stored lower-case and trimmed (contacts import); compare alike.
+    return tuple(sorted({t.strip().lower() for t in values if t.strip()}))
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Every field narrows the audience; the default (nothing set) is every contact."""
+
+    tags: tuple[str, ...] = ()  # any of these
+    exclude_tags: tuple[str, ...] = ()  # none of these
+    owing: bool = False  # balance (pledge - paid) > 0
+    min_balance_cents: int | None = None  # balance >= this
+    due_within_days: int | None = None  # due date from today to today + N
+    overdue: bool = False  # due date before today
+    ids: tuple[int, ...] | None = None  # exactly these contacts (a selection)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", _tags(self.tags))
+        object.__setattr__(self, "exclude_tags", _tags(self.exclude_tags))
+        if self.min_balance_cents is not None and self.min_balance_cents < 0:
+            raise AudienceError("the minimum balance cannot be negative: give an amount "
+                                "of 0 or more, e.g. --min-balance 500")
+        if self.due_within_days is not None and not 0 <= self.due_within_days \
+                <= MAX_DUE_WITHIN_DAYS:
+            raise AudienceError(f"--due-within takes 0 to {MAX_DUE_WITHIN_DAYS} days, e.g. "
+                                "--due-within 7")
+        if self.overdue and self.due_within_days is not None:
+            raise AudienceError("--overdue (due before today) and --due-within (due from "
+                                "today on) select no one together: give one of them")
+
+    @property
+    def is_everyone(self) -> bool:
+        return self == Audience()
+
+    def to_json(self) -> str:
+        data = {k: v for k, v in asdict(self).items() if v not in (None, False, ())}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Audience:
+        if not text:
+            return cls()
+        data: dict[str, Any] = json.loads(text)
+        for key in ("tags", "exclude_tags", "ids"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def describe(self, currency_format: str = "{amount}") -> str:
+        """One line for the operator: ``tagged harambee, owing, due within 7 days``."""
+        if self.ids is not None:
+            return f"{len(self.ids):,} selected contact(s)"
+        parts = []
+        if self.tags:
+            parts.append("tagged " + " or ".join(self.tags))
+        if self.exclude_tags:
+            parts.append("not tagged " + " or ".join(self.exclude_tags))
+        if self.owing:
+            parts.append("owing")
+        if self.min_balance_cents is not None:
+            parts.append("balance at least "
+                         + format_amount(self.min_balance_cents, currency_format))
+        if self.due_within_days is not None:
+            parts.append(f"due within {self.due_within_days} day(s)")
+        if self.overdue:
+            parts.append("overdue")
+        return ", ".join(parts) if parts else "all contacts"
+
+
+EVERYONE = Audience()

@@ -1,0 +1,150 @@
+"""Starting a campaign: handing a queued one to the workers, and turning a scheduled one
+into a queued one when its time comes.
+
+A scheduled campaign lives in the database, not in Redis: a Redis restart cannot lose it,
+and whichever worker looks first after its time starts it (the dispatcher asks every
+``SCHEDULE_EVERY_S``). Starting is one transaction that moves it from ``scheduled`` and
+writes its messages, so two workers, or a worker and an operator's "Send now", cannot both
+start it. If the process dies after that commit and before the jobs are published, the
+campaign is queued with no job anywhere, which is what the stall sweep recovers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
+
+from engine.config.settings import Settings
+from engine.domain.audience import Audience
+from engine.domain.personalize import Template
+from engine.domain.planning import PlanError, Route
+from engine.infra import scheduler
+from engine.infra.celery_app import publish
+from engine.pipeline.sender import PROCESS_BULK, paced_message_jobs
+from engine.store import delivery_state
+from engine.store.audience_query import count_audience, render_audience
+from engine.store.campaign_rows import CreatedCampaign, campaign_window, fill_campaign
+from engine.store.db import Database
+from engine.store.models import Campaign, CampaignStatus, MessageStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+MISSED_PREFIX = "missed its time"
+
+
+def enqueue_campaign(db: Database, client: Any, settings: Settings,
+                     created: CreatedCampaign) -> None:
+    """Hand a queued campaign to the workers: one bulk job, or individual jobs paced in
+    Redis."""
+    plan = created.plan
+    if plan.route is Route.BULK:
+        publish(PROCESS_BULK, [created.id], plan.queue)
+        return
+    with db.session() as session:
+        ids = delivery_state.message_ids(session, created.id, MessageStatus.QUEUED)
+        session.execute(update(Campaign).where(Campaign.id == created.id)
+                        .values(status=CampaignStatus.SENDING, started_at=utcnow()))
+    scheduler.schedule(client, paced_message_jobs(created.id, ids, plan.queue, time.time(),
+                                                  settings.pacing_individual_s))
+
+
+def fill_now(session: Session, settings: Settings, campaign: Campaign,
+             now: datetime) -> CreatedCampaign:
+    """Render the campaign's messages for its audience as of ``now`` (its "today", in the
+    zone it recorded) and mark it queued; PlanError when nobody is left to send to."""
+    window = campaign_window(campaign)
+    today = window.today(now)
+    audience = Audience.from_json(campaign.audience)
+    template = Template.parse(campaign.template)
+    counted = count_audience(session, audience, today)
+    messages = render_audience(session, template, audience, today, settings.currency_format)
+    return fill_campaign(session, campaign, messages, suppressed=counted.suppressed,
+                         policy=settings.plan_policy())
+
+
+@dataclass(frozen=True)
+class Started:
+    campaign_id: int
+    created: CreatedCampaign | None  # None: nobody was left to send to; it completed empty
+    late_s: float
+
+
+def start_scheduled(db: Database, client: Any, settings: Settings, campaign_id: int,
+                    now: datetime | None = None, *, late_ok: bool = False) -> Started | None:
+    """Start a scheduled campaign that is due (or, ``late_ok``, at once: the operator's
+    "Send now"). None when it is not this caller's to start: not scheduled any more, not
+    due yet, or found later than RELAYDESK_SCHEDULE_MAX_LATE (then it is marked missed and
+    waits for the operator)."""
+    now = now or utcnow()
+    with db.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None or campaign.status != CampaignStatus.SCHEDULED:
+            return None
+        due = campaign.scheduled_at or now
+        late_s = max(0.0, (now - due).total_seconds())
+        if not late_ok:
+            if due > now or (campaign.pause_reason or "").startswith(MISSED_PREFIX):
+                return None
+            if late_s > settings.schedule_max_late_s:
+                _mark_missed(session, campaign, now)
+                return None
+        # The one step that decides who starts it: only one UPDATE finds it scheduled.
+        taken: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(Campaign).where(Campaign.id == campaign_id)
+            .where(Campaign.status == CampaignStatus.SCHEDULED)
+            .values(status=CampaignStatus.DRAFT, pause_reason=None))
+        if not taken.rowcount:
+            return None
+        session.refresh(campaign)
+        try:
+            created: CreatedCampaign | None = fill_now(session, settings, campaign, now)
+        except PlanError as exc:
+            created = None
+            campaign.status = CampaignStatus.COMPLETED
+            campaign.recipients = 0
+            campaign.finished_at = now
+            campaign.pause_reason = f"nobody to send to at its time: {exc}"
+    if created is not None:
+        enqueue_campaign(db, client, settings, created)
+    log.info("scheduled campaign %s started %.0f s after its time", campaign_id, late_s)
+    return Started(campaign_id, created, late_s)
+
+
+def _mark_missed(session: Session, campaign: Campaign, now: datetime) -> None:
+    window = campaign_window(campaign)
+    due = campaign.scheduled_at or now
+    campaign.pause_reason = (
+        f"{MISSED_PREFIX} ({due.astimezone(window.zone):%Y-%m-%d %H:%M} {window.timezone}; "
+        "no worker was running then): send it now or reschedule it")
+    log.warning("scheduled campaign %s missed its time by %s; waiting for the operator",
+                campaign.id, timedelta(seconds=round((now - due).total_seconds())))
+
+
+def due_campaigns(session: Session, now: datetime, limit: int = 20) -> list[int]:
+    """Scheduled campaigns whose time has come and that are not marked missed."""
+    return list(session.scalars(
+        select(Campaign.id).where(Campaign.status == CampaignStatus.SCHEDULED)
+        .where(Campaign.scheduled_at <= now)
+        .where((Campaign.pause_reason.is_(None))
+               | ~Campaign.pause_reason.startswith(MISSED_PREFIX))
+        .order_by(Campaign.scheduled_at).limit(limit)))
+
+
+def start_due_campaigns(db: Database, client: Any, settings: Settings,
+                        now: datetime | None = None) -> list[Started]:
+    """Start every scheduled campaign that is due; what was started."""
+    now = now or utcnow()
+    with db.session() as session:
+        due = due_campaigns(session, now)
+    started = []
+    for campaign_id in due:
+        result = start_scheduled(db, client, settings, campaign_id, now)
+        if result is not None:
+            started.append(result)
+    return started
