@@ -101,7 +101,9 @@ def test_the_config_file_editor_offers_every_setting_as_the_table_says() -> None
 
 def test_the_config_file_editor_saves_every_setting_under_its_name(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("RELAYDESK_DATA_DIR")  # else the environment would hide the saved one
+    # Else the environment would hide the saved ones.
+    monkeypatch.delenv("RELAYDESK_DATA_DIR")
+    monkeypatch.delenv("RELAYDESK_TIMEZONE")
     values = samples()
     assert validate(values) == {}
     saved = save(values)
