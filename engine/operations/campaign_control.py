@@ -1,4 +1,5 @@
-"""Operator control of a running campaign (pause, resume, cancel) and a one-number test send.
+"""Operator control of a campaign (pause, resume, cancel; reschedule or send now a scheduled
+one) and a one-number test send.
 
 The outgoing_messages rows stay the source of truth throughout. Pausing changes no message:
 queued ones stay queued, and a job that reaches a worker meanwhile does nothing (the Redis
@@ -6,6 +7,11 @@ pause flag is checked before every claim). Resuming plans jobs again from the ro
 continues exactly where sending stopped; a row covered by two jobs is still sent once,
 because every send claims its row atomically. Cancelling marks the unsent rows cancelled,
 a status no claim accepts.
+
+A scheduled campaign has no message rows yet (engine.pipeline.campaign_start renders them
+when it is due), so rescheduling or cancelling it changes only its row, conditionally on it
+still being scheduled: a worker starting it at the same moment and the operator cannot both
+win.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 import redis
@@ -21,13 +27,17 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from engine.config.settings import Settings
+from engine.domain.audience import Audience
 from engine.domain.personalize import Recipient, Template
 from engine.domain.phones import PhoneError, mask_phone, normalize_phone
 from engine.domain.planning import Route
 from engine.infra import redis_keys, scheduler
 from engine.operations.campaigns import CampaignError, CreatedCampaign, send_campaign_to
+from engine.pipeline.campaign_start import MISSED_PREFIX, start_scheduled
 from engine.pipeline.sender import SEND_MESSAGE, chunk_jobs, message_job, paced_message_jobs
 from engine.store import campaign_state, delivery_state
+from engine.store.audience_query import count_audience
+from engine.store.campaign_rows import campaign_window
 from engine.store.db import Database
 from engine.store.models import (
     Campaign,
@@ -41,6 +51,7 @@ from engine.store.models import (
 OPERATOR_PAUSE = "paused by operator"
 PAUSABLE = (CampaignStatus.QUEUED, CampaignStatus.SENDING)
 CANCELLABLE = (CampaignStatus.QUEUED, CampaignStatus.SENDING, CampaignStatus.PAUSED)
+WAITING = (CampaignStatus.SCHEDULED,)  # missed ones included: they stay scheduled
 # Rows a cancel takes back. 'sending' is included: if the worker holding one is alive, its
 # result overwrites 'cancelled' (a message that went out is recorded as sent); if it died,
 # the row would otherwise be taken over by the lease sweep and sent after the cancel.
@@ -107,8 +118,11 @@ def resume_campaign(db: Database, client: Any, settings: Settings,
 
 
 def cancel_campaign(db: Database, client: Any, campaign_id: int) -> dict[str, Any]:
-    """Stop a campaign for good: unsent messages are cancelled, sent ones stay sent."""
+    """Stop a campaign for good: unsent messages are cancelled, sent ones stay sent. A
+    scheduled campaign is cancelled in the database alone (it has no message and no job)."""
     with db.session() as session:
+        if _cancel_scheduled(session, campaign_id):
+            return _summary_in(session, campaign_id)
         _require(session, campaign_id, CANCELLABLE, "cancel")
         if not _set_cancelled(session, campaign_id):
             _require(session, campaign_id, CANCELLABLE, "cancel")
@@ -124,9 +138,100 @@ def cancel_campaign(db: Database, client: Any, campaign_id: int) -> dict[str, An
     return _summary(db, campaign_id)
 
 
+# --- scheduled campaigns ---------------------------------------------------------------
+
+def reschedule_campaign(db: Database, campaign_id: int, at: datetime, settings: Settings,
+                        *, now: datetime | None = None) -> dict[str, Any]:
+    """Move a scheduled campaign (a missed one too: the mark is cleared) to ``at``, an aware
+    instant; refused when ``at`` is past or inside the campaign's quiet hours."""
+    if at.tzinfo is None:
+        raise ValueError("reschedule_campaign needs an aware datetime (engine.domain."
+                         "send_window.parse_when gives one)")
+    now = now or utcnow()
+    with db.session() as session:
+        _require(session, campaign_id, WAITING, "reschedule")
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign is not None
+        window = campaign_window(campaign)
+        local = at.astimezone(window.zone)
+        if at <= now:
+            raise CampaignError(
+                f"{local:%Y-%m-%d %H:%M} ({window.timezone}) is already past (it is now "
+                f"{now.astimezone(window.zone):%Y-%m-%d %H:%M}): choose a later time, or "
+                f"send it at once with 'relaydesk campaign send-now {campaign_id}'; the "
+                "campaign is unchanged.")
+        held = window.held_until(at)
+        if held is not None:
+            raise CampaignError(
+                f"{local:%Y-%m-%d %H:%M} is inside the campaign's quiet hours "
+                f"({window.quiet_hours}, {window.timezone}): choose a time outside them, "
+                f"e.g. {held.astimezone(window.zone):%Y-%m-%d %H:%M}; the campaign is "
+                "unchanged.")
+        # The estimate shown until it starts, as of its new day (its start counts again).
+        counted = count_audience(session, Audience.from_json(campaign.audience),
+                                 window.today(at))
+        moved = cast(CursorResult[Any], session.execute(
+            update(Campaign).where(Campaign.id == campaign_id)
+            .where(Campaign.status == CampaignStatus.SCHEDULED)
+            .values(scheduled_at=at, pause_reason=None, recipients=counted.recipients,
+                    suppressed=counted.suppressed)))
+        if not moved.rowcount:  # started (or cancelled) since the check
+            _require(session, campaign_id, WAITING, "reschedule")
+        session.expire_all()  # the summary reads the row as the UPDATE left it
+        return _summary_in(session, campaign_id)
+
+
+def send_now(db: Database, client: Any, settings: Settings,
+             campaign_id: int) -> dict[str, Any]:
+    """Start a scheduled campaign at once, before its time or after it was missed: its
+    messages are rendered with today's figures for today's audience."""
+    with db.session() as session:
+        _require(session, campaign_id, WAITING, "send now")
+    with _redis_errors("started"):
+        client.ping()  # before anything changes: its jobs go to Redis
+    try:
+        started = start_scheduled(db, client, settings, campaign_id, late_ok=True)
+    except redis.RedisError as exc:
+        # start_scheduled committed the messages, then publishing failed.
+        raise CampaignError(
+            f"campaign {campaign_id} is started, but its jobs could not be queued "
+            f"({type(exc).__name__}); the workers queue its messages on their own within a "
+            "few minutes once Redis is back.") from None
+    if started is None:
+        with db.session() as session:
+            status = session.scalar(select(Campaign.status)
+                                    .where(Campaign.id == campaign_id))
+        # A worker found it due at the same moment and started it: what was asked is done.
+        if status not in (CampaignStatus.QUEUED, CampaignStatus.SENDING,
+                          CampaignStatus.COMPLETED):
+            with db.session() as session:
+                _require(session, campaign_id, WAITING, "send now")
+    return _summary(db, campaign_id)
+
+
+def is_missed(summary: dict[str, Any]) -> bool:
+    """Whether a campaign summary is a scheduled campaign that missed its time."""
+    return bool(summary["status"] == CampaignStatus.SCHEDULED and
+                (summary.get("pause_reason") or "").startswith(MISSED_PREFIX))
+
+
+def _cancel_scheduled(session: Session, campaign_id: int) -> bool:
+    result = cast(CursorResult[Any], session.execute(
+        update(Campaign).where(Campaign.id == campaign_id)
+        .where(Campaign.status == CampaignStatus.SCHEDULED)
+        .values(status=CampaignStatus.CANCELLED, finished_at=utcnow(), pause_reason=None)))
+    if result.rowcount:
+        session.expire_all()
+    return bool(result.rowcount)
+
+
 def _summary(db: Database, campaign_id: int) -> dict[str, Any]:
     with db.session() as session:
-        summary = campaign_state.campaign_summary(session, campaign_id)
+        return _summary_in(session, campaign_id)
+
+
+def _summary_in(session: Session, campaign_id: int) -> dict[str, Any]:
+    summary = campaign_state.campaign_summary(session, campaign_id)
     if summary is None:
         raise _unknown(campaign_id)
     return summary
@@ -147,11 +252,19 @@ def _require(session: Session, campaign_id: int, allowed: Sequence[CampaignStatu
         raise _refusal(campaign_id, status, action)
 
 
+_ALLOWED = {  # action: (which campaigns, the action's past participle)
+    "pause": ("a queued or sending", "paused"),
+    "resume": ("a paused", "resumed"),
+    "cancel": ("a scheduled, queued, sending or paused", "cancelled"),
+    "reschedule": ("a scheduled", "rescheduled"),
+    "send now": ("a scheduled", "sent now"),
+}
+
+
 def _refusal(campaign_id: int, status: str, action: str) -> CampaignError:
-    allowed = {"pause": "a queued or sending", "resume": "a paused",
-               "cancel": "a queued, sending or paused"}[action]
+    allowed, done = _ALLOWED[action]
     return CampaignError(f"cannot {action} campaign {campaign_id}: it is {status}, and only "
-                         f"{allowed} campaign can be {action}d{_hint(campaign_id, status)}")
+                         f"{allowed} campaign can be {done}{_hint(campaign_id, status)}")
 
 
 def _hint(campaign_id: int, status: str) -> str:
@@ -166,6 +279,10 @@ def _hint(campaign_id: int, status: str) -> str:
                 f"{campaign_id}', and 'relaydesk failed list --campaign {campaign_id}')")
     if status == CampaignStatus.CANCELLED:
         return "; nothing more will be sent for it: send a new campaign instead"
+    if status == CampaignStatus.SCHEDULED:
+        return (f"; it has not started: 'relaydesk campaign send-now {campaign_id}' starts it "
+                f"at once, 'relaydesk campaign reschedule {campaign_id} --at WHEN' moves it, "
+                f"'relaydesk campaign cancel {campaign_id}' drops it")
     return "; it is still being created: try again in a moment"
 
 
@@ -227,8 +344,10 @@ def _drop_scheduled(client: Any, campaign_id: int, *, keep_retries: bool) -> int
     Retry jobs are kept on resume: a message mid-send while we read the rows may turn
     'failed' only afterwards, and then its own retry job is all that covers it.
     """
-    # MATCH only narrows the scan (Redis glob: '[' escaped); each job is decoded to check.
-    pattern = f'*"args":\\[{campaign_id},*'
+    # MATCH only narrows the scan (Redis glob: '[' escaped); it also matches campaign 51's
+    # jobs for 5, so each job is decoded to check. No ',' after the id: a job whose only
+    # argument is the campaign (process_bulk) has "args":[5].
+    pattern = f'*"args":\\[{campaign_id}*'
     doomed = []
     for raw, _due in client.zscan_iter(redis_keys.SCHEDULED, match=pattern, count=1000):
         job = scheduler.Job.decode(raw)
