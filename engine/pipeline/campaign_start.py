@@ -6,7 +6,9 @@ and whichever worker looks first after its time starts it (the dispatcher asks e
 ``SCHEDULE_EVERY_S``). Starting is one transaction that moves it from ``scheduled`` and
 writes its messages, so two workers, or a worker and an operator's "Send now", cannot both
 start it. If the process dies after that commit and before the jobs are published, the
-campaign is queued with no job anywhere, which is what the stall sweep recovers.
+campaign is queued with no job anywhere, which is what the stall sweep recovers: its
+messages' ``updated_at`` is the start, so the sweep waits its ``STALL_S`` from then, not
+from the campaign's (long past) ``created_at``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import redis
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
@@ -105,23 +108,35 @@ def start_scheduled(db: Database, client: Any, settings: Settings, campaign_id: 
         try:
             created: CreatedCampaign | None = fill_now(session, settings, campaign, now)
         except PlanError as exc:
+            # Everyone it matched paid, left the filter or opted out since it was scheduled.
             created = None
+            counted = count_audience(session, Audience.from_json(campaign.audience),
+                                     campaign_window(campaign).today(now))
             campaign.status = CampaignStatus.COMPLETED
             campaign.recipients = 0
+            campaign.suppressed = counted.suppressed
             campaign.finished_at = now
             campaign.pause_reason = f"nobody to send to at its time: {exc}"
-    if created is not None:
+    if created is None:
+        log.info("scheduled campaign %s had nobody to send to at its time; completed",
+                 campaign_id)
+    else:
         enqueue_campaign(db, client, settings, created)
-    log.info("scheduled campaign %s started %.0f s after its time", campaign_id, late_s)
+        log.info("scheduled campaign %s started %.0f s after its time", campaign_id, late_s)
     return Started(campaign_id, created, late_s)
 
 
 def _mark_missed(session: Session, campaign: Campaign, now: datetime) -> None:
     window = campaign_window(campaign)
     due = campaign.scheduled_at or now
-    campaign.pause_reason = (
-        f"{MISSED_PREFIX} ({due.astimezone(window.zone):%Y-%m-%d %H:%M} {window.timezone}; "
-        "no worker was running then): send it now or reschedule it")
+    # Only while it is still scheduled: an operator's "Send now" may have started it since
+    # it was read, and a started campaign must not read as missed.
+    session.execute(
+        update(Campaign).where(Campaign.id == campaign.id)
+        .where(Campaign.status == CampaignStatus.SCHEDULED)
+        .values(pause_reason=(
+            f"{MISSED_PREFIX} ({due.astimezone(window.zone):%Y-%m-%d %H:%M} "
+            f"{window.timezone}; no worker was running then): send it now or reschedule it")))
     log.warning("scheduled campaign %s missed its time by %s; waiting for the operator",
                 campaign.id, timedelta(seconds=round((now - due).total_seconds())))
 
@@ -138,13 +153,22 @@ def due_campaigns(session: Session, now: datetime, limit: int = 20) -> list[int]
 
 def start_due_campaigns(db: Database, client: Any, settings: Settings,
                         now: datetime | None = None) -> list[Started]:
-    """Start every scheduled campaign that is due; what was started."""
+    """Start every scheduled campaign that is due; what was started. One campaign that
+    cannot start (its error is logged; it stays scheduled and is tried again next time)
+    does not hold up the others."""
     now = now or utcnow()
     with db.session() as session:
         due = due_campaigns(session, now)
     started = []
     for campaign_id in due:
-        result = start_scheduled(db, client, settings, campaign_id, now)
+        try:
+            result = start_scheduled(db, client, settings, campaign_id, now)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise  # Redis is down for every campaign: the caller waits and tries again
+        except Exception:
+            log.exception("scheduled campaign %s could not be started; trying again later",
+                          campaign_id)
+            continue
         if result is not None:
             started.append(result)
     return started

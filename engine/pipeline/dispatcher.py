@@ -1,7 +1,7 @@
-"""The thread each worker runs beside its pool. One loop, four jobs, each below under its
-own name: release the durable schedule's due jobs, write the worker's heartbeat, sweep
-(take over messages left 'sending' by dead workers, queue again the jobs of campaigns that
-lost them) and the monitor tick."""
+"""The thread each worker runs beside its pool. One loop, five jobs, each below under its
+own name: release the durable schedule's due jobs, write the worker's heartbeat, start the
+scheduled campaigns that are due, sweep (take over messages left 'sending' by dead workers,
+queue again the jobs of campaigns that lost them) and the monitor tick."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 import redis
@@ -19,6 +20,7 @@ from engine.infra import redis_keys, scheduler, worker_registry
 from engine.infra.celery_app import publish
 from engine.monitoring import monitor
 from engine.pipeline.broker_jobs import campaigns_with_jobs
+from engine.pipeline.campaign_start import start_due_campaigns
 from engine.pipeline.runtime import Runtime, runtime
 from engine.pipeline.sender import chunk_jobs, message_job
 from engine.store.campaign_state import stalled_campaigns
@@ -30,6 +32,14 @@ log = logging.getLogger(__name__)
 RELEASE_EVERY_S = 0.2
 HEARTBEAT_EVERY_S = 2.0
 SWEEP_EVERY_S = 10.0
+# How often a due scheduled campaign is looked for: it starts at most this late (plus its
+# rendering) when a worker is running. A look is one indexed query.
+SCHEDULE_EVERY_S = 1.0
+# Held while one worker starts due campaigns, released when it is done; the expiry only
+# frees it if that worker dies mid-start. A start that outlasts it is still safe (a
+# campaign's start is one conditional UPDATE): a second starter just finds it taken.
+SCHEDULE_LOCK = redis_keys.PREFIX + "schedule:lock"
+SCHEDULE_LOCK_MS = 120_000
 # A campaign with queued messages and no progress for this long is checked for lost jobs.
 # Not a setting: it only decides when to look. A campaign waiting behind others, or on
 # purpose (paced, retrying, scheduled for later), still has its jobs in the broker and is
@@ -110,6 +120,35 @@ class Sweeps:
         self.last = now
 
 
+class ScheduledStarts:
+    """Starts the scheduled campaigns that are due (campaign_start.start_due_campaigns),
+    one worker at a time across machines. The schedule itself is in the database: a worker
+    that was down at a campaign's time starts it on its first look after it comes back."""
+
+    def __init__(self, worker_name: str) -> None:
+        self.worker_name = worker_name
+        self.last = 0.0
+
+    def run_if_due(self, rt: Runtime, now: float) -> None:
+        if now - self.last < SCHEDULE_EVERY_S:
+            return
+        self.last = now
+        token = f"{self.worker_name}:{uuid.uuid4().hex}"
+        if not rt.redis.set(SCHEDULE_LOCK, token, nx=True, px=SCHEDULE_LOCK_MS):
+            return  # another worker is looking
+        try:
+            start_due_campaigns(rt.db, rt.redis, rt.settings)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise  # the loop's own handling: Redis is down for everyone
+        except Exception:
+            # The database is down, say: the campaigns stay scheduled, the next look retries.
+            log.exception("starting scheduled campaigns failed; trying again in %.0f s",
+                          SCHEDULE_EVERY_S)
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                scheduler.release_lock(rt.redis, SCHEDULE_LOCK, token)
+
+
 class MonitorTick:
     """Queue metrics and wait alerts (``monitor.tick``): observations, so their failure
     must not hold up releases."""
@@ -137,6 +176,7 @@ class Dispatcher(threading.Thread):
                 "queues": queues, "concurrency": concurrency, "started": time.time()}
         self.heartbeat = Heartbeat(worker_name, info)
         self.sweeps = Sweeps(worker_name)
+        self.starts = ScheduledStarts(worker_name)
         self.monitor = MonitorTick(worker_name)
         self.stopping = threading.Event()
 
@@ -149,6 +189,7 @@ class Dispatcher(threading.Thread):
                 rt = runtime()
                 now = time.monotonic()
                 self.heartbeat.run_if_due(rt, now)
+                self.starts.run_if_due(rt, now)
                 self.sweeps.run_if_due(rt, now)
                 self.monitor.run_if_due(rt, now)
                 if release_due_jobs(rt):

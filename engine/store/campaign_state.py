@@ -61,6 +61,13 @@ def stalled_campaigns(session: Session, stall_s: float) -> list[tuple[int, str]]
 
     The broker can lose a job (a task that failed while Redis restarted is acked and gone);
     the database still knows the messages are queued, so the campaign can be resumed.
+
+    Only queued and sending campaigns: a scheduled one (missed or not) waits on purpose and
+    has no message yet, a paused one waits for its operator. The clock that matters is the
+    messages' ``updated_at``: they are written when the campaign is filled, which for a
+    scheduled campaign is its start, long after its ``created_at``; so a campaign whose
+    starter died between filling it and publishing its jobs is found ``stall_s`` after its
+    start, and one being published right now is not.
     """
     stale = utcnow() - timedelta(seconds=stall_s)
     has_queued = select(OutgoingMessage.id).where(
