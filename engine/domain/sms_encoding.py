@@ -3,10 +3,17 @@
 A single GSM-7 message holds 160 septets, a concatenated part 153; UCS-2 holds 70 and 67
 UTF-16 code units. Extension characters take two septets (escape + character) and, like a
 UTF-16 surrogate pair, are never split across parts, as handsets and SMSCs do.
+
+One character outside GSM-7 (a curly apostrophe pasted from a word processor) sends the whole
+message as UCS-2. ``ucs2_characters(text)`` lists such characters, ``GSM7_EQUIVALENTS`` maps
+those with a faithful GSM-7 stand-in to it, ``replace_gsm7(text)`` applies the map and
+``segments_if_replaced(text)`` says what the text would take after it: the difference is
+what the Unicode costs.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -65,3 +72,53 @@ def segment_info(text: str) -> SegmentInfo:
             used = 0
         used += cost
     return SegmentInfo(encoding, units, segments, len(text))
+
+
+def _same(replacement: str, characters: str) -> dict[str, str]:
+    return dict.fromkeys(characters, replacement)
+
+
+# Characters that look like (or are invisible beside) a GSM-7 one, so swapping them changes
+# how the message looks, never what it says. Letters are never swapped (a name stays as
+# written), nor symbols with no GSM-7 look-alike (✓, emoji, other currencies).
+GSM7_EQUIVALENTS: dict[str, str] = {
+    # apostrophes and single quotation marks, primes, accents used as apostrophes
+    **_same("'", "\u2018\u2019\u201a\u201b\u2032\u2035\u2039\u203a\u02bc\u02b9\u02bb"
+                 "\u00b4\u0060\uff07"),
+    # double quotation marks, guillemets (quotation marks too), double primes
+    **_same('"', "\u201c\u201d\u201e\u201f\u2033\u2036\u00ab\u00bb\uff02"),
+    # hyphens, dashes and the minus sign; a bullet is a list's dash in plain text
+    **_same("-", "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d\u2022\u2043"),
+    "\u2026": "...",  # horizontal ellipsis
+    # spaces of other widths (no-break, thin, ideographic...) and the tab
+    **_same(" ", "\t\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+                 "\u200a\u202f\u205f\u3000"),
+    **_same("\n", "\u2028\u2029"),  # line and paragraph separators
+    # invisible: zero-width space, word joiner, byte order mark, soft hyphen
+    **_same("", "\u200b\u2060\ufeff\u00ad"),
+}
+
+
+def ucs2_characters(text: str) -> list[str]:
+    """The characters of ``text`` that force UCS-2, each once, in order of appearance."""
+    return list(dict.fromkeys(ch for ch in text if ch not in GSM7_ALL))
+
+
+def replace_gsm7(text: str) -> str:
+    """``text`` with every character that has a GSM-7 equivalent replaced by it; characters
+    with none stay."""
+    if is_gsm7(text):
+        return text
+    return "".join(GSM7_EQUIVALENTS.get(ch, ch) for ch in text)
+
+
+def segments_if_replaced(text: str) -> int:
+    """The segments ``text`` takes once replace_gsm7 has done what it can (still UCS-2 when
+    a character with no equivalent is left)."""
+    return segment_info(replace_gsm7(text)).segments
+
+
+def character_name(ch: str) -> str:
+    """``U+2019 RIGHT SINGLE QUOTATION MARK``: invisible characters need a name to be found."""
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X} {name}".rstrip()
