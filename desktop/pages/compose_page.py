@@ -4,6 +4,7 @@ the cost, then send (or test-send to one number first) and watch the progress.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -22,6 +24,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QRadioButton,
+    QSpinBox,
     QSplitter,
     QTextBrowser,
     QToolButton,
@@ -34,17 +37,21 @@ from desktop.background import Latest
 from desktop.campaign_progress import CampaignProgress
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
-from desktop.tag_choice import fill_tags, load_tags
+from desktop.send_later_dialog import SendLaterDialog, describe_when
+from desktop.tag_choice import load_tags
+from desktop.tag_picker import TagPicker
 from desktop.template_editor import TemplateEditor
 from desktop.widgets import bold
-from engine.domain.audience import Audience
+from engine.domain.audience import MAX_DUE_WITHIN_DAYS, Audience
 from engine.domain.formatting import format_duration
+from engine.domain.money import MAX_AMOUNT
 from engine.domain.personalize import KNOWN_TAGS, TemplateError
 from engine.domain.phones import mask_phone
 from engine.domain.planning import Route, SendPlan
 from engine.domain.rendering import RenderedMessage
 from engine.operations.campaigns import CreatedCampaign
-from engine.operations.preview import ComposeSummary, preview_one, summarise
+from engine.operations.preview import ComposeSummary, preview_one, send_day, summarise
+from engine.store.audience_query import AudienceCount, count_audience
 
 PREVIEW_DELAY_MS = 300
 
@@ -56,12 +63,19 @@ def describe_plan(plan: SendPlan) -> str:
     return f"Individual: {plan.jobs:,} job(s) on {plan.queue}"
 
 
+def describe_count(count: AudienceCount) -> str:
+    """``1,204 recipients (37 opted out, left out)``."""
+    text = f"{count.recipients:,} recipient{'' if count.recipients == 1 else 's'}"
+    return f"{text} ({count.suppressed:,} opted out, left out)" if count.suppressed else text
+
+
 @dataclass(frozen=True)
 class SendRequest:
     template: str
     recipients: Audience
     urgent: bool
     name: str | None
+    at: datetime | None = None  # scheduled for then (aware UTC); None: now
 
 
 class ComposePage(Page):
@@ -79,6 +93,8 @@ class ComposePage(Page):
         # make a pending total stale.
         self._previews = Latest(ctx.background)
         self._totals = Latest(ctx.background)
+        # The recipient count answers the filters alone: it shows before a message is written.
+        self._counts = Latest(ctx.background)
         self._sending = False
         # Remembered between runs, beside the window's state: the number test sends go to.
         self._memory = QSettings(str(ctx.settings.data_dir / "console.ini"),
@@ -167,37 +183,104 @@ class ComposePage(Page):
         self.send_button.setObjectName("compose-send")
         self.send_button.setDefault(True)
         self.send_button.setToolTip("Review and send (Ctrl+Enter)")
-        self.send_button.clicked.connect(self.confirm_send)
+        self.send_button.clicked.connect(lambda: self.confirm_send())  # not with `checked`
+        self.later_button = QPushButton("Send later…")
+        self.later_button.setObjectName("compose-send-later")
+        self.later_button.setToolTip("Choose a date and time for it to go out")
+        self.later_button.clicked.connect(self.ask_send_later)
         actions.addWidget(self.test_button)
         actions.addWidget(self.change_test_number)
+        actions.addWidget(self.later_button)
         actions.addWidget(self.send_button)
         return actions
 
     def _build_recipients(self) -> QGroupBox:
         who = QGroupBox("Recipients")
-        grid = QGridLayout(who)
-        self.to_all = QRadioButton("All contacts")
-        self.to_tag = QRadioButton("Contacts tagged")
+        column = QVBoxLayout(who)
+        choice = QHBoxLayout()
+        self.to_filtered = QRadioButton("Contacts matching:")
+        self.to_filtered.setObjectName("compose-to-filtered")
         self.to_selected = QRadioButton("Selected contacts")
-        self.to_all.setChecked(True)
+        self.to_selected.setObjectName("compose-to-selected")
+        self.to_filtered.setChecked(True)
         self.recipient_group = QButtonGroup(self)
-        for button in (self.to_all, self.to_tag, self.to_selected):
+        for button in (self.to_filtered, self.to_selected):
             self.recipient_group.addButton(button)
         self.recipient_group.buttonToggled.connect(lambda *_: self._recipients_changed())
-        self.tag = QComboBox()
-        self.tag.setObjectName("compose-tag")
-        self.tag.setMinimumWidth(160)
-        self.tag.currentIndexChanged.connect(lambda _: self._recipients_changed())
         self.selected_label = QLabel("none chosen — select rows on the Contacts page")
         self.selected_label.setEnabled(False)
         self.to_selected.setEnabled(False)
-        grid.addWidget(self.to_all, 0, 0)
-        grid.addWidget(self.to_tag, 1, 0)
-        grid.addWidget(self.tag, 1, 1)
-        grid.addWidget(self.to_selected, 2, 0)
-        grid.addWidget(self.selected_label, 2, 1)
-        grid.setColumnStretch(2, 1)
+        choice.addWidget(self.to_filtered)
+        choice.addStretch()
+        choice.addWidget(self.to_selected)
+        choice.addWidget(self.selected_label)
+        column.addLayout(choice)
+        column.addWidget(self._build_filters())
+        self.count_label = bold(QLabel("–"))
+        self.count_label.setObjectName("compose-count")
+        self.count_label.setToolTip("Who the campaign goes to now; opted-out contacts the "
+                                    "filters match are left out")
+        column.addWidget(self.count_label)
         return who
+
+    def _build_filters(self) -> QWidget:
+        self.filters = QWidget()
+        grid = QGridLayout(self.filters)
+        grid.setContentsMargins(20, 0, 0, 0)
+        self.include_tags = TagPicker("any tag")
+        self.include_tags.setObjectName("compose-tags")
+        self.include_tags.setToolTip("Contacts with any of the checked tags")
+        self.exclude_tags = TagPicker("none")
+        self.exclude_tags.setObjectName("compose-exclude-tags")
+        self.owing = QCheckBox("Still owing")
+        self.owing.setObjectName("compose-owing")
+        self.owing.setToolTip("Only contacts whose balance (pledge − paid) is above 0")
+        self.min_balance_on = QCheckBox("Balance at least")
+        self.min_balance_on.setObjectName("compose-min-balance-on")
+        self.min_balance = QDoubleSpinBox()
+        self.min_balance.setObjectName("compose-min-balance")
+        self.min_balance.setRange(0, MAX_AMOUNT)
+        self.min_balance.setDecimals(2)
+        self.min_balance.setGroupSeparatorShown(True)
+        self.min_balance.setValue(1000)
+        self.min_balance.setEnabled(False)
+        self.due = QComboBox()
+        self.due.setObjectName("compose-due")
+        self.due.addItem("Any due date", None)
+        self.due.addItem("Due within", "within")
+        self.due.addItem("Overdue", "overdue")
+        self.due_days = QSpinBox()
+        self.due_days.setObjectName("compose-due-days")
+        self.due_days.setRange(0, MAX_DUE_WITHIN_DAYS)
+        self.due_days.setValue(7)
+        self.due_days.setSuffix(" day(s)")
+        self.due_days.setEnabled(False)
+        grid.addWidget(QLabel("Tagged (any of)"), 0, 0)
+        grid.addWidget(self.include_tags, 0, 1)
+        grid.addWidget(QLabel("Not tagged"), 0, 2)
+        grid.addWidget(self.exclude_tags, 0, 3, 1, 2)
+        grid.addWidget(self.owing, 1, 0)
+        grid.addWidget(self.min_balance_on, 1, 1, Qt.AlignmentFlag.AlignRight)
+        grid.addWidget(self.min_balance, 1, 2)
+        grid.addWidget(self.due, 1, 3)
+        grid.addWidget(self.due_days, 1, 4)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        for picker in (self.include_tags, self.exclude_tags):
+            picker.changed.connect(self._recipients_changed)
+        self.owing.toggled.connect(lambda _: self._recipients_changed())
+        self.min_balance_on.toggled.connect(self.min_balance.setEnabled)
+        self.min_balance_on.toggled.connect(lambda _: self._recipients_changed())
+        self.min_balance.valueChanged.connect(lambda _: self.min_balance_on.isChecked()
+                                              and self._recipients_changed())
+        self.due.currentIndexChanged.connect(self._due_changed)
+        self.due_days.valueChanged.connect(lambda _: self.due.currentData() == "within"
+                                           and self._recipients_changed())
+        return self.filters
+
+    def _due_changed(self) -> None:
+        self.due_days.setEnabled(self.due.currentData() == "within")
+        self._recipients_changed()
 
     def _build_right(self) -> QWidget:
         box = QWidget()
@@ -247,6 +330,11 @@ class ComposePage(Page):
         progress_layout = QVBoxLayout(self.progress_box)
         self.progress = CampaignProgress(self.ctx)
         progress_layout.addWidget(self.progress)
+        self.scheduled_note = QLabel()
+        self.scheduled_note.setObjectName("compose-scheduled")
+        self.scheduled_note.setWordWrap(True)
+        self.scheduled_note.hide()
+        progress_layout.addWidget(self.scheduled_note)
         open_campaign = QPushButton("Open in Campaigns")
         open_campaign.clicked.connect(lambda: self.ctx.bus.show_page.emit("campaigns"))
         progress_layout.addWidget(open_campaign, 0, Qt.AlignmentFlag.AlignRight)
@@ -268,9 +356,8 @@ class ComposePage(Page):
         load_tags(self.ctx, self._show_tags)
 
     def _show_tags(self, tags: list[tuple[str, int]]) -> None:
-        fill_tags(self.tag, tags)
-        self.to_tag.setEnabled(bool(tags))
-        self.tag.setEnabled(bool(tags))
+        self.include_tags.set_tags(tags)
+        self.exclude_tags.set_tags(tags)
         self._schedule_refresh()
 
     def choose_contacts(self, ids: list[int]) -> None:
@@ -278,23 +365,32 @@ class ComposePage(Page):
         self.to_selected.setEnabled(bool(self.selected_ids))
         self.selected_label.setText(f"{len(self.selected_ids):,} chosen on the Contacts page")
         self.to_selected.setChecked(bool(self.selected_ids))
+        self.to_filtered.setChecked(not self.selected_ids)
         self._recipients_changed()
 
     def recipients(self) -> Audience | None:
-        """Who the campaign goes to; None while the chosen option has nothing to go on (a
-        tag not picked, no contacts selected): never quietly everyone instead."""
+        """Who the campaign goes to: the contacts the filters match (all of them when none
+        is set), or the rows selected on Contacts; None while that selection is empty:
+        never quietly everyone instead."""
         if self.to_selected.isChecked():
             return Audience(ids=tuple(self.selected_ids)) if self.selected_ids else None
-        if self.to_tag.isChecked():
-            tag = self.tag.currentData()
-            return Audience(tags=(str(tag),)) if tag else None
-        return Audience()
+        due = self.due.currentData()
+        return Audience(
+            tags=self.include_tags.chosen(), exclude_tags=self.exclude_tags.chosen(),
+            owing=self.owing.isChecked(),
+            min_balance_cents=round(self.min_balance.value() * 100)
+            if self.min_balance_on.isChecked() else None,
+            due_within_days=self.due_days.value() if due == "within" else None,
+            overdue=due == "overdue")
 
     def _recipients_changed(self) -> None:
+        self.filters.setEnabled(self.to_filtered.isChecked())
         # The shown recipient belongs to the old choice: never pair it with the new totals.
         self.index = 0
         self.preview = None
         self.recipient_label.setText("–")
+        self._counts.start()  # the count on screen is stale from now on
+        self.count_label.setText("Counting…")
         self._schedule_refresh()
 
     # -- preview -------------------------------------------------------------------------
@@ -329,6 +425,7 @@ class ComposePage(Page):
         self._previews.start()
         if totals:
             self._start_totals(text, recipients)
+            self._start_count(recipients)
         if not text.strip() or recipients is None:
             self._show_preview(None)
             return
@@ -352,6 +449,29 @@ class ComposePage(Page):
                 return summarise(session, settings, text, recipients, urgent=urgent)
 
         self._totals.submit(work, on_done=self._show_summary, on_error=self._totals_failed)
+
+    def _start_count(self, recipients: Audience | None) -> None:
+        self._counts.start()
+        if recipients is None:
+            self._show_count(None)
+            return
+        self.count_label.setText("Counting…")
+        settings, urgent = self.ctx.settings, self.urgent.isChecked()
+
+        def work() -> AudienceCount:
+            with self.ctx.services.db().session() as session:
+                return count_audience(session, recipients, send_day(settings, urgent=urgent))
+
+        self._counts.submit(work, on_done=self._show_count, on_error=self._count_failed)
+
+    def _show_count(self, count: AudienceCount | None) -> None:
+        self.count_label.setText("–" if count is None else describe_count(count))
+        self._update_send_state()
+
+    def _count_failed(self, error: BaseException) -> None:
+        self.count_label.setText("Could not count the recipients")
+        self._update_send_state()
+        self.ctx.background.error.emit(error)
 
     def _totals_failed(self, error: BaseException) -> None:
         self._update_send_state()
@@ -404,7 +524,9 @@ class ComposePage(Page):
                 label.setText("–")
             return
         chosen = self.recipients()
-        labels["recipients"].setText(f"{summary.recipients:,} ({chosen.describe()})"
+        left_out = f"; {summary.suppressed:,} opted out, left out" if summary.suppressed \
+            else ""
+        labels["recipients"].setText(f"{summary.recipients:,} ({chosen.describe()}{left_out})"
                                      if chosen else "–")
         labels["segments"].setText(f"{summary.segments:,}")
         labels["characters"].setText(
@@ -414,7 +536,7 @@ class ComposePage(Page):
         labels["cost"].setText(f"{summary.cost:,.2f} ({summary.segments:,} × {price})"
                                if price else "set a price per segment in Settings")
         if summary.plan is None:
-            labels["route"].setText("nobody to send to: import contacts or pick another tag")
+            labels["route"].setText("nobody to send to: import contacts or change the filters")
             labels["duration"].setText("–")
             return
         labels["route"].setText(describe_plan(summary.plan))
@@ -428,49 +550,75 @@ class ComposePage(Page):
         not while a send is under way."""
         ready = (bool(self.editor.toPlainText().strip()) and self.problems.isHidden()
                  and self.recipients() is not None and not self._sending
-                 and not self._totals.pending and not self._preview_timer.isActive()
+                 and not self._totals.pending and not self._counts.pending
+                 and not self._preview_timer.isActive()
                  and self.summary is not None and self.summary.recipients > 0)
         self.send_button.setEnabled(ready)
+        self.later_button.setEnabled(ready)
         self.test_button.setEnabled(ready)
         self.change_test_number.setEnabled(ready)
 
     # -- sending -------------------------------------------------------------------------
-    def request(self) -> SendRequest:
+    def request(self, at: datetime | None = None) -> SendRequest:
         recipients = self.recipients()
         assert recipients is not None, "sending is disabled until recipients are chosen"
         return SendRequest(self.editor.toPlainText(), recipients,
-                           self.urgent.isChecked(), self.name.text().strip() or None)
+                           self.urgent.isChecked(), self.name.text().strip() or None, at)
 
-    def confirm_send(self) -> None:
+    def ask_send_later(self) -> None:
+        """Choose the time in a dialog; the confirmation then says when it will go out."""
+        if not self.send_button.isEnabled():
+            return
+        window = self.ctx.settings.send_window(urgent=self.urgent.isChecked())
+        dialog = SendLaterDialog(self, window)
+        dialog.accepted.connect(lambda: dialog.when is not None and
+                                self.confirm_send(at=dialog.when))
+        self.later_dialog = dialog
+        dialog.open()
+
+    def confirm_send(self, at: datetime | None = None) -> None:
         if not self.send_button.isEnabled() or self.summary is None or \
                 self.summary.plan is None:
             return
-        summary, plan, request = self.summary, self.summary.plan, self.request()
+        summary, plan, request = self.summary, self.summary.plan, self.request(at)
         cost = f"\nEstimated cost: {summary.cost:,.2f}" if \
             self.ctx.settings.price_per_segment else ""
+        who = f"{summary.recipients:,} recipient(s) ({request.recipients.describe()})"
         box = QMessageBox(QMessageBox.Icon.Question, "Send campaign",
-                          f"Send to {summary.recipients:,} recipient(s) "
-                          f"({request.recipients.describe()})?", parent=self)
+                          f"Send to {who}?" if at is None else
+                          f"Schedule for {who}, to go out {self._when(at)}?", parent=self)
         box.setObjectName("confirm-send")
+        later = "" if at is None else (
+            "\nThe messages are written, and the audience counted again, at that time: "
+            "figures and opt-outs as of then. Until then it waits on the Campaigns page "
+            "(reschedule, send now or cancel).")
         box.setInformativeText(
             f"{summary.segments:,} SMS segment(s){cost}\n{describe_plan(plan)}\n"
-            f"Estimated duration: {format_duration(plan.estimated_duration_s)}")
-        send = box.addButton("Send", QMessageBox.ButtonRole.AcceptRole)
+            f"Estimated duration: {format_duration(plan.estimated_duration_s)}{later}")
+        send = box.addButton("Send" if at is None else "Schedule",
+                             QMessageBox.ButtonRole.AcceptRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.buttonClicked.connect(lambda b: b is send and self.send(request))
         self.confirm_box = box
         box.open()
 
+    def _when(self, at: datetime) -> str:
+        return f"on {describe_when(at, self.ctx.settings.timezone)}"
+
     def send(self, request: SendRequest) -> None:
         self._sending = True
-        self.send_button.setText("Queueing…")
+        self.send_button.setText("Queueing…" if request.at is None else "Scheduling…")
         self._update_send_state()
 
         def queued(_: object) -> None:
             self.ctx.background.run_in_process(
                 heavy_work.send, self.ctx.settings, request.template, request.recipients,
-                request.urgent, request.name, on_done=self._sent, on_error=self._send_failed)
+                request.urgent, request.name, request.at, on_done=self._sent,
+                on_error=self._send_failed)
 
+        if request.at is not None:  # nothing reaches Redis or the provider until it is due
+            queued(None)
+            return
         # The provider check first, so a gateway that is down creates nothing.
         self.ctx.background.run(start_services_and_check_provider, self.ctx,
                                 on_done=queued, on_error=self._send_failed)
@@ -484,6 +632,11 @@ class ComposePage(Page):
         self._send_done()
         self.last_campaign = created
         self.progress_box.show()
+        self.scheduled_note.setVisible(created.scheduled_at is not None)
+        if created.scheduled_at is not None:
+            self.scheduled_note.setText(
+                f"Scheduled: goes out {self._when(created.scheduled_at)}. Reschedule, send "
+                "now or cancel it on the Campaigns page.")
         self.progress.follow(created.id)
         self.ctx.bus.campaign_started.emit(created.id)
         self.ctx.bus.campaigns_changed.emit()

@@ -63,10 +63,11 @@ def test_stepping_never_leaves_stale_totals_to_send(console: Console, qtbot: QtB
                                                     tmp_path: Path) -> None:
     seed(console, tmp_path)
     page = compose(console, qtbot)
-    qtbot.waitUntil(lambda: page.tag.findData("east") >= 0)
-    page.tag.setCurrentIndex(page.tag.findData("east"))
-    page.to_tag.setChecked(True)  # totals now being recounted...
+    qtbot.waitUntil(lambda: page.include_tags.list.count() == 2)  # east, west
+    page.include_tags.set_chosen(["east"])  # totals now being recounted...
     assert not page.send_button.isEnabled()  # ...so nothing can be sent meanwhile
+    assert not page.later_button.isEnabled()
+    assert page.count_label.text() == "Counting…"
     page.refresh_preview()
     page.step(+1)  # a step while the totals are pending must not discard them
     qtbot.waitUntil(lambda: page.totals_labels["recipients"].text() ==
@@ -77,12 +78,15 @@ def test_stepping_never_leaves_stale_totals_to_send(console: Console, qtbot: QtB
     page.confirm_box.reject()
 
 
-def test_no_tag_chosen_means_no_recipients_not_everyone(console: Console, qtbot: QtBot,
-                                                        tmp_path: Path) -> None:
-    page = compose(console, qtbot)  # no contacts, so no tags
-    page.to_tag.setChecked(True)
+def test_no_contact_selected_means_no_recipients_not_everyone(console: Console,
+                                                              qtbot: QtBot,
+                                                              tmp_path: Path) -> None:
+    seed(console, tmp_path)
+    page = compose(console, qtbot)
+    page.choose_contacts([])  # the Contacts page's selection emptied
+    page.to_selected.setChecked(True)
     assert page.recipients() is None
-    qtbot.waitUntil(lambda: idle(console))
+    qtbot.waitUntil(lambda: page.count_label.text() == "–" and idle(console))
     assert not page.send_button.isEnabled()
 
 
@@ -115,9 +119,8 @@ def test_recipients_by_tag_and_selection(console: Console, qtbot: QtBot,
                                          tmp_path: Path) -> None:
     seed(console, tmp_path)
     page = compose(console, qtbot)
-    qtbot.waitUntil(lambda: page.tag.findData("west") >= 0)
-    page.tag.setCurrentIndex(page.tag.findData("west"))
-    page.to_tag.setChecked(True)
+    qtbot.waitUntil(lambda: page.include_tags.list.count() == 2)  # east, west
+    page.include_tags.set_chosen(["west"])
     qtbot.waitUntil(lambda: page.totals_labels["recipients"].text() ==
                     "1 (tagged west)", timeout=10_000)
     # The totals and the shown recipient arrive separately; never the old one with new totals.
