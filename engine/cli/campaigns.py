@@ -1,4 +1,5 @@
-"""``relaydesk campaign ...``: preview, send, follow, pause, resume and cancel campaigns."""
+"""``relaydesk campaign ...``: preview, send, list, follow, pause, resume and cancel campaigns,
+and reschedule or send now a scheduled one."""
 
 from __future__ import annotations
 
@@ -9,25 +10,29 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy import select
 
 from engine.cli.common import AppContext, json_option, pass_app, print_json
 from engine.domain.audience import Audience, AudienceError
 from engine.domain.formatting import format_duration
 from engine.domain.money import parse_amount
 from engine.domain.planning import Route
-from engine.domain.send_window import ScheduleError, parse_when
+from engine.domain.send_window import ScheduleError, parse_when, zone
 from engine.operations.campaign_control import (
     OPERATOR_PAUSE,
     cancel_campaign,
+    is_missed,
     pause_campaign,
+    reschedule_campaign,
     resume_campaign,
+    send_now,
     send_test_message,
 )
 from engine.operations.campaigns import send_campaign
 from engine.operations.preview import CampaignPreview, preview_campaign
 from engine.providers.reachability import require_provider
 from engine.store.campaign_state import campaign_summary, is_settled
-from engine.store.models import utcnow
+from engine.store.models import Campaign, CampaignStatus, utcnow
 
 WAIT_POLL_S = 0.5
 
@@ -221,11 +226,57 @@ def status_cmd(app: AppContext, campaign_id: int, as_json: bool) -> None:
 
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print_json(summary)
+        print_json({**summary, "missed": is_missed(summary)})
         return
     for key, value in summary.items():
-        if value is not None:
-            click.echo(f"{key:<13} {value}")
+        shown = value
+        if key == "scheduled_at" and value is not None:
+            shown = f"{_local_time(summary)} {summary['timezone']} ({value})"
+        if shown is not None:
+            click.echo(f"{key:<13} {shown}")
+    if is_missed(summary):
+        click.echo(f"{'missed':<13} yes: 'relaydesk campaign send-now {summary['campaign']}' "
+                   f"or 'relaydesk campaign reschedule {summary['campaign']} --at WHEN'")
+
+
+def _local_time(summary: dict[str, Any]) -> str:
+    """A summary's scheduled time in the time zone its campaign recorded."""
+    at = datetime.fromisoformat(summary["scheduled_at"])
+    return f"{at.astimezone(zone(summary['timezone'])):%Y-%m-%d %H:%M}"
+
+
+LIST_STATUSES = [str(s) for s in CampaignStatus]
+
+
+@campaign_group.command("list")
+@click.option("--status", type=click.Choice(LIST_STATUSES),
+              help="Only campaigns in this state (e.g. scheduled).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many, newest first.")
+@json_option
+@pass_app
+def list_cmd(app: AppContext, status: str | None, limit: int, as_json: bool) -> None:
+    """Campaigns, newest first, with their counts (scheduled ones with their time)."""
+    with app.db.session() as session:
+        query = select(Campaign.id).order_by(Campaign.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(Campaign.status == status)
+        summaries = [campaign_summary(session, id_) for id_ in session.scalars(query)]
+    rows = [{**s, "missed": is_missed(s)} for s in summaries if s is not None]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no campaigns" + (f" {status}" if status else ""), err=True)
+        return
+    click.echo(f"{'ID':>5}  {'STATUS':<10} {'SENT':>7} {'OF':>7}  {'WHEN':<30} NAME")
+    for row in rows:
+        when = ""
+        if row["status"] == CampaignStatus.SCHEDULED and row["scheduled_at"]:
+            when = f"{_local_time(row)} {row['timezone']}"
+            when += " MISSED" if row["missed"] else ""
+        click.echo(f"{row['campaign']:>5}  {row['status']:<10} {row['sent']:>7} "
+                   f"{row['recipients']:>7}  {when:<30} {row['name']}")
 
 
 @campaign_group.command("pause")
@@ -260,10 +311,55 @@ def resume_cmd(app: AppContext, campaign_id: int, as_json: bool) -> None:
 @json_option
 @pass_app
 def cancel_cmd(app: AppContext, campaign_id: int, as_json: bool) -> None:
-    """Stop a campaign for good: unsent messages are cancelled, sent ones stay sent."""
+    """Stop a campaign for good: unsent messages are cancelled, sent ones stay sent. A
+    scheduled campaign is dropped before it sends anything."""
     summary = cancel_campaign(app.db, app.redis, campaign_id)
     click.echo(f"campaign {campaign_id} cancelled: {summary['sent']} sent, "
                f"{summary['cancelled']} cancelled", err=True)
+    _print_summary(summary, as_json)
+
+
+@campaign_group.command("reschedule")
+@click.argument("campaign_id", type=int)
+@click.option("--at", "at_text", metavar="WHEN", required=True,
+              help="The new time: YYYY-MM-DD HH:MM[:SS] in the campaign's time zone, or ISO "
+                   "8601 with an offset.")
+@json_option
+@pass_app
+def reschedule_cmd(app: AppContext, campaign_id: int, at_text: str, as_json: bool) -> None:
+    """Move a scheduled campaign (one that missed its time too) to another time."""
+    # Its own zone, the one 'campaign status' shows its time in.
+    timezone = _summary(app, campaign_id)["timezone"]
+    try:
+        at = parse_when(at_text, timezone, utcnow())
+    except ScheduleError as exc:
+        raise click.UsageError(f"--at: {exc} ('relaydesk campaign send-now {campaign_id}' "
+                               "starts this one at once)") from None
+    summary = reschedule_campaign(app.db, campaign_id, at, app.settings)
+    click.echo(f"campaign {campaign_id} rescheduled for {_local_time(summary)} ({timezone}): "
+               f"{summary['recipients']} recipient(s) as of that day; its messages are "
+               "rendered then", err=True)
+    _print_summary(summary, as_json)
+
+
+@campaign_group.command("send-now")
+@click.argument("campaign_id", type=int)
+@click.option("--wait", is_flag=True, help="Show progress and return when every message is "
+                                           "sent or dead (or the campaign pauses).")
+@json_option
+@pass_app
+def send_now_cmd(app: AppContext, campaign_id: int, wait: bool, as_json: bool) -> None:
+    """Start a scheduled campaign at once (also one that missed its time), with today's
+    figures for today's audience."""
+    require_provider(app.settings, start_gateway=True)
+    summary = send_now(app.db, app.redis, app.settings, campaign_id)
+    if summary["status"] == CampaignStatus.COMPLETED and not summary["recipients"]:
+        click.echo(f"campaign {campaign_id}: {summary['pause_reason']}", err=True)
+    else:
+        click.echo(f"campaign {campaign_id} started: {summary['recipients']} recipient(s)",
+                   err=True)
+    if wait:
+        summary = _wait(app, campaign_id)
     _print_summary(summary, as_json)
 
 
