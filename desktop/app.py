@@ -53,6 +53,7 @@ def build_pages(ctx: ConsoleContext) -> list[Page]:
     from desktop.pages.dashboard_page import DashboardPage
     from desktop.pages.failed_page import FailedPage
     from desktop.pages.inspector_page import InspectorPage
+    from desktop.pages.optouts_page import OptOutsPage
     from desktop.pages.settings_page import SettingsPage
     from desktop.pages.workers_page import WorkersPage
 
@@ -60,6 +61,7 @@ def build_pages(ctx: ConsoleContext) -> list[Page]:
         DashboardPage(ctx),
         ComposePage(ctx),
         ContactsPage(ctx),
+        OptOutsPage(ctx),
         CampaignsPage(ctx),
         WorkersPage(ctx),
         FailedPage(ctx),

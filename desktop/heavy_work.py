@@ -15,14 +15,22 @@ from engine.infra.embedded_redis import redis_url
 from engine.operations.campaigns import CreatedCampaign, send_campaign
 from engine.store.contacts_import import ImportResult, import_contacts
 from engine.store.db import open_database
+from engine.store.optouts import OptOutImport, import_optouts
 
 
 def import_file(settings: Settings, path: Path) -> ImportResult:
     return import_contacts(open_database(settings), path, settings.default_region)
 
 
+def import_optouts_file(settings: Settings, path: Path) -> OptOutImport:
+    return import_optouts(open_database(settings), path, region=settings.default_region)
+
+
 def send(settings: Settings, template: str, audience: Audience, urgent: bool,
          name: str | None, at: datetime | None = None) -> CreatedCampaign:
+    if at is not None:  # stored for the workers to find when it is due: Redis not needed now
+        return send_campaign(open_database(settings), None, settings, template,
+                             audience=audience, urgent=urgent, name=name, at=at)
     url = redis_url(settings, start=False)
     client = redis_for(url, WORK)
     try:

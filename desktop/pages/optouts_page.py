@@ -1,0 +1,279 @@
+"""Opt-outs: the suppression list. Numbers on it are never texted: campaigns leave them
+out when they are planned and again just before each message goes. Browse and search it,
+add numbers by hand, remove them, import a file of them, export it to CSV."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+)
+
+from desktop.context import ConsoleContext
+from desktop.heavy_work import import_optouts_file
+from desktop.optouts_model import OptOutsModel
+from desktop.pages.base import Page, page_header
+from desktop.pages.optout_dialog import Added, OptOutDialog, change_summary
+from desktop.widgets import ReportDialog, SearchField, data_table, empty_state
+from engine.store.contacts_import import ImportFileError
+from engine.store.optouts import (
+    OptOutChange,
+    OptOutImport,
+    export_optouts,
+    list_optouts,
+    remove_optouts,
+)
+
+IMPORT_FILTER = "Opt-out lists (*.csv *.txt *.xlsx);;All files (*)"
+
+
+class OptOutsPage(Page):
+    page_id = "optouts"
+    title = "Opt-outs"
+    icon_name = "optouts"
+
+    def __init__(self, ctx: ConsoleContext) -> None:
+        super().__init__(ctx)
+        self.model = OptOutsModel(ctx.services, ctx.background, self)
+        self.last_import: OptOutImport | ImportFileError | None = None
+        self.last_export: tuple[int, Path] | None = None
+        layout = QVBoxLayout(self)
+        layout.addWidget(page_header(
+            "Opt-outs", "Numbers that must not be texted. Campaigns leave them out when "
+            "they are planned and again just before each message goes; the provider's "
+            "\"unsubscribed\" and \"blocked\" answers add numbers here by themselves."))
+        layout.addLayout(self._build_tools())
+
+        self.table = data_table(self.model, "optouts-table", single=False)
+        for column, width in enumerate((170, 320, 120)):
+            self.table.setColumnWidth(column, width)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
+        self.empty = empty_state(
+            "No one has opted out.\n\nNumbers added here are never sent to, by any "
+            "campaign. Add them by hand, import a list (CSV with a phone column, one "
+            "number per line, or Excel), or let the provider's opt-out answers add them.")
+        self.empty.setObjectName("optouts-empty")
+        self.no_match = empty_state("No opted-out number matches this search.")
+        self.body = QStackedWidget()
+        for widget in (self.table, self.empty, self.no_match):
+            self.body.addWidget(widget)
+        layout.addWidget(self.body, 1)
+        self.count_label = QLabel()
+        self.count_label.setObjectName("optouts-count")
+        self.message = QLabel()  # what the last add, remove or export did
+        self.message.setObjectName("optouts-message")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        footer = QHBoxLayout()
+        footer.addWidget(self.count_label)
+        footer.addWidget(self.message, 1)
+        layout.addLayout(footer)
+
+        self.model.loaded.connect(self._loaded)
+        ctx.bus.settings_saved.connect(self.refresh)  # perhaps another database
+        QShortcut(QKeySequence.StandardKey.Delete, self.table, activated=self.remove_selected)
+        self._loaded_once = False
+        self._update_buttons()
+
+    def _build_tools(self) -> QHBoxLayout:
+        tools = QHBoxLayout()
+        self.search = SearchField("Search phone or reason…")
+        self.search.setObjectName("optouts-search")
+        self.search.search_changed.connect(self.model.set_search)
+        tools.addWidget(self.search, 2)
+        tools.addStretch(1)
+        self.add_button = self._button("Add…", "optouts-add", self.open_add,
+                                       "Add numbers to the list by hand")
+        self.remove_button = self._button("Remove", "optouts-remove", self.remove_selected,
+                                          "Take the selected numbers off the list (Del)")
+        self.import_button = self._button("Import…", "optouts-import", self.choose_file,
+                                          "Add the numbers in a CSV, text or Excel file")
+        self.export_button = self._button("Export…", "optouts-export", self.choose_export,
+                                          "Save the whole list to a CSV file")
+        for button in (self.add_button, self.remove_button, self.import_button,
+                       self.export_button):
+            tools.addWidget(button)
+        return tools
+
+    def _button(self, text: str, name: str, slot: object, tip: str) -> QPushButton:
+        button = QPushButton(text)
+        button.setObjectName(name)
+        button.setToolTip(tip)
+        button.clicked.connect(slot)
+        return button
+
+    # -- loading -------------------------------------------------------------------------
+    def activated(self) -> None:
+        if not self._loaded_once:
+            self._loaded_once = True
+            self.refresh()
+        else:  # the provider may have added numbers meanwhile
+            self.model.refresh()
+
+    def refresh(self) -> None:
+        self.model.reload()
+
+    def _loaded(self, count: int) -> None:
+        searching = bool(self.model.search)
+        if count:
+            self.body.setCurrentWidget(self.table)
+        else:
+            self.body.setCurrentWidget(self.no_match if searching else self.empty)
+        noun = "number" if count == 1 else "numbers"
+        self.count_label.setText(f"{count:,} opted-out {noun}" + (" match" if searching
+                                                                  else ""))
+        self._update_buttons()
+
+    def _changed(self, message: str) -> None:
+        """The list changed: show what happened, re-read it, and tell Contacts and
+        Compose (their marks and recipient counts depend on it)."""
+        self.message.setText(message)
+        self.model.reload()
+        self.ctx.bus.contacts_changed.emit()
+
+    # -- selection -----------------------------------------------------------------------
+    def selected_ranges(self) -> list[tuple[int, int]]:
+        return sorted({(r.top(), r.bottom()) for r in self.table.selectionModel().selection()})
+
+    def selected_count(self) -> int:
+        return sum(last - first + 1 for first, last in self.selected_ranges())
+
+    def _update_buttons(self) -> None:
+        self.remove_button.setEnabled(self.selected_count() > 0)
+        self.export_button.setEnabled(self.model.rowCount() > 0 or bool(self.model.search))
+
+    # -- add -----------------------------------------------------------------------------
+    def open_add(self) -> None:
+        self.dialog = OptOutDialog(self.ctx, self)
+        self.dialog.changed.connect(self._added)
+        self.dialog.open()
+
+    def _added(self, outcome: Added) -> None:
+        self._changed(change_summary(outcome).replace("\n", " "))
+
+    # -- remove --------------------------------------------------------------------------
+    def remove_selected(self) -> None:
+        """Read the selected numbers (rows never loaded too) off the UI thread, then ask."""
+        if not self.selected_count():
+            return
+        search, ranges = self.model.search or None, self.selected_ranges()
+
+        def phones() -> list[str]:
+            with self.ctx.services.db().session() as session:
+                return [o.phone for first, last in ranges
+                        for o in list_optouts(session, search=search, offset=first,
+                                              limit=last - first + 1)]
+
+        self.ctx.background.run(phones, on_done=self.confirm_remove)
+
+    def confirm_remove(self, phones: list[str]) -> None:
+        """Ask about exactly these numbers; remove exactly these."""
+        if not phones:
+            return
+        shown = ", ".join(phones[:3]) + ("…" if len(phones) > 3 else "")
+        box = QMessageBox(QMessageBox.Icon.Warning, "Remove opt-outs",
+                          f"Remove {len(phones):,} number(s) from the opt-out list "
+                          f"({shown})?", parent=self)
+        box.setObjectName("confirm-remove")
+        box.setInformativeText("Campaigns will text them again. Remove a number only when "
+                               "its owner asked to receive messages again.")
+        remove = box.addButton("Remove", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.buttonClicked.connect(lambda b: b is remove and self.remove_phones(phones))
+        self.confirm_box = box
+        box.open()
+
+    def remove_phones(self, phones: list[str]) -> None:
+        region = self.ctx.settings.default_region
+
+        def remove() -> OptOutChange:
+            with self.ctx.services.db().session() as session:
+                return remove_optouts(session, phones, region=region)
+
+        self.ctx.background.run(remove, on_done=lambda change: self._changed(
+            f"Removed {change.removed:,} number(s) from the opt-out list."))
+
+    # -- import --------------------------------------------------------------------------
+    def choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import opt-outs", str(Path.home()),
+                                              IMPORT_FILTER)
+        if path:
+            self.import_file(Path(path))
+
+    def import_file(self, path: Path) -> None:
+        if not self.import_button.isEnabled():
+            return  # one import at a time
+        self.import_button.setEnabled(False)
+        self.import_button.setText("Importing…")
+        self.ctx.background.run_in_process(import_optouts_file, self.ctx.settings, path,
+                                           on_done=self._imported,
+                                           on_error=self._import_failed)
+
+    def _import_done(self) -> None:
+        self.import_button.setEnabled(True)
+        self.import_button.setText("Import…")
+
+    def _imported(self, result: OptOutImport) -> None:
+        self._import_done()
+        self.last_import = result
+        summary = (f"Added {result.imported:,} number(s) to the opt-out list; "
+                   f"{result.already:,} were already on it.")
+        details = ""
+        if result.rejected_count:
+            summary += (f"\nRejected {result.rejected_count:,} line(s). Fix them and import "
+                        "the file again: numbers already added are not added twice.")
+            details = "\n".join(f"line {r.line}: {r.reason}" for r in result.rejected)
+            if result.rejected_not_listed:
+                details += (f"\n… and {result.rejected_not_listed:,} more rejected line(s) "
+                            f"not listed (only the first {len(result.rejected)} are shown)")
+        self.report = ReportDialog(self, "Import opt-outs", summary, details)
+        self.report.setObjectName("optouts-import-report")
+        self.report.open()
+        self._changed(summary.split("\n")[0])
+
+    def _import_failed(self, error: BaseException) -> None:
+        self._import_done()
+        if not isinstance(error, ImportFileError):
+            self.ctx.background.error.emit(error)
+            return
+        self.last_import = error
+        self.report = ReportDialog(self, "Import opt-outs", f"Nothing was imported: {error}",
+                                   "")
+        self.report.setObjectName("optouts-import-report")
+        self.report.open()
+
+    # -- export --------------------------------------------------------------------------
+    def choose_export(self) -> None:
+        default = Path.home() / f"opt-outs-{datetime.now():%Y%m%d-%H%M}.csv"
+        path, _ = QFileDialog.getSaveFileName(self, "Export opt-outs", str(default),
+                                              "CSV files (*.csv)")
+        if path:
+            self.export_to(Path(path))
+
+    def export_to(self, path: Path) -> None:
+        self.export_button.setEnabled(False)
+
+        def run() -> int:
+            with self.ctx.services.db().session() as session:
+                return export_optouts(session, path)
+
+        def done(count: int) -> None:
+            self._update_buttons()
+            self.last_export = (count, path)
+            self.message.setText(f"{count:,} number(s) exported to {path}")
+
+        def failed(error: BaseException) -> None:
+            self._update_buttons()
+            self.ctx.background.error.emit(error)
+
+        self.ctx.background.run(run, on_done=done, on_error=failed)
