@@ -77,7 +77,9 @@ class SendLaterDialog(QDialog):
         self.picker.setDateTime(self._qt(start))
         form.addRow("Send at", self.picker)
         local_now = window.local(now)
-        form.addRow("Time zone", QLabel(f"{window.timezone} (now {local_now:{WHEN_FORMAT}})"))
+        zone_label = QLabel(f"{window.timezone} (now {local_now:{WHEN_FORMAT}})")
+        zone_label.setObjectName("send-later-zone")
+        form.addRow("Time zone", zone_label)
         if window.quiet_hours is not None:
             quiet = QLabel(f"{window.quiet_hours}: nothing is sent then")
             quiet.setObjectName("send-later-quiet")

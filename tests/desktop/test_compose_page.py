@@ -4,15 +4,21 @@ through the real pipeline (embedded Redis, sandbox gateway, a real worker proces
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QLabel, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from desktop.app import Console
 from desktop.pages.compose_page import ComposePage
+from desktop.send_later_dialog import SendLaterDialog
+from engine.domain.audience import Audience
+from engine.domain.send_window import QuietHours
 from engine.store.contacts_import import import_contacts
+from engine.store.models import Campaign, CampaignStatus, OutgoingMessage
+from engine.store.optouts import add_optouts
 from tests.desktop.conftest import idle, open_page
 from tests.support import write_contacts
 
@@ -153,3 +159,120 @@ def test_bulk_plan_cost_and_urgent(console: Console, qtbot: QtBot, tmp_path: Pat
     assert "150 SMS segment(s)" in box.informativeText()
     assert "Estimated cost: 120.00" in box.informativeText()
     box.reject()
+
+
+def dated_rows() -> list[tuple[str, ...]]:
+    """Due dates relative to today (the console's zone is UTC in tests), far enough from the
+    filter bounds that a test crossing midnight still sees the same contacts."""
+    today = datetime.now(UTC).date()
+
+    def due(days: int) -> str:
+        return (today + timedelta(days=days)).isoformat()
+
+    return [
+        ("Amina Mutua", "0700000105", "10000", "2500", due(3), "east"),  # owes 7,500
+        ("Brian Kiprop", "0700000115", "5000", "0", due(-5), "west"),  # owes 5,000, overdue
+        ("Cynthia Odhiambo", "0700000125", "20000", "20000", due(30), "east"),  # paid up
+        ("Daudi Were", "0700000135", "300", "200", due(3), "east;choir"),  # opted out
+    ]
+
+
+def opt_out(console: Console, phone: str) -> None:
+    with console.ctx.services.db().session() as session:
+        add_optouts(session, [phone], region="KE", reason="asked to stop")
+
+
+def counted(page: ComposePage, qtbot: QtBot, text: str) -> None:
+    qtbot.waitUntil(lambda: page.count_label.text() == text, timeout=10_000)
+
+
+def test_filters_change_the_live_count_and_leave_out_the_opted_out(
+        console: Console, qtbot: QtBot, tmp_path: Path) -> None:
+    seed(console, tmp_path, dated_rows())
+    opt_out(console, "0700000135")
+    page = compose(console, qtbot)
+    counted(page, qtbot, "3 recipients (1 opted out, left out)")
+    assert page.totals_labels["recipients"].text() == (
+        "3 (all contacts; 1 opted out, left out)")
+    qtbot.waitUntil(lambda: page.include_tags.list.count() == 3)  # choir, east, west
+    page.include_tags.set_chosen(["east"])
+    assert not page.send_button.isEnabled()  # the count on screen is stale
+    counted(page, qtbot, "2 recipients (1 opted out, left out)")
+    page.owing.setChecked(True)  # Cynthia paid in full
+    counted(page, qtbot, "1 recipient (1 opted out, left out)")
+    page.exclude_tags.set_chosen(["choir"])  # Daudi: no longer matched at all
+    counted(page, qtbot, "1 recipient")
+    page.include_tags.set_chosen([])
+    page.min_balance_on.setChecked(True)
+    page.min_balance.setValue(6000)  # Amina owes 7,500, Brian 5,000
+    counted(page, qtbot, "1 recipient")
+    assert page.recipients() == Audience(exclude_tags=("choir",), owing=True,
+                                         min_balance_cents=600_000)
+    page.min_balance_on.setChecked(False)
+    counted(page, qtbot, "2 recipients")  # Amina and Brian
+    page.due.setCurrentIndex(page.due.findData("overdue"))
+    counted(page, qtbot, "1 recipient")
+    qtbot.waitUntil(lambda: "Brian Kiprop" in page.recipient_label.text(), timeout=10_000)
+    page.due.setCurrentIndex(page.due.findData("within"))
+    page.due_days.setValue(7)
+    qtbot.waitUntil(lambda: "Amina Mutua" in page.recipient_label.text(), timeout=10_000)
+    assert page.recipients() == Audience(exclude_tags=("choir",), owing=True,
+                                         due_within_days=7)
+    qtbot.waitUntil(page.send_button.isEnabled)
+    page.confirm_send()
+    assert page.confirm_box.text() == (
+        "Send to 1 recipient(s) (not tagged choir, owing, due within 7 day(s))?")
+    page.confirm_box.reject()
+
+
+def test_send_later_refuses_past_and_quiet_times_then_schedules(
+        console: Console, qtbot: QtBot, tmp_path: Path) -> None:
+    seed(console, tmp_path)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    # Quiet hours from two to four hours ahead, whatever the time of day the test runs.
+    quiet = QuietHours.parse(f"{now + timedelta(hours=2):%H:%M}-"
+                             f"{now + timedelta(hours=4):%H:%M}")
+    services = console.ctx.services
+    services.settings = replace(services.settings, quiet_hours=quiet)
+    page = compose(console, qtbot)
+    page.name.setText("Thursday reminder")
+    qtbot.waitUntil(page.later_button.isEnabled)
+    page.later_button.click()
+    dialog = page.later_dialog
+    assert isinstance(dialog, SendLaterDialog)
+    assert "UTC" in dialog.findChild(QLabel, "send-later-zone").text()
+    assert dialog.findChild(QLabel, "send-later-quiet").text().startswith(str(quiet))
+
+    dialog.set_when(f"{now:%Y-%m-%d %H:%M}")  # this minute has begun: already past
+    dialog.accept()
+    assert dialog.isVisible()
+    assert "is already past" in dialog.error.text()
+    inside = now + timedelta(hours=3)
+    dialog.set_when(f"{inside:%Y-%m-%d %H:%M}")
+    assert dialog.error.isHidden()  # a new choice clears the old refusal
+    dialog.accept()
+    assert dialog.isVisible()
+    assert f"{inside:%Y-%m-%d %H:%M} is inside the quiet hours ({quiet}, UTC)" in \
+        dialog.error.text()
+
+    later = now + timedelta(hours=5)
+    dialog.set_when(f"{later:%Y-%m-%d %H:%M}")
+    dialog.accept()
+    assert not dialog.isVisible()
+    box = page.confirm_box
+    assert box.text() == (f"Schedule for 3 recipient(s) (all contacts), to go out on "
+                          f"{later:%Y-%m-%d %H:%M} (UTC)?")
+    next(b for b in box.buttons() if b.text() == "Schedule").click()
+    qtbot.waitUntil(lambda: page.last_campaign is not None, timeout=30_000)
+    assert page.last_campaign.scheduled_at == later
+    assert page.scheduled_note.text().startswith(
+        f"Scheduled: goes out on {later:%Y-%m-%d %H:%M} (UTC).")
+    with services.db().session() as session:
+        campaign = session.get(Campaign, page.last_campaign.id)
+        assert campaign is not None
+        assert (campaign.status, campaign.name, campaign.scheduled_at) == (
+            CampaignStatus.SCHEDULED, "Thursday reminder", later)
+        assert campaign.quiet_hours == str(quiet)
+        assert session.query(OutgoingMessage).count() == 0  # rendered when it is due
+    qtbot.waitUntil(lambda: page.progress.summary is not None and
+                    page.progress.summary["status"] == "scheduled", timeout=10_000)
