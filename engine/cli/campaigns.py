@@ -29,7 +29,7 @@ from engine.operations.campaign_control import (
     send_test_message,
 )
 from engine.operations.campaigns import send_campaign
-from engine.operations.preview import CampaignPreview, preview_campaign
+from engine.operations.preview import CampaignPreview, preview_campaign, unicode_hint
 from engine.providers.reachability import require_provider
 from engine.store.campaign_state import campaign_summary, is_settled
 from engine.store.models import Campaign, CampaignStatus, utcnow
@@ -107,6 +107,10 @@ def _print_preview(preview: CampaignPreview) -> None:
     click.echo("")
     suppressed = f" ({preview.suppressed} opted out, left out)" if preview.suppressed else ""
     click.echo(f"Recipients: {preview.recipients}{suppressed}    Segments: {preview.segments}")
+    hint = unicode_hint(preview.ucs2_characters, preview.unicode_extra_segments,
+                        preview.unicode_extra_cost)
+    if hint:
+        click.echo(hint)
     if plan.route is Route.BULK:
         route = f"bulk: 1 job on {plan.queue}, {plan.chunks} chunk(s) of up to {plan.chunk_size}"
     else:

@@ -5,13 +5,25 @@ messages, the totals and the send plan). Sends nothing.
 Messages are rendered by engine.store.audience_query.render_audience, which campaign send
 uses too: the preview is what goes out. A campaign to be sent ``at`` a later time is
 previewed with the figures of its send day.
+
+Unicode hints: the characters that force UCS-2 come with the totals, each with where it
+comes from, so the operator knows what to fix. ``ComposeSummary`` (and ``CampaignPreview``)
+carry ``ucs2_characters`` (a tuple of ``Ucs2Character``: ``char``, ``count`` over the
+rendered messages, ``source`` (``Source``), ``replacement`` (None: no GSM-7 equivalent),
+for source ``contacts`` the first ``contacts`` ids and ``contacts_total``),
+``unicode_extra_segments`` (segments the replaceable characters add over all messages) and
+``unicode_extra_cost`` (those segments at ``price_per_segment``). The preview JSON has
+``ucs2_characters`` at the top level and ``totals.unicode_extra_segments`` /
+``totals.unicode_extra_cost``; ``unicode_hint(...)`` says it all in one line.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,7 +33,13 @@ from engine.domain.audience import EVERYONE, Audience
 from engine.domain.personalize import Template
 from engine.domain.planning import SendPlan, plan_send
 from engine.domain.rendering import RenderedMessage
-from engine.domain.sms_encoding import Encoding
+from engine.domain.sms_encoding import (
+    GSM7_ALL,
+    GSM7_EQUIVALENTS,
+    Encoding,
+    character_name,
+    segments_if_replaced,
+)
 from engine.store.audience_query import all_opted_out, count_audience, render_audience
 from engine.store.models import utcnow
 
@@ -30,6 +48,113 @@ def send_day(settings: Settings, *, urgent: bool = False, at: datetime | None = 
              now: datetime | None = None) -> date:
     """The "today" a campaign created now (or sent ``at``) renders with: in its zone."""
     return settings.send_window(urgent=urgent).today(at or now or utcnow())
+
+
+class Source(StrEnum):
+    """Where a UCS-2 character of the rendered messages comes from, i.e. where to fix it."""
+
+    TEMPLATE = "template"  # the template's own text: edit the template
+    CONTACTS = "contacts"  # a contact's value, e.g. a name: edit those contacts
+    SETTINGS = "settings"  # the currency format (RELAYDESK_CURRENCY_FORMAT), in amounts
+
+
+CONTACTS_LISTED = 20  # contact ids named per character; contacts_total counts them all
+AMOUNT_TAGS = frozenset({"pledge", "paid_amount", "balance"})  # rendered by currency_format
+
+
+@dataclass(frozen=True)
+class Ucs2Character:
+    char: str
+    count: int  # occurrences across the rendered messages, from this source
+    source: Source
+    replacement: str | None  # its GSM-7 equivalent ("" = remove it); None: there is none
+    contacts: tuple[int, ...] = ()  # source CONTACTS: the first affected contact ids
+    contacts_total: int = 0  # source CONTACTS: every affected contact
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"char": self.char, "name": character_name(self.char),
+                               "count": self.count, "source": str(self.source)}
+        if self.replacement is not None:
+            out["replacement"] = self.replacement
+        if self.source is Source.CONTACTS:
+            out["contacts"] = list(self.contacts)
+            out["contacts_total"] = self.contacts_total
+        return out
+
+
+class _Ucs2Tally:
+    """Counts, message by message, the UCS-2 characters and where they come from, and what
+    they cost. Every message holds the template's literal text (and the currency format's,
+    once per amount tag), so whatever a message has beyond that came from its contact."""
+
+    def __init__(self, template: Template, currency_format: str) -> None:
+        literal = "".join(template.parts[0::2])
+        amounts = sum(tag in AMOUNT_TAGS for tag in template.parts[1::2])
+        around_amount = currency_format.replace("{amount}", "") if amounts else ""
+        self.fixed: dict[tuple[str, Source], int] = {}  # per message
+        for text, source, times in ((literal, Source.TEMPLATE, 1),
+                                    (around_amount, Source.SETTINGS, amounts)):
+            for ch in set(text) - GSM7_ALL:
+                self.fixed[ch, source] = text.count(ch) * times
+        self.fixed_per_char: Counter[str] = Counter()
+        for (ch, _), n in self.fixed.items():
+            self.fixed_per_char[ch] += n
+        self.messages = 0
+        self.extra_segments = 0
+        self.from_contacts: Counter[str] = Counter()
+        self.contact_ids: dict[str, list[int]] = {}
+        self.contacts_total: Counter[str] = Counter()
+
+    def add(self, message: RenderedMessage) -> None:
+        self.messages += 1
+        if message.encoding is Encoding.GSM7:
+            return
+        self.extra_segments += message.segments - segments_if_replaced(message.text)
+        for ch in set(message.text) - GSM7_ALL:
+            beyond = message.text.count(ch) - self.fixed_per_char[ch]
+            if beyond <= 0:
+                continue
+            self.from_contacts[ch] += beyond
+            self.contacts_total[ch] += 1
+            listed = self.contact_ids.setdefault(ch, [])
+            if message.contact_id is not None and len(listed) < CONTACTS_LISTED:
+                listed.append(message.contact_id)
+
+    def characters(self) -> tuple[Ucs2Character, ...]:
+        found = [Ucs2Character(ch, n * self.messages, source, GSM7_EQUIVALENTS.get(ch))
+                 for (ch, source), n in self.fixed.items() if self.messages]
+        found += [Ucs2Character(ch, n, Source.CONTACTS, GSM7_EQUIVALENTS.get(ch),
+                                tuple(self.contact_ids[ch]), self.contacts_total[ch])
+                  for ch, n in self.from_contacts.items()]
+        order = list(Source)
+        return tuple(sorted(found, key=lambda c: (-c.count, order.index(c.source), c.char)))
+
+
+def _shown(ch: str) -> str:
+    return ch if ch.isprintable() and not ch.isspace() else character_name(ch)
+
+
+def _advice(c: Ucs2Character) -> str:
+    where = str(c.source) if c.source is not Source.CONTACTS else \
+        f"{c.contacts_total:,} contact(s)"
+    if c.replacement is None:
+        return f"{where}; no GSM-7 equivalent"
+    use = {"": "remove it", " ": "use a space", "\n": "use a line break"}
+    return f"{where}; {use.get(c.replacement, 'use ' + c.replacement)}"
+
+
+def unicode_hint(characters: tuple[Ucs2Character, ...], extra_segments: int,
+                 extra_cost: Decimal, *, shown: int = 4) -> str:
+    """One line on the characters that force UCS-2 and their cost ("" when there are none):
+    ``Unicode: ’ ×130 (template; use '); costs 130 extra segment(s) (104.00)``."""
+    if not characters:
+        return ""
+    listed = ", ".join(f"{_shown(c.char)} ×{c.count:,} ({_advice(c)})"
+                       for c in characters[:shown])
+    more = f" and {len(characters) - shown} more" if len(characters) > shown else ""
+    cost = "no extra segment" if not extra_segments else \
+        f"{extra_segments:,} extra segment(s)" + (f" ({extra_cost:,.2f})" if extra_cost else "")
+    return f"Unicode: {listed}{more}; costs {cost}"
 
 
 @dataclass(frozen=True)
@@ -41,6 +166,9 @@ class ComposeSummary:
     ucs2: int  # messages that need UCS-2 (70 characters a segment instead of 160)
     cost: Decimal
     plan: SendPlan | None  # None when there is nobody to send to
+    ucs2_characters: tuple[Ucs2Character, ...] = ()  # most frequent first
+    unicode_extra_segments: int = 0  # saved if every replaceable character were replaced
+    unicode_extra_cost: Decimal = Decimal(0)  # those segments at price_per_segment
 
 
 def preview_one(session: Session, settings: Settings, template_text: str,
@@ -60,17 +188,21 @@ def summarise(session: Session, settings: Settings, template_text: str,
     template = Template.parse(template_text)
     today = today or send_day(settings, urgent=urgent)
     count = segments = characters = ucs2 = 0
+    tally = _Ucs2Tally(template, settings.currency_format)
     for message in render_audience(session, template, audience, today,
                                    settings.currency_format):
         segments += message.segments
         characters += message.characters
         ucs2 += message.encoding is Encoding.UCS2
         count += 1
+        tally.add(message)
     suppressed = count_audience(session, audience, today).suppressed
     plan = plan_send(count, urgent=urgent, policy=settings.plan_policy()) \
         if count else None
-    return ComposeSummary(count, suppressed, segments, characters, ucs2,
-                          settings.price_per_segment * segments, plan)
+    price = settings.price_per_segment
+    return ComposeSummary(count, suppressed, segments, characters, ucs2, price * segments,
+                          plan, tally.characters(), tally.extra_segments,
+                          price * tally.extra_segments)
 
 
 @dataclass(frozen=True)
@@ -81,6 +213,9 @@ class CampaignPreview:
     segments: int
     plan: SendPlan
     send_day: date
+    ucs2_characters: tuple[Ucs2Character, ...] = ()
+    unicode_extra_segments: int = 0
+    unicode_extra_cost: Decimal = Decimal(0)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -91,7 +226,10 @@ class CampaignPreview:
                 for m in self.messages
             ],
             "totals": {"recipients": self.recipients, "suppressed": self.suppressed,
-                       "segments": self.segments},
+                       "segments": self.segments,
+                       "unicode_extra_segments": self.unicode_extra_segments,
+                       "unicode_extra_cost": f"{self.unicode_extra_cost:.2f}"},
+            "ucs2_characters": [c.as_dict() for c in self.ucs2_characters],
             "plan": {
                 "route": str(self.plan.route),
                 "queue": self.plan.queue,
@@ -121,4 +259,5 @@ def preview_campaign(session: Session, settings: Settings, template_text: str, *
     shown = list(render_audience(session, Template.parse(template_text), audience, today,
                                  settings.currency_format, limit=limit))
     return CampaignPreview(shown, summary.recipients, summary.suppressed, summary.segments,
-                           summary.plan, today)
+                           summary.plan, today, summary.ucs2_characters,
+                           summary.unicode_extra_segments, summary.unicode_extra_cost)

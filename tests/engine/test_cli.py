@@ -73,7 +73,9 @@ def test_preview_json(tmp_path: Path, data_dir: Path) -> None:
         "encoding": "GSM-7", "segments": 1, "characters": 60,
     }
     assert len(preview["messages"]) == 2
-    assert preview["totals"] == {"recipients": 130, "suppressed": 0, "segments": 130}
+    assert preview["totals"] == {"recipients": 130, "suppressed": 0, "segments": 130,
+                                 "unicode_extra_segments": 0, "unicode_extra_cost": "0.00"}
+    assert preview["ucs2_characters"] == []
     assert preview["plan"] == {"route": "bulk", "queue": "bulk_messages", "jobs": 1,
                                "chunks": 3, "chunk_size": 50, "estimated_duration_s": 20.0}
 
