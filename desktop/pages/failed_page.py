@@ -373,28 +373,30 @@ class FailedPage(Page):
     def _retry(self, *, ids: list[int] | None = None, query: FailedQuery | None = None) -> None:
         selection = ids if ids is not None else query or self.model.current_query()
 
-        def run() -> int:
+        def run() -> str:
             return failed_jobs.retry(self.ctx.services.db(), self.ctx.services.redis(),
-                                     selection)
+                                     selection).describe()
 
-        self._act(run, "queued again")
+        self._act(run)
 
     def _forget(self, *, ids: list[int] | None = None,
                 query: FailedQuery | None = None) -> None:
         selection = ids if ids is not None else query or self.model.current_query()
 
-        def run() -> int:
-            return failed_jobs.forget(self.ctx.services.db(), selection)
+        def run() -> str:
+            return f"{failed_jobs.forget(self.ctx.services.db(), selection):,} failed job(s) " \
+                "forgotten"
 
-        self._act(run, "forgotten")
+        self._act(run)
 
-    def _act(self, run: Callable[[], int], done_text: str) -> None:
+    def _act(self, run: Callable[[], str]) -> None:
+        """Run the action in the background; ``run`` returns what it did, in words."""
         for button in (self.retry_button, self.retry_all_button, self.forget_button,
                        self.forget_all_button):
             button.setEnabled(False)
 
-        def finished(count: int) -> None:
-            self.last_action = f"{count:,} failed job(s) {done_text}"
+        def finished(done: str) -> None:
+            self.last_action = done
             self.count_label.setText(self.last_action)
             self.ctx.bus.campaigns_changed.emit()  # retried campaigns are sending again
             self.refresh()

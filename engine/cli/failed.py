@@ -162,20 +162,25 @@ def retry_cmd(app: AppContext, job_ids: tuple[int, ...], use_filters: bool, yes:
     """Send failed jobs again with a fresh attempt budget (the record is kept).
 
     Give ids; or --all: every job the filters match, without asking (a job is retried
-    once: jobs already retried are skipped); or --matching: the same, after a question."""
+    once: jobs already retried are skipped); or --matching: the same, after a question.
+    A job to a number on the opt-out list is never sent again: it is skipped and counted."""
     if sum([bool(job_ids), retry_all and not use_filters, use_filters]) != 1:
         raise click.UsageError("give failed job ids, or --all, or --matching with filters")
     # A job is retried once (retry has no --include-retried): the question counts only
     # jobs not retried yet.
     pinned = _confirm(app, query, "Retry", yes) if use_filters else query
     if pinned is None:
-        retried = 0
+        retried = failed_jobs.Retried(0, 0)
     else:
         retried = failed_jobs.retry(app.db, app.redis, list(job_ids) if job_ids else pinned)
     if as_json:
-        print_json({"retried": retried})
+        print_json({"retried": retried.retried,
+                    "skipped_opted_out": retried.skipped_opted_out})
     else:
-        click.echo(f"{retried} job(s) queued again")
+        click.echo(f"{retried.retried} job(s) queued again")
+        if retried.skipped_opted_out:
+            click.echo(f"{retried.skipped_opted_out} job(s) skipped: the number is on the "
+                       "opt-out list (see 'relaydesk optouts list')")
 
 
 @failed_group.command("forget")

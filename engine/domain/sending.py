@@ -14,8 +14,11 @@ from enum import StrEnum
 class Outcome(StrEnum):
     SENT = "sent"
     TRANSIENT = "transient"  # retry later: timeouts, connection errors, 429, 5xx
-    PERMANENT = "permanent"  # this message can never be sent: invalid number, opted out
+    PERMANENT = "permanent"  # this message can never be sent: invalid number, bad body
     ACCOUNT = "account"  # nothing can be sent: auth failure, empty balance -> pause
+    # The recipient unsubscribed or blocked the sender (Twilio 21610, Africa's Talking
+    # UserInBlacklist): the number goes on the opt-out list.
+    OPTED_OUT = "opted_out"
 
 
 class Verdict(StrEnum):
@@ -26,6 +29,7 @@ class Verdict(StrEnum):
     RETRY = "retry"  # failed for now: send again after a backoff
     DEAD = "dead"  # never to be sent: into the dead-letter store
     PAUSE = "pause"  # nothing can be sent on this account: pause the campaign
+    SUPPRESSED = "suppressed"  # the recipient opted out: not sent, never retried, listed
 
 
 @dataclass(frozen=True)

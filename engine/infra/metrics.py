@@ -51,6 +51,7 @@ class Metric(StrEnum):
     SENT = "sent"
     DEAD = "dead"
     RETRIED = "retried"
+    SUPPRESSED = "suppressed"  # not sent: the number opted out (at send time or per provider)
     CALLS = "calls"
     CALL_ERRORS = "call_errors"
     # Sums (ms), each with its max.

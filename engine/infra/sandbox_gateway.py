@@ -5,7 +5,9 @@ RelayDesk without an SMS account and for tests.
 ``200 {"id", "status": "delivered"}``, ``200 {"status": "duplicate"}`` for an idempotency
 key already delivered, ``422`` for an invalid number (permanent) or ``503`` (transient).
 Numbers ending in 0001 fail permanently, 0002 fail twice then succeed, 0003 always fail
-transiently, 0004 answer ``402`` (insufficient balance, account-level). ``--fail-rate``
+transiently, 0004 answer ``402`` (insufficient balance, account-level), 0005 answer
+``422 {"error": "opted_out"}`` as for a recipient who unsubscribed (as Twilio's 21610 or
+Africa's Talking's UserInBlacklist: the number goes on the opt-out list). ``--fail-rate``
 adds seeded random transient failures. ``GET /stats`` and ``GET /messages`` report.
 
 It has no authentication, so it stays on this machine: it listens on loopback only and
@@ -33,6 +35,7 @@ from typing import Any, Generic, TypeVar
 from engine.infra.local_gateway import GatewayUnavailable
 
 SEND_PATH = "/messages"
+OPTED_OUT_ERROR = "opted_out"  # the answer for a recipient who unsubscribed (0005)
 MAX_BODY_BYTES = 64 * 1024  # one send is well under 2 KB of JSON
 # What the gateway remembers: the latest delivered messages with their text (for
 # GET /messages; a selftest or a test campaign reads far fewer), and per idempotency key
@@ -43,6 +46,13 @@ MAX_RECORDED = 100_000
 MAX_RECORDED_BYTES = 64 * 1024 * 1024
 MAX_TRACKED = 200_000  # twice the largest benchmark campaign (100,000)
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+# The test numbers that fail the same way every time, by their last four digits.
+_FIXED_ANSWERS: dict[str, tuple[int, dict[str, str]]] = {
+    "0003": (503, {"error": "unavailable", "message": "temporarily unavailable"}),
+    "0004": (402, {"error": "insufficient_balance", "message": "account balance is empty"}),
+    "0005": (422, {"error": OPTED_OUT_ERROR,
+                   "message": "the recipient unsubscribed from this sender"}),
+}
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -137,10 +147,10 @@ class GatewayState:
             return 422, {"error": "invalid_number", "message": f"{to} is not a valid number"}
         if to.endswith("0002") and attempt <= 2:
             return 503, {"error": "unavailable", "message": "temporarily unavailable"}
-        if to.endswith("0003"):
-            return 503, {"error": "unavailable", "message": "temporarily unavailable"}
-        if to.endswith("0004"):
-            return 402, {"error": "insufficient_balance", "message": "account balance is empty"}
+        fixed = _FIXED_ANSWERS.get(to[-4:])
+        if fixed:
+            status, answer = fixed
+            return status, dict(answer)
         if self.fail_rate and self.rng.random() < self.fail_rate:
             return 503, {"error": "unavailable", "message": "random sandbox failure"}
         return None

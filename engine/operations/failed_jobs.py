@@ -9,6 +9,7 @@ failed_query.matching), so a job failing while they read the question is not inc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from engine.infra import scheduler
@@ -20,20 +21,36 @@ from engine.store.failed_query import FailedQuery
 Selection = Sequence[int] | FailedQuery
 
 
-def retry(db: Database, client: Any, selection: Selection) -> int:
-    """Queue the messages of these records again, due now, with a fresh attempt budget;
-    returns how many. Each record stays, marked retried (a record is retried once: those
-    already retried, or whose message is no longer dead, are skipped)."""
+@dataclass(frozen=True)
+class Retried:
+    retried: int  # messages queued again
+    skipped_opted_out: int  # records left alone: their number is on the opt-out list
+
+    def describe(self) -> str:
+        text = f"{self.retried:,} failed job(s) queued again"
+        if self.skipped_opted_out:
+            text += (f"; {self.skipped_opted_out:,} skipped: the number is on the opt-out "
+                     "list")
+        return text
+
+
+def retry(db: Database, client: Any, selection: Selection) -> Retried:
+    """Queue the messages of these records again, due now, with a fresh attempt budget.
+    Each record stays, marked retried (a record is retried once: those already retried, or
+    whose message is no longer dead, are skipped). A record to a number on the opt-out
+    list is never retried: it is counted in ``skipped_opted_out``."""
     with db.session() as session:
         if isinstance(selection, FailedQuery):
+            skipped = dead_letters.opted_out_matching(session, selection)
             requeued = dead_letters.retry_matching(session, selection)
         else:
+            skipped = dead_letters.opted_out_ids(session, selection)
             requeued = dead_letters.retry_ids(session, selection)
         # Scheduled inside the transaction: if Redis refuses, nothing is marked retried.
         scheduler.schedule(client, [
             (0.0, message_job(r.campaign_id, r.message_id, r.queue, retry=False))
             for r in requeued])
-    return len(requeued)
+    return Retried(len(requeued), skipped)
 
 
 def forget(db: Database, selection: Selection) -> int:

@@ -1,13 +1,18 @@
-"""What becomes of a message once the provider has answered: sent, retried later, dead, or
-its campaign paused. Pure: the sender applies the decision (database, schedule, breaker).
+"""What becomes of a message once the provider has answered: sent, retried later, dead,
+suppressed, or its campaign paused. Pure: the sender applies the decision (database,
+schedule, breaker).
 
-| provider's outcome | attempts so far     | verdict | breaker  |
-|--------------------|---------------------|---------|----------|
-| sent               | any                 | sent    | success  |
-| transient          | < max_attempts      | retry   | failure  |
-| transient          | >= max_attempts     | dead    | failure  |
-| permanent          | any                 | dead    | -        |
-| account            | any                 | pause   | -        |
+| provider's outcome | attempts so far     | verdict    | breaker  |
+|--------------------|---------------------|------------|----------|
+| sent               | any                 | sent       | success  |
+| transient          | < max_attempts      | retry      | failure  |
+| transient          | >= max_attempts     | dead       | failure  |
+| permanent          | any                 | dead       | -        |
+| opted_out          | any                 | suppressed | -        |
+| account            | any                 | pause      | -        |
+
+A suppressed message is not a failure: the recipient asked not to be texted, so its
+number joins the opt-out list and no dead letter is kept to retry.
 
 A retry waits ``backoff_s(attempts, ...)``; a pause gives the attempt back, since the
 account, not the message, is at fault. Decided before the call, by the sender itself: a
@@ -66,6 +71,8 @@ def decide(result: SendResult, attempts: int, policy: RetryPolicy,
         return Decision(Verdict.DEAD, BreakerNote.FAILURE)
     if result.outcome is Outcome.PERMANENT:
         return Decision(Verdict.DEAD, BreakerNote.NONE)
+    if result.outcome is Outcome.OPTED_OUT:  # the provider works; this recipient said no
+        return Decision(Verdict.SUPPRESSED, BreakerNote.NONE)
     # Account-level: no message can go out; pause instead of burning attempts.
     return Decision(Verdict.PAUSE, BreakerNote.NONE,
                     pause_reason=f"{result.error_type}: {result.error}")

@@ -31,9 +31,11 @@ from engine.store.delivery_state import (
     mark_dead,
     mark_retry,
     mark_sent,
+    mark_suppressed,
     release_claim,
 )
-from engine.store.models import Campaign, MessageStatus
+from engine.store.models import Campaign, MessageStatus, OptSource
+from engine.store.optouts import add_optouts
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ PROCESS_BULK = "relaydesk.process_bulk"
 
 # The metric each verdict counts as; a pause counts as none (the message waits, untried).
 _COUNTED_AS = {Verdict.SENT: Metric.SENT, Verdict.RETRY: Metric.RETRIED,
-               Verdict.DEAD: Metric.DEAD}
+               Verdict.DEAD: Metric.DEAD, Verdict.SUPPRESSED: Metric.SUPPRESSED}
 
 
 def message_job(campaign_id: int, message_id: int, queue: str, *, retry: bool) -> scheduler.Job:
@@ -119,6 +121,9 @@ def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
         claimed = claim(session, message_id, allowed, queue)
     if claimed is None:
         return  # already sent, dead, cancelled, or being sent by another task
+    if claimed.suppressed:  # opted out since it was queued: the claim ended it, unsent
+        sample.add(_message_scopes(queue, campaign_id), Metric.SUPPRESSED)
+        return
     trace = None
     started = time.monotonic()
     try:
@@ -144,8 +149,11 @@ def _observe(sample: metrics.Sample, provider: str, queue: str, campaign_id: int
         sample.add(calls, Metric.CALL_ERRORS)
     counted = _COUNTED_AS.get(verdict)
     if counted is not None:
-        sample.add((metrics.ALL, metrics.queue_scope(queue), metrics.campaign_scope(campaign_id)),
-                   counted)
+        sample.add(_message_scopes(queue, campaign_id), counted)
+
+
+def _message_scopes(queue: str, campaign_id: int) -> tuple[str, str, str]:
+    return metrics.ALL, metrics.queue_scope(queue), metrics.campaign_scope(campaign_id)
 
 
 def _apply(rt: Runtime, claimed: Claimed, result: SendResult, decision: Decision,
@@ -164,6 +172,12 @@ def _apply(rt: Runtime, claimed: Claimed, result: SendResult, decision: Decision
             scheduler.schedule(rt.redis, [(time.time() + decision.retry_in_s, job)])
         elif decision.verdict is Verdict.DEAD:
             mark_dead(session, claimed, result, task_name, trace)
+        elif decision.verdict is Verdict.SUPPRESSED:
+            # The recipient opted out with the provider: never texted again, by any campaign.
+            mark_suppressed(session, message_id, result)
+            add_optouts(session, [claimed.sms.to], region=rt.settings.default_region,
+                        reason=f"{result.error_type}: {result.error}",
+                        source=OptSource.PROVIDER)
         else:  # Verdict.PAUSE
             release_claim(session, message_id)
             pause_campaign(session, campaign_id, decision.pause_reason)

@@ -17,7 +17,9 @@ from engine.providers.http_client import ProviderHttp
 DEFAULT_API_URL = "https://api.africastalking.com"
 SENT_CODES = {100, 101, 102}
 ACCOUNT_CODES = {401, 402, 405}  # RiskHold, InvalidSenderId, InsufficientBalance
-PERMANENT_CODES = {403, 404, 406, 409}  # InvalidPhoneNumber, Unsupported, Blacklist, DND
+PERMANENT_CODES = {403, 404, 409}  # InvalidPhoneNumber, UnsupportedNumberType, DND
+# UserInBlacklist: the recipient opted out of this sender; the number joins the opt-out list.
+OPTED_OUT_CODES = {406}
 # 407 CouldNotRoute, 500 InternalServerError, 501 GatewayError, 502 RejectedByGateway: retry
 
 
@@ -61,6 +63,8 @@ def _interpret(status: int, data: bytes) -> SendResult:
         outcome = Outcome.ACCOUNT
     elif code in PERMANENT_CODES:
         outcome = Outcome.PERMANENT
+    elif code in OPTED_OUT_CODES:
+        outcome = Outcome.OPTED_OUT
     else:
         outcome = Outcome.TRANSIENT
     return SendResult(outcome, error_type=f"AT {code} {recipient.get('status', '')}".strip(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from engine.domain.sending import Outcome, SendResult, Sms
+from engine.infra.sandbox_gateway import OPTED_OUT_ERROR
 from engine.providers.base import (
     classify_status,
     parse_json,
@@ -34,5 +35,7 @@ def _interpret(status: int, data: bytes) -> SendResult:
     outcome = classify_status(status)
     if outcome is Outcome.SENT:
         return SendResult(outcome, provider_message_id=str(answer.get("id") or ""))
+    if answer.get("error") == OPTED_OUT_ERROR:
+        outcome = Outcome.OPTED_OUT
     return SendResult(outcome, error_type=str(answer.get("error") or f"HTTP {status}"),
                       error=str(answer.get("message") or f"HTTP {status}"))

@@ -16,8 +16,11 @@ from engine.providers.http_client import ProviderHttp
 DEFAULT_API_URL = "https://api.twilio.com"
 # Twilio error codes that mean no message can go out until the account is fixed.
 ACCOUNT_CODES = {20003, 20005, 20008, 21606, 30002}
-# Codes that mean this recipient cannot be messaged (invalid, unsubscribed, blocked).
-PERMANENT_CODES = {21211, 21214, 21408, 21610, 21612, 21614, 30003, 30004, 30005, 30006}
+# Codes that mean this recipient cannot be messaged (invalid, blocked, unreachable).
+PERMANENT_CODES = {21211, 21214, 21408, 21612, 21614, 30003, 30004, 30005, 30006}
+# 21610 "Attempt to send to unsubscribed recipient": the recipient replied STOP; Twilio
+# refuses every message until they reply START, so the number joins the opt-out list.
+OPTED_OUT_CODES = {21610}
 
 
 class TwilioProvider:
@@ -50,5 +53,7 @@ def _interpret(status: int, data: bytes) -> SendResult:
         outcome = Outcome.ACCOUNT
     elif code in PERMANENT_CODES:
         outcome = Outcome.PERMANENT
+    elif code in OPTED_OUT_CODES:
+        outcome = Outcome.OPTED_OUT
     return SendResult(outcome, error_type=f"Twilio {code}" if code else f"HTTP {status}",
                       error=str(answer.get("message") or f"HTTP {status}"))

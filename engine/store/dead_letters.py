@@ -1,5 +1,8 @@
 """The dead-letter store (failed_jobs): list, retry with a fresh budget, forget; one by one
-or everything a FailedQuery matches, in SQL batches (100,000 records in seconds)."""
+or everything a FailedQuery matches, in SQL batches (100,000 records in seconds).
+
+A retry never requeues a message whose number is on the opt-out list: the record stays,
+not retried, and ``opted_out_ids`` / ``opted_out_matching`` count what a retry skips."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from engine.store.models import (
     CampaignStatus,
     FailedJob,
     MessageStatus,
+    OptOut,
     OutgoingMessage,
     utcnow,
 )
@@ -94,9 +98,11 @@ def _retry_batch(session: Session, failed_ids: list[int], now: datetime) -> list
     # one that was just sent back in the queue.
     candidates = select(FailedJob.message_id).where(FailedJob.id.in_(failed_ids),
                                                     FailedJob.retried_at.is_(None))
+    opted_out = select(OptOut.phone).where(OptOut.phone == OutgoingMessage.phone).exists()
     requeued = session.execute(
         update(OutgoingMessage)
         .where(OutgoingMessage.id.in_(candidates), OutgoingMessage.status == MessageStatus.DEAD)
+        .where(~opted_out)
         .values(status=MessageStatus.QUEUED, attempts=0, claimed_at=None, updated_at=now)
         .returning(OutgoingMessage.id, OutgoingMessage.campaign_id)).all()
     if not requeued:
@@ -133,6 +139,25 @@ def retry_matching(session: Session, query: FailedQuery) -> list[Requeued]:
     now = utcnow()
     return [job for batch in _batches(session, replace(query, include_retried=False))
             for job in _retry_batch(session, batch, now)]
+
+
+def _opted_out_batch(session: Session, failed_ids: list[int]) -> int:
+    listed = select(OptOut.phone).where(OptOut.phone == FailedJob.recipient).exists()
+    return session.scalar(select(func.count(FailedJob.id))
+                          .where(FailedJob.id.in_(failed_ids), FailedJob.retried_at.is_(None))
+                          .where(listed)) or 0
+
+
+def opted_out_ids(session: Session, ids: Sequence[int]) -> int:
+    """How many of these records (not retried yet) are to a number on the opt-out list:
+    what retry_ids skips."""
+    return sum(_opted_out_batch(session, chunk) for chunk in _chunks(ids))
+
+
+def opted_out_matching(session: Session, query: FailedQuery) -> int:
+    """opted_out_ids for every record ``query`` matches."""
+    return sum(_opted_out_batch(session, batch)
+               for batch in _batches(session, replace(query, include_retried=False)))
 
 
 def _forget_batch(session: Session, ids: list[int]) -> int:

@@ -1,6 +1,8 @@
 """Delivery state transitions of an outgoing message, each one atomic in the database.
 
 queued -> sending (claim) -> sent | failed (a retry is due) | dead (see failed_jobs)
+queued | failed -> suppressed (claim, its number opted out) | sending -> suppressed (the
+provider said the recipient opted out)
 A claim succeeds for exactly one task: the UPDATE only matches a row in an expected state,
 or one left 'sending' by a worker that died (its claim older than the lease).
 """
@@ -12,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, literal, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.config.settings import MAX_PROVIDER_TIMEOUT_S
@@ -22,7 +24,9 @@ from engine.store.models import (
     DeliveryAttempt,
     FailedJob,
     MessageStatus,
+    OptOut,
     OutgoingMessage,
+    UTCDateTime,
     utcnow,
 )
 
@@ -43,27 +47,40 @@ class Claimed:
     sms: Sms
     attempts: int
     queue: str
+    # Its number was on the opt-out list when its turn came: the claim ended it
+    # 'suppressed' instead of 'sending'; it must not be sent.
+    suppressed: bool = False
 
 
 def claim(session: Session, message_id: int, allowed: Iterable[MessageStatus], queue: str,
           now: datetime | None = None) -> Claimed | None:
+    """Take the message for sending, or, if its number is on the opt-out list, end it
+    'suppressed' (no attempt counted): one statement, so an opt-out committed before the
+    claim is always seen and none can slip in between the check and the claim."""
     now = now or utcnow()
     stale = now - timedelta(seconds=CLAIM_LEASE_S)
+    opted_out = select(OptOut.phone).where(OptOut.phone == OutgoingMessage.phone).exists()
     row = session.execute(
         update(OutgoingMessage)
         .where(OutgoingMessage.id == message_id)
         .where(or_(OutgoingMessage.status.in_([str(s) for s in allowed]),
                    (OutgoingMessage.status == MessageStatus.SENDING)
                    & (OutgoingMessage.claimed_at < stale)))
-        .values(status=MessageStatus.SENDING, attempts=OutgoingMessage.attempts + 1,
-                claimed_at=now, updated_at=now)
+        .values(status=case((opted_out, str(MessageStatus.SUPPRESSED)),
+                            else_=str(MessageStatus.SENDING)),
+                attempts=case((opted_out, OutgoingMessage.attempts),
+                              else_=OutgoingMessage.attempts + 1),
+                claimed_at=case((opted_out, null()), else_=literal(now, UTCDateTime())),
+                updated_at=now)
         .returning(OutgoingMessage.campaign_id, OutgoingMessage.phone, OutgoingMessage.body,
-                   OutgoingMessage.attempts)
+                   OutgoingMessage.attempts, OutgoingMessage.status)
     ).one_or_none()
     if row is None:
         return None
-    campaign_id, phone, body, attempts = row
-    return Claimed(Sms(message_id, campaign_id, phone, body), attempts, queue)
+    campaign_id, phone, body, attempts, status = row
+    return Claimed(Sms(message_id, campaign_id, phone, body), attempts, queue,
+                   suppressed=status == MessageStatus.SUPPRESSED)
+
 
 
 def mark_sent(session: Session, message_id: int, result: SendResult) -> None:
@@ -91,6 +108,18 @@ def mark_retry(session: Session, message_id: int, result: SendResult) -> None:
     ).scalar_one_or_none()
     if attempt is not None:
         session.add(DeliveryAttempt(message_id=message_id, attempt=attempt, at=now, error=error))
+
+
+def mark_suppressed(session: Session, message_id: int, result: SendResult) -> None:
+    """The provider refused the claimed message because the recipient opted out or blocked
+    the sender: it ends 'suppressed' with the provider's words, never retried (the sender
+    lists the number in the same transaction)."""
+    error = _error_text(result)
+    session.execute(
+        update(OutgoingMessage).where(OutgoingMessage.id == message_id)
+        .values(status=MessageStatus.SUPPRESSED, claimed_at=None, last_error=error,
+                first_error=func.coalesce(OutgoingMessage.first_error, error),
+                updated_at=utcnow()))
 
 
 def release_claim(session: Session, message_id: int) -> None:

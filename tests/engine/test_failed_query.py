@@ -219,8 +219,8 @@ def test_retry_operation_schedules_what_it_marks_in_one_transaction(
         assert not list(session.scalars(select(OutgoingMessage.id).where(
             OutgoingMessage.status == MessageStatus.QUEUED)))
 
-    assert failed_jobs.retry(db, redis_client, [1, 2]) == 2
-    retried = failed_jobs.retry(db, redis_client, FailedQuery(error_type="timeout"))
+    assert failed_jobs.retry(db, redis_client, [1, 2]) == failed_jobs.Retried(2, 0)
+    retried = failed_jobs.retry(db, redis_client, FailedQuery(error_type="timeout")).retried
     assert retried == expected(30, error_type="timeout") - sum(
         1 for r in rows(2) if r["error_type"] == "timeout")  # records 1 and 2 are rows 0, 1
     due = [scheduler.Job.decode(raw) for raw in redis_client.zrange(redis_keys.SCHEDULED, 0, -1)]
@@ -235,8 +235,8 @@ def test_retry_operation_schedules_what_it_marks_in_one_transaction(
         assert job.task == SEND_MESSAGE
         assert (campaign_id, retry) == (message_campaign[message_id], False)
         assert job.queue == queues[campaign_id]
-    assert failed_jobs.retry(db, redis_client, FailedQuery()) == 30 - len(due)
-    assert failed_jobs.retry(db, redis_client, FailedQuery()) == 0  # each record once
+    assert failed_jobs.retry(db, redis_client, FailedQuery()).retried == 30 - len(due)
+    assert failed_jobs.retry(db, redis_client, FailedQuery()).retried == 0  # each record once
     assert failed_jobs.forget(db, [1, 2]) == 2
     assert failed_jobs.forget(db, FailedQuery(include_retried=True)) == 28
 
@@ -338,7 +338,8 @@ def test_cli_include_retried_and_its_old_spelling(settings: Settings, tmp_path: 
     seed_failed(open_database(settings), 12)
     retried = cli("retry", "--all", "--error-type", "timeout", "--json")
     assert retried.returncode == 0, retried.stderr
-    assert json.loads(retried.stdout) == {"retried": expected(12, error_type="timeout")}
+    assert json.loads(retried.stdout) == {"retried": expected(12, error_type="timeout"),
+                                          "skipped_opted_out": 0}
     assert "deprecated" not in retried.stderr  # on retry, --all is not the old spelling
     default = json.loads(cli("list", "--json").stdout)
     new = cli("list", "--include-retried", "--json")

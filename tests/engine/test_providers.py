@@ -86,8 +86,15 @@ def twilio_answer(status: int, data: dict[str, Any]) -> Answer:
     (201, {"sid": "SM123", "status": "queued"}, Outcome.SENT),
     (400, {"code": 21211, "message": "The 'To' number is not valid.", "status": 400},
      Outcome.PERMANENT),
-    (400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient"},
-     Outcome.PERMANENT),
+    # https://www.twilio.com/docs/api/errors/21610: "21610 Attempt to send to unsubscribed
+    # recipient. You have attempted to send to a 'To' number that has replied with "STOP"
+    # to one of your previous messages ... You will not be able to send to the phone number
+    # specified in the 'To' parameter until the subscriber identified by the phone number
+    # has responded with "START"." The REST API's error body carries code, message,
+    # more_info and status (as twilio-python's TwilioRestException reads it).
+    (400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient",
+           "more_info": "https://www.twilio.com/docs/errors/21610", "status": 400},
+     Outcome.OPTED_OUT),
     (401, {"code": 20003, "message": "Authenticate", "status": 401}, Outcome.ACCOUNT),
     (429, {"code": 20429, "message": "Too Many Requests", "status": 429}, Outcome.TRANSIENT),
     (503, {"code": 20500, "message": "Internal Server Error"}, Outcome.TRANSIENT),
@@ -110,6 +117,21 @@ def test_twilio(fake_api: Callable[[Answer], FakeApi], status: int, data: dict[s
         assert result.error == data["message"]
 
 
+def test_opted_out_answers_name_the_provider_code(
+        fake_api: Callable[[Answer], FakeApi]) -> None:
+    # What becomes the opt-out's reason: the provider's code and words, never the number.
+    twilio = fake_api(twilio_answer(400, {
+        "code": 21610, "message": "Attempt to send to unsubscribed recipient",
+        "more_info": "https://www.twilio.com/docs/errors/21610", "status": 400}))
+    result = TwilioProvider("AC42", "t", "+15005550006", HTTP, api_url=twilio.url).send(SMS)
+    assert (result.error_type, result.error) == (
+        "Twilio 21610", "Attempt to send to unsubscribed recipient")
+    at = fake_api(at_answer(406, "UserInBlacklist"))
+    result = AfricasTalkingProvider("sandbox", "k", HTTP, api_url=at.url).send(SMS)
+    assert (result.outcome, result.error_type, result.error) == (
+        Outcome.OPTED_OUT, "AT 406 UserInBlacklist", "UserInBlacklist")
+
+
 def test_twilio_messaging_service(fake_api: Callable[[Answer], FakeApi]) -> None:
     api = fake_api(twilio_answer(201, {"sid": "SM1"}))
     TwilioProvider("AC42", "t", "MG0123", HTTP, api_url=api.url).send(SMS)
@@ -129,7 +151,10 @@ def at_answer(code: int, status: str) -> Answer:
     (101, "Success", Outcome.SENT),
     (102, "Queued", Outcome.SENT),
     (403, "InvalidPhoneNumber", Outcome.PERMANENT),
-    (406, "UserInBlacklist", Outcome.PERMANENT),
+    # The SMS API reference lists each recipient's statusCode: "406: UserInBlacklist"
+    # beside 101: Success, 403: InvalidPhoneNumber, 405: InsufficientBalance ... (a 201
+    # answer, the code per entry of SMSMessageData.Recipients).
+    (406, "UserInBlacklist", Outcome.OPTED_OUT),
     (405, "InsufficientBalance", Outcome.ACCOUNT),
     (500, "InternalServerError", Outcome.TRANSIENT),
     (502, "RejectedByGateway", Outcome.TRANSIENT),
@@ -211,6 +236,8 @@ def test_sandbox_test_numbers(sandbox: GatewayServer) -> None:
     assert {provider.send(sms("+254700000003", 3)).outcome for _ in range(4)} == {
         Outcome.TRANSIENT}
     assert provider.send(sms("+254700000004", 4)).outcome is Outcome.ACCOUNT
+    opted_out = provider.send(sms("+254700000005", 5))
+    assert (opted_out.outcome, opted_out.error_type) == (Outcome.OPTED_OUT, "opted_out")
     assert provider.send(sms("+254712345678", 5)).outcome is Outcome.SENT
 
 
