@@ -164,7 +164,7 @@ class ContactsPage(Page):
     # -- actions -------------------------------------------------------------------------
     def choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import contacts", str(Path.home()),
-                                              "CSV files (*.csv *.txt);;All files (*)")
+                                              "Contacts (*.csv *.txt *.xlsx);;All files (*)")
         if path:
             self.import_file(Path(path))
 
