@@ -17,6 +17,7 @@ from engine.cli.contacts import contacts_group
 from engine.cli.failed import failed_group
 from engine.cli.inspector import inspector_cmd
 from engine.cli.metrics import metrics_cmd
+from engine.cli.optouts import optouts_group
 from engine.cli.pipeline import gateway_cmd, redis_cmd, status_cmd, supervise_cmd, worker_cmd
 from engine.cli.selftest import selftest_cmd
 from engine.config.settings import ENV_FILE_VARIABLE
@@ -90,7 +91,7 @@ def db_upgrade(app: AppContext) -> None:
 
 for command in (contacts_group, campaign_group, failed_group, worker_cmd, gateway_cmd,
                 redis_cmd, supervise_cmd, status_cmd, metrics_cmd, selftest_cmd,
-                inspector_cmd):
+                inspector_cmd, optouts_group):
     cli.add_command(command)
 
 
