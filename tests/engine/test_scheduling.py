@@ -84,8 +84,8 @@ def summary(db: Database, campaign_id: int) -> dict[str, Any]:
 def bodies(db: Database, campaign_id: int) -> dict[str, str]:
     with db.session() as session:
         rows = session.execute(select(OutgoingMessage.phone, OutgoingMessage.body)
-                               .where(OutgoingMessage.campaign_id == campaign_id))
-        return dict(rows)
+                               .where(OutgoingMessage.campaign_id == campaign_id)).all()
+        return {row.phone: row.body for row in rows}
 
 
 def row_count(db: Database, campaign_id: int) -> int:
