@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QBrush
+from sqlalchemy import select
 
 from desktop.background import Background
 from desktop.paged_model import Column, Index, PagedTableModel
 from desktop.services import Services
 from desktop.theme import BAD, GOOD, WARN
+from engine.domain.audience import Audience
 from engine.domain.phones import mask_phone
+from engine.domain.send_window import SendWindow
+from engine.pipeline.campaign_start import MISSED_PREFIX
 from engine.store.campaign_browser import (
     CampaignRow,
     MessageRow,
@@ -20,13 +26,71 @@ from engine.store.campaign_browser import (
     count_messages,
     message_page,
 )
+from engine.store.campaign_rows import campaign_window
+from engine.store.models import Campaign, CampaignStatus, MessageStatus
 
 STATUS_COLORS = {"sent": GOOD, "completed": GOOD, "failed": WARN, "paused": WARN,
-                 "dead": BAD, "cancelled": BAD}
+                 "dead": BAD, "cancelled": BAD, "missed its time": WARN}
+RUNNING = (CampaignStatus.QUEUED, CampaignStatus.SENDING)
 
 
 def local_time(value: Any) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+@dataclass(frozen=True)
+class CampaignEntry(CampaignRow):
+    """A campaign's row with who and when: its audience, its schedule in its own zone, the
+    opted-out contacts left out, and why it waits when it waits on purpose."""
+
+    audience: str  # Audience.describe()
+    window: SendWindow  # the time zone and quiet hours it recorded
+    scheduled_at: datetime | None
+    suppressed: int  # left out at planning, and stopped at send time
+    held_until: datetime | None  # running, inside its quiet hours: sending resumes then
+
+    @property
+    def missed(self) -> bool:
+        return self.status == CampaignStatus.SCHEDULED and \
+            (self.pause_reason or "").startswith(MISSED_PREFIX)
+
+    @property
+    def shown_status(self) -> str:
+        return "missed its time" if self.missed else self.status
+
+    def scheduled_for(self) -> str:
+        """Its scheduled time in its zone (kept after it started); "" if never scheduled."""
+        if self.scheduled_at is None:
+            return ""
+        local = self.scheduled_at.astimezone(self.window.zone)
+        return f"{local:%Y-%m-%d %H:%M} {self.window.timezone}"
+
+    def when(self) -> str:
+        """``2026-12-03 09:00 Africa/Nairobi`` for a scheduled campaign; the hold for one
+        waiting for its send window; "" otherwise."""
+        if self.status == CampaignStatus.SCHEDULED:
+            return self.scheduled_for()
+        if self.held_until is not None:
+            return self.window.describe_hold(self.held_until)
+        return ""
+
+
+def entries(campaigns: list[Campaign], rows: list[CampaignRow],
+            now: datetime) -> list[CampaignEntry]:
+    """``rows`` with what ``campaigns`` (the same ones, by id) say about who and when."""
+    by_id = {c.id: c for c in campaigns}
+    found = []
+    for row in rows:
+        campaign = by_id[row.id]
+        window = campaign_window(campaign)
+        left = row.pending + row.retrying
+        held = window.held_until(now) if campaign.status in RUNNING and left else None
+        found.append(CampaignEntry(
+            **vars(row), audience=Audience.from_json(campaign.audience).describe(),
+            window=window, scheduled_at=campaign.scheduled_at,
+            suppressed=campaign.suppressed + row.counts.get(MessageStatus.SUPPRESSED, 0),
+            held_until=held))
+    return found
 
 
 class CampaignsModel(PagedTableModel):
@@ -35,12 +99,15 @@ class CampaignsModel(PagedTableModel):
         columns = [
             Column("ID", None, lambda c: str(c.id), align_right=True),
             Column("Name", None, lambda c: c.name),
-            Column("Status", None, lambda c: c.status),
+            Column("Status", None, lambda c: c.shown_status),
+            Column("When", None, lambda c: c.when()),
+            Column("Audience", None, lambda c: c.audience),
             Column("Recipients", None, lambda c: f"{c.recipients:,}", align_right=True),
             Column("Sent", None, lambda c: f"{c.sent:,}", align_right=True),
             Column("Pending", None, lambda c: f"{c.pending:,}", align_right=True),
             Column("Retrying", None, lambda c: f"{c.retrying:,}", align_right=True),
             Column("Dead", None, lambda c: f"{c.dead:,}", align_right=True),
+            Column("Opted out", None, lambda c: f"{c.suppressed:,}", align_right=True),
             Column("Queue", None, lambda c: c.queue),
             Column("Created", None, lambda c: local_time(c.created_at)),
         ]
@@ -51,15 +118,22 @@ class CampaignsModel(PagedTableModel):
         with self.services.db().session() as session:
             return count_campaigns(session)
 
-    def fetch_page(self, offset: int, limit: int) -> list[CampaignRow]:
+    def fetch_page(self, offset: int, limit: int) -> list[CampaignEntry]:
         with self.services.db().session() as session:
-            return campaign_page(session, offset, limit)
+            rows = campaign_page(session, offset, limit)
+            campaigns = list(session.scalars(
+                select(Campaign).where(Campaign.id.in_([r.id for r in rows]))))
+            return entries(campaigns, rows, datetime.now(UTC))
 
     def extra_data(self, index: Index, role: int) -> Any:
+        row = self.row_object(index.row()) if index.isValid() else None
+        if row is None:
+            return None
         if role == Qt.ItemDataRole.ForegroundRole and index.column() == 2:
-            row = self.row_object(index.row())
-            color = STATUS_COLORS.get(row.status) if row else None
+            color = STATUS_COLORS.get(row.shown_status)
             return QBrush(color) if color else None
+        if role == Qt.ItemDataRole.ToolTipRole and index.column() in (2, 3):
+            return row.pause_reason or None  # "missed its time (…): send it now or …"
         return None
 
 

@@ -1,14 +1,17 @@
-"""Campaigns: every campaign with its counts, and for the selected one its live progress,
-its messages, and pause / resume / cancel."""
+"""Campaigns: every campaign with its counts, who it went to and when, and for the selected
+one its live progress, its messages, and pause / resume / cancel; a scheduled one can be
+rescheduled, sent now or cancelled."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
+    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -21,14 +24,30 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.campaign_progress import CampaignProgress
-from desktop.campaigns_model import CampaignsModel, MessagesModel
+from desktop.campaigns_model import CampaignEntry, CampaignsModel, MessagesModel
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
+from desktop.send_later_dialog import SendLaterDialog
 from desktop.widgets import data_table, empty_state
-from engine.store.campaign_browser import CampaignRow
+from engine.infra.embedded_redis import RedisUnavailable
 from engine.store.models import MessageStatus
 
 REFRESH_MS = 3000
+
+
+def describe_timing(campaign: CampaignEntry) -> str:
+    """When it goes (or went) out, in its own zone, and why it waits if it waits."""
+    scheduled = campaign.scheduled_for()
+    if campaign.missed:
+        return (f"{scheduled}: missed its time (no worker was running then). Send it now or "
+                "reschedule it.")
+    if campaign.status == "scheduled":
+        return f"scheduled for {scheduled}"
+    if campaign.held_until is not None:
+        return campaign.when()  # waiting for the send window (until 07:00)
+    if scheduled:
+        return f"was scheduled for {scheduled}"
+    return "sent when it was created"
 
 
 class CampaignsPage(Page):
@@ -46,18 +65,26 @@ class CampaignsPage(Page):
         layout = QVBoxLayout(self)
         layout.addWidget(page_header(
             "Campaigns", "Pause keeps every unsent message queued; resume continues where it "
-                         "stopped; cancel marks the unsent messages cancelled."))
+                         "stopped; cancel marks the unsent messages cancelled. A scheduled "
+                         "campaign waits for its time: reschedule it, send it now or cancel "
+                         "it."))
 
         actions = QHBoxLayout()
         self.pause_button = QPushButton("Pause")
         self.resume_button = QPushButton("Resume")
+        self.reschedule_button = QPushButton("Reschedule…")
+        self.send_now_button = QPushButton("Send now…")
         self.cancel_button = QPushButton("Cancel campaign…")
         for button, name in ((self.pause_button, "pause"), (self.resume_button, "resume"),
+                             (self.reschedule_button, "reschedule"),
+                             (self.send_now_button, "send-now"),
                              (self.cancel_button, "cancel")):
             button.setObjectName(f"campaign-{name}")
             actions.addWidget(button)
         self.pause_button.clicked.connect(lambda: self.control("pause"))
         self.resume_button.clicked.connect(lambda: self.control("resume"))
+        self.reschedule_button.clicked.connect(self.ask_reschedule)
+        self.send_now_button.clicked.connect(self.confirm_send_now)
         self.cancel_button.clicked.connect(self.confirm_cancel)
         actions.addStretch()
         refresh = QPushButton("Refresh")
@@ -67,9 +94,11 @@ class CampaignsPage(Page):
         layout.addLayout(actions)
 
         self.table = data_table(self.model, "campaigns-table")
-        for column, width in enumerate((50, 240, 90, 90, 80, 80, 80, 70, 110)):
+        for column, width in enumerate((50, 220, 110, 190, 200, 80, 70, 70, 70, 60, 75, 110)):
             self.table.setColumnWidth(column, width)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection())
+        # A live refresh changes the selected row's status, schedule or counts in place.
+        self.model.dataChanged.connect(lambda *_: self._selection())
         self.empty = empty_state("No campaigns yet. Write one on the Compose page.")
         self.list_stack = QStackedWidget()
         self.list_stack.addWidget(self.table)
@@ -101,6 +130,16 @@ class CampaignsPage(Page):
         self.progress = CampaignProgress(self.ctx)
         self.progress.updated.connect(self._progress_updated)
         progress_layout.addWidget(self.progress)
+        facts = QFormLayout()
+        self.facts: dict[str, QLabel] = {}
+        for key, caption in (("audience", "Audience"), ("when", "When"),
+                             ("suppressed", "Opted out")):
+            label = QLabel("–")
+            label.setObjectName(f"campaign-{key}")
+            label.setWordWrap(True)
+            facts.addRow(caption, label)
+            self.facts[key] = label
+        progress_layout.addLayout(facts)
         progress_layout.addStretch()
         progress_box.setMinimumWidth(320)
         detail_layout.addWidget(progress_box)
@@ -153,7 +192,7 @@ class CampaignsPage(Page):
                 return
         self.table.selectRow(0)
 
-    def selected(self) -> CampaignRow | None:
+    def selected(self) -> CampaignEntry | None:
         rows = self.table.selectionModel().selectedRows()
         return self.model.row_object(rows[0].row()) if rows else None
 
@@ -169,7 +208,15 @@ class CampaignsPage(Page):
             self.selected_id = campaign.id
             self.progress.follow(campaign.id)
             self.messages.show_campaign(campaign.id, self.status_filter.currentData())
-        self._update_buttons(campaign.status)
+        self._show_facts(campaign)
+        if not self._acting:
+            self._update_buttons(campaign.status)
+
+    def _show_facts(self, campaign: CampaignEntry) -> None:
+        self.facts["audience"].setText(campaign.audience)
+        self.facts["when"].setText(describe_timing(campaign))
+        self.facts["suppressed"].setText(
+            f"{campaign.suppressed:,} contact(s) on the opt-out list, left out")
 
     def _progress_updated(self, summary: dict[str, Any]) -> None:
         if summary["campaign"] == self.selected_id and not self._acting:
@@ -178,16 +225,50 @@ class CampaignsPage(Page):
     def _update_buttons(self, status: str | None) -> None:
         self.pause_button.setEnabled(status in ("queued", "sending"))
         self.resume_button.setEnabled(status == "paused")
-        self.cancel_button.setEnabled(status in ("queued", "sending", "paused"))
+        self.reschedule_button.setEnabled(status == "scheduled")
+        self.send_now_button.setEnabled(status == "scheduled")
+        self.cancel_button.setEnabled(status in ("queued", "sending", "paused", "scheduled"))
+
+    def ask_reschedule(self) -> None:
+        campaign = self.selected()
+        if campaign is None or campaign.status != "scheduled":
+            return
+        # The campaign's own zone and quiet hours, recorded when it was created.
+        dialog = SendLaterDialog(self, campaign.window, title=f"Reschedule '{campaign.name}'",
+                                 action="Reschedule", initial=campaign.scheduled_at)
+        dialog.accepted.connect(lambda: dialog.when is not None and
+                                self.control("reschedule", at=dialog.when))
+        self.reschedule_dialog = dialog
+        dialog.open()
+
+    def confirm_send_now(self) -> None:
+        campaign = self.selected()
+        if campaign is None or campaign.status != "scheduled":
+            return
+        box = QMessageBox(QMessageBox.Icon.Question, "Send now",
+                          f"Send '{campaign.name}' now, instead of at "
+                          f"{campaign.when()}?", parent=self)
+        box.setObjectName("confirm-send-now")
+        box.setInformativeText(f"To {campaign.audience}: the messages are written with "
+                               "today's figures, for today's audience.")
+        yes = box.addButton("Send now", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.buttonClicked.connect(lambda b: b is yes and self.control("send_now"))
+        self.confirm_box = box
+        box.open()
 
     def confirm_cancel(self) -> None:
         campaign = self.selected()
         if campaign is None:
             return
-        box = QMessageBox(QMessageBox.Icon.Warning, "Cancel campaign",
-                          f"Cancel '{campaign.name}'? Its {campaign.pending + campaign.retrying:,}"
-                          " unsent message(s) will be marked cancelled and not sent. Messages "
-                          "already sent stay sent.", parent=self)
+        if campaign.status == "scheduled":
+            question = (f"Cancel '{campaign.name}', scheduled for {campaign.when()}? Nothing "
+                        "of it has been sent, and it will not go out.")
+        else:
+            question = (f"Cancel '{campaign.name}'? Its "
+                        f"{campaign.pending + campaign.retrying:,} unsent message(s) will be "
+                        "marked cancelled and not sent. Messages already sent stay sent.")
+        box = QMessageBox(QMessageBox.Icon.Warning, "Cancel campaign", question, parent=self)
         box.setObjectName("confirm-cancel")
         yes = box.addButton("Cancel campaign", QMessageBox.ButtonRole.DestructiveRole)
         box.addButton("Keep sending", QMessageBox.ButtonRole.RejectRole)
@@ -195,26 +276,43 @@ class CampaignsPage(Page):
         self.confirm_box = box
         box.open()
 
-    def control(self, action: str) -> None:
-        """Pause, resume or cancel the selected campaign."""
+    def control(self, action: str, at: datetime | None = None) -> None:
+        """Pause, resume, cancel, send now or reschedule (to ``at``) the selected campaign."""
         campaign_id = self.selected_id
         if campaign_id is None or self._acting:
             return
         from engine.operations import campaign_control
 
+        selected = self.selected()
+        scheduled = selected is not None and selected.status == "scheduled"
         calls: dict[str, Callable[..., dict[str, Any]]] = {
+            "reschedule": lambda: campaign_control.reschedule_campaign(
+                self.ctx.services.db(), campaign_id, at, self.ctx.settings),
+            "send_now": lambda: campaign_control.send_now(
+                self.ctx.services.db(), self.ctx.services.redis(), self.ctx.settings,
+                campaign_id),
             "pause": lambda: campaign_control.pause_campaign(
                 self.ctx.services.db(), self.ctx.services.redis(), campaign_id),
             "resume": lambda: campaign_control.resume_campaign(
                 self.ctx.services.db(), self.ctx.services.redis(), self.ctx.settings,
                 campaign_id),
             "cancel": lambda: campaign_control.cancel_campaign(
-                self.ctx.services.db(), self.ctx.services.redis(), campaign_id),
+                self.ctx.services.db(), self._redis_for_cancel(scheduled), campaign_id),
         }
         self._acting = True
         self._update_buttons(None)
         self.ctx.background.run(calls[action], on_done=self._controlled,
                                 on_error=self._control_failed)
+
+    def _redis_for_cancel(self, scheduled: bool) -> Any:
+        """Redis; for a scheduled campaign None when Redis is not running: it has no job
+        there and is cancelled in the database alone."""
+        try:
+            return self.ctx.services.redis()
+        except RedisUnavailable:
+            if scheduled:
+                return None
+            raise
 
     def _controlled(self, summary: dict[str, Any]) -> None:
         self._acting = False

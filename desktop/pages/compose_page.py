@@ -183,7 +183,7 @@ class ComposePage(Page):
         self.send_button.setObjectName("compose-send")
         self.send_button.setDefault(True)
         self.send_button.setToolTip("Review and send (Ctrl+Enter)")
-        self.send_button.clicked.connect(lambda: self.confirm_send())  # not with `checked`
+        self.send_button.clicked.connect(lambda: self.confirm_send(None))  # not `checked`
         self.later_button = QPushButton("Send later…")
         self.later_button.setObjectName("compose-send-later")
         self.later_button.setToolTip("Choose a date and time for it to go out")
