@@ -1,12 +1,13 @@
 """Demo data for ``gui --screenshot-dir --demo``: the sample contacts and the local pipeline
 with a worker online, so the campaign the tour then sends from Compose has somewhere to go;
-and a few dead letters for the Failed jobs page, one of them retried and dead again."""
+a few dead letters for the Failed jobs page, one of them retried and dead again; and a
+short opt-out list, two of the sample contacts on it, for the Opt-outs and Contacts pages."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -17,7 +18,7 @@ from engine.infra.worker_registry import live_workers
 from engine.operations import failed_jobs
 from engine.operations.campaigns import send_campaign_to
 from engine.store.contacts_import import import_contacts
-from engine.store.models import FailedJob
+from engine.store.models import FailedJob, OptOut, OptSource, utcnow
 
 WORKER_START_TIMEOUT_S = 60.0
 DEAD_LETTERS_TIMEOUT_S = 60.0
@@ -26,6 +27,14 @@ DEAD_LETTERS_TIMEOUT_S = 60.0
 REFUSED = [("Grace Wambui", "+254711230001"), ("Peter Otieno", "+254722340001"),
            ("Mercy Njeri", "+254733450001"), ("Daniel Kamau", "+254744560001")]
 REFUSED_TEMPLATE = "Dear #name, of your pledge of #pledge, #balance remains. Thank you!"
+# (phone, reason, source, days ago): Brian Kiprop and Esther Mutua are sample contacts.
+OPT_OUTS = [("+254700000101", "Asked at the office not to be texted", OptSource.MANUAL, 12),
+            ("+254733918204", "Parish list of members who asked not to be texted",
+             OptSource.IMPORT, 9),
+            ("+254711402377", "Parish list of members who asked not to be texted",
+             OptSource.IMPORT, 9),
+            ("+254700000104", "twilio 21610: Attempt to send to unsubscribed recipient",
+             OptSource.PROVIDER, 2)]
 
 
 def seed_demo(ctx: ConsoleContext) -> None:
@@ -34,10 +43,20 @@ def seed_demo(ctx: ConsoleContext) -> None:
     stops what it started."""
     settings = ctx.settings
     import_contacts(ctx.services.db(), resource("sample_contacts.csv"), settings.default_region)
+    seed_optouts(ctx, utcnow())
     ctx.services.start_local_pipeline()
     _wait(lambda: bool(live_workers(ctx.services.redis())), WORKER_START_TIMEOUT_S,
           "the demo's worker did not come online; see the logs folder")
     seed_dead_letters(ctx)
+
+
+def seed_optouts(ctx: ConsoleContext, now: datetime) -> None:
+    """A few opt-outs of each source, listed days apart (as added over time)."""
+    with ctx.services.db().session() as session:
+        for phone, reason, source, days in OPT_OUTS:
+            if session.get(OptOut, phone) is None:
+                session.add(OptOut(phone=phone, reason=reason, source=source,
+                                   created_at=now - timedelta(days=days, hours=days % 5)))
 
 
 def seed_dead_letters(ctx: ConsoleContext) -> None:

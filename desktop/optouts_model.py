@@ -40,9 +40,9 @@ class OptOutsModel(PagedTableModel):
                  parent: QObject | None = None) -> None:
         columns = [
             Column("Phone", None, lambda o: o.phone),
-            Column("Reason", None, lambda o: o.reason),
             Column("Source", None, lambda o: source_text(o.source)),
             Column("Added", None, lambda o: self.local_time(o.created_at)),
+            Column("Reason", None, lambda o: o.reason),  # last: it takes the room left
         ]
         super().__init__(background, columns, parent)
         self.services = services

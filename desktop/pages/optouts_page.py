@@ -55,7 +55,7 @@ class OptOutsPage(Page):
         layout.addLayout(self._build_tools())
 
         self.table = data_table(self.model, "optouts-table", single=False)
-        for column, width in enumerate((170, 320, 120)):
+        for column, width in enumerate((160, 120, 150)):
             self.table.setColumnWidth(column, width)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
         self.empty = empty_state(

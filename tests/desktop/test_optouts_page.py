@@ -74,8 +74,8 @@ def test_add_reports_invalid_and_already_listed_and_keeps_what_to_fix(
     assert page.model.rowCount() == 2
     assert "+254700000115" in column(page, 0)
     row = column(page, 0).index("+254700000115")
-    assert page.model.index(row, 1).data() == "asked at the office"
-    assert page.model.index(row, 2).data() == "Added here"
+    assert page.model.index(row, 3).data() == "asked at the office"
+    assert page.model.index(row, 1).data() == "Added here"
     assert "Added 1 number(s)" in page.message.text()
 
     dialog.numbers.setPlainText("0700000125")
@@ -155,8 +155,8 @@ def test_import_lists_bad_lines_and_adds_the_good(console: Console, qtbot: QtBot
     assert page.import_button.text() == "Import…"
     assert page.model.rowCount() == 2
     row = column(page, 0).index("+254700000115")
-    assert page.model.index(row, 1).data() == "replied STOP"
-    assert page.model.index(row, 2).data() == "Imported"
+    assert page.model.index(row, 3).data() == "replied STOP"
+    assert page.model.index(row, 1).data() == "Imported"
 
 
 def test_import_of_an_unreadable_file_adds_nothing(console: Console, qtbot: QtBot,
@@ -194,10 +194,10 @@ def test_added_time_on_the_operators_clock(console: Console, qtbot: QtBot) -> No
         session.add(OptOut(phone="+254700000105", reason="21610", source=OptSource.PROVIDER,
                            created_at=datetime(2026, 5, 1, 6, 30, tzinfo=UTC)))
     page = optouts_page(console, qtbot)
-    assert page.model.index(0, 3).data() == "2026-05-01 06:30"  # the tests' zone is UTC
-    assert page.model.index(0, 2).data() == "Provider"
+    assert page.model.index(0, 2).data() == "2026-05-01 06:30"  # the tests' zone is UTC
+    assert page.model.index(0, 1).data() == "Provider"
     console.ctx.services.settings = replace(console.ctx.settings, timezone="Africa/Nairobi")
-    assert page.model.index(0, 3).data() == "2026-05-01 09:30"
+    assert page.model.index(0, 2).data() == "2026-05-01 09:30"
 
 
 def test_changes_tell_the_other_pages(console: Console, qtbot: QtBot) -> None:
