@@ -15,7 +15,7 @@ from sqlalchemy import select
 from engine.cli.common import AppContext, json_option, pass_app, print_json
 from engine.domain.audience import Audience, AudienceError
 from engine.domain.formatting import format_duration
-from engine.domain.money import parse_amount
+from engine.domain.money import AmountError, parse_amount
 from engine.domain.planning import Route
 from engine.domain.send_window import ScheduleError, parse_when, zone
 from engine.operations.campaign_control import (
@@ -73,10 +73,14 @@ def build_audience(tags: tuple[str, ...], exclude_tags: tuple[str, ...], owing: 
                    overdue: bool) -> Audience:
     try:
         minimum = None if min_balance is None else parse_amount(min_balance)
+    except AmountError as exc:
+        raise click.BadParameter(f"{exc}; give an amount such as 500 or 1,250.50",
+                                 param_hint="'--min-balance'") from None
+    try:
         return Audience(tags=tags, exclude_tags=exclude_tags, owing=owing,
                         min_balance_cents=minimum, due_within_days=due_within,
                         overdue=overdue)
-    except (AudienceError, ValueError) as exc:
+    except AudienceError as exc:
         raise click.UsageError(str(exc)) from None
 
 

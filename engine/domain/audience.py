@@ -19,7 +19,11 @@ class AudienceError(ValueError):
 
 def _tags(values: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     # Tags are stored lower-case and trimmed (contacts import); compare alike.
-    return tuple(sorted({t.strip().lower() for t in values if t.strip()}))
+    tags = {t.strip().lower() for t in values}
+    if "" in tags:
+        # Dropping it would widen the audience, possibly to everyone.
+        raise AudienceError("a tag cannot be empty: give its name, e.g. --tag choir")
+    return tuple(sorted(tags))
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class Audience:
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags", _tags(self.tags))
         object.__setattr__(self, "exclude_tags", _tags(self.exclude_tags))
+        if self.ids is not None:
+            object.__setattr__(self, "ids", tuple(sorted({int(i) for i in self.ids})))
         if self.min_balance_cents is not None and self.min_balance_cents < 0:
             raise AudienceError("the minimum balance cannot be negative: give an amount "
                                 "of 0 or more, e.g. --min-balance 500")
@@ -53,7 +59,11 @@ class Audience:
         return self == Audience()
 
     def to_json(self) -> str:
-        data = {k: v for k, v in asdict(self).items() if v not in (None, False, ())}
+        """Only the fields set. Compared to the defaults, not by truth: ``0`` days, a
+        ``0`` minimum and an empty selection are filters too, and must not read back as
+        everyone."""
+        default = asdict(EVERYONE)
+        data = {k: v for k, v in asdict(self).items() if v != default[k]}
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -68,9 +78,9 @@ class Audience:
 
     def describe(self, currency_format: str = "{amount}") -> str:
         """One line for the operator: ``tagged harambee, owing, due within 7 days``."""
-        if self.ids is not None:
-            return f"{len(self.ids):,} selected contact(s)"
         parts = []
+        if self.ids is not None:
+            parts.append(f"{len(self.ids):,} selected contact(s)")
         if self.tags:
             parts.append("tagged " + " or ".join(self.tags))
         if self.exclude_tags:
