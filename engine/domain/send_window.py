@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
-_LOCAL_WHEN = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(:\d{2})?$")
+_LOCAL_WHEN = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
 
 class ScheduleError(ValueError):
@@ -131,8 +131,14 @@ def parse_when(text: str, timezone: str, now: datetime) -> datetime:
     ``timezone``, or ISO 8601 with an offset (``2026-12-03T09:00+03:00``). ScheduleError for
     anything else, and for a time already past at ``now``."""
     raw = text.strip()
-    if _LOCAL_WHEN.match(raw):
-        local = datetime.fromisoformat(raw.replace("T", " ")).replace(tzinfo=zone(timezone))
+    if match := _LOCAL_WHEN.match(raw):
+        year, month, day, hour, minute, second = (int(part or 0) for part in match.groups())
+        tz = zone(timezone)
+        try:  # by its fields: fromisoformat refuses a one-digit hour (9:05)
+            local = datetime(year, month, day, hour, minute, second, tzinfo=tz)
+        except ValueError as exc:  # 25:00, 30 February
+            raise ScheduleError(f"{raw} is not a time that exists ({exc}): write YYYY-MM-DD "
+                                f"HH:MM in {timezone}, e.g. 2026-12-03 09:00") from None
         if _existing(local) != local:
             raise ScheduleError(f"{raw} does not exist in {timezone}: the clocks skip it "
                                 "for daylight saving; choose another time")
