@@ -40,7 +40,8 @@ from engine.domain.queues import ALL_QUEUES
 from engine.monitoring.overview import CampaignRun, Overview, QueueWorkload
 
 REFRESH_MS = 1000
-STATUS_TEXT = {"active": "Active", "paused": "Paused", "inactive": "Inactive"}
+STATUS_TEXT = {"active": "Active", "paused": "Paused", "waiting": "Waiting",
+               "inactive": "Inactive"}
 
 
 def _ms(value: float) -> str:
@@ -100,6 +101,8 @@ class CampaignRunRow(QWidget):
         self.bar.setFormat(f"{done:,} of {run.recipients:,} (%p%)")
         if run.status == "paused":
             rate = run.pause_reason or "paused"
+        elif run.state_note:  # held on purpose, not stalled
+            rate = run.state_note
         elif run.eta_s is not None:
             rate = f"{run.per_minute:,}/min · about {format_duration(run.eta_s)} left"
         else:
@@ -268,7 +271,9 @@ class DashboardPage(Page):
 
     def _show_cards(self, o: Overview) -> None:
         c = self.cards
+        held = next((run.state_note for run in o.campaigns if run.state_note), None)
         c["status"].show_figure(STATUS_TEXT.get(o.status, o.status),
+                                held if o.status == "waiting" and held else
                                 f"{o.workers_online} worker(s) online")
         c["jobs"].show_figure(f"{o.jobs_per_minute:,}",
                               f"{o.sent_per_minute:,} message(s) sent per minute")

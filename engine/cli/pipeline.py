@@ -223,6 +223,18 @@ def status_data(app: AppContext) -> dict[str, Any]:
                         "reopens_in_s": round(breaker.reopens_in_s, 1)}}
 
 
+def _run_note(run: dict[str, Any]) -> str:
+    """Why a running campaign is not moving, or how fast it is, so a campaign that waits on
+    purpose (its quiet hours, a pause) does not look stalled."""
+    if run["status"] == "paused":
+        return f"paused: {run['pause_reason']}" if run["pause_reason"] else "paused"
+    if run["state_note"]:
+        return str(run["state_note"])
+    if run["eta_s"] is not None:
+        return f"{run['per_minute']}/min, about {format_duration(run['eta_s'])} left"
+    return ""
+
+
 @click.command("status")
 @json_option
 @pass_app
@@ -244,6 +256,9 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
                    f"  {q['processes']} processes  oldest {format_duration(q['wait_s'])}")
     for alert in data["alerts"]:
         click.echo(f"ALERT: {wait_alerts.LongWait(**alert).text()}")
+    for run in data["campaigns"]:
+        click.echo(f"campaign {run['campaign']:<10} {run['status']:>8}  "
+                   f"sent {run['sent']}/{run['recipients']}  {_run_note(run)}".rstrip())
     click.echo(f"in flight            {data['in_flight']:>8}")
     click.echo(f"scheduled (paced)    {data['scheduled']:>8}")
     click.echo(f"dead letters         {data['dead_letters']:>8}")

@@ -19,3 +19,9 @@ def breaker(provider: str, part: str) -> str:
 
 def campaign_paused(campaign_id: int) -> str:
     return f"{PREFIX}campaign:{campaign_id}:paused"
+
+
+def campaign_window_shifted(campaign_id: int, window_end: int) -> str:
+    """Set once the campaign's schedule was moved past the quiet hours ending at
+    ``window_end`` (epoch seconds), so it is moved once per window."""
+    return f"{PREFIX}campaign:{campaign_id}:window_shifted:{window_end}"

@@ -50,11 +50,13 @@ class CampaignRun:
     per_minute: int  # messages sent in the last 60 s
     eta_s: float | None  # None when nothing is moving
     pause_reason: str | None
+    held_until: str | None = None  # ISO time its quiet hours end, while it waits for it
+    state_note: str | None = None  # "waiting for the send window (until 07:00)"
 
 
 @dataclass(frozen=True)
 class Overview:
-    status: str  # active | paused | inactive
+    status: str  # active | paused | waiting | inactive
     jobs_per_minute: int
     sent_per_minute: int
     sent_last_hour: int
@@ -94,13 +96,16 @@ def _breakers(client: Any, settings: Settings) -> dict[str, str]:
 def _status(workers: list[dict[str, Any]], breakers: dict[str, str],
             campaigns: list[CampaignRun]) -> str:
     """inactive: no worker; paused: workers, but nothing can go out (a provider's breaker is
-    open, or every running campaign is paused); active otherwise."""
+    open, or every running campaign is paused); waiting: nothing goes out on purpose (every
+    running campaign is held for its send window, or paused); active otherwise."""
     if not workers:
         return "inactive"
     if any(state == "open" for state in breakers.values()):
         return "paused"
     if campaigns and all(c.status == CampaignStatus.PAUSED for c in campaigns):
         return "paused"
+    if campaigns and all(c.status == CampaignStatus.PAUSED or c.held_until for c in campaigns):
+        return "waiting"
     return "active"
 
 
@@ -120,12 +125,13 @@ def _campaign_runs(session: Session, client: Any, settings: Settings,
             continue
         per_minute = recent.total(sent_field)
         remaining = summary["pending"] + summary["retrying"]
-        moving = per_minute > 0 and summary["status"] != CampaignStatus.PAUSED
+        moving = (per_minute > 0 and summary["status"] != CampaignStatus.PAUSED
+                  and not summary["held_until"])
         runs.append(CampaignRun(
             campaign_id, summary["name"], summary["status"], summary["recipients"],
             summary["sent"], summary["pending"], summary["retrying"], summary["dead"],
             per_minute, remaining / per_minute * 60 if moving else None,
-            summary["pause_reason"]))
+            summary["pause_reason"], summary["held_until"], summary["state_note"]))
     return runs
 
 

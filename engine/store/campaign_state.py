@@ -8,13 +8,14 @@ what an operator may do to a campaign (pause, resume, cancel) is engine.operatio
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine.domain.audience import Audience
+from engine.store.campaign_rows import campaign_window
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
 
 PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED)
@@ -84,11 +85,15 @@ def stalled_campaigns(session: Session, stall_s: float) -> list[tuple[int, str]]
     return [(id_, queue) for id_, queue in rows]
 
 
-def campaign_summary(session: Session, campaign_id: int) -> dict[str, Any] | None:
+def campaign_summary(session: Session, campaign_id: int,
+                     now: datetime | None = None) -> dict[str, Any] | None:
+    """The campaign's figures as ``campaign status --json`` prints them, as of ``now``
+    (which decides whether it is waiting for its send window)."""
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         return None
     counts = campaign_counts(session, campaign_id)
+    held = _held_until(campaign, counts, now or datetime.now(UTC))
     return {
         "campaign": campaign.id, "name": campaign.name, "status": campaign.status,
         "route": campaign.route, "queue": campaign.queue, "recipients": campaign.recipients,
@@ -102,7 +107,20 @@ def campaign_summary(session: Session, campaign_id: int) -> dict[str, Any] | Non
         "quiet_hours": campaign.quiet_hours,
         "scheduled_at": campaign.scheduled_at.isoformat() if campaign.scheduled_at else None,
         "pause_reason": campaign.pause_reason,
+        # Inside its quiet hours with work left: the workers hold its jobs until then.
+        "held_until": held.isoformat() if held else None,
+        "state_note": campaign_window(campaign).describe_hold(held) if held else None,
     }
+
+
+def _held_until(campaign: Campaign, counts: dict[str, int], now: datetime) -> datetime | None:
+    """When a running campaign's quiet hours end, if ``now`` is inside them and it still
+    has messages to send; None otherwise (a paused campaign says why it is paused)."""
+    if campaign.status not in (CampaignStatus.QUEUED, CampaignStatus.SENDING):
+        return None
+    if not counts["queued"] + counts["sending"] + counts["failed"]:
+        return None
+    return campaign_window(campaign).held_until(now)
 
 
 def is_settled(summary: dict[str, Any]) -> bool:
