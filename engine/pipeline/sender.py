@@ -12,18 +12,21 @@ import logging
 import time
 import traceback
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 import redis
-from sqlalchemy import select
 
 from engine.domain.planning import chunk_bounds
+from engine.domain.send_window import SendWindow
 from engine.domain.sending import Outcome, SendResult, Verdict
 from engine.infra import metrics, redis_keys, scheduler
 from engine.infra.metrics import Metric
 from engine.monitoring.inspector import record_message
 from engine.monitoring.telemetry import report_dead
+from engine.pipeline import quiet_hold
 from engine.pipeline.runtime import Runtime
 from engine.pipeline.send_decision import BreakerNote, Decision, RetryPolicy, decide
+from engine.store.campaign_rows import campaign_window
 from engine.store.campaign_state import finish_campaign_if_done, pause_campaign
 from engine.store.delivery_state import (
     Claimed,
@@ -75,12 +78,19 @@ def send_messages(rt: Runtime, campaign_id: int, message_ids: Sequence[int],
     if rt.redis.exists(redis_keys.campaign_paused(campaign_id)):
         return  # paused: the messages stay queued, durable, for resume
     with rt.db.session() as session:
-        queue = session.scalar(select(Campaign.queue).where(Campaign.id == campaign_id))
-    if queue is None:
+        campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
         return  # the campaign was deleted
+    queue, window = campaign.queue, campaign_window(campaign)
+    again = (message_job(campaign_id, message_ids[0], queue,
+                         retry=MessageStatus.FAILED in allowed)
+             if task_name == SEND_MESSAGE else
+             scheduler.Job(SEND_CHUNK, [campaign_id, list(message_ids)], queue))
+    if quiet_hold.hold(rt.redis, window, campaign_id, again, datetime.now(UTC)):
+        return  # inside the campaign's quiet hours: the whole job waits for their end
     sample = metrics.Sample()
     futures = [rt.pool.submit(_deliver_one, rt, campaign_id, mid, allowed, queue, task_name,
-                              sample)
+                              sample, window)
                for mid in message_ids]
     try:
         for future in futures:
@@ -100,9 +110,11 @@ def _record_sample(rt: Runtime, sample: metrics.Sample) -> None:
 
 def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
                  allowed: tuple[MessageStatus, ...], queue: str, task_name: str,
-                 sample: metrics.Sample) -> None:
+                 sample: metrics.Sample, window: SendWindow) -> None:
     if rt.redis.exists(redis_keys.campaign_paused(campaign_id)):
         return
+    if _held(rt, window, campaign_id, message_id, allowed, queue):
+        return  # a chunk that ran into the quiet hours: the rest wait for their end
     wait = rt.breaker.wait_s()
     if wait > 0:  # provider failing: come back after the cool-down, attempt not spent
         retry = MessageStatus.FAILED in allowed
@@ -114,6 +126,8 @@ def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
     delay = rt.limiter.reserve()
     if delay > 0:
         time.sleep(delay)
+        if _held(rt, window, campaign_id, message_id, allowed, queue):
+            return  # the window began during the wait
     # The call's deadline counts from before the claim, so a slow claim (a busy database)
     # shortens the call instead of stretching the time the message stays claimed.
     deadline = time.monotonic() + rt.settings.provider_timeout_s
@@ -138,6 +152,14 @@ def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
     _observe(sample, rt.provider.name, queue, campaign_id, result, call_ms, decision.verdict)
     # The development inspector; nothing when it is off.
     record_message(claimed, result, decision.verdict)
+
+
+def _held(rt: Runtime, window: SendWindow, campaign_id: int, message_id: int,
+          allowed: tuple[MessageStatus, ...], queue: str) -> bool:
+    """Inside the campaign's quiet hours: the message goes back to the schedule until
+    their end, before any claim, so no attempt is spent."""
+    job = message_job(campaign_id, message_id, queue, retry=MessageStatus.FAILED in allowed)
+    return quiet_hold.hold(rt.redis, window, campaign_id, job, datetime.now(UTC)) is not None
 
 
 def _observe(sample: metrics.Sample, provider: str, queue: str, campaign_id: int,
