@@ -113,8 +113,9 @@ def test_remove_selected_after_the_question(console: Console, qtbot: QtBot) -> N
     qtbot.waitUntil(lambda: idle(console))
     assert listed(console) == 3  # cancelled: nothing removed
 
+    cancelled = page.confirm_box
     page.remove_selected()
-    qtbot.waitUntil(page.confirm_box.isVisible)
+    qtbot.waitUntil(lambda: page.confirm_box is not cancelled and page.confirm_box.isVisible())
     with qtbot.waitSignal(page.model.loaded, timeout=WAIT_MS):
         next(b for b in page.confirm_box.buttons() if b.text() == "Remove").click()
     assert page.model.rowCount() == 1
