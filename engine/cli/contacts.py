@@ -10,6 +10,7 @@ from engine.cli.common import AppContext, json_option, pass_app, print_json
 from engine.domain.money import format_amount
 from engine.store.contacts import all_tags, contact_dict, count_contacts, list_contacts
 from engine.store.contacts_import import import_contacts
+from engine.store.optouts import opted_out_phones
 
 
 @click.group("contacts")
@@ -49,19 +50,22 @@ def import_cmd(app: AppContext, csv_file: Path, as_json: bool) -> None:
 @json_option
 @pass_app
 def list_cmd(app: AppContext, tag: str | None, limit: int | None, as_json: bool) -> None:
-    """List contacts, oldest first."""
+    """List contacts, oldest first; those whose number is on the opt-out list are marked
+    (``opted_out`` in JSON): campaigns leave them out."""
     with app.db.session() as session:
         contacts = list_contacts(session, tag=tag, limit=limit)
         total = count_contacts(session, tag=tag)
+        listed = opted_out_phones(session, (c.phone for c in contacts))
         if as_json:
-            print_json([contact_dict(c) for c in contacts])
+            print_json([{**contact_dict(c), "opted_out": c.phone in listed} for c in contacts])
             return
         fmt = app.settings.currency_format
         for c in contacts:
             click.echo(f"{c.id:>6}  {c.phone:<16} {c.name[:28]:<28} "
                        f"{format_amount(c.pledge_cents, fmt):>14} "
                        f"{format_amount(c.paid_cents, fmt):>14}  {c.due_date.isoformat()}  "
-                       f"{';'.join(c.tag_names)}")
+                       f"{';'.join(c.tag_names)}"
+                       + ("  [opted out]" if c.phone in listed else ""))
         click.echo(f"{len(contacts)} of {total} contact(s)" + (f" tagged {tag!r}" if tag else ""))
 
 

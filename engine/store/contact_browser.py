@@ -13,8 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.store import table_query
+from engine.store.audience_query import opted_out
 from engine.store.contacts_import import parse_contact
 from engine.store.models import Contact, ContactTag, utcnow
+from engine.store.optouts import is_opted_out
 
 SORT_COLUMNS: dict[str, Any] = {
     "id": Contact.id,
@@ -48,6 +50,7 @@ class ContactView:
     paid_cents: int
     due_date: date
     tags: tuple[str, ...]
+    opted_out: bool = False  # the number is on the opt-out list: campaigns leave it out
 
     @property
     def balance_cents(self) -> int:
@@ -82,7 +85,7 @@ def contact_page(session: Session, query: ContactQuery, offset: int,
     order = _order(query)
     rows = session.execute(
         select(Contact.id, Contact.name, Contact.phone, Contact.pledge_cents,
-               Contact.paid_cents, Contact.due_date)
+               Contact.paid_cents, Contact.due_date, opted_out())
         .where(*_where(query)).order_by(*order).offset(offset).limit(limit)).all()
     tags: dict[int, list[str]] = {}
     if rows:
@@ -91,8 +94,9 @@ def contact_page(session: Session, query: ContactQuery, offset: int,
                 .where(ContactTag.contact_id.in_([r[0] for r in rows]))
                 .order_by(ContactTag.tag)):
             tags.setdefault(contact_id, []).append(tag)
-    return [ContactView(id_, name, phone, pledge, paid, due, tuple(tags.get(id_, ())))
-            for id_, name, phone, pledge, paid, due in rows]
+    return [ContactView(id_, name, phone, pledge, paid, due, tuple(tags.get(id_, ())),
+                        bool(listed))
+            for id_, name, phone, pledge, paid, due, listed in rows]
 
 
 def ids_in_rows(session: Session, query: ContactQuery,
@@ -124,7 +128,7 @@ def update_contact(session: Session, contact_id: int, fields: dict[str, str],
     session.execute(delete(ContactTag).where(ContactTag.contact_id == contact_id))
     session.add_all(ContactTag(contact_id=contact_id, tag=t) for t in row.tags)
     return ContactView(contact.id, row.name, row.phone, row.pledge_cents, row.paid_cents,
-                       row.due_date, row.tags)
+                       row.due_date, row.tags, is_opted_out(session, row.phone))
 
 
 def delete_contacts(session: Session, ids: Sequence[int]) -> int:
