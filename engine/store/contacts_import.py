@@ -1,10 +1,13 @@
-"""Contact import from CSV: every good row in one transaction, every bad row reported.
+"""Contact import from CSV or an Excel workbook (.xlsx): every good row in one
+transaction, every bad row reported.
 
 A file-level problem (not text, empty, too large, too many columns, required columns
-missing, broken CSV quoting) raises ImportFileError and changes nothing. A bad row is
-reported with its line number and a plain reason and skipped; the good rows are written
-together, so an import never leaves half a row or half a file, and no line of the file
-goes unaccounted for: each is imported, updated, rejected with its line, or blank.
+missing, broken CSV quoting, a damaged or oversized workbook) raises ImportFileError and
+changes nothing. A bad row is reported with its line number (a workbook's: its sheet row
+number) and a plain reason and skipped; the good rows are written together, so an import
+never leaves half a row or half a file, and no line of the file goes unaccounted for: each
+is imported, updated, rejected with its line, or blank. A workbook's first sheet is read
+with the same columns and rules as CSV (engine.store.xlsx_rows turns its cells into text).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ MAX_TAG = 64
 # E.164 phone, two amounts, a date, a few tags), with room for extra columns.
 MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_COLUMNS = 100  # the six RelayDesk reads plus whatever else a sheet carries
+# A workbook is limited by its rows, as many as the CSV size limit is sized for (its
+# file size says little: a sheet compresses 5 to 20 times).
+MAX_XLSX_ROWS = 1_000_000
 MAX_LISTED_REJECTIONS = 100  # kept with their reasons; the rest are only counted
 # C0 and C1 controls and DEL (NUL, tab, line breaks, escape...) plus the Unicode line and
 # paragraph separators: none belongs in a name or tag, and each breaks a message or a table.
@@ -297,6 +303,32 @@ def _records(reader: Any, path: Path, delimiter: str,
         yield start, line, values
 
 
+def _collect(records: Iterable[tuple[int, int, list[str]]], columns: dict[str, int],
+             width: int, default_region: str, path: Path,
+             unit: str) -> tuple[list[ContactRow], ImportResult]:
+    """The good rows of ``records`` (first line, last line, values) and an ImportResult
+    with the rejected ones; ``unit`` names what the numbers count ("line", "row")."""
+    rows: list[ContactRow] = []
+    result = ImportResult()
+    first_line_of: dict[str, int] = {}
+    for start, end, values in records:
+        try:
+            row = _parse_row(start, values, columns, width, default_region)
+        except ValueError as exc:
+            span = f" (this row spans lines {start} to {end})" if end > start else ""
+            result.reject(RowError(start, f"{exc}{span}"))
+            continue
+        if row.phone in first_line_of:
+            result.reject(RowError(start, f"phone {row.phone} is already on {unit} "
+                                          f"{first_line_of[row.phone]} of this file"))
+            continue
+        first_line_of[row.phone] = start
+        rows.append(row)
+    if not rows and not result.rejected_count:
+        raise ImportFileError(f"{path.name} has a header but no contacts")
+    return rows, result
+
+
 def read_contacts_csv(path: Path, default_region: str) -> tuple[list[ContactRow], ImportResult]:
     """Parse and validate a whole file without touching the database: the good rows, and
     an ImportResult with the rejected ones."""
@@ -308,25 +340,27 @@ def read_contacts_csv(path: Path, default_region: str) -> tuple[list[ContactRow]
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header = _header(reader, path)
     columns = _header_index(header, path)
-    rows: list[ContactRow] = []
-    result = ImportResult()
-    first_line_of: dict[str, int] = {}
-    for start, end, values in _records(reader, path, delimiter, len(header)):
-        try:
-            row = _parse_row(start, values, columns, len(header), default_region)
-        except ValueError as exc:
-            span = f" (this row spans lines {start} to {end})" if end > start else ""
-            result.reject(RowError(start, f"{exc}{span}"))
-            continue
-        if row.phone in first_line_of:
-            result.reject(RowError(start, f"phone {row.phone} is already on line "
-                                          f"{first_line_of[row.phone]} of this file"))
-            continue
-        first_line_of[row.phone] = start
-        rows.append(row)
-    if not rows and not result.rejected_count:
-        raise ImportFileError(f"{path.name} has a header but no contacts")
-    return rows, result
+    return _collect(_records(reader, path, delimiter, len(header)), columns, len(header),
+                    default_region, path, "line")
+
+
+def read_contacts_xlsx(path: Path, default_region: str) -> tuple[list[ContactRow], ImportResult]:
+    """As read_contacts_csv, for the first sheet of an .xlsx workbook; a row's number is
+    its sheet row number."""
+    # Imported here: xlsx_rows raises this module's ImportFileError.
+    from engine.store.xlsx_rows import first_sheet
+
+    with first_sheet(path, max_bytes=MAX_FILE_BYTES, max_rows=MAX_XLSX_ROWS) as sheet:
+        columns = _header_index(sheet.header, path)
+        records = ((number, number, values) for number, values in sheet.rows)
+        return _collect(records, columns, len(sheet.header), default_region, path, "row")
+
+
+def read_contacts(path: Path, default_region: str) -> tuple[list[ContactRow], ImportResult]:
+    """A workbook (.xlsx) or CSV file's contacts, by the file's suffix."""
+    if path.suffix.lower() == ".xlsx":
+        return read_contacts_xlsx(path, default_region)
+    return read_contacts_csv(path, default_region)
 
 
 def _contact_values(row: ContactRow) -> dict[str, Any]:
@@ -407,7 +441,7 @@ def write_contacts(session: Session, rows: Sequence[ContactRow]) -> tuple[int, i
 
 
 def import_contacts(db: Database, path: Path, default_region: str) -> ImportResult:
-    rows, result = read_contacts_csv(path, default_region)
+    rows, result = read_contacts(path, default_region)
     if rows:
         try:
             with db.session() as session:

@@ -1,0 +1,204 @@
+"""The rows of an Excel workbook's (.xlsx) first sheet, as text, for the imports.
+
+Each cell becomes the text a CSV file would hold for it, so an import applies its CSV
+rules unchanged: a number cell is written with Excel's own 15 significant digits
+(254712345678, never 2.54712345678E11; 1250.5, never 1250.4999999999998), a date cell as
+YYYY-MM-DD, a formula as the value Excel last computed for it.
+
+A workbook is a zip archive of XML files. Its directory is checked before anything is
+expanded: the sizes it declares must add up to at most MAX_UNCOMPRESSED_BYTES, and no large
+member may be compressed more than MAX_RATIO to 1 (a zip bomb is, around 1,000 to 1; a
+sheet is 5 to 20). Python's zipfile, which openpyxl reads through, never inflates a member
+past its declared size (the CRC check fails instead), so the declared sizes are the bound.
+
+The sheet is streamed row by row with openpyxl's read-only mode, so memory stays flat
+however many rows it has. python-calamine reads about ten times faster but builds the
+whole sheet as one dense grid before the first row: 45 MB more per 100,000 contacts, and
+a 10 KB sheet with one cell in A1 and one in XFD1048576 makes it allocate 550 GB and abort
+the process (benchmarks/xlsx_import.py has the figures).
+"""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from engine.store.contacts_import import ImportFileError
+
+EXCEL_MAX_ROWS = 1_048_576  # Excel's last row: a sheet whose rows go past it is not real
+MAX_UNCOMPRESSED_BYTES = 1024 * 2**20  # about three times a 1,000,000-contact sheet
+MAX_RATIO = 200
+_RATIO_FROM_BYTES = 2**20  # a member smaller than this cannot bomb anything
+_ENCRYPTED = 0x1  # zip general-purpose flag: the member is encrypted
+# A password-protected .xlsx is an OLE2 compound file (so is an old .xls), not a zip.
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_SAVE_AS = "Open it in Excel, save it as an Excel Workbook (.xlsx) and import that"
+
+
+@dataclass
+class Sheet:
+    """The first sheet: its header (the first non-blank row, trailing blank cells dropped)
+    and then ``rows``, each non-blank row after it as ``(sheet row number, texts)`` cut or
+    padded to the header's width."""
+
+    header_row: int
+    header: list[str]
+    rows: Iterator[tuple[int, list[str]]]
+
+
+def cell_text(value: Any) -> str:
+    """A cell's value as the text an import reads."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):  # before the numbers: a bool is an int
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        # Excel keeps 15 significant digits; the binary float's tail beyond them is noise.
+        return format(value, ".15g")
+    if isinstance(value, datetime):
+        value = value.date() if value.time() == time() else value.isoformat(" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)  # text, a whole number, a time of day or a duration
+
+
+def _refused(path: Path, problem: str) -> ImportFileError:
+    return ImportFileError(f"{path.name} {problem}; nothing was imported.")
+
+
+def check_archive(file: BinaryIO, path: Path, max_bytes: int) -> None:
+    """Refuse, before expanding anything, a file that is not an .xlsx workbook or that
+    would expand past the limits."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise _refused(path, f"is {size / 2**20:,.0f} MB; RelayDesk imports workbooks of up "
+                             f"to {max_bytes // 2**20} MB. Split it into smaller files")
+    start = file.read(len(_OLE2))
+    if start == _OLE2:
+        raise _refused(path, "is password-protected or an old .xls workbook. Open it in "
+                             "Excel, remove the password and save it as an Excel Workbook "
+                             "(.xlsx), then import that")
+    try:
+        members = zipfile.ZipFile(file).infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        if b"\x00" not in start and start.strip():
+            raise _refused(path, "is not an Excel workbook: it looks like text. If it is a "
+                                 "CSV file, name it .csv and import it again") from None
+        raise _refused(path, f"is not an Excel workbook (.xlsx), or it is damaged. "
+                             f"{_SAVE_AS}") from None
+    if any(member.flag_bits & _ENCRYPTED for member in members):
+        raise _refused(path, f"is encrypted. {_SAVE_AS} without a password")
+    total = sum(member.file_size for member in members)
+    if total > MAX_UNCOMPRESSED_BYTES:
+        raise _refused(path, f"would expand to {total / 2**20:,.0f} MB of XML; RelayDesk reads "
+                             f"workbooks of up to {MAX_UNCOMPRESSED_BYTES // 2**20:,} MB "
+                             "expanded. Split it into smaller files")
+    for member in members:
+        if (member.file_size > _RATIO_FROM_BYTES
+                and member.file_size > MAX_RATIO * max(member.compress_size, 1)):
+            raise _refused(path, f"is not a plain workbook: its part {member.filename[:60]!r} "
+                                 f"expands {member.file_size // max(member.compress_size, 1):,} "
+                                 f"times (a zip bomb?). {_SAVE_AS}")
+
+
+def _unreadable(path: Path, exc: Exception, row: int | None = None) -> ImportFileError:
+    where = f" at sheet row {row}" if row else ""
+    detail = str(exc)[:200] or type(exc).__name__
+    return _refused(path, f"could not be read as an Excel workbook{where} ({detail}). "
+                          f"{_SAVE_AS}")
+
+
+def _row_texts(values: tuple[Any, ...]) -> list[str]:
+    return [cell_text(v) for v in values]
+
+
+def _past_last_row(path: Path) -> ImportFileError:
+    return _refused(path, f"has rows numbered past Excel's last row ({EXCEL_MAX_ROWS:,}): it "
+                          f"was not written by a spreadsheet program. {_SAVE_AS}")
+
+
+def _header(sheet: Any, path: Path) -> tuple[int, list[str]]:
+    rows = sheet.iter_rows(values_only=True)
+    number = 0
+    while True:
+        number += 1
+        try:
+            values = next(rows)
+        except StopIteration:
+            raise _refused(path, "is empty: its first sheet needs a header row and the rows "
+                                 "to import below it") from None
+        except Exception as exc:  # openpyxl meets a damaged file with any exception type
+            raise _unreadable(path, exc, number) from None
+        if number > EXCEL_MAX_ROWS:
+            raise _past_last_row(path)
+        texts = _row_texts(values)
+        if any(t.strip() for t in texts):
+            rows.close()
+            while not texts[-1].strip():
+                texts.pop()
+            return number, texts
+
+
+def _rows(sheet: Any, path: Path, start: int, width: int,
+          max_rows: int) -> Iterator[tuple[int, list[str]]]:
+    # max_col: each row is read as the header's width, whatever far cell it holds.
+    rows = sheet.iter_rows(min_row=start, max_col=width, values_only=True)
+    number, count = start - 1, 0
+    while True:
+        number += 1
+        try:
+            values = next(rows)
+        except StopIteration:
+            return
+        except Exception as exc:  # as in _header
+            raise _unreadable(path, exc, number) from None
+        if number > EXCEL_MAX_ROWS:
+            raise _past_last_row(path)
+        texts = _row_texts(values)
+        if not any(t.strip() for t in texts):
+            continue
+        count += 1
+        if count > max_rows:
+            raise _refused(path, f"has more than {max_rows:,} rows below its header; "
+                                 "RelayDesk imports up to that many at once. Split it into "
+                                 "smaller files")
+        yield number, texts
+
+
+@contextmanager
+def first_sheet(path: Path, *, max_bytes: int, max_rows: int) -> Iterator[Sheet]:
+    """The first sheet of the workbook at ``path``, read as it is iterated; every problem
+    with the file as a whole, met before or while reading, raises ImportFileError."""
+    # Imported here: openpyxl takes most of a second to import, and only a workbook needs it.
+    from openpyxl import load_workbook
+
+    try:
+        file = path.open("rb")
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror}") from None
+    with file, warnings.catch_warnings():
+        # openpyxl warns about parts it drops (data validation, extensions...): none is data.
+        warnings.filterwarnings("ignore", module=r"openpyxl(\.|$)")
+        check_archive(file, path, max_bytes)
+        try:
+            workbook = load_workbook(file, read_only=True, data_only=True, keep_links=False)
+        except Exception as exc:  # as in _header
+            raise _unreadable(path, exc) from None
+        try:
+            if not workbook.worksheets:
+                raise _refused(path, "has no worksheet")
+            sheet = workbook.worksheets[0]
+            # Rows are read as they are: the sheet's own stated size (<dimension>) can be
+            # wrong, and openpyxl would pad every row and the end of the sheet to it.
+            sheet.reset_dimensions()
+            header_row, header = _header(sheet, path)
+            yield Sheet(header_row, header,
+                        _rows(sheet, path, header_row + 1, len(header), max_rows))
+        finally:
+            workbook.close()
