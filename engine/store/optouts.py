@@ -32,6 +32,8 @@ from engine.domain.phones import PhoneError, normalize_phone
 from engine.store.contacts_import import (
     _LINE_BREAK,
     MAX_COLUMNS,
+    MAX_FILE_BYTES,
+    MAX_XLSX_ROWS,
     ImportFileError,
     ImportResult,
     RowError,
@@ -43,6 +45,7 @@ from engine.store.contacts_import import (
 )
 from engine.store.db import Database
 from engine.store.models import OptOut, OptSource, utcnow
+from engine.store.xlsx_rows import first_sheet
 
 MAX_REASON = 500  # a provider's error text or an operator's note, not a document
 EXPORT_COLUMNS = ("phone", "reason", "source", "created_at")
@@ -243,8 +246,32 @@ def read_csv_lines(path: Path) -> Iterator[PhoneLine]:
                         else None)
 
 
+def read_xlsx_lines(path: Path) -> Iterator[PhoneLine]:
+    """The rows of a workbook's first sheet, by the same rules as CSV: a ``phone`` column
+    (and maybe ``reason``), or one number per row in a single column; a row's number is
+    its sheet row number."""
+    with first_sheet(path, max_bytes=MAX_FILE_BYTES, max_rows=MAX_XLSX_ROWS) as sheet:
+        phone = _column(sheet.header, "phone", path)
+        if phone is None:
+            if len(sheet.header) > 1:
+                raise ImportFileError(
+                    f"{path.name} has columns but none is called 'phone'. Name the column of "
+                    "numbers 'phone' in the header row, or list one number per row.")
+            yield PhoneLine(sheet.header_row, sheet.header[0].strip())
+            for number, values in sheet.rows:
+                yield PhoneLine(number, values[0].strip())
+            return
+        if len(sheet.header) > MAX_COLUMNS:
+            raise ImportFileError(
+                f"{path.name} has {len(sheet.header):,} columns; RelayDesk reads files with at "
+                f"most {MAX_COLUMNS}. Keep the phone column (and reason) and import it again.")
+        reason = _column(sheet.header, "reason", path)
+        for number, values in sheet.rows:
+            yield PhoneLine(number, values[phone], None if reason is None else values[reason])
+
+
 # Suffix -> reader; any other suffix is read as CSV or one number per line.
-ROW_READERS: dict[str, RowReader] = {}
+ROW_READERS: dict[str, RowReader] = {".xlsx": read_xlsx_lines}
 
 
 def read_lines(path: Path) -> Iterator[PhoneLine]:
