@@ -49,8 +49,15 @@ from engine.domain.personalize import KNOWN_TAGS, TemplateError
 from engine.domain.phones import mask_phone
 from engine.domain.planning import Route, SendPlan
 from engine.domain.rendering import RenderedMessage
+from engine.domain.sms_encoding import character_name
 from engine.operations.campaigns import CreatedCampaign
-from engine.operations.preview import ComposeSummary, preview_one, send_day, summarise
+from engine.operations.preview import (
+    ComposeSummary,
+    preview_one,
+    send_day,
+    summarise,
+    unicode_hint,
+)
 from engine.store.audience_query import AudienceCount, count_audience
 
 PREVIEW_DELAY_MS = 300
@@ -61,6 +68,13 @@ def describe_plan(plan: SendPlan) -> str:
         return (f"Bulk: 1 job on {plan.queue}, split into {plan.chunks:,} chunk(s) of up to "
                 f"{plan.chunk_size}")
     return f"Individual: {plan.jobs:,} job(s) on {plan.queue}"
+
+
+def unicode_share(summary: ComposeSummary) -> str:
+    """``; 104.00 of it for Unicode``: what the replaceable UCS-2 characters cost."""
+    if not summary.unicode_extra_cost:
+        return ""
+    return f"; {summary.unicode_extra_cost:,.2f} of it for Unicode"
 
 
 def describe_count(count: AudienceCount) -> str:
@@ -159,10 +173,41 @@ class ComposePage(Page):
         self.problems.setStyleSheet("color: #d64545")
         self.problems.hide()
         inner.addWidget(self.problems)
+        inner.addLayout(self._build_unicode_row())
         column.addWidget(message, 1)
 
         column.addLayout(self._build_actions())
         return box
+
+    def _build_unicode_row(self) -> QHBoxLayout:
+        """Shown while the template has characters that force UCS-2: which ones, and a
+        button that swaps those with a GSM-7 look-alike (curly quotes, dashes, …)."""
+        row = QHBoxLayout()
+        self.unicode_note = QLabel()
+        self.unicode_note.setObjectName("compose-unicode")
+        self.unicode_note.setWordWrap(True)
+        self.unicode_note.hide()
+        self.replace_button = QPushButton("Replace with GSM-7 equivalents")
+        self.replace_button.setObjectName("compose-replace-gsm7")
+        self.replace_button.setToolTip("Curly quotes, dashes, ellipsis, odd spaces and the "
+                                       "like become their plain GSM-7 look-alikes (Ctrl+Z "
+                                       "undoes it)")
+        self.replace_button.clicked.connect(self.editor.replace_with_gsm7)
+        self.replace_button.hide()
+        row.addWidget(self.unicode_note, 1)
+        row.addWidget(self.replace_button, 0, Qt.AlignmentFlag.AlignTop)
+        self.editor.ucs2_changed.connect(self._show_ucs2)
+        return row
+
+    def _show_ucs2(self, characters: list[str]) -> None:
+        replaceable = self.editor.replaceable()
+        self.replace_button.setVisible(replaceable > 0)
+        self.replace_button.setEnabled(replaceable > 0)
+        self.unicode_note.setVisible(bool(characters))
+        shown = " ".join(c if c.isprintable() and not c.isspace() else character_name(c)
+                         for c in characters)
+        self.unicode_note.setText(f"Not GSM-7: {shown} — every message goes as UCS-2, "
+                                  "70 characters a segment instead of 160.")
 
     def _build_actions(self) -> QHBoxLayout:
         actions = QHBoxLayout()
@@ -316,7 +361,7 @@ class ComposePage(Page):
         form = QFormLayout(totals)
         self.totals_labels: dict[str, QLabel] = {}
         for key, caption in (("recipients", "Recipients"), ("segments", "Segments"),
-                             ("characters", "Characters"),
+                             ("characters", "Characters"), ("unicode", "Unicode"),
                              ("cost", "Estimated cost"), ("route", "Route"),
                              ("duration", "Estimated duration")):
             label = bold(QLabel("–"))
@@ -533,7 +578,11 @@ class ComposePage(Page):
             f"{summary.characters:,}, all GSM-7" if not summary.ucs2 else
             f"{summary.characters:,}; {summary.ucs2:,} message(s) need UCS-2 (70 a segment)")
         price = self.ctx.settings.price_per_segment
+        labels["unicode"].setText(
+            unicode_hint(summary.ucs2_characters, summary.unicode_extra_segments,
+                         summary.unicode_extra_cost).removeprefix("Unicode: ") or "none")
         labels["cost"].setText(f"{summary.cost:,.2f} ({summary.segments:,} × {price})"
+                               f"{unicode_share(summary)}"
                                if price else "set a price per segment in Settings")
         if summary.plan is None:
             labels["route"].setText("nobody to send to: import contacts or change the filters")
@@ -592,8 +641,12 @@ class ComposePage(Page):
             "\nThe messages are written, and the audience counted again, at that time: "
             "figures and opt-outs as of then. Until then it waits on the Campaigns page "
             "(reschedule, send now or cancel).")
+        unicode = (f"\nOf these, {summary.unicode_extra_segments:,} are for characters that "
+                   "have a GSM-7 equivalent" + (f" ({summary.unicode_extra_cost:,.2f})"
+                                                if summary.unicode_extra_cost else "")) \
+            if summary.unicode_extra_segments else ""
         box.setInformativeText(
-            f"{summary.segments:,} SMS segment(s){cost}\n{describe_plan(plan)}\n"
+            f"{summary.segments:,} SMS segment(s){cost}{unicode}\n{describe_plan(plan)}\n"
             f"Estimated duration: {format_duration(plan.estimated_duration_s)}{later}")
         send = box.addButton("Send" if at is None else "Schedule",
                              QMessageBox.ButtonRole.AcceptRole)

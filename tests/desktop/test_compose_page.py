@@ -276,3 +276,37 @@ def test_send_later_refuses_past_and_quiet_times_then_schedules(
         assert session.query(OutgoingMessage).count() == 0  # rendered when it is due
     qtbot.waitUntil(lambda: page.progress.summary is not None and
                     page.progress.summary["status"] == "scheduled", timeout=10_000)
+
+
+def test_unicode_is_shown_with_its_cost_and_replaced_with_gsm7(
+        console: Console, qtbot: QtBot, tmp_path: Path) -> None:
+    seed(console, tmp_path)
+    services = console.ctx.services
+    services.settings = replace(services.settings, price_per_segment=Decimal("0.5"))
+    page = compose(console, qtbot, "Hello #name")
+    assert page.replace_button.isHidden()  # nothing to replace
+    assert page.totals_labels["unicode"].text() == "none"
+    # 96 characters: one GSM-7 segment each without the curly apostrophe, 2 UCS-2 ones with.
+    text = "Dear #name, it’s your pledge" + " of #pledge; thank you, the committee" * 2
+    page.editor.setPlainText(text)
+    qtbot.waitUntil(lambda: page.totals_labels["unicode"].text() != "none" and
+                    page.send_button.isEnabled(), timeout=10_000)
+    assert page.replace_button.isVisible()
+    assert "’" in page.unicode_note.text()
+    assert page.totals_labels["unicode"].text() == (
+        "’ ×3 (template; use '); costs 3 extra segment(s) (1.50)")
+    assert page.totals_labels["cost"].text() == "3.00 (6 × 0.5); 1.50 of it for Unicode"
+    page.confirm_send()
+    assert "Of these, 3 are for characters that have a GSM-7 equivalent (1.50)" in \
+        page.confirm_box.informativeText()
+    page.confirm_box.reject()
+
+    page.replace_button.click()
+    assert page.editor.toPlainText() == text.replace("’", "'")
+    assert page.replace_button.isHidden()
+    assert page.unicode_note.isHidden()
+    qtbot.waitUntil(lambda: page.totals_labels["unicode"].text() == "none", timeout=10_000)
+    assert page.totals_labels["cost"].text() == "1.50 (3 × 0.5)"
+    page.editor.undo()  # one undo brings the apostrophe back
+    assert page.editor.toPlainText() == text
+    assert page.replace_button.isVisible()
