@@ -1,5 +1,5 @@
-"""Contacts: import a CSV file, browse 100,000 contacts with search and tag filter, edit,
-delete, and hand a selection to Compose."""
+"""Contacts: import a CSV file, browse 100,000 contacts with search and tag filter (those on
+the opt-out list marked), edit, delete, and hand a selection to Compose."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class ContactsPage(Page):
         self.table = data_table(self.model, "contacts-table", single=False)
         self.table.setSortingEnabled(True)
         self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
-        for column, width in enumerate((220, 150, 110, 110, 110, 100)):
+        for column, width in enumerate((220, 150, 90, 110, 110, 110, 100)):
             self.table.setColumnWidth(column, width)
         self.table.doubleClicked.connect(lambda _: self.edit_selected())
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
@@ -111,6 +111,8 @@ class ContactsPage(Page):
         if not self._loaded_once:
             self._loaded_once = True
             self.refresh()
+        else:  # a provider's opt-out answer may have marked a contact meanwhile
+            self.model.refresh()
 
     def refresh(self) -> None:
         self.model.reload()

@@ -6,15 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
 from desktop.app import Console
-from desktop.contacts_model import ContactsModel
+from desktop.contacts_model import OPT_OUT_COLUMN, OPTED_OUT_COLOR, ContactsModel
 from desktop.paged_model import MAX_PAGES, PAGE_SIZE
 from desktop.pages.contact_dialog import ContactDialog
 from desktop.pages.contacts_page import ContactsPage
+from desktop.pages.optouts_page import OptOutsPage
+from desktop.theme import apply_theme
 from engine.store.contacts_import import import_contacts
+from engine.store.models import OptSource
+from engine.store.optouts import add_optouts, remove_optouts
 from tests.desktop.conftest import contacts_page, idle, open_page
 from tests.support import write_contacts
 
@@ -41,7 +46,7 @@ def test_import_good_file_fills_the_table(console: Console, qtbot: QtBot,
     assert page.body.currentWidget() is page.table
     names = [page.model.index(r, 0).data() for r in range(3)]
     assert names == ["Amina Mutua", "Brian Kiprop", "Cynthia Odhiambo"]
-    assert page.model.index(0, 4).data() == "7,500"  # balance
+    assert page.model.index(0, 5).data() == "7,500"  # balance
     assert page.count_label.text() == "3 contacts"
     qtbot.waitUntil(lambda: page.tag.count() == 4)  # all + choir, east, west
 
@@ -94,8 +99,8 @@ def test_sorting_happens_in_the_query(console: Console, qtbot: QtBot, tmp_path: 
     page = contacts_page(console, qtbot)
     import_through_page(page, qtbot, write_contacts(tmp_path / "good.csv", GOOD))
     with qtbot.waitSignal(page.model.loaded):
-        page.table.sortByColumn(4, Qt.SortOrder.DescendingOrder)  # balance
-    balances = [page.model.index(r, 4).data() for r in range(3)]
+        page.table.sortByColumn(5, Qt.SortOrder.DescendingOrder)  # balance
+    balances = [page.model.index(r, 5).data() for r in range(3)]
     assert balances == ["7,500", "5,000", "0"]
     with qtbot.waitSignal(page.model.loaded):
         page.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)  # name
@@ -122,7 +127,7 @@ def test_edit_validates_then_saves(console: Console, qtbot: QtBot, tmp_path: Pat
     with qtbot.waitSignal(page.model.loaded):
         dialog.save()
     assert page.model.index(1, 1).data() == "+254700000145"
-    assert page.model.index(1, 6).data() == "vip, west"
+    assert page.model.index(1, 7).data() == "vip, west"
 
 
 def test_delete_and_compose_for_selected(console: Console, qtbot: QtBot,
@@ -178,3 +183,40 @@ def test_select_all_names_every_contact_not_only_loaded_rows(
     with qtbot.waitSignal(console.ctx.bus.recipients_chosen) as chosen:
         page.compose_for_selected()
     assert len(set(chosen.args[0])) == 1_000
+
+
+def test_opted_out_contacts_are_marked(console: Console, qtbot: QtBot, qapp: QApplication,
+                                       tmp_path: Path) -> None:
+    with console.ctx.services.db().session() as session:
+        add_optouts(session, ["0700000115"], region="KE")  # Brian Kiprop
+    page = contacts_page(console, qtbot)
+    import_through_page(page, qtbot, write_contacts(tmp_path / "good.csv", GOOD))
+
+    def marks() -> list[str]:
+        return [page.model.index(r, OPT_OUT_COLUMN).data() for r in range(3)]
+
+    assert marks() == ["", "Opted out", ""]
+    brian = page.model.index(1, OPT_OUT_COLUMN)
+    assert brian.data(Qt.ItemDataRole.ForegroundRole) == OPTED_OUT_COLOR[False]
+    assert "opt-out list" in brian.data(Qt.ItemDataRole.ToolTipRole)
+    assert page.model.index(0, OPT_OUT_COLUMN).data(Qt.ItemDataRole.ToolTipRole) is None
+    apply_theme(qapp, "dark")  # a red that reads on the dark table too
+    assert brian.data(Qt.ItemDataRole.ForegroundRole) == OPTED_OUT_COLOR[True]
+    apply_theme(qapp, "light")
+
+    # Added on the Opt-outs page: Contacts re-reads its rows.
+    optouts = open_page(console, "optouts")
+    assert isinstance(optouts, OptOutsPage)
+    qtbot.waitUntil(lambda: idle(console))
+    optouts.open_add()
+    optouts.dialog.numbers.setPlainText("0700000125")  # Cynthia Odhiambo
+    with qtbot.waitSignal(page.model.loaded, timeout=20_000):
+        optouts.dialog.add_button.click()
+    assert marks() == ["", "Opted out", "Opted out"]
+
+    # Added by someone else (a worker on a provider's answer): shown when Contacts is.
+    with console.ctx.services.db().session() as session:
+        remove_optouts(session, ["0700000115"], region="KE")
+        add_optouts(session, ["0700000105"], region="KE", source=OptSource.PROVIDER)
+    open_page(console, "contacts")
+    qtbot.waitUntil(lambda: marks() == ["Opted out", "", "Opted out"])
