@@ -60,10 +60,12 @@ def segment_info(text: str) -> SegmentInfo:
         units = len(text) + sum(text.count(c) for c in chars & GSM7_EXTENSION)
     else:
         encoding = Encoding.UCS2
-        units = len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+        units = len(text.encode("utf-16-le")) // 2
     single, part = LIMITS[encoding]
     if units <= single:  # the common case: one message, no need to walk the text
         return SegmentInfo(encoding, units, 1 if text else 0, len(text))
+    if units == len(text):  # no pair to keep together: the parts simply fill up
+        return SegmentInfo(encoding, units, -(-units // part), len(text))
     costs = _unit_costs(text, encoding)
     segments, used = 1, 0
     for cost in costs:
@@ -99,6 +101,9 @@ GSM7_EQUIVALENTS: dict[str, str] = {
 }
 
 
+_REPLACEABLE = frozenset(GSM7_EQUIVALENTS)
+
+
 def ucs2_characters(text: str) -> list[str]:
     """The characters of ``text`` that force UCS-2, each once, in order of appearance."""
     return list(dict.fromkeys(ch for ch in text if ch not in GSM7_ALL))
@@ -107,9 +112,9 @@ def ucs2_characters(text: str) -> list[str]:
 def replace_gsm7(text: str) -> str:
     """``text`` with every character that has a GSM-7 equivalent replaced by it; characters
     with none stay."""
-    if is_gsm7(text):
-        return text
-    return "".join(GSM7_EQUIVALENTS.get(ch, ch) for ch in text)
+    for ch in set(text) & _REPLACEABLE:  # str.replace per character: no walk in Python
+        text = text.replace(ch, GSM7_EQUIVALENTS[ch])
+    return text
 
 
 def segments_if_replaced(text: str) -> int:

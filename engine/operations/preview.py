@@ -109,8 +109,10 @@ class _Ucs2Tally:
         self.messages += 1
         if message.encoding is Encoding.GSM7:
             return
-        self.extra_segments += message.segments - segments_if_replaced(message.text)
-        for ch in set(message.text) - GSM7_ALL:
+        found = set(message.text) - GSM7_ALL
+        if not found.isdisjoint(GSM7_EQUIVALENTS):
+            self.extra_segments += message.segments - segments_if_replaced(message.text)
+        for ch in found:
             beyond = message.text.count(ch) - self.fixed_per_char[ch]
             if beyond <= 0:
                 continue
