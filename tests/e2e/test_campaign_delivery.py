@@ -75,7 +75,7 @@ def test_bulk_and_individual_campaigns(tmp_path: Path, gateway: GatewayServer,
 
     # Retrying from the dead-letter store: a fresh budget, history kept and linked.
     retried = run_cli_json("failed", "retry", "--all", "--campaign", str(few["campaign"]))
-    assert retried == {"retried": 2}
+    assert retried == {"retried": 2, "skipped_opted_out": 0}
 
     def settled() -> Any:
         status = run_cli_json("campaign", "status", str(few["campaign"]))
