@@ -137,8 +137,8 @@ def _shown(ch: str) -> str:
 
 
 def _advice(c: Ucs2Character) -> str:
-    where = str(c.source) if c.source is not Source.CONTACTS else \
-        f"{c.contacts_total:,} contact(s)"
+    where = {Source.TEMPLATE: "template", Source.SETTINGS: "currency format"}.get(
+        c.source, f"{c.contacts_total:,} contact(s)")
     if c.replacement is None:
         return f"{where}; no GSM-7 equivalent"
     use = {"": "remove it", " ": "use a space", "\n": "use a line break"}

@@ -148,7 +148,8 @@ def test_unicode_hint_line() -> None:
                   Ucs2Character("…", 1, Source.TEMPLATE, "..."))
     assert unicode_hint((), 0, Decimal(0)) == ""
     assert unicode_hint(characters, 130, Decimal("104.00")) == (
-        "Unicode: ’ ×130 (template; use '), U+00A0 NO-BREAK SPACE ×20 (settings; use a space), "
+        "Unicode: ’ ×130 (template; use '), "
+        "U+00A0 NO-BREAK SPACE ×20 (currency format; use a space), "
         "✓ ×3 (2 contact(s); no GSM-7 equivalent), "
         "U+200B ZERO WIDTH SPACE ×1 (1 contact(s); remove it) and 1 more; "
         "costs 130 extra segment(s) (104.00)")
