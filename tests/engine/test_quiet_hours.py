@@ -5,6 +5,7 @@ HTTP to the sandbox gateway; the clock is injected, or the window is set around 
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -15,15 +16,22 @@ from engine.config.settings import Settings, load_settings
 from engine.domain.personalize import Recipient
 from engine.domain.send_window import SendWindow
 from engine.infra import redis_keys, scheduler
+from engine.infra.celery_app import PUBLISHED_HEADER, publish
+from engine.infra.connections import celery_for
+from engine.infra.embedded_redis import EmbeddedRedis
 from engine.infra.sandbox_gateway import GatewayServer
+from engine.monitoring import wait_alerts
+from engine.monitoring.queue_status import broker_load
 from engine.operations.campaigns import create_campaign_to
 from engine.pipeline import quiet_hold, tasks
 from engine.pipeline.broker_jobs import campaigns_with_jobs
+from engine.pipeline.dispatcher import STALL_S, requeue_lost_campaigns
 from engine.pipeline.runtime import Runtime, build_runtime
 from engine.pipeline.sender import SEND_CHUNK, SEND_MESSAGE, message_job, send_messages
 from engine.store.campaign_state import campaign_summary
 from engine.store.db import open_database
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage
+from tests.support import wait_for
 
 WINDOW = SendWindow.of("UTC", "21:00-07:00")
 NOW = datetime(2026, 12, 2, 22, 30, tzinfo=UTC)  # inside the window
@@ -171,8 +179,17 @@ def test_a_chunk_inside_the_window_is_put_back_whole_without_spending_attempts(
     [(due, again)] = held_jobs(redis_client)
     assert (again.task, again.args, again.queue) == (SEND_CHUNK, [campaign, ids], "messages")
     assert due == expected.timestamp()
-    # Waiting on purpose: its job is in the broker, so the stall sweep leaves it alone.
+    # Waiting on purpose: its job is in the broker, so the stall sweep leaves it alone
+    # however long the window lasts.
     assert campaign in campaigns_with_jobs(redis_client)
+    long_ago = datetime.now(UTC) - timedelta(seconds=STALL_S * 10)
+    with open_database(quiet_now).session() as session:
+        session.execute(update(Campaign).where(Campaign.id == campaign)
+                        .values(created_at=long_ago))
+        session.execute(update(OutgoingMessage).where(OutgoingMessage.campaign_id == campaign)
+                        .values(updated_at=long_ago))
+    requeue_lost_campaigns(rt)
+    assert held_jobs(redis_client) == [(due, again)]
 
 
 def test_a_retry_inside_the_window_stays_a_retry_and_keeps_its_attempts(
@@ -235,3 +252,40 @@ def test_the_summary_says_the_campaign_is_waiting_for_its_window(quiet_now: Sett
             summary = campaign_summary(session, campaign, now=NOW)
         assert summary is not None
         assert summary["held_until"] is None
+
+
+def test_held_work_never_counts_as_a_long_wait(
+        rt: Runtime, quiet_now: Settings, redis_client: Any,
+        embedded_redis: EmbeddedRedis) -> None:
+    """The alert measures how long the oldest job has sat in a Celery queue. A job that was
+    already in its queue when the window began is taken by a worker, held and acknowledged:
+    it waits in the schedule, and is published afresh at the window's end."""
+    app = celery_for(embedded_redis.url())
+    campaign, ids = new_campaign(quiet_now, 2)
+    app.send_task(SEND_CHUNK, args=[campaign, ids], queue="messages",
+                  headers={PUBLISHED_HEADER: time.time() - 900})  # queued 15 minutes ago
+    wait_for(lambda: broker_load(redis_client).queues["messages"].waiting == 1,
+             message="the job in its queue")
+    assert [a.queue for a in wait_alerts.over_threshold(quiet_now, broker_load(redis_client))] \
+        == ["messages"]  # left there, it would raise the alert
+
+    with app.connection_for_read() as connection:  # what a worker does with it
+        message = connection.default_channel.basic_get("messages", no_ack=False)
+        assert message is not None
+        send_messages(rt, campaign, ids, [MessageStatus.QUEUED], SEND_CHUNK)
+        message.ack()
+    load = broker_load(redis_client)
+    assert (load.queues["messages"].waiting, load.queues["messages"].oldest_wait_s) == (0, 0.0)
+    assert load.scheduled == 1
+    assert wait_alerts.update(redis_client, quiet_now, load) == []
+    assert wait_alerts.active(redis_client) == []
+
+    # The window's end: the releaser publishes it with a new publish time.
+    [raw] = redis_client.zrange(redis_keys.SCHEDULED, 0, -1)
+    redis_client.zadd(redis_keys.SCHEDULED, {raw: time.time()}, xx=True)
+    released_at = time.time()
+    assert scheduler.release_due(redis_client, lambda j: publish(j.task, j.args, j.queue)) == 1
+    load = broker_load(redis_client)
+    assert load.queues["messages"].waiting == 1
+    assert load.queues["messages"].oldest_wait_s <= time.time() - released_at
+    assert wait_alerts.update(redis_client, quiet_now, load) == []
