@@ -8,6 +8,7 @@ what an operator may do to a campaign (pause, resume, cancel) is engine.operatio
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -93,7 +94,7 @@ def campaign_summary(session: Session, campaign_id: int,
     if campaign is None:
         return None
     counts = campaign_counts(session, campaign_id)
-    held = _held_until(campaign, counts, now or datetime.now(UTC))
+    held = held_until(campaign, counts, now or datetime.now(UTC))
     return {
         "campaign": campaign.id, "name": campaign.name, "status": campaign.status,
         "route": campaign.route, "queue": campaign.queue, "recipients": campaign.recipients,
@@ -113,12 +114,14 @@ def campaign_summary(session: Session, campaign_id: int,
     }
 
 
-def _held_until(campaign: Campaign, counts: dict[str, int], now: datetime) -> datetime | None:
+def held_until(campaign: Campaign, counts: Mapping[str, int], now: datetime) -> datetime | None:
     """When a running campaign's quiet hours end, if ``now`` is inside them and it still
-    has messages to send; None otherwise (a paused campaign says why it is paused)."""
+    has messages to send (``counts``: its messages per status); None otherwise (a paused
+    campaign says why it is paused). ``campaign_window(campaign).describe_hold(until)``
+    says it in words."""
     if campaign.status not in (CampaignStatus.QUEUED, CampaignStatus.SENDING):
         return None
-    if not counts["queued"] + counts["sending"] + counts["failed"]:
+    if not sum(counts.get(str(status), 0) for status in PENDING):
         return None
     return campaign_window(campaign).held_until(now)
 
