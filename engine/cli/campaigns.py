@@ -53,14 +53,16 @@ def audience_options(command: _F) -> _F:
     """The audience filters, shared by preview and send; they combine (all must hold)."""
     options = [
         click.option("--tag", "tags", multiple=True,
-                     help="Only contacts with this tag (repeat: any of them)."),
+                     help="Only contacts with this tag (repeat: any of them; any case)."),
         click.option("--exclude-tag", "exclude_tags", multiple=True,
-                     help="Leave out contacts with this tag (repeatable)."),
+                     help="Leave out contacts with this tag, even if --tag matches them "
+                          "(repeatable)."),
         click.option("--owing", is_flag=True, help="Only contacts whose balance is above 0."),
         click.option("--min-balance", metavar="AMOUNT",
                      help="Only contacts whose balance is at least AMOUNT."),
         click.option("--due-within", type=int, metavar="DAYS",
-                     help="Only contacts due from today to today + DAYS."),
+                     help="Only contacts due from today to today + DAYS, both included "
+                          "(0: due today). Today is the send day in RELAYDESK_TIMEZONE."),
         click.option("--overdue", is_flag=True, help="Only contacts due before today."),
     ]
     for option in reversed(options):
