@@ -1,7 +1,8 @@
 """A campaign scheduled half a minute ahead, through real worker processes, real Redis and
 the sandbox gateway: nothing goes out, and no message is even rendered, before its time;
-the worker that was running is killed and another started in between; then every message
-goes out once, with the figures of the moment it went (a payment imported meanwhile)."""
+the worker that was running is killed, Redis restarted and another worker started in
+between; then every message goes out once, with the figures of the moment it went (a
+payment imported meanwhile)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from engine.config.settings import load_settings
+from engine.infra.embedded_redis import EmbeddedRedis
 from engine.infra.sandbox_gateway import GatewayServer
 from engine.store.campaign_state import campaign_summary
 from engine.store.db import Database, open_database
@@ -70,7 +72,8 @@ def nothing_yet(db: Database, gateway: GatewayServer, campaign: int, at: datetim
 
 
 def test_a_scheduled_campaign_waits_survives_a_worker_crash_and_sends_once(
-        tmp_path: Path, gateway: GatewayServer, workers: Workers) -> None:
+        tmp_path: Path, gateway: GatewayServer, workers: Workers,
+        embedded_redis: EmbeddedRedis) -> None:
     assert run_cli("contacts", "import", str(contacts(tmp_path, {}))).returncode == 0
     db = open_database(load_settings())
     first = workers.start()
@@ -87,12 +90,21 @@ def test_a_scheduled_campaign_waits_survives_a_worker_crash_and_sends_once(
     nothing_yet(db, gateway, campaign, at)  # with a worker watching all along
 
     workers.kill_hard(first)
-    workers.start()
-    wait_for(lambda: nothing_yet(db, gateway, campaign, at), timeout=LEAD_S + 30,
-             interval=0.2, message="the campaign's time to come")
-
-    final = wait_for(lambda: (s := summary(db, campaign))["status"] == "completed" and s,
-                     timeout=120, interval=0.2, message="the scheduled campaign to complete")
+    # Redis restarts too: the schedule is in the database, not in Redis.
+    embedded_redis.stop()
+    process, _url = embedded_redis.start()
+    assert process is not None
+    try:
+        workers.start()
+        wait_for(lambda: nothing_yet(db, gateway, campaign, at), timeout=LEAD_S + 30,
+                 interval=0.2, message="the campaign's time to come")
+        final = wait_for(lambda: (s := summary(db, campaign))["status"] == "completed" and s,
+                         timeout=120, interval=0.2,
+                         message="the scheduled campaign to complete")
+    finally:  # this Redis is the test's own process now: stop it here (as test_chaos does)
+        workers.stop_all()
+        embedded_redis.stop()
+        process.wait(10)
     assert (final["sent"], final["dead"], final["recipients"]) == (RECIPIENTS, 0, RECIPIENTS)
     with db.session() as session:
         started_at = session.scalar(select(Campaign.started_at)
