@@ -150,7 +150,9 @@ def test_export_is_formula_safe_private_and_imports_back(db: Database, tmp_path:
         remove_optouts(session, [ANN, BEN], region="KE")
     assert import_optouts(db, out, region="KE").imported == 2
     with db.session() as session:
-        assert session.get(OptOut, BEN).reason == "AT 406 UserInBlacklist: UserInBlacklist"
+        ben = session.get(OptOut, BEN)
+        assert ben is not None
+        assert ben.reason == "AT 406 UserInBlacklist: UserInBlacklist"
 
 
 # --- send time --------------------------------------------------------------------------
