@@ -18,7 +18,8 @@ from engine.config.settings import Settings
 from engine.domain.audience import EVERYONE, Audience
 from engine.domain.send_window import QuietHours
 from engine.infra import redis_keys, scheduler
-from engine.infra.embedded_redis import free_port
+from engine.infra.connections import celery_for
+from engine.infra.embedded_redis import EmbeddedRedis, free_port
 from engine.operations.campaign_control import (
     _drop_scheduled,
     cancel_campaign,
@@ -28,6 +29,7 @@ from engine.operations.campaign_control import (
 )
 from engine.operations.campaigns import CampaignError, create_campaign
 from engine.pipeline import campaign_start, dispatcher
+from engine.pipeline.broker_jobs import campaigns_with_jobs
 from engine.pipeline.campaign_start import (
     MISSED_PREFIX,
     Started,
@@ -445,3 +447,22 @@ def test_cancel_drops_a_campaigns_single_argument_jobs(redis_client: Any) -> Non
     assert _drop_scheduled(redis_client, 5, keep_retries=False) == 2
     left = [scheduler.Job.decode(raw) for raw in redis_client.zrange(redis_keys.SCHEDULED, 0, -1)]
     assert sorted(job.args[0] for job in left) == [51, 51]
+
+
+def test_a_bulk_campaign_starts_with_its_one_bulk_job(
+        db: Database, redis_client: Any, db_settings: Settings,
+        embedded_redis: EmbeddedRedis) -> None:
+    """Above the bulk threshold the start publishes process_bulk to the bulk queue, where
+    the stall sweep's broker scan sees it (so the campaign is not taken for lost)."""
+    celery_for(embedded_redis.url())
+    for i in range(5):
+        add_contact(db, f"M{i}", f"+25471100{i:04d}")
+    bulk = dataclasses.replace(db_settings, bulk_threshold=3)
+    campaign = schedule(db, bulk)
+    started = start_scheduled(db, redis_client, bulk, campaign, AT)
+    assert started is not None
+    assert started.created is not None
+    assert str(started.created.plan.route) == "bulk"
+    state = summary(db, campaign)
+    assert (state["status"], state["route"], state["pending"]) == ("queued", "bulk", 5)
+    assert campaigns_with_jobs(redis_client) == {campaign}
