@@ -13,6 +13,7 @@ what the Unicode costs.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,6 +24,10 @@ GSM7_BASIC = frozenset(
 )
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
 GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
+
+# Matching in C instead of a set of each message's characters: summarise runs this on
+# every message of a 100,000-contact campaign while the operator types.
+_NOT_GSM7 = re.compile("[^" + "".join(re.escape(ch) for ch in sorted(GSM7_ALL)) + "]")
 
 LIMITS = {  # encoding: (single message, each part of a concatenated message)
     "GSM-7": (160, 153),
@@ -44,7 +49,7 @@ class SegmentInfo:
 
 
 def is_gsm7(text: str) -> bool:
-    return set(text) <= GSM7_ALL
+    return _NOT_GSM7.search(text) is None
 
 
 def _unit_costs(text: str, encoding: Encoding) -> list[int]:
@@ -54,10 +59,9 @@ def _unit_costs(text: str, encoding: Encoding) -> list[int]:
 
 
 def segment_info(text: str) -> SegmentInfo:
-    chars = set(text)
-    if chars <= GSM7_ALL:
+    if is_gsm7(text):
         encoding = Encoding.GSM7
-        units = len(text) + sum(text.count(c) for c in chars & GSM7_EXTENSION)
+        units = len(text) + sum(text.count(c) for c in GSM7_EXTENSION)
     else:
         encoding = Encoding.UCS2
         units = len(text.encode("utf-16-le")) // 2
@@ -101,18 +105,18 @@ GSM7_EQUIVALENTS: dict[str, str] = {
 }
 
 
-_REPLACEABLE = frozenset(GSM7_EQUIVALENTS)
+_REPLACEABLE = re.compile("[" + "".join(re.escape(ch) for ch in GSM7_EQUIVALENTS) + "]")
 
 
 def ucs2_characters(text: str) -> list[str]:
     """The characters of ``text`` that force UCS-2, each once, in order of appearance."""
-    return list(dict.fromkeys(ch for ch in text if ch not in GSM7_ALL))
+    return list(dict.fromkeys(_NOT_GSM7.findall(text)))
 
 
 def replace_gsm7(text: str) -> str:
     """``text`` with every character that has a GSM-7 equivalent replaced by it; characters
     with none stay."""
-    for ch in set(text) & _REPLACEABLE:  # str.replace per character: no walk in Python
+    for ch in set(_REPLACEABLE.findall(text)):  # str.replace each: no walk in Python
         text = text.replace(ch, GSM7_EQUIVALENTS[ch])
     return text
 
