@@ -97,11 +97,15 @@ def start_scheduled(db: Database, client: Any, settings: Settings, campaign_id: 
             if late_s > settings.schedule_max_late_s:
                 _mark_missed(session, campaign, now)
                 return None
-        # The one step that decides who starts it: only one UPDATE finds it scheduled.
-        taken: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-            update(Campaign).where(Campaign.id == campaign_id)
+        # The one step that decides who starts it: only one UPDATE finds it scheduled. A
+        # worker also needs it still scheduled for the time it judged due: an operator may
+        # have moved it later since it was read.
+        take = update(Campaign).where(Campaign.id == campaign_id) \
             .where(Campaign.status == CampaignStatus.SCHEDULED)
-            .values(status=CampaignStatus.DRAFT, pause_reason=None))
+        if not late_ok:
+            take = take.where(Campaign.scheduled_at == campaign.scheduled_at)
+        taken: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            take.values(status=CampaignStatus.DRAFT, pause_reason=None))
         if not taken.rowcount:
             return None
         session.refresh(campaign)
@@ -129,11 +133,12 @@ def start_scheduled(db: Database, client: Any, settings: Settings, campaign_id: 
 def _mark_missed(session: Session, campaign: Campaign, now: datetime) -> None:
     window = campaign_window(campaign)
     due = campaign.scheduled_at or now
-    # Only while it is still scheduled: an operator's "Send now" may have started it since
-    # it was read, and a started campaign must not read as missed.
+    # Only while it is still scheduled for that time: an operator's "Send now" or
+    # "Reschedule" may have changed it since it was read, and it must not read as missed.
     session.execute(
         update(Campaign).where(Campaign.id == campaign.id)
         .where(Campaign.status == CampaignStatus.SCHEDULED)
+        .where(Campaign.scheduled_at == campaign.scheduled_at)
         .values(pause_reason=(
             f"{MISSED_PREFIX} ({due.astimezone(window.zone):%Y-%m-%d %H:%M} "
             f"{window.timezone}; no worker was running then): send it now or reschedule it")))

@@ -466,3 +466,30 @@ def test_a_bulk_campaign_starts_with_its_one_bulk_job(
     state = summary(db, campaign)
     assert (state["status"], state["route"], state["pending"]) == ("queued", "bulk", 5)
     assert campaigns_with_jobs(redis_client) == {campaign}
+
+
+@pytest.mark.parametrize("found_late", [False, True])
+def test_a_reschedule_between_a_workers_look_and_its_start_wins(
+        db: Database, redis_client: Any, db_settings: Settings,
+        monkeypatch: pytest.MonkeyPatch, found_late: bool) -> None:
+    """The operator moves the campaign after a worker read it as due (or as missed) and
+    before the worker's update: the worker neither starts it at the old time nor marks it
+    missed."""
+    add_contact(db, "Ann", "+254711000001")
+    campaign = schedule(db, db_settings)
+    moved_to = AT + timedelta(days=2)
+    real_update = campaign_start.update
+
+    def operator_first(table: Any) -> Any:
+        monkeypatch.setattr(campaign_start, "update", real_update)
+        reschedule_campaign(db, campaign, moved_to, db_settings, now=NOW)  # its own session
+        return real_update(table)
+
+    monkeypatch.setattr(campaign_start, "update", operator_first)
+    found = AT + timedelta(days=1) if found_late else AT + timedelta(seconds=1)
+    assert start_scheduled(db, redis_client, db_settings, campaign, found) is None
+    state = summary(db, campaign)
+    assert (state["status"], state["pause_reason"]) == ("scheduled", None)
+    assert datetime.fromisoformat(state["scheduled_at"]) == moved_to
+    assert row_count(db, campaign) == 0
+    assert start_scheduled(db, redis_client, db_settings, campaign, moved_to) is not None
