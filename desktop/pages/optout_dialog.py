@@ -5,10 +5,12 @@ fix, so nothing typed is lost)."""
 from __future__ import annotations
 
 import contextlib
+import html
 import re
 from dataclasses import dataclass
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QTextDocumentFragment
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -21,10 +23,12 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session
 
 from desktop.context import ConsoleContext
+from desktop.theme import BAD
 from engine.domain.phones import PhoneError, normalize_phone
 from engine.store.optouts import OptOutChange, add_optouts, opted_out_phones
 
 SHOWN = 5  # numbers named in a summary; the rest are counted
+ERROR_COLOR = BAD.name()
 
 
 def split_numbers(text: str) -> list[str]:
@@ -54,17 +58,28 @@ def add_numbers(session: Session, phones: list[str], *, region: str, reason: str
     return Added(add_optouts(session, phones, region=region, reason=reason), before)
 
 
-def change_summary(added: Added) -> str:
-    """What an add did, one line per outcome."""
+def _invalid_text(text: str, why: str) -> str:
+    return why if text.strip() in why else f"'{text}': {why}"  # the reason names it mostly
+
+
+def change_lines(added: Added) -> tuple[list[str], list[str]]:
+    """What an add did: the lines that went well, and those about texts not added."""
     change = added.change
-    lines = [f"Added {change.added:,} number(s) to the opt-out list."]
+    done = [f"Added {change.added:,} number(s) to the opt-out list." if change.added
+            else "No number added to the opt-out list."]
     if change.already:
         named = f": {_some(added.listed_before)}" if added.listed_before else ""
-        lines.append(f"{change.already:,} already on the list{named}.")
+        done.append(f"{change.already:,} already on the list{named}.")
+    bad = []
     if change.invalid:
-        lines.append(f"{len(change.invalid):,} not added, not a phone number: "
-                     + _some([f"'{text}' ({why})" for text, why in change.invalid]) + ".")
-    return "\n".join(lines)
+        bad.append(f"{len(change.invalid):,} not added, not a phone number: "
+                   + _some([_invalid_text(text, why) for text, why in change.invalid]) + ".")
+    return done, bad
+
+
+def change_summary(added: Added) -> str:
+    done, bad = change_lines(added)
+    return "\n".join(done + bad)
 
 
 class OptOutDialog(QDialog):
@@ -95,6 +110,8 @@ class OptOutDialog(QDialog):
         self.report = QLabel()
         self.report.setObjectName("optout-report")
         self.report.setWordWrap(True)
+        self.report.setTextFormat(Qt.TextFormat.RichText)
+        self.report.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.report.hide()
         layout.addWidget(self.report)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
@@ -107,7 +124,8 @@ class OptOutDialog(QDialog):
     def add(self) -> None:
         phones = split_numbers(self.numbers.toPlainText())
         if not phones:
-            self._say("Type or paste at least one phone number.", error=True)
+            self._say(f"<span style='color:{ERROR_COLOR}'>Type or paste at least one phone "
+                      "number.</span>")
             return
         reason = self.reason.text().strip()
         region = self.ctx.settings.default_region
@@ -128,14 +146,20 @@ class OptOutDialog(QDialog):
             return
         # Keep only what needs fixing in the box; what was added is done.
         self.numbers.setPlainText("\n".join(text for text, _ in outcome.change.invalid))
-        self._say(change_summary(outcome) + "\nFix them above and press Add again, or Cancel.",
-                  error=True)
+        done, bad = change_lines(outcome)
+        bad.append("Fix them above and press Add again, or Cancel.")
+        self._say("<br>".join(html.escape(line) for line in done) + "<br>"
+                  + f"<span style='color:{ERROR_COLOR}'>"
+                  + "<br>".join(html.escape(line) for line in bad) + "</span>")
 
     def _failed(self, error: BaseException) -> None:
         self.add_button.setEnabled(True)
         self.ctx.background.error.emit(error)
 
-    def _say(self, text: str, *, error: bool) -> None:
-        self.report.setText(text)
-        self.report.setStyleSheet("color: #d64545" if error else "")
+    def report_text(self) -> str:
+        """What the dialog says about the last add, as plain text."""
+        return QTextDocumentFragment.fromHtml(self.report.text()).toPlainText()
+
+    def _say(self, rich_text: str) -> None:
+        self.report.setText(rich_text)
         self.report.show()

@@ -75,6 +75,7 @@ class OptOutsPage(Page):
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         footer = QHBoxLayout()
+        footer.setSpacing(24)
         footer.addWidget(self.count_label)
         footer.addWidget(self.message, 1)
         layout.addLayout(footer)
@@ -226,8 +227,8 @@ class OptOutsPage(Page):
     def _imported(self, result: OptOutImport) -> None:
         self._import_done()
         self.last_import = result
-        summary = (f"Added {result.imported:,} number(s) to the opt-out list; "
-                   f"{result.already:,} were already on it.")
+        already = f"; {result.already:,} already on it" if result.already else ""
+        summary = f"Added {result.imported:,} number(s) to the opt-out list{already}."
         details = ""
         if result.rejected_count:
             summary += (f"\nRejected {result.rejected_count:,} line(s). Fix them and import "

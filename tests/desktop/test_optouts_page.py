@@ -65,10 +65,11 @@ def test_add_reports_invalid_and_already_listed_and_keeps_what_to_fix(
     dialog.reason.setText("asked at the office")
     with qtbot.waitSignal(page.model.loaded, timeout=WAIT_MS):
         dialog.add_button.click()
-    report = dialog.report.text()
-    assert "Added 1 number(s) to the opt-out list." in report
-    assert "1 already on the list: +254700000105." in report
-    assert "1 not added, not a phone number: 'not a number' (" in report
+    assert dialog.report_text().splitlines() == [
+        "Added 1 number(s) to the opt-out list.",
+        "1 already on the list: +254700000105.",
+        "1 not added, not a phone number: 'not a number' is not a phone number.",
+        "Fix them above and press Add again, or Cancel."]
     assert dialog.isVisible()  # the bad one is still to fix
     assert dialog.numbers.toPlainText() == "not a number"
     assert page.model.rowCount() == 2
@@ -91,7 +92,7 @@ def test_add_with_nothing_typed_says_so(console: Console, qtbot: QtBot) -> None:
     page.open_add()
     page.dialog.numbers.setPlainText(" ,\n ")
     page.dialog.add_button.click()
-    assert page.dialog.report.text() == "Type or paste at least one phone number."
+    assert page.dialog.report_text() == "Type or paste at least one phone number."
     assert page.dialog.isVisible()
     assert listed(console) == 0
 
@@ -149,7 +150,7 @@ def test_import_lists_bad_lines_and_adds_the_good(console: Console, qtbot: QtBot
         page.import_file(path)
     qtbot.waitUntil(page.report.isVisible)
     summary = page.report.summary.text()
-    assert "Added 1 number(s) to the opt-out list; 1 were already on it." in summary
+    assert "Added 1 number(s) to the opt-out list; 1 already on it." in summary
     assert "Rejected 1 line(s)" in summary
     assert page.report.details.toPlainText().startswith("line 3: bad phone")
     assert page.import_button.isEnabled()
