@@ -414,15 +414,46 @@ def test_the_dispatcher_starts_due_campaigns_one_worker_at_a_time(
 
     redis_client.set(dispatcher.SCHEDULE_LOCK, "worker-b:busy")  # another worker is looking
     starts.run_if_due(rt, now=100.0)
-    assert summary(db, campaign)["status"] == "scheduled"
+    assert starts.thread is None
     assert redis_client.get(dispatcher.SCHEDULE_LOCK) == b"worker-b:busy", "took its lock"
 
     redis_client.delete(dispatcher.SCHEDULE_LOCK)
     starts.run_if_due(rt, now=100.0 + dispatcher.SCHEDULE_EVERY_S / 2)
-    assert summary(db, campaign)["status"] == "scheduled", "looked again before its time"
+    assert starts.thread is None, "looked again before its time"
     starts.run_if_due(rt, now=100.0 + dispatcher.SCHEDULE_EVERY_S)
+    assert starts.thread is not None
+    starts.thread.join(60)
     assert summary(db, campaign)["status"] == "sending"
     assert redis_client.get(dispatcher.SCHEDULE_LOCK) is None, "the lock was not released"
+
+
+def test_a_long_start_does_not_hold_up_the_dispatcher_loop(
+        db: Database, redis_client: Any, db_settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendering a big campaign takes seconds: the loop (releases, heartbeat) goes on, and
+    its next looks start nothing more until that start is done."""
+    rendering = threading.Event()
+    calls: list[float] = []
+
+    def slow_start(*_args: Any) -> list[Started]:
+        calls.append(1.0)
+        rendering.wait(60)
+        return []
+
+    monkeypatch.setattr(dispatcher, "start_due_campaigns", slow_start)
+    rt = runtime_for(db, redis_client, db_settings)
+    starts = dispatcher.ScheduledStarts("worker-a")
+    starts.run_if_due(rt, now=100.0)  # returns while the start is under way
+    first = starts.thread
+    assert first is not None
+    assert first.is_alive()
+    for look in range(1, 4):
+        starts.run_if_due(rt, now=100.0 + look * dispatcher.SCHEDULE_EVERY_S)
+    assert starts.thread is first
+    rendering.set()
+    first.join(60)
+    assert len(calls) == 1
+    assert redis_client.get(dispatcher.SCHEDULE_LOCK) is None
 
 
 def test_dispatcher_survives_a_failing_start(db: Database, redis_client: Any,
@@ -432,9 +463,13 @@ def test_dispatcher_survives_a_failing_start(db: Database, redis_client: Any,
         raise RuntimeError("database gone")
 
     monkeypatch.setattr(dispatcher, "start_due_campaigns", broken)
+    rt = runtime_for(db, redis_client, db_settings)
     starts = dispatcher.ScheduledStarts("worker-a")
-    starts.run_if_due(runtime_for(db, redis_client, db_settings), now=100.0)  # no raise
-    assert redis_client.get(dispatcher.SCHEDULE_LOCK) is None
+    for look in range(2):  # the failure is logged, and the next look tries again
+        starts.run_if_due(rt, now=100.0 + look * dispatcher.SCHEDULE_EVERY_S)
+        assert starts.thread is not None
+        starts.thread.join(60)
+        assert redis_client.get(dispatcher.SCHEDULE_LOCK) is None
 
 
 def test_cancel_drops_a_campaigns_single_argument_jobs(redis_client: Any) -> None:
