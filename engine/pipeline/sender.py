@@ -38,7 +38,7 @@ from engine.store.delivery_state import (
     release_claim,
 )
 from engine.store.models import Campaign, MessageStatus, OptSource
-from engine.store.optouts import add_optouts
+from engine.store.optouts import list_number
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +197,7 @@ def _apply(rt: Runtime, claimed: Claimed, result: SendResult, decision: Decision
         elif decision.verdict is Verdict.SUPPRESSED:
             # The recipient opted out with the provider: never texted again, by any campaign.
             mark_suppressed(session, message_id, result)
-            add_optouts(session, [claimed.sms.to], region=rt.settings.default_region,
-                        reason=f"{result.error_type}: {result.error}",
+            list_number(session, claimed.sms.to, reason=f"{result.error_type}: {result.error}",
                         source=OptSource.PROVIDER)
         else:  # Verdict.PAUSE
             release_claim(session, message_id)

@@ -148,6 +148,13 @@ def add_optouts(session: Session, phones: Iterable[str], *, region: str, reason:
     return change
 
 
+def list_number(session: Session, phone: str, *, reason: str, source: OptSource) -> bool:
+    """List ``phone`` exactly as given: a message's number, already E.164 (the sender, when
+    the provider says the recipient opted out), so no rule can refuse it. Whether it was
+    new."""
+    return _insert_new(session, {phone: reason.strip()}, source) == 1
+
+
 def remove_optouts(session: Session, phones: Iterable[str], *, region: str) -> OptOutChange:
     """Take ``phones`` off the list: they may be sent to again."""
     change = OptOutChange()
