@@ -90,6 +90,7 @@ class OptOutsPage(Page):
         tools = QHBoxLayout()
         self.search = SearchField("Search phone or reason…")
         self.search.setObjectName("optouts-search")
+        self.search.setMinimumWidth(180)  # its placeholder whole in the smallest window
         self.search.search_changed.connect(self.model.set_search)
         tools.addWidget(self.search, 2)
         tools.addStretch(1)
