@@ -8,10 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QPoint, QTimer
+from PySide6.QtGui import QColor, QPainter
 
 if TYPE_CHECKING:
     from desktop.app import Console
+    from desktop.pages.compose_page import ComposePage
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,11 @@ PAGE_TIMEOUT_MS = 15_000
 DEMO_DASHBOARD_SENT = 10
 DEMO_TEMPLATE = ("Dear #name, thank you for your pledge of #pledge. You have paid "
                  "#paid_amount; #balance remains, #days_remain days to go.")
+# Compose as the README shows it: filters set, and a curly apostrophe and a dash (UCS-2)
+# highlighted, with Replace with GSM-7 equivalents offered.
+DEMO_SCHEDULED_TEMPLATE = ("Dear #name, you’ve paid #paid_amount of your #pledge pledge — "
+                           "#balance remains, #days_remain days to go. Thank you!")
+SEND_LATER_SHOT = "compose-send-later.png"
 
 
 class ScreenshotTour:
@@ -66,7 +73,53 @@ class ScreenshotTour:
         self._until(compose.send_button.isEnabled,
                     lambda: compose.send(compose.request()) or self._until(
                         lambda: compose.progress.summary is not None and
-                        compose.progress.summary["sent"] > 0, self._next_page))
+                        compose.progress.summary["sent"] > 0, self._compose_states))
+
+    # -- Compose's filters, Unicode hint and Send later (demo only) --------------------------
+    def _compose_states(self) -> None:
+        """Set filters and a template with UCS-2 characters, then schedule a second campaign
+        through Send later…; its dialog, over the window, is saved as SEND_LATER_SHOT. The
+        tour's compose.png then shows the filters, the highlight and the scheduled note."""
+        from desktop.pages.compose_page import ComposePage
+
+        compose = self.console.window.page("compose")
+        assert isinstance(compose, ComposePage)
+        self.console.window.show_page("compose")
+        compose.name.setText("Demo: still owing, east and west")
+        compose.include_tags.set_chosen(["east", "west"])
+        compose.exclude_tags.set_chosen(["elders"])
+        compose.owing.setChecked(True)
+        compose.editor.setPlainText(DEMO_SCHEDULED_TEMPLATE)
+        self._waited = 0
+        self._until(compose.later_button.isEnabled,
+                    lambda: compose.ask_send_later() or self._wait_then(
+                        lambda: self._grab_send_later(compose)))
+
+    def _grab_send_later(self, compose: ComposePage) -> None:
+        dialog = compose.later_dialog
+        picture = self.console.window.grab()
+        shot = dialog.grab()
+        painter = QPainter(picture)
+        painter.fillRect(picture.rect(), QColor(0, 0, 0, 70))  # the window behind a modal
+        corner = QPoint((picture.width() - shot.width()) // 2,
+                        (picture.height() - shot.height()) // 3)
+        painter.drawPixmap(corner, shot)
+        painter.setPen(dialog.palette().mid().color())
+        painter.drawRect(corner.x() - 1, corner.y() - 1, shot.width() + 1, shot.height() + 1)
+        painter.end()
+        path = self.directory / SEND_LATER_SHOT
+        picture.save(str(path))
+        self.saved.append(path)
+        print(path)
+        dialog.accept()  # the time it proposes: the confirmation follows
+        if dialog.when is None:  # refused (the dialog says why): nothing to confirm
+            self._failed(RuntimeError(dialog.error.text()))
+            return
+        box = compose.confirm_box
+        next(b for b in box.buttons() if b.text() == "Schedule").click()
+        self._waited = 0
+        self._until(lambda: compose.last_campaign is not None and
+                    compose.last_campaign.scheduled_at is not None, self._next_page)
 
     def _until(self, condition: Callable[[], bool], then: Callable[[], None]) -> None:
         if condition() or self._waited >= PAGE_TIMEOUT_MS:

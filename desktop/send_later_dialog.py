@@ -64,6 +64,10 @@ class SendLaterDialog(QDialog):
         now = clock()
         self.when: datetime | None = None
         form = QFormLayout(self)
+        about = QLabel("The messages are written when it goes out, with the figures and the "
+                       "opt-out list of that moment.")
+        about.setWordWrap(True)
+        form.addRow(about)
         # The picker shows wall-clock time in the campaign's zone, whatever the computer's.
         self.zone = QTimeZone(window.timezone.encode())
         self.picker = QDateTimeEdit()

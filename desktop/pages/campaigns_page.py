@@ -94,7 +94,7 @@ class CampaignsPage(Page):
         layout.addLayout(actions)
 
         self.table = data_table(self.model, "campaigns-table")
-        for column, width in enumerate((50, 220, 110, 190, 200, 80, 70, 70, 70, 60, 75, 110)):
+        for column, width in enumerate((45, 190, 105, 205, 75, 55, 65, 65, 50, 70, 200, 110)):
             self.table.setColumnWidth(column, width)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection())
         # A live refresh changes the selected row's status, schedule or counts in place.
@@ -114,7 +114,7 @@ class CampaignsPage(Page):
         layout.addWidget(splitter, 1)
 
         self.model.loaded.connect(self._loaded)
-        self.messages.loaded.connect(lambda n: self.messages_count.setText(f"{n:,} message(s)"))
+        self.messages.loaded.connect(self._messages_loaded)
         ctx.bus.campaigns_changed.connect(self.model.reload)
         ctx.bus.campaign_started.connect(self.select_campaign)  # "Open in Campaigns"
         ctx.bus.settings_saved.connect(self.model.reload)
@@ -217,6 +217,12 @@ class CampaignsPage(Page):
         self.facts["when"].setText(describe_timing(campaign))
         self.facts["suppressed"].setText(
             f"{campaign.suppressed:,} contact(s) on the opt-out list, left out")
+
+    def _messages_loaded(self, count: int) -> None:
+        campaign = self.selected()
+        waiting = campaign is not None and campaign.status == "scheduled" and not count
+        self.messages_count.setText("none yet: they are written when it goes out" if waiting
+                                    else f"{count:,} message(s)")
 
     def _progress_updated(self, summary: dict[str, Any]) -> None:
         if summary["campaign"] == self.selected_id and not self._acting:

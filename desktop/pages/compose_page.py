@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -204,9 +203,9 @@ class ComposePage(Page):
         self.replace_button.setVisible(replaceable > 0)
         self.replace_button.setEnabled(replaceable > 0)
         self.unicode_note.setVisible(bool(characters))
-        shown = " ".join(c if c.isprintable() and not c.isspace() else character_name(c)
+        shown = ", ".join(c if c.isprintable() and not c.isspace() else character_name(c)
                          for c in characters)
-        self.unicode_note.setText(f"Not GSM-7: {shown} — every message goes as UCS-2, "
+        self.unicode_note.setText(f"Not in GSM-7: {shown}. Every message goes as UCS-2: "
                                   "70 characters a segment instead of 160.")
 
     def _build_actions(self) -> QHBoxLayout:
@@ -252,7 +251,7 @@ class ComposePage(Page):
         for button in (self.to_filtered, self.to_selected):
             self.recipient_group.addButton(button)
         self.recipient_group.buttonToggled.connect(lambda *_: self._recipients_changed())
-        self.selected_label = QLabel("none chosen — select rows on the Contacts page")
+        self.selected_label = QLabel("select rows on Contacts first")
         self.selected_label.setEnabled(False)
         self.to_selected.setEnabled(False)
         choice.addWidget(self.to_filtered)
@@ -270,8 +269,8 @@ class ComposePage(Page):
 
     def _build_filters(self) -> QWidget:
         self.filters = QWidget()
-        grid = QGridLayout(self.filters)
-        grid.setContentsMargins(20, 0, 0, 0)
+        rows = QVBoxLayout(self.filters)
+        rows.setContentsMargins(22, 0, 0, 0)  # under the radio button's text
         self.include_tags = TagPicker("any tag")
         self.include_tags.setObjectName("compose-tags")
         self.include_tags.setToolTip("Contacts with any of the checked tags")
@@ -288,10 +287,33 @@ class ComposePage(Page):
         self.min_balance.setDecimals(2)
         self.min_balance.setGroupSeparatorShown(True)
         self.min_balance.setValue(1000)
+        # Sized for everyday amounts, not for the 16 digits the range allows.
+        self.min_balance.setMaximumWidth(self.min_balance.fontMetrics().horizontalAdvance(
+            "0,000,000,000.00") + 40)
         self.min_balance.setEnabled(False)
+        tags = QHBoxLayout()
+        tags.addWidget(QLabel("Tagged (any of)"))
+        tags.addWidget(self.include_tags, 1)
+        tags.addSpacing(12)
+        tags.addWidget(QLabel("Not tagged"))
+        tags.addWidget(self.exclude_tags, 1)
+        rows.addLayout(tags)
+        money = QHBoxLayout()
+        money.addWidget(self.owing)
+        money.addSpacing(12)
+        money.addWidget(self.min_balance_on)
+        money.addWidget(self.min_balance)
+        money.addStretch()
+        rows.addLayout(money)
+        rows.addLayout(self._build_due_row())
+        self._connect_filters()
+        return self.filters
+
+    def _build_due_row(self) -> QHBoxLayout:
+        # One choice, not two boxes: "due within" and "overdue" together select no one.
         self.due = QComboBox()
         self.due.setObjectName("compose-due")
-        self.due.addItem("Any due date", None)
+        self.due.addItem("Any", None)
         self.due.addItem("Due within", "within")
         self.due.addItem("Overdue", "overdue")
         self.due_days = QSpinBox()
@@ -300,17 +322,14 @@ class ComposePage(Page):
         self.due_days.setValue(7)
         self.due_days.setSuffix(" day(s)")
         self.due_days.setEnabled(False)
-        grid.addWidget(QLabel("Tagged (any of)"), 0, 0)
-        grid.addWidget(self.include_tags, 0, 1)
-        grid.addWidget(QLabel("Not tagged"), 0, 2)
-        grid.addWidget(self.exclude_tags, 0, 3, 1, 2)
-        grid.addWidget(self.owing, 1, 0)
-        grid.addWidget(self.min_balance_on, 1, 1, Qt.AlignmentFlag.AlignRight)
-        grid.addWidget(self.min_balance, 1, 2)
-        grid.addWidget(self.due, 1, 3)
-        grid.addWidget(self.due_days, 1, 4)
-        grid.setColumnStretch(1, 1)
-        grid.setColumnStretch(3, 1)
+        due = QHBoxLayout()
+        due.addWidget(QLabel("Due date"))
+        due.addWidget(self.due)
+        due.addWidget(self.due_days)
+        due.addStretch()
+        return due
+
+    def _connect_filters(self) -> None:
         for picker in (self.include_tags, self.exclude_tags):
             picker.changed.connect(self._recipients_changed)
         self.owing.toggled.connect(lambda _: self._recipients_changed())
@@ -321,7 +340,6 @@ class ComposePage(Page):
         self.due.currentIndexChanged.connect(self._due_changed)
         self.due_days.valueChanged.connect(lambda _: self.due.currentData() == "within"
                                            and self._recipients_changed())
-        return self.filters
 
     def _due_changed(self) -> None:
         self.due_days.setEnabled(self.due.currentData() == "within")

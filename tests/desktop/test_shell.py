@@ -136,9 +136,9 @@ def test_screenshot_tour_saves_every_page_and_stops_what_it_started(
                             capture_output=True, text=True, env=env, timeout=240, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(p.name for p in shots.glob("*.png"))
-    assert names == ["campaigns.png", "compose.png", "contacts.png", "dashboard.png",
-                     "failed.png", "inspector.png", "optouts.png", "settings.png",
-                     "workers.png"]
+    assert names == ["campaigns.png", "compose-send-later.png", "compose.png", "contacts.png",
+                     "dashboard.png", "failed.png", "inspector.png", "optouts.png",
+                     "settings.png", "workers.png"]
     assert all(p.stat().st_size > 10_000 for p in shots.glob("*.png"))
     assert not EmbeddedRedis(isolated_env / "redis").ping()  # the tour stopped its Redis
     with open_database(load_settings()).session() as session:
@@ -148,6 +148,10 @@ def test_screenshot_tour_saves_every_page_and_stops_what_it_started(
         assert compose_id is not None
         summary = campaign_summary(session, compose_id)
         dead_letters = count_failed(session)
+        # compose-send-later.png: a second campaign scheduled through Send later…
+        scheduled = session.scalar(select(Campaign.status).where(
+            Campaign.name == "Demo: still owing, east and west"))
+    assert scheduled == "scheduled"
     assert summary is not None
     assert dead_letters >= 4  # failed.png shows data
     assert summary["sent"] > 0  # the worker it started sent from the same data dir
