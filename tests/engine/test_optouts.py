@@ -9,21 +9,26 @@ import json
 import stat
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
 from engine.domain.sending import Outcome, SendResult, Verdict
+from engine.infra import redis_keys, scheduler
+from engine.operations import failed_jobs
 from engine.pipeline.send_decision import BreakerNote, RetryPolicy, decide
 from engine.store.campaign_state import campaign_summary, finish_campaign_if_done
 from engine.store.contact_browser import ContactQuery, contact_page
 from engine.store.contacts_import import ImportFileError
 from engine.store.db import Database
-from engine.store.delivery_state import CLAIM_LEASE_S, claim
+from engine.store.delivery_state import CLAIM_LEASE_S, claim, mark_dead
+from engine.store.failed_query import FailedQuery
 from engine.store.models import (
     Campaign,
     CampaignStatus,
     Contact,
+    FailedJob,
     MessageStatus,
     OptOut,
     OptSource,
@@ -215,6 +220,34 @@ def test_a_provider_opt_out_is_suppressed_not_retried_nor_a_breaker_failure() ->
                         error="Attempt to send to unsubscribed recipient")
     decision = decide(result, 1, policy)
     assert (decision.verdict, decision.breaker) == (Verdict.SUPPRESSED, BreakerNote.NONE)
+
+
+def test_dead_letter_retry_skips_a_listed_number_and_says_so(db: Database,
+                                                             redis_client: Any) -> None:
+    _, (listed, other) = _campaign(db, [ANN, BEN])
+    refused = SendResult(Outcome.PERMANENT, error_type="invalid_number", error="refused")
+    with db.session() as session:
+        for message_id in (listed, other):
+            claimed = claim(session, message_id, [MessageStatus.QUEUED], "messages")
+            assert claimed is not None
+            mark_dead(session, claimed, refused, "relaydesk.send_message")
+    with db.session() as session:
+        add_optouts(session, [ANN], region="KE")
+        records = dict(session.execute(select(FailedJob.recipient, FailedJob.id)).all())
+
+    assert failed_jobs.retry(db, redis_client, FailedQuery()) == failed_jobs.Retried(1, 1)
+    assert failed_jobs.Retried(1, 1).describe() == (
+        "1 failed job(s) queued again; 1 skipped: the number is on the opt-out list")
+    due = [scheduler.Job.decode(raw) for raw in redis_client.zrange(redis_keys.SCHEDULED, 0, -1)]
+    assert [job.args[1] for job in due] == [other]  # only the other one will be sent
+    with db.session() as session:
+        status = dict(session.execute(select(OutgoingMessage.id, OutgoingMessage.status)).all())
+        retried = dict(session.execute(select(FailedJob.id, FailedJob.retried_at)).all())
+    assert status == {listed: "dead", other: "queued"}
+    assert retried[records[ANN]] is None  # kept as it was, for the operator to see
+    assert retried[records[BEN]] is not None
+    # By id too; asked again, it is skipped again.
+    assert failed_jobs.retry(db, redis_client, [records[ANN]]) == failed_jobs.Retried(0, 1)
 
 
 # --- contacts marked --------------------------------------------------------------------
