@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from openpyxl import Workbook
 from PySide6.QtCore import QItemSelection, QItemSelectionModel
 from pytestqt.qtbot import QtBot
 
@@ -208,3 +209,22 @@ def test_changes_tell_the_other_pages(console: Console, qtbot: QtBot) -> None:
     page.dialog.numbers.setPlainText("0700000105")
     with qtbot.waitSignal(console.ctx.bus.contacts_changed, timeout=WAIT_MS):
         page.dialog.add_button.click()
+
+
+def test_import_of_a_workbook_names_sheet_rows(console: Console, qtbot: QtBot,
+                                               tmp_path: Path) -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["phone", "reason"])
+    sheet.append([254700000105, "asked"])  # a number stored as a number
+    sheet.append(["not a phone", ""])
+    sheet.append(["0700000115", None])
+    path = tmp_path / "stop.xlsx"
+    workbook.save(path)
+    page = optouts_page(console, qtbot)
+    with qtbot.waitSignal(page.model.loaded, timeout=WAIT_MS):
+        page.import_file(path)
+    qtbot.waitUntil(page.report.isVisible)
+    assert page.report.summary.text().startswith("Added 2 number(s) to the opt-out list.")
+    assert page.report.details.toPlainText().startswith("line 3: bad phone")
+    assert sorted(column(page, 0)) == ["+254700000105", "+254700000115"]
