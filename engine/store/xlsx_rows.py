@@ -160,6 +160,8 @@ def _rows(sheet: Any, path: Path, start: int, width: int,
             raise _unreadable(path, exc, number) from None
         if number > EXCEL_MAX_ROWS:
             raise _past_last_row(path)
+        if all(v is None for v in values):  # a gap in the sheet: up to a million of them
+            continue
         texts = _row_texts(values)
         if not any(t.strip() for t in texts):
             continue

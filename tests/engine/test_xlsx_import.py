@@ -5,6 +5,7 @@ and files that are not workbooks (or are zip bombs) refused before anything is i
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
@@ -207,6 +208,21 @@ def test_limits_rows_columns_and_size(db: Database, tmp_path: Path,
     monkeypatch.setattr(contacts_import, "MAX_FILE_BYTES", 10 * 2**20)
     monkeypatch.setattr(xlsx_rows, "MAX_UNCOMPRESSED_BYTES", 4000)
     with pytest.raises(ImportFileError, match=r"would expand to .* MB of XML"):
+        import_contacts(db, path, "KE")
+    assert stored(db) == []
+
+
+def test_rows_numbered_past_excels_last_row_are_refused(db: Database, tmp_path: Path) -> None:
+    """A row number no spreadsheet writes (r="1048577") is refused once the reader gets
+    there, instead of openpyxl filling the gap up to any number it claims."""
+    good = write_xlsx(tmp_path / "good.xlsx", good_rows(1))
+    with zipfile.ZipFile(good) as archive:
+        sheet = archive.read("xl/worksheets/sheet1.xml")
+    far = re.sub(rb'r="([A-F]?)2"', rb'r="\g<1>1048577"', sheet)
+    assert far != sheet
+    path = rezip(good, tmp_path / "far.xlsx", {"xl/worksheets/sheet1.xml": far})
+    with pytest.raises(ImportFileError, match=r"far\.xlsx has rows numbered past Excel's last "
+                                              r"row \(1,048,576\)"):
         import_contacts(db, path, "KE")
     assert stored(db) == []
 
