@@ -163,3 +163,22 @@ def test_missed_campaign_is_marked_and_sent_now(pipeline_console: Console, qtbot
     qtbot.waitUntil(lambda: cell(page, "Status") == "completed", timeout=20_000)
     assert cell(page, "When") == ""
     assert page.facts["when"].text() == f"was scheduled for {due:{MINUTE}} UTC"
+
+
+def test_campaign_held_by_quiet_hours_says_until_when(console: Console, qtbot: QtBot,
+                                                      tmp_path: Path) -> None:
+    seed(console, tmp_path)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    # Quiet hours from an hour ago to an hour ahead: the queued campaign waits, on purpose.
+    end = now + timedelta(hours=1)
+    quiet = QuietHours.parse(f"{now - timedelta(hours=1):%H:%M}-{end:%H:%M}")
+    services = console.ctx.services
+    services.settings = replace(services.settings, quiet_hours=quiet)
+    created = create_campaign(services.db(), services.settings, "Dear #name",
+                              name="Held overnight")  # queued: its messages are written
+    page = campaigns(console, qtbot, created.id)
+    assert cell(page, "Status") == "queued"
+    assert cell(page, "When") == f"waiting for the send window (until {end:%H:%M})"
+    assert page.facts["when"].text() == f"waiting for the send window (until {end:%H:%M})"
+    assert cell(page, "Audience") == "all contacts"
+    assert cell(page, "Opted out") == "1"
