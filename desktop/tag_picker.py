@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 MAX_LIST_HEIGHT = 260
+MAX_TEXT_WIDTH = 180  # pixels of the chosen tags' names on the button
 
 
 class TagPicker(QToolButton):
@@ -79,6 +80,9 @@ class TagPicker(QToolButton):
         self.changed.emit()
 
     def _show_text(self) -> None:
-        chosen = self.chosen()
-        self.setText(", ".join(chosen) if chosen else self.none_text)
-        self.setToolTip(", ".join(chosen) if chosen else "")
+        chosen = ", ".join(self.chosen())
+        # Elided: many (or long) tags must not widen the page; the tooltip lists them all.
+        self.setText(self.fontMetrics().elidedText(chosen, Qt.TextElideMode.ElideRight,
+                                                   MAX_TEXT_WIDTH) if chosen
+                     else self.none_text)
+        self.setToolTip(chosen)
