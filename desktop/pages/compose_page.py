@@ -703,6 +703,7 @@ class ComposePage(Page):
         self._send_done()
         self.last_campaign = created
         self.progress_box.show()
+        self.progress_box.setTitle("Sending" if created.scheduled_at is None else "Scheduled")
         self.scheduled_note.setVisible(created.scheduled_at is not None)
         if created.scheduled_at is not None:
             self.scheduled_note.setText(

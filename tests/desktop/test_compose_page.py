@@ -265,6 +265,7 @@ def test_send_later_refuses_past_and_quiet_times_then_schedules(
     next(b for b in box.buttons() if b.text() == "Schedule").click()
     qtbot.waitUntil(lambda: page.last_campaign is not None, timeout=30_000)
     assert page.last_campaign.scheduled_at == later
+    assert page.progress_box.title() == "Scheduled"
     assert page.scheduled_note.text().startswith(
         f"Scheduled: goes out on {later:%Y-%m-%d %H:%M} (UTC).")
     with services.db().session() as session:
