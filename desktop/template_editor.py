@@ -73,7 +73,7 @@ def ucs2_tooltip(ch: str) -> str:
            if replacement is None else
            "Replace with GSM-7 equivalents removes it." if replacement == "" else
            f"Replace with GSM-7 equivalents writes {replacement} instead.")
-    return (f"{character_name(ch)} is not in the GSM-7 alphabet: every message goes as "
+    return (f"{character_name(ch)} is not in GSM-7, the SMS alphabet: every message goes as "
             f"UCS-2, 70 characters a segment instead of 160. {fix}")
 
 

@@ -82,19 +82,25 @@ def test_replace_with_gsm7_is_one_undoable_edit(qtbot: QtBot) -> None:
     assert editor.toPlainText() == replaced
 
 
+def hover(editor: TemplateEditor, position: int) -> str:
+    """The tooltip for the pointer just inside the character at Qt ``position``."""
+    cursor = QTextCursor(editor.document())
+    cursor.setPosition(position)
+    rect = editor.cursorRect(cursor)
+    point = QPoint(rect.left() + 3, rect.center().y())
+    event = QHelpEvent(QEvent.Type.ToolTip, point, editor.viewport().mapToGlobal(point))
+    QApplication.sendEvent(editor.viewport(), event)
+    return QToolTip.text()
+
+
 def test_hovering_a_ucs2_character_names_it_and_its_replacement(qtbot: QtBot) -> None:
     editor = editor_with(qtbot, "Karibu, it’s ✓")
+    assert hover(editor, 10).startswith("U+2019 RIGHT SINGLE QUOTATION MARK is not in GSM-7")
+    assert hover(editor, 10).endswith("Replace with GSM-7 equivalents writes ' instead.")
+    assert hover(editor, 13).startswith("U+2713 CHECK MARK")
+    assert "No GSM-7 equivalent" in hover(editor, 13)
 
-    def hover(index: int) -> str:
-        cursor = QTextCursor(editor.document())
-        cursor.setPosition(index)
-        rect = editor.cursorRect(cursor)
-        point = QPoint(rect.left() + 3, rect.center().y())  # just inside the character
-        event = QHelpEvent(QEvent.Type.ToolTip, point, editor.viewport().mapToGlobal(point))
-        QApplication.sendEvent(editor.viewport(), event)
-        return QToolTip.text()
 
-    assert hover(10).startswith("U+2019 RIGHT SINGLE QUOTATION MARK is not in the GSM-7")
-    assert hover(10).endswith("Replace with GSM-7 equivalents writes ' instead.")
-    assert hover(13).startswith("U+2713 CHECK MARK")
-    assert "No GSM-7 equivalent" in hover(13)
+def test_unknown_tag_tooltip_after_an_emoji(qtbot: QtBot) -> None:
+    editor = editor_with(qtbot, "😀😀😀 Hi #nmae")  # the tag starts at Qt position 10
+    assert hover(editor, 14) == "Unknown tag #nmae: did you mean #name?"  # on its "e"
