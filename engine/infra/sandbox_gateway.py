@@ -5,7 +5,7 @@ RelayDesk without an SMS account and for tests.
 ``200 {"id", "status": "delivered"}``, ``200 {"status": "duplicate"}`` for an idempotency
 key already delivered, ``422`` for an invalid number (permanent) or ``503`` (transient).
 Numbers ending in 0001 fail permanently, 0002 fail twice then succeed, 0003 always fail
-transiently, 0004 answer ``402`` (insufficient balance, account-level), 0005 answer
+transiently, 0004 answer ``402`` (insufficient balance, account-level), 0006 answer
 ``422 {"error": "opted_out"}`` as for a recipient who unsubscribed (as Twilio's 21610 or
 Africa's Talking's UserInBlacklist: the number goes on the opt-out list). ``--fail-rate``
 adds seeded random transient failures. ``GET /stats`` and ``GET /messages`` report.
@@ -35,7 +35,7 @@ from typing import Any, Generic, TypeVar
 from engine.infra.local_gateway import GatewayUnavailable
 
 SEND_PATH = "/messages"
-OPTED_OUT_ERROR = "opted_out"  # the answer for a recipient who unsubscribed (0005)
+OPTED_OUT_ERROR = "opted_out"  # the answer for a recipient who unsubscribed (0006)
 MAX_BODY_BYTES = 64 * 1024  # one send is well under 2 KB of JSON
 # What the gateway remembers: the latest delivered messages with their text (for
 # GET /messages; a selftest or a test campaign reads far fewer), and per idempotency key
@@ -50,7 +50,8 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 _FIXED_ANSWERS: dict[str, tuple[int, dict[str, str]]] = {
     "0003": (503, {"error": "unavailable", "message": "temporarily unavailable"}),
     "0004": (402, {"error": "insufficient_balance", "message": "account balance is empty"}),
-    "0005": (422, {"error": OPTED_OUT_ERROR,
+    # Not 0005: many tests' generated numbers end in 5 and expect to be delivered.
+    "0006": (422, {"error": OPTED_OUT_ERROR,
                    "message": "the recipient unsubscribed from this sender"}),
 }
 

@@ -236,7 +236,7 @@ def test_sandbox_test_numbers(sandbox: GatewayServer) -> None:
     assert {provider.send(sms("+254700000003", 3)).outcome for _ in range(4)} == {
         Outcome.TRANSIENT}
     assert provider.send(sms("+254700000004", 4)).outcome is Outcome.ACCOUNT
-    opted_out = provider.send(sms("+254700000005", 5))
+    opted_out = provider.send(sms("+254700000006", 5))
     assert (opted_out.outcome, opted_out.error_type) == (Outcome.OPTED_OUT, "opted_out")
     assert provider.send(sms("+254712345678", 5)).outcome is Outcome.SENT
 
