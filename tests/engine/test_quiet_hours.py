@@ -128,8 +128,9 @@ def window_around_now() -> str:
 
 
 @pytest.fixture
-def quiet_now(monkeypatch: pytest.MonkeyPatch, redis_client: Any,
+def quiet_now(db_settings: Settings, monkeypatch: pytest.MonkeyPatch, redis_client: Any,
               gateway: GatewayServer) -> Settings:
+    """SQLite, and PostgreSQL when a server is given; the window around now."""
     monkeypatch.setenv("RELAYDESK_QUIET_HOURS", window_around_now())
     monkeypatch.setenv("RELAYDESK_QUIET_HOURS_URGENT", "send")
     return load_settings()
