@@ -21,7 +21,7 @@ def campaign_paused(campaign_id: int) -> str:
     return f"{PREFIX}campaign:{campaign_id}:paused"
 
 
-def campaign_window_shifted(campaign_id: int, window_end: int) -> str:
-    """Set once the campaign's schedule was moved past the quiet hours ending at
-    ``window_end`` (epoch seconds), so it is moved once per window."""
-    return f"{PREFIX}campaign:{campaign_id}:window_shifted:{window_end}"
+def campaign_window_shifted(campaign_id: int) -> str:
+    """The end (epoch seconds) of the last quiet hours the campaign's schedule was moved
+    past, so it is moved once per window."""
+    return f"{PREFIX}campaign:{campaign_id}:window_shifted"

@@ -64,12 +64,29 @@ def first_start(client: Any, window: SendWindow, campaign_id: int, now: datetime
     return until.timestamp()
 
 
+# Marks the window (its end) the campaign was moved past, unless it already was: one
+# step, so two callers cannot both see it unmarked.
+_MARK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
 def first_meeting(client: Any, campaign_id: int, until: datetime, now: datetime) -> bool:
-    """True for exactly one caller per campaign and window (a Redis SET NX): hundreds of
-    chunk jobs meeting the window together move the schedule once."""
+    """True for exactly one caller per campaign and window: hundreds of chunk jobs meeting
+    the window together move the schedule once."""
     ttl = max(1, int((until - now).total_seconds())) + _MARKER_MARGIN_S
-    key = redis_keys.campaign_window_shifted(campaign_id, int(until.timestamp()))
-    return bool(client.set(key, 1, nx=True, ex=ttl))
+    key = redis_keys.campaign_window_shifted(campaign_id)
+    return bool(client.register_script(_MARK)(keys=[key], args=[int(until.timestamp()), ttl]))
+
+
+def forget_moves(client: Any, campaign_id: int) -> None:
+    """For a campaign whose jobs are planned again (a resume): its new jobs have not been
+    moved past any window, so the first to meet one moves them all, pacing kept."""
+    client.delete(redis_keys.campaign_window_shifted(campaign_id))
 
 
 def shift_schedule(client: Any, campaign_id: int, until: datetime, now: datetime) -> int:

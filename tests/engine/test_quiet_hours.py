@@ -87,6 +87,23 @@ def test_the_campaign_is_moved_once_however_many_of_its_jobs_meet_the_window(
     assert sorted(entries.values()) == [UNTIL.timestamp()] * 50 + [UNTIL.timestamp() + 60]
 
 
+def test_jobs_planned_again_inside_the_window_are_moved_with_their_pacing(
+        redis_client: Any) -> None:
+    """A resume inside the window plans the campaign's jobs again from now: once the
+    earlier move is forgotten, the first to meet the window moves the new plan."""
+    quiet_hold.hold(redis_client, WINDOW, 5, job(5, 0), NOW)
+    redis_client.delete(redis_keys.SCHEDULED)  # the resume drops the old plan
+    quiet_hold.forget_moves(redis_client, 5)
+    resumed_at = NOW + timedelta(hours=2)
+    t = resumed_at.timestamp()
+    plan = [(t + 10 * i, job(5, 100 + i)) for i in range(1, 3)]
+    scheduler.schedule(redis_client, plan)
+    assert quiet_hold.hold(redis_client, WINDOW, 5, job(5, 100), resumed_at) == UNTIL
+    entries = schedule(redis_client)
+    end = UNTIL.timestamp()
+    assert [entries[j.encode()] for _, j in plan] == [end + 10, end + 20]
+
+
 def test_outside_the_window_nothing_is_held(redis_client: Any) -> None:
     scheduler.schedule(redis_client, [(NOW.timestamp() + 5, job(5, 1))])
     before = schedule(redis_client)
