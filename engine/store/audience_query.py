@@ -60,7 +60,7 @@ def matching(stmt: _SelectT, audience: Audience, today: date) -> _SelectT:
     if audience.ids is not None:
         # Written into the SQL, not bound one parameter each: a Compose selection can be
         # every contact, beyond what SQLite (32,766) and PostgreSQL (65,535) bind. They are
-        # ints (Audience sorts them), so nothing can be injected.
+        # ints (Audience makes them so), so nothing can be injected.
         stmt = stmt.where(Contact.id.in_(bindparam("audience_ids", list(audience.ids),
                                                    expanding=True, literal_execute=True)))
     if audience.tags:
