@@ -85,7 +85,8 @@ def check_archive(file: BinaryIO, path: Path, max_bytes: int) -> None:
                              "Excel, remove the password and save it as an Excel Workbook "
                              "(.xlsx), then import that")
     try:
-        members = zipfile.ZipFile(file).infolist()
+        with zipfile.ZipFile(file) as archive:  # reads the directory only
+            members = archive.infolist()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError):
         if b"\x00" not in start and start.strip():
             raise _refused(path, "is not an Excel workbook: it looks like text. If it is a "
