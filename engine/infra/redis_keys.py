@@ -6,6 +6,7 @@ PREFIX = "relaydesk:"
 SCHEDULED = PREFIX + "scheduled"  # sorted set: job JSON by due time
 SCHEDULER_LOCK = PREFIX + "scheduler:lock"
 SWEEP_LOCK = PREFIX + "sweep:lock"
+SCHEDULE_LOCK = PREFIX + "schedule:lock"  # one worker at a time starts due campaigns
 WORKER_HEARTBEAT = PREFIX + "worker:"  # + worker name, with a TTL
 
 

@@ -13,11 +13,13 @@ level, and a Redis that does not answer is left alone for a few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -200,9 +202,21 @@ def _sql_error(context: Any) -> None:
                 f"error: {type(context.original_exception).__name__}")
 
 
+@contextlib.contextmanager
+def unrecorded() -> Iterator[None]:
+    """The calling thread's statements are not recorded meanwhile: a worker's periodic
+    looks (is a scheduled campaign due? did a worker die?) would otherwise fill the SQL
+    tab with the same query every second and push out what the operator is looking for."""
+    _local.quiet = True
+    try:
+        yield
+    finally:
+        _local.quiet = False
+
+
 def _record_sql(statement: str, duration_ms: float | None, rows: int, status: str) -> None:
     rec = _active()
-    if rec is None:
+    if rec is None or getattr(_local, "quiet", False):
         return
     try:
         text = " ".join(statement.split())
@@ -366,7 +380,7 @@ def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: 
 
 # The word the inspector shows for each of the sender's verdicts.
 _EVENT = {Verdict.SENT: "sent", Verdict.RETRY: "retried", Verdict.DEAD: "failed",
-          Verdict.PAUSE: "paused"}
+          Verdict.PAUSE: "paused", Verdict.SUPPRESSED: "suppressed"}
 
 
 def record_message(claimed: Claimed, result: SendResult, verdict: Verdict) -> None:

@@ -18,14 +18,14 @@ import redis
 
 from engine.infra import redis_keys, scheduler, worker_registry
 from engine.infra.celery_app import publish
-from engine.monitoring import monitor
+from engine.monitoring import inspector, monitor
 from engine.pipeline.broker_jobs import campaigns_with_jobs
-from engine.pipeline.campaign_start import start_due_campaigns
+from engine.pipeline.campaign_start import due_campaigns, start_due_campaigns
 from engine.pipeline.runtime import Runtime, runtime
 from engine.pipeline.sender import chunk_jobs, message_job
 from engine.store.campaign_state import stalled_campaigns
 from engine.store.delivery_state import message_ids, stale_sending
-from engine.store.models import MessageStatus
+from engine.store.models import MessageStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ SCHEDULE_EVERY_S = 1.0
 # Held while one worker starts due campaigns, released when it is done; the expiry only
 # frees it if that worker dies mid-start. A start that outlasts it is still safe (a
 # campaign's start is one conditional UPDATE): a second starter just finds it taken.
-SCHEDULE_LOCK = redis_keys.PREFIX + "schedule:lock"
+SCHEDULE_LOCK = redis_keys.SCHEDULE_LOCK
 SCHEDULE_LOCK_MS = 120_000
 # A campaign with queued messages and no progress for this long is checked for lost jobs.
 # Not a setting: it only decides when to look. A campaign waiting behind others, or on
@@ -55,7 +55,7 @@ def release_due_jobs(rt: Runtime) -> int:
 def take_over_stale_sends(rt: Runtime) -> None:
     """The lease sweep: messages left 'sending' past their claim lease by a dead worker
     are sent again (the claim lets one of them through)."""
-    with rt.db.session() as session:
+    with rt.db.session() as session, inspector.unrecorded():
         stale = stale_sending(session)
     if stale:
         log.warning("taking over %d message(s) left 'sending' by a dead worker", len(stale))
@@ -68,7 +68,7 @@ def requeue_lost_campaigns(rt: Runtime) -> None:
     """The stall sweep: a campaign with queued messages, no progress for ``STALL_S`` and
     no job anywhere in the broker lost its jobs (acked while Redis restarted): chunk its
     queued messages again."""
-    with rt.db.session() as session:
+    with rt.db.session() as session, inspector.unrecorded():
         stalled = stalled_campaigns(session, STALL_S)
     if not stalled:
         return
@@ -149,7 +149,10 @@ class ScheduledStarts:
 
     def _start_due(self, rt: Runtime, token: str) -> None:
         try:
-            start_due_campaigns(rt.db, rt.redis, rt.settings)
+            with rt.db.session() as session, inspector.unrecorded():
+                due = due_campaigns(session, utcnow())
+            if due:  # the starts themselves are recorded: they are events
+                start_due_campaigns(rt.db, rt.redis, rt.settings)
         except Exception:
             # Redis or the database is down, say: a campaign whose start did not commit
             # stays scheduled and the next look retries it; one that committed but could
