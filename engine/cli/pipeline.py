@@ -110,7 +110,8 @@ def worker_cmd(app: AppContext, queues: str | None, concurrency: int | None,
 def gateway_cmd(host: str, port: int, latency_ms: float, fail_rate: float,
                 seed: int | None) -> None:
     """Run the sandbox SMS gateway (numbers ending 0001 fail permanently, 0002 fail twice,
-    0003 always fail transiently, 0004 report an empty account balance)."""
+    0003 always fail transiently, 0004 report an empty account balance, 0006 answer that
+    the recipient opted out)."""
     from engine.infra.sandbox_gateway import start_gateway
 
     server = start_gateway(host, port, latency_ms=latency_ms, fail_rate=fail_rate, seed=seed)

@@ -47,6 +47,7 @@ from engine.store.models import (
     OutgoingMessage,
     utcnow,
 )
+from engine.store.optouts import is_opted_out
 
 OPERATOR_PAUSE = "paused by operator"
 PAUSABLE = (CampaignStatus.QUEUED, CampaignStatus.SENDING)
@@ -370,6 +371,12 @@ def send_test_message(db: Database, client: Any, settings: Settings, template_te
     Template.parse(template_text)  # a bad template is reported before anything else
     to = _test_number(phone, settings.default_region)
     with db.session() as session:
+        if is_opted_out(session, to):
+            # It would only end 'suppressed' at send time, which looks like a silent failure.
+            raise CampaignError(f"{mask_phone(to)} is on the opt-out list, so nothing is sent "
+                                "to it: test with another number, or take it off the list "
+                                "first ('relaydesk optouts remove NUMBER', or the Opt-outs "
+                                "page)")
         label, values = _test_values(session, contact_id)
     name = f"{TEST_PREFIX}{mask_phone(to)} as {label}"[:_NAME_MAX]
     # No contact id on the row: the message goes to this number, not to the contact, and

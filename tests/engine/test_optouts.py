@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
+from engine.config.settings import Settings
 from engine.domain.sending import Outcome, SendResult, Verdict
 from engine.infra import redis_keys, scheduler
 from engine.operations import failed_jobs
+from engine.operations.campaign_control import send_test_message
+from engine.operations.campaigns import CampaignError
 from engine.pipeline.send_decision import BreakerNote, RetryPolicy, decide
 from engine.store.campaign_state import campaign_summary, finish_campaign_if_done
 from engine.store.contact_browser import ContactQuery, contact_page
@@ -306,3 +309,14 @@ def test_cli_add_list_remove_import_export(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert "cannot read" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_test_send_to_an_opted_out_number_is_refused_before_anything_is_created(
+        db: Database, db_settings: Settings) -> None:
+    with db.session() as session:
+        add_optouts(session, ["+254712000111"], region="KE", reason="asked")
+    # No Redis is given: the refusal comes first, and nothing is created.
+    with pytest.raises(CampaignError, match="opt-out list"):
+        send_test_message(db, None, db_settings, "Hello #name", "0712000111")
+    with db.session() as session:
+        assert session.scalar(select(func.count(Campaign.id))) == 0
