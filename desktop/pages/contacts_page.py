@@ -91,7 +91,7 @@ class ContactsPage(Page):
             lambda _: self.model.set_filter(tag=self.tag.currentData()))
         tools.addWidget(self.tag, 1)
         tools.addStretch()
-        self.import_button = QPushButton("Import CSV…")
+        self.import_button = QPushButton("Import…")
         self.import_button.setObjectName("contacts-import")
         self.import_button.setToolTip("Import contacts from a CSV file (Ctrl+I)")
         self.import_button.clicked.connect(self.choose_file)
@@ -181,7 +181,7 @@ class ContactsPage(Page):
 
     def _import_done(self) -> None:
         self.import_button.setEnabled(True)
-        self.import_button.setText("Import CSV…")
+        self.import_button.setText("Import…")
 
     def _imported(self, result: ImportResult) -> None:
         self._import_done()

@@ -19,15 +19,16 @@ def contacts_group() -> None:
 
 
 @contacts_group.command("import")
-@click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @json_option
 @pass_app
-def import_cmd(app: AppContext, csv_file: Path, as_json: bool) -> None:
-    """Import contacts from CSV_FILE (columns: name, phone, pledge, paid_amount, due_date,
-    optional tags separated by ';'). A phone already known updates that contact.
-    Rejected rows are listed with their line numbers (the first 100, and how many more);
-    the exit status is 1 if any were. A file that breaks the CSV format is refused whole."""
-    result = import_contacts(app.db, csv_file, app.settings.default_region)
+def import_cmd(app: AppContext, file: Path, as_json: bool) -> None:
+    """Import contacts from FILE, a CSV file or an Excel workbook (.xlsx, its first sheet),
+    with the columns name, phone, pledge, paid_amount, due_date and optional tags separated
+    by ';'. A phone already known updates that contact. Rejected rows are listed with their
+    line numbers (in a workbook, its row numbers; the first 100, and how many more); the
+    exit status is 1 if any were. A file that cannot be read whole is refused whole."""
+    result = import_contacts(app.db, file, app.settings.default_region)
     if as_json:
         print_json(result.as_dict())
     else:

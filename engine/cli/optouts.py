@@ -76,8 +76,9 @@ def remove_cmd(app: AppContext, phones: tuple[str, ...], as_json: bool) -> None:
 @json_option
 @pass_app
 def import_cmd(app: AppContext, file: Path, reason: str, as_json: bool) -> None:
-    """Add the numbers in FILE: a CSV with a 'phone' column (and optionally 'reason', as
-    'optouts export' writes), or one number per line. Every good line is added in one
+    """Add the numbers in FILE: a CSV file or an Excel workbook (.xlsx, its first sheet)
+    with a 'phone' column (and optionally 'reason', as 'optouts export' writes), or one
+    number per line (per row). Every good line is added in one
     go; bad lines are listed with their line numbers (the first 100) and the exit status
     is then 1. A file that cannot be read adds nothing."""
     result = import_optouts(app.db, file, region=app.settings.default_region, reason=reason)
