@@ -62,6 +62,11 @@ def delivered_to(gateway: GatewayServer, campaign: int) -> list[str]:
             if m["campaign"] == str(campaign)]
 
 
+def finished(campaign: int) -> Any:
+    status = run_cli_json("campaign", "status", str(campaign))
+    return status if status["status"] == "completed" else None
+
+
 def test_quiet_hours_hold_everything_until_their_end(
         tmp_path: Path, gateway: GatewayServer, workers: Workers, redis_client: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,8 +92,10 @@ def test_quiet_hours_hold_everything_until_their_end(
     few = run_cli_json("campaign", "send", "--tag", "few", "--template", "Hi #name")
     # Urgent and set to send: it goes out inside the window, whole.
     urgent = run_cli_json("campaign", "send", "--tag", "urgent", "--urgent",
-                          "--template", "Hi #name", "--wait")
-    assert (urgent["sent"], urgent["status"]) == (URGENT, "completed")
+                          "--template", "Hi #name")
+    status = wait_for(lambda: finished(urgent["campaign"]), message="the urgent campaign")
+    assert status["sent"] == URGENT
+    assert len(arrivals.of(urgent["campaign"])) == URGENT
     assert all(t < end.timestamp() for t in arrivals.of(urgent["campaign"]))
 
     held = {c["campaign"]: run_cli_json("campaign", "status", str(c["campaign"]))
@@ -109,10 +116,6 @@ def test_quiet_hours_hold_everything_until_their_end(
     assert overview["alerts"] == []
     text = run_cli("status").stdout
     assert f"waiting for the send window (until {end:%H:%M})" in text
-
-    def finished(campaign: int) -> Any:
-        status = run_cli_json("campaign", "status", str(campaign))
-        return status if status["status"] == "completed" else None
 
     for campaign, count in ((bulk["campaign"], BULK), (few["campaign"], FEW)):
         status = wait_for(lambda c=campaign: finished(c), timeout=240,
