@@ -4,6 +4,12 @@ An episode starts when a queue's wait first passes its threshold and ends when i
 back below. The current episodes live in one Redis hash (so every console and every
 machine sees them) and each start and end is added to a short log. The notification
 (webhook and/or e-mail) goes out once per episode, from whichever worker saw it first.
+
+Only Celery queues are measured, from each job's publish time. Work that waits on purpose
+(pacing, retry backoff, a campaign's quiet hours) waits in RelayDesk's durable schedule and
+is published when due, so it never counts; a job that was already queued when its
+campaign's quiet hours began goes back to the schedule when a worker takes it, and is
+published afresh at their end (engine.pipeline.quiet_hold).
 """
 
 from __future__ import annotations
