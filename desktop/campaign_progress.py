@@ -43,11 +43,13 @@ class CampaignProgress(QWidget):
         layout.addWidget(self.bar)
         grid = QGridLayout()
         self.counts: dict[str, QLabel] = {}
+        self._captions: list[QLabel] = []
         for column, key in enumerate(("sent", "pending", "retrying", "dead", "rate")):
             caption = QLabel(key.capitalize() if key != "rate" else "Rate")
             caption.setEnabled(False)
             value = bold(QLabel("–"))
             value.setObjectName(f"progress-{key}")
+            self._captions.append(caption)
             grid.addWidget(caption, 0, column)
             grid.addWidget(value, 1, column)
             self.counts[key] = value
@@ -91,19 +93,37 @@ class CampaignProgress(QWidget):
             return
         self.summary = summary
         total = max(int(summary["recipients"]), 1)
-        done = summary["sent"] + summary["dead"] + summary["cancelled"]
+        # Every row not waiting is done: sent, dead, cancelled or stopped by the opt-out list.
+        done = max(int(summary["recipients"]) - summary["pending"] - summary["retrying"], 0)
         self.title.setText(f"{summary['name']} — {summary['status']}")
+        # A scheduled campaign has no messages yet: a bar at 0% would only look stuck.
+        moving = summary["status"] != "scheduled"
+        self.bar.setVisible(moving)
+        for key in ("sent", "pending", "retrying", "dead", "rate"):
+            self.counts[key].setVisible(moving)
+        for caption in self._captions:
+            caption.setVisible(moving)
         self.bar.setRange(0, total)
         self.bar.setValue(done)
         for key in ("sent", "pending", "retrying", "dead"):
             self.counts[key].setText(f"{summary[key]:,}")
         self.counts["rate"].setText(self._rate(summary["sent"]))
-        reason = summary.get("pause_reason")
-        self.note.setText(f"Paused: {reason}" if summary["status"] == "paused" and reason
-                          else "")
+        self.note.setText(self._note(summary))
         if summary["status"] in FINAL:
             self.stop()
         self.updated.emit(summary)
+
+    @staticmethod
+    def _note(summary: dict[str, Any]) -> str:
+        """Why the campaign is not moving, when it is waiting on purpose."""
+        reason = summary.get("pause_reason")
+        if summary["status"] == "paused" and reason:
+            return f"Paused: {reason}"
+        if summary["status"] == "scheduled" and reason:  # it missed its time
+            return f"It {reason}."
+        if summary.get("state_note"):  # held by its quiet hours
+            return f"{summary['state_note'][0].upper()}{summary['state_note'][1:]}."
+        return ""
 
     def _rate(self, sent: int) -> str:
         now = time.monotonic()

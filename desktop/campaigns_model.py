@@ -14,7 +14,6 @@ from desktop.background import Background
 from desktop.paged_model import Column, Index, PagedTableModel
 from desktop.services import Services
 from desktop.theme import BAD, GOOD, WARN
-from engine.domain.audience import Audience
 from engine.domain.phones import mask_phone
 from engine.domain.send_window import SendWindow
 from engine.pipeline.campaign_start import MISSED_PREFIX
@@ -26,7 +25,7 @@ from engine.store.campaign_browser import (
     count_messages,
     message_page,
 )
-from engine.store.campaign_rows import campaign_window
+from engine.store.campaign_rows import campaign_audience, campaign_window
 from engine.store.models import Campaign, CampaignStatus, MessageStatus
 
 STATUS_COLORS = {"sent": GOOD, "completed": GOOD, "failed": WARN, "paused": WARN,
@@ -86,7 +85,7 @@ def entries(campaigns: list[Campaign], rows: list[CampaignRow],
         left = row.pending + row.retrying
         held = window.held_until(now) if campaign.status in RUNNING and left else None
         found.append(CampaignEntry(
-            **vars(row), audience=Audience.from_json(campaign.audience).describe(),
+            **vars(row), audience=campaign_audience(campaign).describe(),
             window=window, scheduled_at=campaign.scheduled_at,
             suppressed=campaign.suppressed + row.counts.get(MessageStatus.SUPPRESSED, 0),
             held_until=held))

@@ -215,6 +215,10 @@ def _wait(app: AppContext, campaign_id: int) -> dict[str, Any]:
         summary = _summary(app, campaign_id)
         line = (f"sent {summary['sent']}/{summary['recipients']}  pending {summary['pending']}"
                 f"  retrying {summary['retrying']}  dead {summary['dead']}")
+        if summary.get("suppressed"):
+            line += f"  opted out {summary['suppressed']}"
+        if summary.get("state_note"):  # quiet hours: say why nothing moves
+            line += f"  ({summary['state_note']})"
         if line != last:
             click.echo(line, err=True)
             last = line

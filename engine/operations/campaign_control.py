@@ -27,17 +27,17 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from engine.config.settings import Settings
-from engine.domain.audience import Audience
 from engine.domain.personalize import Recipient, Template
 from engine.domain.phones import PhoneError, mask_phone, normalize_phone
 from engine.domain.planning import Route
 from engine.infra import redis_keys, scheduler
 from engine.operations.campaigns import CampaignError, CreatedCampaign, send_campaign_to
+from engine.pipeline import quiet_hold
 from engine.pipeline.campaign_start import MISSED_PREFIX, start_scheduled
 from engine.pipeline.sender import SEND_MESSAGE, chunk_jobs, message_job, paced_message_jobs
 from engine.store import campaign_state, delivery_state
 from engine.store.audience_query import count_audience
-from engine.store.campaign_rows import campaign_window
+from engine.store.campaign_rows import campaign_audience, campaign_window
 from engine.store.db import Database
 from engine.store.models import (
     Campaign,
@@ -94,6 +94,9 @@ def resume_campaign(db: Database, client: Any, settings: Settings,
         # Before reading the rows: every row still queued after this gets a new job below,
         # so dropping the old pacing jobs loses nothing and keeps the pace honest.
         _drop_scheduled(client, campaign_id, keep_retries=True)
+        # Its new jobs have not been moved past any quiet hours: the first to meet them
+        # moves them all, so the pacing survives a resume inside the window.
+        quiet_hold.forget_moves(client, campaign_id)
     with db.session() as session:
         if not _set_sending(session, campaign_id):
             _require(session, campaign_id, (CampaignStatus.PAUSED,), "resume")
@@ -169,7 +172,7 @@ def reschedule_campaign(db: Database, campaign_id: int, at: datetime, settings: 
                 f"e.g. {held.astimezone(window.zone):%Y-%m-%d %H:%M}; the campaign is "
                 "unchanged.")
         # The estimate shown until it starts, as of its new day (its start counts again).
-        counted = count_audience(session, Audience.from_json(campaign.audience),
+        counted = count_audience(session, campaign_audience(campaign),
                                  window.today(at))
         moved = cast(CursorResult[Any], session.execute(
             update(Campaign).where(Campaign.id == campaign_id)

@@ -24,7 +24,6 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from engine.config.settings import Settings
-from engine.domain.audience import Audience
 from engine.domain.personalize import Template
 from engine.domain.planning import PlanError, Route
 from engine.infra import scheduler
@@ -32,7 +31,12 @@ from engine.infra.celery_app import publish
 from engine.pipeline.sender import PROCESS_BULK, paced_message_jobs
 from engine.store import delivery_state
 from engine.store.audience_query import count_audience, render_audience
-from engine.store.campaign_rows import CreatedCampaign, campaign_window, fill_campaign
+from engine.store.campaign_rows import (
+    CreatedCampaign,
+    campaign_audience,
+    campaign_window,
+    fill_campaign,
+)
 from engine.store.db import Database
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, utcnow
 
@@ -63,7 +67,7 @@ def fill_now(session: Session, settings: Settings, campaign: Campaign,
     zone it recorded) and mark it queued; PlanError when nobody is left to send to."""
     window = campaign_window(campaign)
     today = window.today(now)
-    audience = Audience.from_json(campaign.audience)
+    audience = campaign_audience(campaign)
     template = Template.parse(campaign.template)
     counted = count_audience(session, audience, today)
     messages = render_audience(session, template, audience, today, settings.currency_format)
@@ -114,7 +118,7 @@ def start_scheduled(db: Database, client: Any, settings: Settings, campaign_id: 
         except PlanError as exc:
             # Everyone it matched paid, left the filter or opted out since it was scheduled.
             created = None
-            counted = count_audience(session, Audience.from_json(campaign.audience),
+            counted = count_audience(session, campaign_audience(campaign),
                                      campaign_window(campaign).today(now))
             campaign.status = CampaignStatus.COMPLETED
             campaign.recipients = 0

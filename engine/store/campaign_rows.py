@@ -54,6 +54,13 @@ def new_campaign(session: Session, *, name: str | None, template_text: str,
     return campaign
 
 
+def campaign_audience(campaign: Campaign) -> Audience:
+    """Who the campaign was sent to; a campaign from before audiences kept only its tag."""
+    if campaign.audience:
+        return Audience.from_json(campaign.audience)
+    return Audience(tags=(campaign.tag_filter,)) if campaign.tag_filter else Audience()
+
+
 def campaign_window(campaign: Campaign) -> SendWindow:
     """The send window the campaign recorded when it was created."""
     return SendWindow.of(campaign.timezone or "UTC", campaign.quiet_hours)

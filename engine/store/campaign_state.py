@@ -15,8 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine.domain.audience import Audience
-from engine.store.campaign_rows import campaign_window
+from engine.store.campaign_rows import campaign_audience, campaign_window
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
 
 PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED)
@@ -103,7 +102,7 @@ def campaign_summary(session: Session, campaign_id: int,
         "cancelled": counts["cancelled"], "attempts": counts["attempts"],
         # Left out at planning (no message row) and stopped at send time (a row).
         "suppressed": campaign.suppressed + counts["suppressed"],
-        "audience": Audience.from_json(campaign.audience).describe(),
+        "audience": campaign_audience(campaign).describe(),
         "timezone": campaign.timezone,
         "quiet_hours": campaign.quiet_hours,
         "scheduled_at": campaign.scheduled_at.isoformat() if campaign.scheduled_at else None,
