@@ -149,6 +149,10 @@ def test_missed_campaign_is_marked_and_sent_now(pipeline_console: Console, qtbot
         f"{due:{MINUTE}} UTC: missed its time (no worker was running then). Send it now "
         "or reschedule it.")
     qtbot.waitUntil(page.send_now_button.isEnabled)
+    # No messages yet: no progress bar that would look stuck at 0%, and the reason it waits.
+    qtbot.waitUntil(lambda: page.progress.summary is not None, timeout=20_000)
+    assert page.progress.bar.isHidden()
+    assert page.progress.note.text().startswith("It missed its time")
     assert pipeline_console.ctx.services.redis().ping()
     assert sum(delivered(gateway).values()) == 0  # waiting for the operator, not sent
 
@@ -160,6 +164,8 @@ def test_missed_campaign_is_marked_and_sent_now(pipeline_console: Console, qtbot
     qtbot.waitUntil(lambda: page.progress.summary is not None and
                     page.progress.summary["status"] == "completed", timeout=90_000)
     assert delivered(gateway) == {"+254700000105": 1}  # Amina; Cynthia opted out
+    assert not page.progress.bar.isHidden()
+    assert page.progress.bar.value() == page.progress.bar.maximum() == 1
     qtbot.waitUntil(lambda: cell(page, "Status") == "completed", timeout=20_000)
     assert cell(page, "When") == ""
     assert page.facts["when"].text() == f"was scheduled for {due:{MINUTE}} UTC"

@@ -296,3 +296,12 @@ def test_filter_usage_errors(args: list[str], says: str) -> None:
     assert result.returncode == 2, result.stderr
     assert says in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_campaign_from_before_audiences_is_described_by_its_tag(db: Database) -> None:
+    with db.session() as session:
+        campaign = Campaign(name="Old", template="Hi #name", tag_filter="youth",
+                            route="individual", queue="messages")
+        session.add(campaign)
+        session.flush()
+        assert campaign_summary(session, campaign.id)["audience"] == "tagged youth"
