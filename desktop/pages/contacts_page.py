@@ -191,10 +191,7 @@ class ContactsPage(Page):
         if result.rejected_count:
             summary += (f"\nRejected {result.rejected_count:,} row(s). Fix them and import the "
                         "file again: rows already imported will be updated, not duplicated.")
-            details = "\n".join(f"line {r.line}: {r.reason}" for r in result.rejected)
-            if result.rejected_not_listed:  # the engine keeps only the first ones
-                details += (f"\n… and {result.rejected_not_listed:,} more rejected row(s) "
-                            f"not listed (only the first {len(result.rejected)} are shown)")
+            details = "\n".join(result.rejection_lines("row"))
         self.report = ReportDialog(self, "Import contacts", summary, details)
         self.report.setObjectName("import-report")
         self.report.open()

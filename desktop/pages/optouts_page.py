@@ -234,10 +234,7 @@ class OptOutsPage(Page):
         if result.rejected_count:
             summary += (f"\nRejected {result.rejected_count:,} line(s). Fix them and import "
                         "the file again: numbers already added are not added twice.")
-            details = "\n".join(f"line {r.line}: {r.reason}" for r in result.rejected)
-            if result.rejected_not_listed:
-                details += (f"\n… and {result.rejected_not_listed:,} more rejected line(s) "
-                            f"not listed (only the first {len(result.rejected)} are shown)")
+            details = "\n".join(result.rejection_lines("line"))
         self.report = ReportDialog(self, "Import opt-outs", summary, details)
         self.report.setObjectName("optouts-import-report")
         self.report.open()

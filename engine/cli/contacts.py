@@ -36,11 +36,8 @@ def import_cmd(app: AppContext, file: Path, as_json: bool) -> None:
         if result.rejected_count:
             click.echo(f"Rejected {result.rejected_count} row(s); fix them and import the file "
                        "again (rows already imported will be updated, not duplicated):")
-            for row in result.rejected:
-                click.echo(f"  line {row.line}: {row.reason}")
-            if result.rejected_not_listed:
-                click.echo(f"  ... and {result.rejected_not_listed} more rejected row(s) not "
-                           f"listed (only the first {len(result.rejected)} are shown)")
+            for line in result.rejection_lines("row"):
+                click.echo(f"  {line}")
     if result.rejected_count:
         raise SystemExit(1)
 

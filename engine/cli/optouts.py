@@ -90,11 +90,8 @@ def import_cmd(app: AppContext, file: Path, reason: str, as_json: bool) -> None:
         if result.rejected_count:
             click.echo(f"Rejected {result.rejected_count} line(s); fix them and import the "
                        "file again (numbers already added stay listed once):")
-            for row in result.rejected:
-                click.echo(f"  line {row.line}: {row.reason}")
-            if result.rejected_not_listed:
-                click.echo(f"  ... and {result.rejected_not_listed} more rejected line(s) "
-                           f"not listed (only the first {len(result.rejected)} are shown)")
+            for line in result.rejection_lines("line"):
+                click.echo(f"  {line}")
     if result.rejected_count:
         raise SystemExit(1)
 

@@ -96,6 +96,14 @@ class ImportResult:
             "rejected_not_listed": self.rejected_not_listed,
         }
 
+    def rejection_lines(self, unit: str = "row") -> list[str]:
+        """The report of the rejected ``unit``s, one line each, as every front end shows it."""
+        lines = [f"line {r.line}: {r.reason}" for r in self.rejected]
+        if self.rejected_not_listed:
+            lines.append(f"... and {self.rejected_not_listed:,} more rejected {unit}(s) not "
+                         f"listed (only the first {len(self.rejected)} are shown)")
+        return lines
+
     def reject(self, error: RowError) -> None:
         self.rejected_count += 1
         if len(self.rejected) < MAX_LISTED_REJECTIONS:

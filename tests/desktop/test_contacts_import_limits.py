@@ -56,7 +56,7 @@ def test_long_rejection_list_is_capped_and_absurd_amounts_are_rows(
                           "accepted (1,000,000,000,000)")
     assert details[1].startswith("line 3: tag 'a\\tb' contains a control character (U+0009")
     assert len(details) == 101
-    assert details[-1] == "… and 202 more rejected row(s) not listed (only the first 100 are " \
+    assert details[-1] == "... and 202 more rejected row(s) not listed (only the first 100 are " \
                           "shown)"
 
 
