@@ -169,17 +169,34 @@ class OptOutsPage(Page):
         if not self.selected_count():
             return
         search, ranges = self.model.search or None, self.selected_ranges()
+        # What the operator saw on the rows already loaded. The list is newest first, so a
+        # number added since (by the provider, say) moves every row down: reading the
+        # selection again by position would then remove numbers nobody selected.
+        shown = {row: optout.phone for first, last in ranges
+                 for row in range(first, last + 1)
+                 if (optout := self.model.row_object(row)) is not None}
 
-        def phones() -> list[str]:
+        def phones() -> list[str] | None:
             with self.ctx.services.db().session() as session:
-                return [o.phone for first, last in ranges
-                        for o in list_optouts(session, search=search, offset=first,
-                                              limit=last - first + 1)]
+                fresh = {first + i: o.phone for first, last in ranges
+                         for i, o in enumerate(list_optouts(session, search=search,
+                                                            offset=first,
+                                                            limit=last - first + 1))}
+            if any(fresh.get(row) != phone for row, phone in shown.items()):
+                return None  # the list moved under the selection
+            return [fresh[row] for row in sorted(fresh)]
 
         self.ctx.background.run(phones, on_done=self.confirm_remove)
 
-    def confirm_remove(self, phones: list[str]) -> None:
+    def confirm_remove(self, phones: list[str] | None) -> None:
         """Ask about exactly these numbers; remove exactly these."""
+        if phones is None:
+            self.message.setText("The list changed while you were looking at it (numbers "
+                                 "were added or removed): nothing was removed. Select the "
+                                 "numbers again.")
+            self.table.clearSelection()
+            self.model.reload()
+            return
         if not phones:
             return
         shown = ", ".join(phones[:3]) + ("…" if len(phones) > 3 else "")

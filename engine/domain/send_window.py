@@ -139,10 +139,10 @@ def parse_when(text: str, timezone: str, now: datetime) -> datetime:
         except ValueError as exc:  # 25:00, 30 February
             raise ScheduleError(f"{raw} is not a time that exists ({exc}): write YYYY-MM-DD "
                                 f"HH:MM in {timezone}, e.g. 2026-12-03 09:00") from None
-        if _existing(local) != local:
+        when = _utc(raw, local)
+        if when.astimezone(tz).replace(tzinfo=None) != local.replace(tzinfo=None):
             raise ScheduleError(f"{raw} does not exist in {timezone}: the clocks skip it "
                                 "for daylight saving; choose another time")
-        when = local.astimezone(UTC)
     else:
         try:
             parsed = datetime.fromisoformat(raw)
@@ -152,12 +152,28 @@ def parse_when(text: str, timezone: str, now: datetime) -> datetime:
             raise ScheduleError(f"{raw!r} is not a time to send at: write YYYY-MM-DD HH:MM "
                                 f"(in {timezone}) or ISO 8601 with an offset, e.g. "
                                 "2026-12-03T09:00+03:00")
-        when = parsed.astimezone(UTC)
+        when = _utc(raw, parsed)
     if when <= now:
         raise ScheduleError(f"{raw} is already past (it is now "
                             f"{now.astimezone(zone(timezone)):%Y-%m-%d %H:%M} in {timezone}): "
                             "choose a later time, or send now without --at")
     return when
+
+
+# A send time is refused beyond this year: the date arithmetic of quiet hours and time zones
+# overflows near the end of datetime's range, and no reminder is planned a millennium ahead.
+LAST_YEAR = 2999
+
+
+def _utc(raw: str, when: datetime) -> datetime:
+    try:
+        utc = when.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or utc.year > LAST_YEAR:
+        raise ScheduleError(f"{raw} is out of range: choose a time from now to the end "
+                            f"of the year {LAST_YEAR}")
+    return utc
 
 
 def system_timezone() -> str:

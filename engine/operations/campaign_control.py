@@ -22,6 +22,7 @@ from contextlib import contextmanager, suppress
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
+import kombu.exceptions
 import redis
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
@@ -128,6 +129,10 @@ def cancel_campaign(db: Database, client: Any, campaign_id: int) -> dict[str, An
         if _cancel_scheduled(session, campaign_id):
             return _summary_in(session, campaign_id)
         _require(session, campaign_id, CANCELLABLE, "cancel")
+        if client is None:  # the console had no Redis for what looked like a scheduled one
+            raise CampaignError(f"campaign {campaign_id} has started sending, and stopping it "
+                                "needs Redis: start RelayDesk's Redis (or check "
+                                "RELAYDESK_REDIS_URL), then cancel it again")
         if not _set_cancelled(session, campaign_id):
             _require(session, campaign_id, CANCELLABLE, "cancel")
         # Workers see the flag at once but the row changes only at commit: so the flag is,
@@ -195,8 +200,9 @@ def send_now(db: Database, client: Any, settings: Settings,
         client.ping()  # before anything changes: its jobs go to Redis
     try:
         started = start_scheduled(db, client, settings, campaign_id, late_ok=True)
-    except redis.RedisError as exc:
-        # start_scheduled committed the messages, then publishing failed.
+    except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+        # start_scheduled committed the messages, then publishing failed (Celery reports a
+        # broker that went away as kombu's OperationalError).
         raise CampaignError(
             f"campaign {campaign_id} is started, but its jobs could not be queued "
             f"({type(exc).__name__}); the workers queue its messages on their own within a "

@@ -51,7 +51,11 @@ def check_campaign(template_text: str, name: str | None) -> None:
                             "created.")
 
 
-def _check_time(window: SendWindow, at: datetime) -> None:
+def _check_time(window: SendWindow, at: datetime, now: datetime) -> None:
+    if at <= now:  # checked when typed too, but a confirmation can stay open for long
+        raise CampaignError(f"{at.astimezone(window.zone):%Y-%m-%d %H:%M} ({window.timezone}) "
+                            "is already past: choose a later time, or send now; nothing was "
+                            "created.")
     held = window.held_until(at)
     if held is not None:
         local = at.astimezone(window.zone)
@@ -72,7 +76,7 @@ def create_campaign(db: Database, settings: Settings, template_text: str, *,
     now = now or utcnow()
     window = settings.send_window(urgent=urgent)
     if at is not None:
-        _check_time(window, at)
+        _check_time(window, at, now)
     with db.session() as session:
         campaign = new_campaign(session, name=name, template_text=template_text,
                                 audience=audience, window=window, urgent=urgent,

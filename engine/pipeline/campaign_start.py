@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +44,9 @@ from engine.store.models import Campaign, CampaignStatus, MessageStatus, utcnow
 log = logging.getLogger(__name__)
 
 MISSED_PREFIX = "missed its time"
+# A scheduled campaign whose start failed (the database refused, say) is tried again after
+# this long; one that keeps failing is marked missed once RELAYDESK_SCHEDULE_MAX_LATE passes.
+RETRY_START_S = 60.0
 
 
 def enqueue_campaign(db: Database, client: Any, settings: Settings,
@@ -55,8 +59,14 @@ def enqueue_campaign(db: Database, client: Any, settings: Settings,
         return
     with db.session() as session:
         ids = delivery_state.message_ids(session, created.id, MessageStatus.QUEUED)
-        session.execute(update(Campaign).where(Campaign.id == created.id)
-                        .values(status=CampaignStatus.SENDING, started_at=utcnow()))
+        # Only from queued: an operator may have cancelled or paused it since it was
+        # committed (a worker starting a scheduled campaign), and that must stand.
+        started: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(Campaign).where(Campaign.id == created.id)
+            .where(Campaign.status == CampaignStatus.QUEUED)
+            .values(status=CampaignStatus.SENDING, started_at=utcnow()))
+        if not started.rowcount:
+            return
     scheduler.schedule(client, paced_message_jobs(created.id, ids, plan.queue, time.time(),
                                                   settings.pacing_individual_s))
 
@@ -150,34 +160,54 @@ def _mark_missed(session: Session, campaign: Campaign, now: datetime) -> None:
                 campaign.id, timedelta(seconds=round((now - due).total_seconds())))
 
 
-def due_campaigns(session: Session, now: datetime, limit: int = 20) -> list[int]:
-    """Scheduled campaigns whose time has come and that are not marked missed."""
-    return list(session.scalars(
-        select(Campaign.id).where(Campaign.status == CampaignStatus.SCHEDULED)
-        .where(Campaign.scheduled_at <= now)
-        .where((Campaign.pause_reason.is_(None))
-               | ~Campaign.pause_reason.startswith(MISSED_PREFIX))
-        .order_by(Campaign.scheduled_at).limit(limit)))
+def due_campaigns(session: Session, now: datetime, limit: int = 20,
+                  skip: Sequence[int] = ()) -> list[int]:
+    """Scheduled campaigns whose time has come and that are not marked missed (nor in
+    ``skip``: those whose start failed a moment ago)."""
+    stmt = (select(Campaign.id).where(Campaign.status == CampaignStatus.SCHEDULED)
+            .where(Campaign.scheduled_at <= now)
+            .where((Campaign.pause_reason.is_(None))
+                   | ~Campaign.pause_reason.startswith(MISSED_PREFIX)))
+    if skip:
+        stmt = stmt.where(Campaign.id.not_in(list(skip)))
+    return list(session.scalars(stmt.order_by(Campaign.scheduled_at).limit(limit)))
 
 
 def start_due_campaigns(db: Database, client: Any, settings: Settings,
-                        now: datetime | None = None) -> list[Started]:
+                        now: datetime | None = None, *,
+                        backoff: dict[int, float] | None = None) -> list[Started]:
     """Start every scheduled campaign that is due; what was started. One campaign that
-    cannot start (its error is logged; it stays scheduled and is tried again next time)
-    does not hold up the others."""
+    cannot start does not hold up the others: it stays scheduled, and ``backoff`` (campaign
+    id -> monotonic time, kept by the caller between calls) leaves it alone for
+    RETRY_START_S, so a lasting failure is logged once a minute, not every second."""
     now = now or utcnow()
+    backoff = {} if backoff is None else backoff
+    clock = time.monotonic()
     with db.session() as session:
-        due = due_campaigns(session, now)
+        due = due_campaigns(session, now, skip=waiting_out(backoff, clock))
     started = []
     for campaign_id in due:
         try:
             result = start_scheduled(db, client, settings, campaign_id, now)
         except (redis.ConnectionError, redis.TimeoutError):
             raise  # Redis is down for every campaign: the caller waits and tries again
-        except Exception:
-            log.exception("scheduled campaign %s could not be started; trying again later",
-                          campaign_id)
+        except Exception as exc:
+            if campaign_id in backoff:
+                log.warning("scheduled campaign %s still cannot start (%s); trying again in "
+                            "%.0f s", campaign_id, type(exc).__name__, RETRY_START_S)
+            else:
+                log.exception("scheduled campaign %s could not be started; trying again in "
+                              "%.0f s", campaign_id, RETRY_START_S)
+            backoff[campaign_id] = clock + RETRY_START_S
             continue
+        backoff.pop(campaign_id, None)
         if result is not None:
             started.append(result)
     return started
+
+
+def waiting_out(backoff: dict[int, float], clock: float) -> list[int]:
+    """The campaigns whose last start failed less than RETRY_START_S ago."""
+    for campaign_id in [c for c, until in backoff.items() if until <= clock]:
+        del backoff[campaign_id]
+    return list(backoff)

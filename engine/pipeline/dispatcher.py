@@ -20,7 +20,7 @@ from engine.infra import redis_keys, scheduler, worker_registry
 from engine.infra.celery_app import publish
 from engine.monitoring import inspector, monitor
 from engine.pipeline.broker_jobs import campaigns_with_jobs
-from engine.pipeline.campaign_start import due_campaigns, start_due_campaigns
+from engine.pipeline.campaign_start import due_campaigns, start_due_campaigns, waiting_out
 from engine.pipeline.runtime import Runtime, runtime
 from engine.pipeline.sender import chunk_jobs, message_job
 from engine.store.campaign_state import stalled_campaigns
@@ -133,6 +133,8 @@ class ScheduledStarts:
         self.worker_name = worker_name
         self.last = 0.0
         self.thread: threading.Thread | None = None  # the start under way, if any
+        # Campaigns whose start failed, until when they are left alone (campaign_start).
+        self.backoff: dict[int, float] = {}
 
     def run_if_due(self, rt: Runtime, now: float) -> None:
         if now - self.last < SCHEDULE_EVERY_S:
@@ -149,10 +151,11 @@ class ScheduledStarts:
 
     def _start_due(self, rt: Runtime, token: str) -> None:
         try:
+            skip = waiting_out(self.backoff, time.monotonic())
             with rt.db.session() as session, inspector.unrecorded():
-                due = due_campaigns(session, utcnow())
+                due = due_campaigns(session, utcnow(), skip=skip)
             if due:  # the starts themselves are recorded: they are events
-                start_due_campaigns(rt.db, rt.redis, rt.settings)
+                start_due_campaigns(rt.db, rt.redis, rt.settings, backoff=self.backoff)
         except Exception:
             # Redis or the database is down, say: a campaign whose start did not commit
             # stays scheduled and the next look retries it; one that committed but could

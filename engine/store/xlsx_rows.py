@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, BinaryIO
+from xml.etree import ElementTree
 
 from engine.store.contacts_import import ImportFileError
 
@@ -174,6 +175,47 @@ def _rows(sheet: Any, path: Path, start: int, width: int,
         yield number, texts
 
 
+_SHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+
+
+def _refuse_formulas_without_values(sheet: Any, path: Path) -> None:
+    """A formula is read by its saved result. A workbook written by a program (a script,
+    an export) may hold formulas that were never calculated: their cells would read as
+    empty, and a row of them would be skipped without a word. Refuse the workbook instead,
+    naming the first such cell; a spreadsheet program saves the results."""
+    cell_tag, formula_tag, value_tag, row_tag, data_tag = (
+        f"{_SHEET_NS}{t}" for t in ("c", "f", "v", "row", "sheetData"))
+    rows_parent = None
+    # The sheet's XML, as openpyxl's read-only sheet opens it; parsed once more, for this,
+    # each row dropped once read so memory stays flat however long the sheet.
+    try:
+        with sheet._get_source() as source:
+            for event, element in ElementTree.iterparse(source, events=("start", "end")):
+                if event == "start":
+                    if element.tag == data_tag:
+                        rows_parent = element
+                elif element.tag == row_tag and rows_parent is not None:
+                    rows_parent.clear()
+                elif element.tag == cell_tag and _uncalculated(element, formula_tag,
+                                                                value_tag):
+                    raise _refused(path, f"has a formula with no saved result in cell "
+                                         f"{element.get('r', '?')}: it was written by a "
+                                         "program and never calculated. Open it in a "
+                                         "spreadsheet program and save it (the results are "
+                                         "saved with it), then import it again")
+    except ElementTree.ParseError as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _uncalculated(cell: Any, formula_tag: str, value_tag: str) -> bool:
+    """A formula cell with no result: no value, or an empty one where only a text result
+    (``t="str"``, e.g. a formula giving "") may be empty."""
+    if cell.find(formula_tag) is None:
+        return False
+    value = cell.find(value_tag)
+    return value is None or (not value.text and cell.get("t") != "str")
+
+
 @contextmanager
 def first_sheet(path: Path, *, max_bytes: int, max_rows: int) -> Iterator[Sheet]:
     """The first sheet of the workbook at ``path``, read as it is iterated; every problem
@@ -197,6 +239,7 @@ def first_sheet(path: Path, *, max_bytes: int, max_rows: int) -> Iterator[Sheet]
             if not workbook.worksheets:
                 raise _refused(path, "has no worksheet")
             sheet = workbook.worksheets[0]
+            _refuse_formulas_without_values(sheet, path)
             # Rows are read as they are: the sheet's own stated size (<dimension>) can be
             # wrong, and openpyxl would pad every row and the end of the sheet to it.
             sheet.reset_dimensions()

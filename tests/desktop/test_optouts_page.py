@@ -125,6 +125,23 @@ def test_remove_selected_after_the_question(console: Console, qtbot: QtBot) -> N
     assert page.message.text() == "Removed 2 number(s) from the opt-out list."
 
 
+def test_a_number_added_meanwhile_never_shifts_what_is_removed(console: Console,
+                                                               qtbot: QtBot) -> None:
+    """The list is newest first: a number the provider adds after the page was read moves
+    every row down. Removing the selection must not remove numbers nobody selected."""
+    seed(console, "0700000105", "0700000115", "0700000125")
+    page = optouts_page(console, qtbot)
+    model, selection = page.model, QItemSelection()
+    selection.select(model.index(0, 0), model.index(0, model.columnCount() - 1))
+    page.table.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.Select)
+    seed(console, "0700000135")  # arrives while the operator looks at the page
+    page.remove_selected()
+    qtbot.waitUntil(lambda: "nothing was removed" in page.message.text(), timeout=WAIT_MS)
+    assert not hasattr(page, "confirm_box")  # no question about the wrong numbers
+    assert listed(console) == 4
+    qtbot.waitUntil(lambda: page.model.rowCount() == 4, timeout=WAIT_MS)
+
+
 def test_search_phone_local_form_or_reason(console: Console, qtbot: QtBot) -> None:
     seed(console, "0700000105", reason="STOP by phone")
     seed(console, "0700000115", reason="moved away")

@@ -71,7 +71,9 @@ def opt_out(db: Database, phone: str) -> None:
 
 def schedule(db: Database, settings: Settings, text: str = FIGURES, at: datetime = AT,
              audience: Audience = EVERYONE) -> int:
-    created = create_campaign(db, settings, text, audience=audience, at=at, now=NOW)
+    # Scheduled at NOW, or an hour before a time chosen on the real clock.
+    created = create_campaign(db, settings, text, audience=audience, at=at,
+                              now=min(NOW, at - timedelta(hours=1)))
     assert created.scheduled_at == at
     return created.id
 
@@ -81,6 +83,17 @@ def summary(db: Database, campaign_id: int) -> dict[str, Any]:
         found = campaign_summary(session, campaign_id)
     assert found is not None
     return found
+
+
+def scheduled_in_the_past(db: Database, settings: Settings, at: datetime,
+                          text: str = FIGURES) -> int:
+    """A campaign scheduled (as of NOW) and then found with its time at ``at``, already
+    past on the real clock: what a worker that was not running meets."""
+    campaign_id = schedule(db, settings, text)
+    with db.session() as session:
+        session.execute(update(Campaign).where(Campaign.id == campaign_id)
+                        .values(scheduled_at=at))
+    return campaign_id
 
 
 def bodies(db: Database, campaign_id: int) -> dict[str, str]:
@@ -205,7 +218,8 @@ def test_send_now_starts_a_scheduled_or_missed_campaign_at_once(
     assert (state["status"], state["recipients"], state["pending"]) == ("sending", 1, 1)
     assert bodies(db, early) == {"+254711000001": "Ann, 750 left"}
 
-    missed = schedule(db, db_settings, "#name, #balance left", at=utcnow() - timedelta(days=2))
+    missed = scheduled_in_the_past(db, db_settings, utcnow() - timedelta(days=2),
+                                   "#name, #balance left")
     assert start_due_campaigns(db, redis_client, db_settings) == []  # too late: missed
     assert is_missed(summary(db, missed))
     state = send_now(db, redis_client, db_settings, missed)
@@ -408,7 +422,7 @@ def test_the_stall_sweep_leaves_scheduled_campaigns_alone_and_recovers_a_lost_st
 def test_the_dispatcher_starts_due_campaigns_one_worker_at_a_time(
         db: Database, redis_client: Any, db_settings: Settings) -> None:
     add_contact(db, "Ann", "+254711000001")
-    campaign = schedule(db, db_settings, at=utcnow() - timedelta(seconds=1))
+    campaign = scheduled_in_the_past(db, db_settings, utcnow() - timedelta(seconds=1))
     rt = runtime_for(db, redis_client, db_settings)
     starts = dispatcher.ScheduledStarts("worker-a")
 
@@ -432,10 +446,12 @@ def test_a_long_start_does_not_hold_up_the_dispatcher_loop(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Rendering a big campaign takes seconds: the loop (releases, heartbeat) goes on, and
     its next looks start nothing more until that start is done."""
+    add_contact(db, "Ann", "+254711000001")
+    scheduled_in_the_past(db, db_settings, utcnow() - timedelta(seconds=1))
     rendering = threading.Event()
     calls: list[float] = []
 
-    def slow_start(*_args: Any) -> list[Started]:
+    def slow_start(*_args: Any, **_kwargs: Any) -> list[Started]:
         calls.append(1.0)
         rendering.wait(60)
         return []
@@ -528,3 +544,61 @@ def test_a_reschedule_between_a_workers_look_and_its_start_wins(
     assert datetime.fromisoformat(state["scheduled_at"]) == moved_to
     assert row_count(db, campaign) == 0
     assert start_scheduled(db, redis_client, db_settings, campaign, moved_to) is not None
+
+
+def test_a_campaign_failing_to_start_is_left_alone_for_a_while(
+        db: Database, redis_client: Any, db_settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lasting failure (the database refuses, say) is tried once a minute, not every
+    second: each try is a logged error and a Sentry event."""
+    add_contact(db, "Ann", "+254711000001")
+    broken = schedule(db, db_settings)
+    tries: list[int] = []
+
+    def fill(session: Any, settings: Settings, campaign: Campaign, now: datetime) -> Any:
+        tries.append(campaign.id)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(campaign_start, "fill_now", fill)
+    backoff: dict[int, float] = {}
+    assert start_due_campaigns(db, redis_client, db_settings, now=AT, backoff=backoff) == []
+    assert start_due_campaigns(db, redis_client, db_settings, now=AT, backoff=backoff) == []
+    assert tries == [broken]  # the second look left it alone
+    assert broken in backoff
+    backoff[broken] = 0.0  # its wait is over
+    start_due_campaigns(db, redis_client, db_settings, now=AT, backoff=backoff)
+    assert tries == [broken, broken]
+    assert summary(db, broken)["status"] == "scheduled"
+
+
+def test_a_cancel_right_after_a_start_is_not_undone_by_its_enqueue(
+        db: Database, redis_client: Any, db_settings: Settings) -> None:
+    """A worker commits a scheduled campaign as queued, then hands it to the workers; an
+    operator who cancels in between must find it cancelled, with no job left."""
+    add_contact(db, "Ann", "+254711000001")
+    created = create_campaign(db, db_settings, "Hi #name", urgent=True)  # individual route
+    cancel_campaign(db, redis_client, created.id)
+    campaign_start.enqueue_campaign(db, redis_client, db_settings, created)
+    assert summary(db, created.id)["status"] == "cancelled"
+    assert jobs_of(redis_client, created.id) == []
+
+
+def test_a_time_already_past_is_refused_by_the_engine_too(db: Database,
+                                                          db_settings: Settings) -> None:
+    add_contact(db, "Ann", "+254711000001")
+    with pytest.raises(CampaignError, match="is already past"):
+        create_campaign(db, db_settings, FIGURES, at=NOW - timedelta(minutes=1), now=NOW)
+    with db.session() as session:
+        assert session.scalar(select(func.count(Campaign.id))) == 0
+
+
+def test_cancelling_without_redis_a_campaign_that_has_started_says_so(
+        db: Database, redis_client: Any, db_settings: Settings) -> None:
+    """The console passes no Redis client for what it saw as scheduled; if a worker started
+    it meanwhile, the cancel needs Redis and says so, changing nothing."""
+    add_contact(db, "Ann", "+254711000001")
+    campaign_id = schedule(db, db_settings)
+    assert start_scheduled(db, redis_client, db_settings, campaign_id, now=AT) is not None
+    with pytest.raises(CampaignError, match="needs Redis"):
+        cancel_campaign(db, None, campaign_id)
+    assert summary(db, campaign_id)["status"] in ("queued", "sending")

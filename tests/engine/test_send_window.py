@@ -67,6 +67,19 @@ def test_parse_when_refuses_a_past_time() -> None:
     assert parse_when("2030-03-04 12:01", "Africa/Nairobi", NOW) == NOW + timedelta(minutes=1)
 
 
+@pytest.mark.parametrize(("text", "zone_name"), [
+    ("9999-12-31 23:59", "America/New_York"),  # past datetime's range once in UTC
+    ("9999-12-31T23:00-05:00", "UTC"),
+    ("0001-01-01T00:30+14:00", "UTC"),  # before datetime's range once in UTC
+    ("3000-01-01 00:00", "UTC"),
+])
+def test_parse_when_refuses_times_out_of_range_without_a_traceback(text: str,
+                                                                   zone_name: str) -> None:
+    with pytest.raises(ScheduleError, match="is out of range: choose a time from now to the "
+                                            "end of the year 2999"):
+        parse_when(text, zone_name, NOW)
+
+
 def test_parse_when_refuses_an_unknown_zone() -> None:
     with pytest.raises(ScheduleError, match="unknown time zone 'Mars/Olympus'"):
         parse_when("2030-03-05 09:00", "Mars/Olympus", NOW)

@@ -295,7 +295,7 @@ def test_files_that_are_not_workbooks_import_nothing(db: Database, tmp_path: Pat
         protected: "protected.xlsx is password-protected or an old .xls workbook",
         encrypted: "encrypted.xlsx is encrypted",
         document: "document.xlsx could not be read as an Excel workbook",
-        damaged_sheet: "damaged.xlsx could not be read as an Excel workbook at sheet row",
+        damaged_sheet: "damaged.xlsx could not be read as an Excel workbook \\(not well-formed",
     }
     for path, message in expected.items():
         with pytest.raises(ImportFileError, match=message) as raised:
@@ -320,6 +320,24 @@ def test_optouts_import_reads_a_workbook(db: Database, tmp_path: Path) -> None:
     assert listed == {"+254712345678": "asked by phone",
                       "+254722000111": "list from the office",
                       "+254733000111": "", "+254744000111": ""}
+
+
+def test_a_formula_never_calculated_is_refused_not_read_as_empty(db: Database,
+                                                                tmp_path: Path) -> None:
+    """A script writes formulas without their results; read by result, such a row would be
+    empty and skipped without a word (an opt-out lost). Excel saves the results."""
+    uncalculated = write_xlsx(tmp_path / "stop.xlsx", [["0712345678"], ["=\"0722000111\""]],
+                              header=["phone"])
+    with pytest.raises(ImportFileError, match="formula with no saved result in cell A3"):
+        import_optouts(db, uncalculated, region="KE")
+    with db.session() as session:
+        assert list_optouts(session) == []  # the good row before it is not added either
+    calculated = rezip(uncalculated, tmp_path / "saved.xlsx", {
+        "xl/worksheets/sheet1.xml": zipfile.ZipFile(uncalculated).read(
+            "xl/worksheets/sheet1.xml").replace(
+            b"<v /></c>", b"<v>254722000111</v></c>")})
+    result = import_optouts(db, calculated, region="KE")
+    assert (result.imported, result.rejected_count) == (2, 0)
 
 
 def test_cli_imports_a_workbook(tmp_path: Path) -> None:
