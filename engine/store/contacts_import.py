@@ -50,6 +50,7 @@ MAX_LISTED_REJECTIONS = 100  # kept with their reasons; the rest are only counte
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _SQL_BATCH = 500  # keeps IN (...) lists under every database's parameter limit
+_WRITE_BATCH = 10_000  # contacts written per statement batch of an import
 
 
 class ImportFileError(OperatorError, ValueError):
@@ -62,7 +63,7 @@ class RowError:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: an import holds every good row until it writes
 class ContactRow:
     line: int
     name: str
@@ -439,13 +440,21 @@ def _write_postgresql(session: Session, rows: Sequence[ContactRow]) -> tuple[int
 
 
 def write_contacts(session: Session, rows: Sequence[ContactRow]) -> tuple[int, int]:
-    """Insert new phones and update known ones (with their tags); return (imported, updated)."""
+    """Insert new phones and update known ones (with their tags); return (imported, updated).
+    Written in batches, in the caller's one transaction: what a batch needs on the way (its
+    parameters, the ids returned) never exists for the whole file at once."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        return _write_postgresql(session, rows)
-    if dialect == "sqlite":
-        return _write_sqlite(session, rows)
-    raise ImportFileError(f"contact import supports SQLite and PostgreSQL, not {dialect}")
+        write = _write_postgresql
+    elif dialect == "sqlite":
+        write = _write_sqlite
+    else:
+        raise ImportFileError(f"contact import supports SQLite and PostgreSQL, not {dialect}")
+    imported = updated = 0
+    for batch in _batched(rows, _WRITE_BATCH):
+        new, known = write(session, batch)
+        imported, updated = imported + new, updated + known
+    return imported, updated
 
 
 def import_contacts(db: Database, path: Path, default_region: str) -> ImportResult:

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from engine.config.settings import Settings
+from engine.store import contacts_import
 from engine.store.contact_browser import ContactEditError, update_contact
 from engine.store.contacts import count_contacts, list_contacts
 from engine.store.contacts_import import (
@@ -18,6 +19,7 @@ from engine.store.contacts_import import (
 )
 from engine.store.db import Database, open_database
 from engine.store.models import Contact
+from tests.support import write_contacts
 
 HEADER = "name,phone,pledge,paid_amount,due_date,tags\n"
 
@@ -319,3 +321,20 @@ def test_edit_uses_the_same_rules(db: Database, tmp_path: Path) -> None:
         with pytest.raises(ContactEditError, match=reason), db.session() as s:
             update_contact(s, contact_id, {**fields, **change}, "KE")
     assert contacts_by_phone(db)["+254712345678"].pledge_cents == 100
+
+
+def test_an_import_written_in_batches_counts_and_tags_every_contact(
+        db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of three: new and known phones fall in every batch, and each keeps its own
+    tags, on both databases."""
+    monkeypatch.setattr(contacts_import, "_WRITE_BATCH", 3)
+    rows = [(f"M{i}", f"0712{i:06d}", "100", "0", "2027-01-01", f"t{i % 2}") for i in range(8)]
+    import_contacts(db, write_contacts(tmp_path / "first.csv", rows[::2]), "KE")
+    again = [(name, phone, "200", "50", due, "again") for name, phone, _, _, due, _ in rows]
+    result = import_contacts(db, write_contacts(tmp_path / "all.csv", again), "KE")
+    assert (result.imported, result.updated) == (4, 4)
+    with db.session() as session:
+        contacts = list_contacts(session)
+    assert len(contacts) == 8
+    assert {c.pledge_cents for c in contacts} == {20_000}
+    assert {tuple(c.tag_names) for c in contacts} == {("again",)}
