@@ -28,8 +28,10 @@ from desktop.campaigns_model import CampaignEntry, CampaignsModel, MessagesModel
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
 from desktop.send_later_dialog import SendLaterDialog
-from desktop.widgets import data_table, empty_state
+from desktop.widgets import ReportDialog, data_table, empty_state
+from engine.domain.phones import mask_phone
 from engine.infra.embedded_redis import RedisUnavailable
+from engine.operations.preview import CampaignPreview, preview_scheduled
 from engine.store.models import MessageStatus
 
 REFRESH_MS = 3000
@@ -48,6 +50,9 @@ def describe_timing(campaign: CampaignEntry) -> str:
     if scheduled:
         return f"was scheduled for {scheduled}"
     return "sent when it was created"
+
+
+PREVIEW_SHOWN = 20  # messages a scheduled campaign's preview lists
 
 
 class CampaignsPage(Page):
@@ -69,29 +74,7 @@ class CampaignsPage(Page):
                          "campaign waits for its time: reschedule it, send it now or cancel "
                          "it."))
 
-        actions = QHBoxLayout()
-        self.pause_button = QPushButton("Pause")
-        self.resume_button = QPushButton("Resume")
-        self.reschedule_button = QPushButton("Reschedule…")
-        self.send_now_button = QPushButton("Send now…")
-        self.cancel_button = QPushButton("Cancel campaign…")
-        for button, name in ((self.pause_button, "pause"), (self.resume_button, "resume"),
-                             (self.reschedule_button, "reschedule"),
-                             (self.send_now_button, "send-now"),
-                             (self.cancel_button, "cancel")):
-            button.setObjectName(f"campaign-{name}")
-            actions.addWidget(button)
-        self.pause_button.clicked.connect(lambda: self.control("pause"))
-        self.resume_button.clicked.connect(lambda: self.control("resume"))
-        self.reschedule_button.clicked.connect(self.ask_reschedule)
-        self.send_now_button.clicked.connect(self.confirm_send_now)
-        self.cancel_button.clicked.connect(self.confirm_cancel)
-        actions.addStretch()
-        refresh = QPushButton("Refresh")
-        refresh.setToolTip("Refresh (F5)")
-        refresh.clicked.connect(self.activated)
-        actions.addWidget(refresh)
-        layout.addLayout(actions)
+        layout.addLayout(self._build_actions())
 
         self.table = data_table(self.model, "campaigns-table")
         for column, width in enumerate((45, 190, 105, 205, 75, 55, 65, 65, 50, 70, 200, 110)):
@@ -228,12 +211,78 @@ class CampaignsPage(Page):
         if summary["campaign"] == self.selected_id and not self._acting:
             self._update_buttons(summary["status"])
 
+    def _build_actions(self) -> QHBoxLayout:
+        actions = QHBoxLayout()
+        self.pause_button = QPushButton("Pause")
+        self.resume_button = QPushButton("Resume")
+        self.preview_button = QPushButton("Preview…")
+        self.preview_button.setToolTip("The first messages of a scheduled campaign as they "
+                                       "will go out, with the figures of its send day")
+        self.reschedule_button = QPushButton("Reschedule…")
+        self.send_now_button = QPushButton("Send now…")
+        self.cancel_button = QPushButton("Cancel campaign…")
+        for button, name in ((self.pause_button, "pause"), (self.resume_button, "resume"),
+                             (self.preview_button, "preview"),
+                             (self.reschedule_button, "reschedule"),
+                             (self.send_now_button, "send-now"),
+                             (self.cancel_button, "cancel")):
+            button.setObjectName(f"campaign-{name}")
+            actions.addWidget(button)
+        self.pause_button.clicked.connect(lambda: self.control("pause"))
+        self.resume_button.clicked.connect(lambda: self.control("resume"))
+        self.preview_button.clicked.connect(self.show_preview)
+        self.reschedule_button.clicked.connect(self.ask_reschedule)
+        self.send_now_button.clicked.connect(self.confirm_send_now)
+        self.cancel_button.clicked.connect(self.confirm_cancel)
+        actions.addStretch()
+        refresh = QPushButton("Refresh")
+        refresh.setToolTip("Refresh (F5)")
+        refresh.clicked.connect(self.activated)
+        actions.addWidget(refresh)
+        return actions
+
     def _update_buttons(self, status: str | None) -> None:
         self.pause_button.setEnabled(status in ("queued", "sending"))
         self.resume_button.setEnabled(status == "paused")
+        self.preview_button.setEnabled(status == "scheduled")
         self.reschedule_button.setEnabled(status == "scheduled")
         self.send_now_button.setEnabled(status == "scheduled")
         self.cancel_button.setEnabled(status in ("queued", "sending", "paused", "scheduled"))
+
+    def show_preview(self) -> None:
+        """The scheduled campaign as it will go out, rendered off the UI thread."""
+        campaign = self.selected()
+        if campaign is None or campaign.status != "scheduled":
+            return
+        settings, campaign_id = self.ctx.settings, campaign.id
+
+        def render() -> CampaignPreview:
+            with self.ctx.services.db().session() as session:
+                return preview_scheduled(session, settings, campaign_id, limit=PREVIEW_SHOWN)
+
+        self.preview_button.setEnabled(False)
+        self.ctx.background.run(render, on_done=lambda p: self._show_preview(campaign, p),
+                                on_error=self._preview_failed)
+
+    def _show_preview(self, campaign: CampaignEntry, preview: CampaignPreview) -> None:
+        self.preview_button.setEnabled(self.selected_id == campaign.id)
+        left_out = f", {preview.suppressed:,} opted out left out" if preview.suppressed else ""
+        summary = (f"'{campaign.name}' as it will go out at {campaign.when()}, with the figures "
+                   f"of {preview.send_day:%Y-%m-%d}: {preview.recipients:,} recipient(s)"
+                   f"{left_out}, {preview.segments:,} segment(s). Payments imported and "
+                   "opt-outs added before then still change it.")
+        shown = "\n\n".join(f"To {mask_phone(m.phone)} ({m.name}):\n{m.text}"
+                            for m in preview.messages)
+        more = preview.recipients - len(preview.messages)
+        if more > 0:
+            shown += f"\n\n… and {more:,} more"
+        self.preview_dialog = ReportDialog(self, "Preview", summary, shown)
+        self.preview_dialog.setObjectName("scheduled-preview")
+        self.preview_dialog.open()
+
+    def _preview_failed(self, error: BaseException) -> None:
+        self._update_buttons(self.selected().status if self.selected() else None)
+        self.ctx.background.error.emit(error)
 
     def ask_reschedule(self) -> None:
         campaign = self.selected()

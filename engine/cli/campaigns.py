@@ -13,7 +13,7 @@ import click
 from sqlalchemy import select
 
 from engine.cli.common import AppContext, json_option, pass_app, print_json
-from engine.domain.audience import Audience, AudienceError
+from engine.domain.audience import EVERYONE, Audience, AudienceError
 from engine.domain.formatting import format_duration
 from engine.domain.money import AmountError, parse_amount
 from engine.domain.planning import Route
@@ -29,7 +29,12 @@ from engine.operations.campaign_control import (
     send_test_message,
 )
 from engine.operations.campaigns import send_campaign
-from engine.operations.preview import CampaignPreview, preview_campaign, unicode_hint
+from engine.operations.preview import (
+    CampaignPreview,
+    preview_campaign,
+    preview_scheduled,
+    unicode_hint,
+)
 from engine.providers.reachability import require_provider
 from engine.store.campaign_state import campaign_summary, is_settled
 from engine.store.models import Campaign, CampaignStatus, utcnow
@@ -122,6 +127,8 @@ def _print_preview(preview: CampaignPreview) -> None:
     else:
         route = f"individual: {plan.jobs} job(s) on {plan.queue}"
     click.echo(f"Plan: {route}; estimated duration {format_duration(plan.estimated_duration_s)}")
+    click.echo(f"Figures as of {preview.send_day:%Y-%m-%d}, the send day (#days_remain counts "
+               "from it)")
 
 
 @campaign_group.command("preview")
@@ -135,19 +142,32 @@ def _print_preview(preview: CampaignPreview) -> None:
 @click.option("--urgent", is_flag=True, help="Plan for the high_priority queue.")
 @click.option("--at", "at_text", metavar="WHEN",
               help="Show the messages as they would be sent at WHEN (see 'campaign send').")
+@click.option("--campaign", "campaign_id", type=int, metavar="ID",
+              help="Preview scheduled campaign ID as it will go out: its own template and "
+                   "audience, with the figures of its send day.")
 @json_option
 @pass_app
 def preview_cmd(app: AppContext, template: str | None, template_file: Path | None,
                 tags: tuple[str, ...], exclude_tags: tuple[str, ...], owing: bool,
                 min_balance: str | None, due_within: int | None, overdue: bool,
-                limit: int, urgent: bool, at_text: str | None, as_json: bool) -> None:
+                limit: int, urgent: bool, at_text: str | None, campaign_id: int | None,
+                as_json: bool) -> None:
     """Render the first messages and show totals and the send plan. Sends nothing."""
-    text = read_template(template, template_file)
-    audience = build_audience(tags, exclude_tags, owing, min_balance, due_within, overdue)
-    at = parse_at(app, at_text)
-    with app.db.session() as session:
-        preview = preview_campaign(session, app.settings, text, audience=audience,
-                                   limit=limit, urgent=urgent, at=at)
+    if campaign_id is not None:
+        if template is not None or template_file is not None or at_text is not None or \
+                urgent or build_audience(tags, exclude_tags, owing, min_balance, due_within,
+                                         overdue) != EVERYONE:
+            raise click.UsageError("--campaign previews a scheduled campaign as it is "
+                                   "stored: give no template, filter, --urgent or --at with it")
+        with app.db.session() as session:
+            preview = preview_scheduled(session, app.settings, campaign_id, limit=limit)
+    else:
+        text = read_template(template, template_file)
+        audience = build_audience(tags, exclude_tags, owing, min_balance, due_within, overdue)
+        at = parse_at(app, at_text)
+        with app.db.session() as session:
+            preview = preview_campaign(session, app.settings, text, audience=audience,
+                                       limit=limit, urgent=urgent, at=at)
     if as_json:
         print_json(preview.as_dict())
     else:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from engine.config.settings import Settings
 from engine.domain.audience import EVERYONE, Audience
+from engine.domain.errors import OperatorError
 from engine.domain.personalize import Template
 from engine.domain.planning import SendPlan, plan_send
 from engine.domain.rendering import RenderedMessage
@@ -41,7 +42,8 @@ from engine.domain.sms_encoding import (
     segments_if_replaced,
 )
 from engine.store.audience_query import all_opted_out, count_audience, render_audience
-from engine.store.models import utcnow
+from engine.store.campaign_rows import campaign_audience, campaign_window
+from engine.store.models import Campaign, CampaignStatus, utcnow
 
 
 def send_day(settings: Settings, *, urgent: bool = False, at: datetime | None = None,
@@ -250,6 +252,32 @@ def preview_campaign(session: Session, settings: Settings, template_text: str, *
                      ) -> CampaignPreview:
     """Raises TemplateError for a bad template and PlanError when nobody would receive it."""
     today = send_day(settings, urgent=urgent, at=at, now=now)
+    return _preview(session, settings, template_text, audience, limit, urgent, today)
+
+
+class PreviewError(OperatorError, ValueError):
+    """There is nothing to preview this way; the text says what to look at instead."""
+
+
+def preview_scheduled(session: Session, settings: Settings, campaign_id: int, *,
+                      limit: int = 5) -> CampaignPreview:
+    """A scheduled campaign as it will go out: its template and audience, with the figures
+    of its send day in the time zone it recorded (PreviewError when it is not scheduled)."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise PreviewError(f"there is no campaign {campaign_id}: see 'relaydesk campaign "
+                           "list' for the ids")
+    if campaign.status != CampaignStatus.SCHEDULED or campaign.scheduled_at is None:
+        raise PreviewError(f"campaign {campaign_id} is {campaign.status}, not scheduled: "
+                           "only a scheduled campaign is previewed this way; see 'relaydesk "
+                           f"campaign status {campaign_id}' for what it did")
+    today = campaign_window(campaign).today(campaign.scheduled_at)
+    return _preview(session, settings, campaign.template, campaign_audience(campaign), limit,
+                    campaign.urgent, today)
+
+
+def _preview(session: Session, settings: Settings, template_text: str, audience: Audience,
+             limit: int, urgent: bool, today: date) -> CampaignPreview:
     summary = summarise(session, settings, template_text, audience, urgent=urgent,
                         today=today)
     if summary.plan is None:

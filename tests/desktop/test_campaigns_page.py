@@ -98,6 +98,16 @@ def test_scheduled_campaign_shows_who_and_when_and_is_rescheduled(
     assert page.facts["suppressed"].text() == "1 contact(s) on the opt-out list, left out"
     qtbot.waitUntil(page.reschedule_button.isEnabled)
     assert page.send_now_button.isEnabled()
+
+    # Its messages as they will go out: rendered off the UI thread, figures of its day.
+    page.preview_button.click()
+    qtbot.waitUntil(lambda: hasattr(page, "preview_dialog"), timeout=20_000)
+    assert page.preview_dialog.summary.text().startswith(
+        f"'Thursday reminder' as it will go out at {first:{MINUTE}} UTC, with the figures of "
+        f"{first:%Y-%m-%d}: 1 recipient(s), 1 opted out left out")
+    assert page.preview_dialog.details.toPlainText() == (
+        "To +2547******05 (Amina Mutua):\nDear Amina Mutua, 7,500 remains.")
+    page.preview_dialog.close()
     assert page.cancel_button.isEnabled()
     assert not page.pause_button.isEnabled()
     assert not page.resume_button.isEnabled()

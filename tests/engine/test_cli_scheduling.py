@@ -40,15 +40,20 @@ def test_scheduled_campaigns_from_the_command_line(tmp_path: Path, redis_client:
     # One missed: its time passed by more than RELAYDESK_SCHEDULE_MAX_LATE with no worker.
     settings = load_settings()
     db = open_database(settings)
-    missed = create_campaign(db, settings, "Hi #name", at=datetime.now(UTC) - timedelta(days=1),
-                             name="Thursday reminder").id
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    missed = create_campaign(db, settings, "Hi #name", at=yesterday, name="Thursday reminder",
+                             now=yesterday - timedelta(hours=1)).id
     assert start_due_campaigns(db, redis_client, settings) == []
 
     looks = [("list", "--status", "scheduled", "--json"), ("list",),
-             ("status", str(missed)), ("status", str(later["campaign"]))]
+             ("status", str(missed)), ("status", str(later["campaign"])),
+             ("preview", "--campaign", str(later["campaign"]), "--json")]
     with ThreadPoolExecutor(len(looks)) as pool:  # independent processes: run together
-        as_json, table, missed_status, later_status = [
+        as_json, table, missed_status, later_status, preview = [
             r.stdout for r in pool.map(lambda a: run_cli("campaign", *a), looks)]
+    # Its messages as they will go out: the figures of its own send day.
+    assert json.loads(preview)["send_day"] == "2099-03-05"
+    assert json.loads(preview)["messages"][0]["text"] == "Hi M0"
     listed = {c["campaign"]: c for c in json.loads(as_json)}
     assert set(listed) == {later["campaign"], missed}
     assert (listed[missed]["missed"], listed[later["campaign"]]["missed"]) == (True, False)

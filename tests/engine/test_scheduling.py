@@ -28,6 +28,7 @@ from engine.operations.campaign_control import (
     send_now,
 )
 from engine.operations.campaigns import CampaignError, create_campaign
+from engine.operations.preview import PreviewError, preview_scheduled
 from engine.pipeline import campaign_start, dispatcher
 from engine.pipeline.broker_jobs import campaigns_with_jobs
 from engine.pipeline.campaign_start import (
@@ -602,3 +603,20 @@ def test_cancelling_without_redis_a_campaign_that_has_started_says_so(
     with pytest.raises(CampaignError, match="needs Redis"):
         cancel_campaign(db, None, campaign_id)
     assert summary(db, campaign_id)["status"] in ("queued", "sending")
+
+
+def test_preview_of_a_scheduled_campaign_shows_the_figures_of_its_send_day(
+        db: Database, db_settings: Settings) -> None:
+    add_contact(db, "Ann", "+254711000001", paid=250)  # due 2030-03-17: 10 days after AT
+    campaign_id = schedule(db, db_settings, audience=Audience(owing=True))
+    pay(db, "+254711000001", 400)  # imported after it was scheduled, before its day
+    with db.session() as session:
+        preview = preview_scheduled(session, db_settings, campaign_id)
+    assert preview.send_day == AT.date()
+    assert [m.text for m in preview.messages] == [
+        "Ann: paid 400 of 1,000, 600 left, 10 days"]
+    assert preview.recipients == 1
+    cancel_campaign(db, None, campaign_id)
+    with pytest.raises(PreviewError, match=f"campaign {campaign_id} is cancelled, not "
+                                           "scheduled"), db.session() as session:
+        preview_scheduled(session, db_settings, campaign_id)
