@@ -4,13 +4,11 @@ the opt-out list marked), edit, delete, and hand a selection to Compose."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMessageBox,
@@ -21,22 +19,27 @@ from PySide6.QtWidgets import (
 
 from desktop.contacts_model import ContactsModel
 from desktop.context import ConsoleContext
+from desktop.file_import import FileImport
 from desktop.heavy_work import import_file
 from desktop.paged_model import PAGE_SIZE
 from desktop.pages.base import Page, page_header
 from desktop.pages.contact_dialog import ContactDialog
 from desktop.tag_choice import fill_tags, load_tags
-from desktop.widgets import ReportDialog, SearchField, data_table, empty_state
+from desktop.widgets import SearchField, data_table, empty_state
 from engine.store.contact_browser import ContactView, delete_contacts, ids_in_rows
 from engine.store.contacts_import import ImportFileError, ImportResult
 
 ALL_TAGS = "All contacts"
 
 
-class ContactsPage(Page):
+class ContactsPage(FileImport, Page):
     page_id = "contacts"
     title = "Contacts"
     icon_name = "contacts"
+    import_title = "Import contacts"
+    import_filter = "Contacts (*.csv *.txt *.xlsx);;All files (*)"
+    import_report_name = "import-report"
+    import_work = staticmethod(import_file)
 
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
@@ -44,8 +47,9 @@ class ContactsPage(Page):
         self.last_import: ImportResult | ImportFileError | None = None
         layout = QVBoxLayout(self)
         layout.addWidget(page_header(
-            "Contacts", "The people campaigns go to. Import a CSV file with the columns "
-            "name, phone, pledge, paid_amount, due_date and (optional) tags separated by ';'."))
+            "Contacts", "The people campaigns go to. Import a CSV file or an Excel workbook with "
+            "the columns name, phone, pledge, paid_amount, due_date and (optional) tags "
+            "separated by ';'."))
 
         layout.addLayout(self._build_tools())
 
@@ -164,49 +168,16 @@ class ContactsPage(Page):
         self.compose_button.setEnabled(selected > 0)
 
     # -- actions -------------------------------------------------------------------------
-    def choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import contacts", str(Path.home()),
-                                              "Contacts (*.csv *.txt *.xlsx);;All files (*)")
-        if path:
-            self.import_file(Path(path))
-
-    def import_file(self, path: Path) -> None:
-        if not self.import_button.isEnabled():
-            return  # one import at a time (Ctrl+I while one runs)
-        self.import_button.setEnabled(False)
-        self.import_button.setText("Importing…")
-        self.ctx.background.run_in_process(import_file, self.ctx.settings, path,
-                                           on_done=self._imported,
-                                           on_error=self._import_failed)
-
-    def _import_done(self) -> None:
-        self.import_button.setEnabled(True)
-        self.import_button.setText("Import…")
-
-    def _imported(self, result: ImportResult) -> None:
-        self._import_done()
-        self.last_import = result
+    def import_report(self, result: ImportResult) -> tuple[str, str]:
         summary = f"Imported {result.imported:,} new contact(s), updated {result.updated:,}."
-        details = ""
-        if result.rejected_count:
-            summary += (f"\nRejected {result.rejected_count:,} row(s). Fix them and import the "
-                        "file again: rows already imported will be updated, not duplicated.")
-            details = "\n".join(result.rejection_lines("row"))
-        self.report = ReportDialog(self, "Import contacts", summary, details)
-        self.report.setObjectName("import-report")
-        self.report.open()
-        self.ctx.bus.contacts_changed.emit()
+        if not result.rejected_count:
+            return summary, ""
+        summary += (f"\nRejected {result.rejected_count:,} row(s). Fix them and import the "
+                    "file again: rows already imported will be updated, not duplicated.")
+        return summary, "\n".join(result.rejection_lines("row"))
 
-    def _import_failed(self, error: BaseException) -> None:
-        self._import_done()
-        if not isinstance(error, ImportFileError):
-            self.ctx.background.error.emit(error)
-            return
-        self.last_import = error
-        self.report = ReportDialog(self, "Import contacts",
-                                   f"Nothing was imported: {error}", "")
-        self.report.setObjectName("import-report")
-        self.report.open()
+    def imported(self, summary: str) -> None:
+        self.ctx.bus.contacts_changed.emit()
 
     def edit_selected(self) -> None:
         selected = self.selected_contacts()

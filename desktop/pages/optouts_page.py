@@ -20,11 +20,12 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import ConsoleContext
+from desktop.file_import import FileImport
 from desktop.heavy_work import import_optouts_file
 from desktop.optouts_model import OptOutsModel
 from desktop.pages.base import Page, page_header
 from desktop.pages.optout_dialog import Added, OptOutDialog, change_summary
-from desktop.widgets import ReportDialog, SearchField, data_table, empty_state
+from desktop.widgets import SearchField, data_table, empty_state
 from engine.store.contacts_import import ImportFileError
 from engine.store.optouts import (
     OptOutChange,
@@ -34,13 +35,15 @@ from engine.store.optouts import (
     remove_optouts,
 )
 
-IMPORT_FILTER = "Opt-out lists (*.csv *.txt *.xlsx);;All files (*)"
 
-
-class OptOutsPage(Page):
+class OptOutsPage(FileImport, Page):
     page_id = "optouts"
     title = "Opt-outs"
     icon_name = "optouts"
+    import_title = "Import opt-outs"
+    import_filter = "Opt-out lists (*.csv *.txt *.xlsx);;All files (*)"
+    import_report_name = "optouts-import-report"
+    import_work = staticmethod(import_optouts_file)
 
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
@@ -223,50 +226,17 @@ class OptOutsPage(Page):
             f"Removed {change.removed:,} number(s) from the opt-out list."))
 
     # -- import --------------------------------------------------------------------------
-    def choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import opt-outs", str(Path.home()),
-                                              IMPORT_FILTER)
-        if path:
-            self.import_file(Path(path))
-
-    def import_file(self, path: Path) -> None:
-        if not self.import_button.isEnabled():
-            return  # one import at a time
-        self.import_button.setEnabled(False)
-        self.import_button.setText("Importing…")
-        self.ctx.background.run_in_process(import_optouts_file, self.ctx.settings, path,
-                                           on_done=self._imported,
-                                           on_error=self._import_failed)
-
-    def _import_done(self) -> None:
-        self.import_button.setEnabled(True)
-        self.import_button.setText("Import…")
-
-    def _imported(self, result: OptOutImport) -> None:
-        self._import_done()
-        self.last_import = result
+    def import_report(self, result: OptOutImport) -> tuple[str, str]:
         already = f"; {result.already:,} already on it" if result.already else ""
         summary = f"Added {result.imported:,} number(s) to the opt-out list{already}."
-        details = ""
-        if result.rejected_count:
-            summary += (f"\nRejected {result.rejected_count:,} line(s). Fix them and import "
-                        "the file again: numbers already added are not added twice.")
-            details = "\n".join(result.rejection_lines("line"))
-        self.report = ReportDialog(self, "Import opt-outs", summary, details)
-        self.report.setObjectName("optouts-import-report")
-        self.report.open()
-        self._changed(summary.split("\n")[0])
+        if not result.rejected_count:
+            return summary, ""
+        summary += (f"\nRejected {result.rejected_count:,} line(s). Fix them and import the "
+                    "file again: numbers already added are not added twice.")
+        return summary, "\n".join(result.rejection_lines("line"))
 
-    def _import_failed(self, error: BaseException) -> None:
-        self._import_done()
-        if not isinstance(error, ImportFileError):
-            self.ctx.background.error.emit(error)
-            return
-        self.last_import = error
-        self.report = ReportDialog(self, "Import opt-outs", f"Nothing was imported: {error}",
-                                   "")
-        self.report.setObjectName("optouts-import-report")
-        self.report.open()
+    def imported(self, summary: str) -> None:
+        self._changed(summary)
 
     # -- export --------------------------------------------------------------------------
     def choose_export(self) -> None:
