@@ -82,12 +82,14 @@ def send_messages(rt: Runtime, campaign_id: int, message_ids: Sequence[int],
     if campaign is None:
         return  # the campaign was deleted
     queue, window = campaign.queue, campaign_window(campaign)
-    again = (message_job(campaign_id, message_ids[0], queue,
-                         retry=MessageStatus.FAILED in allowed)
-             if task_name == SEND_MESSAGE else
-             scheduler.Job(SEND_CHUNK, [campaign_id, list(message_ids)], queue))
-    if quiet_hold.hold(rt.redis, window, campaign_id, again, datetime.now(UTC)):
-        return  # inside the campaign's quiet hours: the whole job waits for their end
+    now = datetime.now(UTC)
+    if window.held_until(now) is not None:  # inside the campaign's quiet hours
+        again = (message_job(campaign_id, message_ids[0], queue,
+                             retry=MessageStatus.FAILED in allowed)
+                 if task_name == SEND_MESSAGE else
+                 scheduler.Job(SEND_CHUNK, [campaign_id, list(message_ids)], queue))
+        quiet_hold.hold(rt.redis, window, campaign_id, again, now)
+        return  # the whole job waits for their end
     sample = metrics.Sample()
     futures = [rt.pool.submit(_deliver_one, rt, campaign_id, mid, allowed, queue, task_name,
                               sample, window)
@@ -157,9 +159,13 @@ def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
 def _held(rt: Runtime, window: SendWindow, campaign_id: int, message_id: int,
           allowed: tuple[MessageStatus, ...], queue: str) -> bool:
     """Inside the campaign's quiet hours: the message goes back to the schedule until
-    their end, before any claim, so no attempt is spent."""
+    their end, before any claim, so no attempt is spent. Asked for every message, so the
+    job to put back is built only when one is held."""
+    now = datetime.now(UTC)
+    if window.held_until(now) is None:
+        return False
     job = message_job(campaign_id, message_id, queue, retry=MessageStatus.FAILED in allowed)
-    return quiet_hold.hold(rt.redis, window, campaign_id, job, datetime.now(UTC)) is not None
+    return quiet_hold.hold(rt.redis, window, campaign_id, job, now) is not None
 
 
 def _observe(sample: metrics.Sample, provider: str, queue: str, campaign_id: int,
