@@ -20,12 +20,12 @@ from engine.infra import redis_keys, scheduler, worker_registry
 from engine.infra.celery_app import publish
 from engine.monitoring import inspector, monitor
 from engine.pipeline.broker_jobs import campaigns_with_jobs
-from engine.pipeline.campaign_start import due_campaigns, start_due_campaigns, waiting_out
+from engine.pipeline.campaign_start import start_due_campaigns
 from engine.pipeline.runtime import Runtime, runtime
 from engine.pipeline.sender import chunk_jobs, message_job
 from engine.store.campaign_state import stalled_campaigns
 from engine.store.delivery_state import message_ids, stale_sending
-from engine.store.models import MessageStatus, utcnow
+from engine.store.models import MessageStatus
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +151,7 @@ class ScheduledStarts:
 
     def _start_due(self, rt: Runtime, token: str) -> None:
         try:
-            skip = waiting_out(self.backoff, time.monotonic())
-            with rt.db.session() as session, inspector.unrecorded():
-                due = due_campaigns(session, utcnow(), skip=skip)
-            if due:  # the starts themselves are recorded: they are events
-                start_due_campaigns(rt.db, rt.redis, rt.settings, backoff=self.backoff)
+            start_due_campaigns(rt.db, rt.redis, rt.settings, backoff=self.backoff)
         except Exception:
             # Redis or the database is down, say: a campaign whose start did not commit
             # stays scheduled and the next look retries it; one that committed but could

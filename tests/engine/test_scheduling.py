@@ -447,8 +447,6 @@ def test_a_long_start_does_not_hold_up_the_dispatcher_loop(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Rendering a big campaign takes seconds: the loop (releases, heartbeat) goes on, and
     its next looks start nothing more until that start is done."""
-    add_contact(db, "Ann", "+254711000001")
-    scheduled_in_the_past(db, db_settings, utcnow() - timedelta(seconds=1))
     rendering = threading.Event()
     calls: list[float] = []
 
