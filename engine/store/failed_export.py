@@ -3,7 +3,6 @@ time, so exporting 100,000 records holds a batch in memory, not the store."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TextIO
 
@@ -14,6 +13,7 @@ from engine.domain.csv_safe import SafeCsvWriter
 from engine.domain.phones import mask_phone, mask_phones_in_text
 from engine.store.failed_query import FailedQuery, sort_order, where
 from engine.store.models import Campaign, FailedJob
+from engine.store.private_export import written_whole
 
 COLUMNS = ("id", "failed_at", "first_failed_at", "campaign_id", "campaign", "recipient",
            "queue", "error_type", "attempts", "first_error", "last_error", "retried_at",
@@ -56,13 +56,5 @@ def export_file(session: Session, query: FailedQuery, path: Path, *,
                 full_phones: bool = False) -> int:
     """export_csv into ``path`` (UTF-8, written whole or not at all), readable by the
     operator only (0600): it holds names, numbers and error texts."""
-    partial = path.with_name(path.name + ".part")
-    partial.unlink(missing_ok=True)
-    try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with open(fd, "w", encoding="utf-8", newline="") as out:
-            count = export_csv(session, query, out, full_phones=full_phones)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return count
+    with written_whole(path) as out:
+        return export_csv(session, query, out, full_phones=full_phones)

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +29,14 @@ from engine.domain.csv_safe import SafeCsvWriter
 from engine.domain.phones import PhoneError, normalize_phone
 from engine.store.contacts_import import (
     _LINE_BREAK,
+    _SQL_BATCH,
     MAX_COLUMNS,
     MAX_FILE_BYTES,
     MAX_XLSX_ROWS,
     ImportFileError,
     ImportResult,
     RowError,
+    _batched,
     _decode,
     _delimiter,
     _header,
@@ -45,11 +45,11 @@ from engine.store.contacts_import import (
 )
 from engine.store.db import Database
 from engine.store.models import OptOut, OptSource, utcnow
+from engine.store.private_export import written_whole
 from engine.store.xlsx_rows import first_sheet
 
 MAX_REASON = 500  # a provider's error text or an operator's note, not a document
 EXPORT_COLUMNS = ("phone", "reason", "source", "created_at")
-_SQL_BATCH = 500  # keeps IN (...) lists under every database's parameter limit
 
 
 @dataclass
@@ -78,10 +78,9 @@ class OptOutImport(ImportResult):
     already: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"imported": self.imported, "already": self.already,
-                "rejected_count": self.rejected_count,
-                "rejected": [{"line": r.line, "reason": r.reason} for r in self.rejected],
-                "rejected_not_listed": self.rejected_not_listed}
+        data = super().as_dict()
+        del data["updated"]  # a listed number is never updated: it counts as already
+        return {**data, "already": self.already}
 
 
 @dataclass(frozen=True)
@@ -95,12 +94,6 @@ class PhoneLine:
 
 
 RowReader = Callable[[Path], Iterator[PhoneLine]]
-
-
-def _batched(items: Sequence[str], size: int) -> Iterator[list[str]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 def _insert_ignoring_listed(session: Session) -> Any:
@@ -326,21 +319,14 @@ def import_optouts(db: Database, path: Path, *, region: str, reason: str = "",
 def export_optouts(session: Session, out: Path) -> int:
     """Write the whole list (newest first) as CSV to ``out``, whole or not at all, readable
     by the operator only (0600); return how many numbers it holds. It re-imports as is."""
-    partial = out.with_name(out.name + ".part")
-    partial.unlink(missing_ok=True)
     count = 0
-    try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with open(fd, "w", encoding="utf-8", newline="") as file:
-            writer = SafeCsvWriter(file)  # a reason such as "=cmd" is not run as a formula
-            writer.writerow(EXPORT_COLUMNS)
-            stmt = (select(OptOut.phone, OptOut.reason, OptOut.source, OptOut.created_at)
-                    .order_by(OptOut.created_at.desc(), OptOut.phone)
-                    .execution_options(yield_per=1000))
-            for phone, why, source, created_at in session.execute(stmt):
-                writer.writerow([phone, why, source, created_at.isoformat()])
-                count += 1
-        partial.replace(out)
-    finally:
-        partial.unlink(missing_ok=True)
+    with written_whole(out) as file:
+        writer = SafeCsvWriter(file)  # a reason such as "=cmd" is not run as a formula
+        writer.writerow(EXPORT_COLUMNS)
+        stmt = (select(OptOut.phone, OptOut.reason, OptOut.source, OptOut.created_at)
+                .order_by(OptOut.created_at.desc(), OptOut.phone)
+                .execution_options(yield_per=1000))
+        for phone, why, source, created_at in session.execute(stmt):
+            writer.writerow([phone, why, source, created_at.isoformat()])
+            count += 1
     return count
