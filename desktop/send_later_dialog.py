@@ -40,12 +40,7 @@ def check_when(window: SendWindow, text: str, now: datetime) -> datetime:
     ScheduleError saying what to choose instead when it is past, skipped by a daylight-saving
     change or inside the quiet hours. The engine checks again when it stores the campaign."""
     when = parse_when(text, window.timezone, now)
-    held = window.held_until(when)
-    if held is not None:
-        raise ScheduleError(
-            f"{text} is inside the quiet hours ({window.quiet_hours}, {window.timezone}): "
-            f"nothing is sent then. Choose a time outside them, e.g. "
-            f"{held.astimezone(window.zone):{WHEN_FORMAT}}.")
+    window.check_send_time(when, now)
     return when
 
 

@@ -121,6 +121,21 @@ class SendWindow:
             return None
         return self.quiet_hours.ends_after(local).astimezone(UTC)
 
+    def check_send_time(self, at: datetime, now: datetime, *, owner: str = "the") -> None:
+        """ScheduleError when a campaign may not be set to go out at ``at``: already past at
+        ``now``, or inside ``owner`` quiet hours (saying when they end)."""
+        local = at.astimezone(self.zone)
+        if at <= now:
+            raise ScheduleError(f"{local:%Y-%m-%d %H:%M} ({self.timezone}) is already past "
+                                f"(it is now {self.local(now):%Y-%m-%d %H:%M}): choose a "
+                                "later time")
+        held = self.held_until(at)
+        if held is not None:
+            raise ScheduleError(f"{local:%Y-%m-%d %H:%M} is inside {owner} quiet hours "
+                                f"({self.quiet_hours}, {self.timezone}): nothing is sent "
+                                "then. Choose a time outside them, e.g. "
+                                f"{held.astimezone(self.zone):%Y-%m-%d %H:%M}")
+
     def describe_hold(self, until: datetime) -> str:
         """``waiting for the send window (until 07:00)``, in the campaign's local time."""
         return f"waiting for the send window (until {until.astimezone(self.zone):%H:%M})"

@@ -31,6 +31,7 @@ from engine.config.settings import Settings
 from engine.domain.personalize import Recipient, Template
 from engine.domain.phones import PhoneError, mask_phone, normalize_phone
 from engine.domain.planning import Route
+from engine.domain.send_window import ScheduleError
 from engine.infra import redis_keys, scheduler
 from engine.operations.campaigns import CampaignError, CreatedCampaign, send_campaign_to
 from engine.pipeline import quiet_hold
@@ -162,20 +163,11 @@ def reschedule_campaign(db: Database, campaign_id: int, at: datetime, settings: 
         campaign = session.get(Campaign, campaign_id)
         assert campaign is not None
         window = campaign_window(campaign)
-        local = at.astimezone(window.zone)
-        if at <= now:
-            raise CampaignError(
-                f"{local:%Y-%m-%d %H:%M} ({window.timezone}) is already past (it is now "
-                f"{now.astimezone(window.zone):%Y-%m-%d %H:%M}): choose a later time, or "
-                f"send it at once with 'relaydesk campaign send-now {campaign_id}'; the "
-                "campaign is unchanged.")
-        held = window.held_until(at)
-        if held is not None:
-            raise CampaignError(
-                f"{local:%Y-%m-%d %H:%M} is inside the campaign's quiet hours "
-                f"({window.quiet_hours}, {window.timezone}): choose a time outside them, "
-                f"e.g. {held.astimezone(window.zone):%Y-%m-%d %H:%M}; the campaign is "
-                "unchanged.")
+        try:
+            window.check_send_time(at, now, owner="the campaign's")
+        except ScheduleError as exc:
+            raise CampaignError(f"{exc}, or send it at once with 'relaydesk campaign "
+                                f"send-now {campaign_id}'; the campaign is unchanged.") from None
         # The estimate shown until it starts, as of its new day (its start counts again).
         counted = count_audience(session, campaign_audience(campaign),
                                  window.today(at))

@@ -21,7 +21,7 @@ from engine.domain.errors import OperatorError
 from engine.domain.personalize import Recipient, Template
 from engine.domain.planning import plan_send
 from engine.domain.rendering import render_messages
-from engine.domain.send_window import SendWindow
+from engine.domain.send_window import ScheduleError, SendWindow
 from engine.pipeline.campaign_start import enqueue_campaign, fill_now
 from engine.store.audience_query import count_audience
 from engine.store.campaign_rows import CreatedCampaign, fill_campaign, new_campaign
@@ -52,17 +52,10 @@ def check_campaign(template_text: str, name: str | None) -> None:
 
 
 def _check_time(window: SendWindow, at: datetime, now: datetime) -> None:
-    if at <= now:  # checked when typed too, but a confirmation can stay open for long
-        raise CampaignError(f"{at.astimezone(window.zone):%Y-%m-%d %H:%M} ({window.timezone}) "
-                            "is already past: choose a later time, or send now; nothing was "
-                            "created.")
-    held = window.held_until(at)
-    if held is not None:
-        local = at.astimezone(window.zone)
-        raise CampaignError(
-            f"{local:%Y-%m-%d %H:%M} is inside the quiet hours ({window.quiet_hours}, "
-            f"{window.timezone}): choose a time outside them, e.g. "
-            f"{held.astimezone(window.zone):%Y-%m-%d %H:%M}; nothing was created.")
+    try:  # checked when typed too, but a confirmation can stay open for long
+        window.check_send_time(at, now)
+    except ScheduleError as exc:
+        raise CampaignError(f"{exc}; nothing was created.") from None
 
 
 def create_campaign(db: Database, settings: Settings, template_text: str, *,
