@@ -26,11 +26,11 @@ from engine.store.campaign_browser import (
     message_page,
 )
 from engine.store.campaign_rows import campaign_audience, campaign_window
+from engine.store.campaign_state import held_until
 from engine.store.models import Campaign, CampaignStatus, MessageStatus
 
 STATUS_COLORS = {"sent": GOOD, "completed": GOOD, "failed": WARN, "paused": WARN,
                  "dead": BAD, "cancelled": BAD, "missed its time": WARN}
-RUNNING = (CampaignStatus.QUEUED, CampaignStatus.SENDING)
 
 
 def local_time(value: Any) -> str:
@@ -81,14 +81,11 @@ def entries(campaigns: list[Campaign], rows: list[CampaignRow],
     found = []
     for row in rows:
         campaign = by_id[row.id]
-        window = campaign_window(campaign)
-        left = row.pending + row.retrying
-        held = window.held_until(now) if campaign.status in RUNNING and left else None
         found.append(CampaignEntry(
             **vars(row), audience=campaign_audience(campaign).describe(),
-            window=window, scheduled_at=campaign.scheduled_at,
+            window=campaign_window(campaign), scheduled_at=campaign.scheduled_at,
             suppressed=campaign.suppressed + row.counts.get(MessageStatus.SUPPRESSED, 0),
-            held_until=held))
+            held_until=held_until(campaign, row.counts, now)))
     return found
 
 
