@@ -46,6 +46,7 @@ from filelock import FileLock
 
 from engine.config.config_document import toml_document, write_private_file
 from engine.config.masking import MASK, mask_secret, mask_url
+from engine.domain.delivery import DEFAULT_OPTIN_KEYWORDS, DEFAULT_OPTOUT_KEYWORDS, Keywords
 from engine.domain.errors import OperatorError
 from engine.domain.planning import PlanPolicy
 from engine.domain.queues import ALL_QUEUES
@@ -414,6 +415,40 @@ def _quiet_urgent(text: str) -> QuietUrgent:
     return "send" if value == "send" else "wait"
 
 
+def _optional_port(text: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError("must be a TCP port from 1 to 65535, or empty")
+    return int(text)
+
+
+def _keywords(text: str) -> Keywords:
+    """Comma-separated words, compared whole and in any case (engine.domain.delivery)."""
+    words = Keywords(dict.fromkeys(w.strip().upper() for w in text.split(",") if w.strip()))
+    if any(len(w) > 32 or any(c.isspace() for c in w) for w in words):
+        raise ValueError("write single words separated by commas, e.g. STOP,UNSUBSCRIBE")
+    return words
+
+
+def _callback_token(text: str) -> str | None:
+    token = text.strip()
+    if not token:
+        return None
+    if len(token) < 16 or not all(c.isalnum() or c in "-_" for c in token):
+        raise ValueError("must be at least 16 letters, digits, - or _ (it is part of a URL "
+                         "path); leave empty to let RelayDesk generate one")
+    return token
+
+
+def _public_url_problem(text: str) -> str | None:
+    problem = _http_url_problem(text)
+    if problem is None and text.strip() and ("?" in text or "#" in text):
+        return "must be a base address without ? or #, e.g. https://relay.example.org"
+    return problem
+
+
 # --- the table ------------------------------------------------------------------------------
 
 Kind = Literal["text", "int", "float", "choice", "url", "secret"]
@@ -430,6 +465,11 @@ GROUPS: dict[str, str] = {
                "workers on all machines.",
     "Schedule": "When messages may go out. Each campaign keeps the time zone and quiet hours "
                 "it was created with, so every worker judges it alike.",
+    "Reports and replies": "Where providers send delivery reports, replies and STOP. Twilio "
+                           "signs its callbacks; Africa's Talking and the others use the "
+                           "secret token in their URLs. Twilio messages are also looked "
+                           "up when no report came; Africa's Talking has no such look-up, "
+                           "so its reports arrive only by callback.",
     "Retries": "Temporary provider errors are retried with doubling waits; too many failures "
                "in a row pause sending for a cool-down.",
     "Workers": "The worker processes the console (and 'relaydesk supervise') starts on this "
@@ -631,6 +671,57 @@ class Settings:
         "A scheduled campaign found this long past its time (the computer was off) is not "
         "sent; it waits for you to send it now or reschedule it (s, m, h or d).",
         example="6h")})
+    # --- Reports and replies -------------------------------------------------
+    receiver_port: int | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_RECEIVER_PORT", _optional_port, "Reports and replies", "Receiver port",
+        "The port 'relaydesk receiver' listens on for provider callbacks; 'relaydesk "
+        "supervise' and the console run it when set. Empty: not run, except with the "
+        "sandbox gateway RelayDesk runs itself (then on a free port).",
+        kind="int", example="8026", minimum=1, maximum=65535)})
+    public_url: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_PUBLIC_URL", _optional_str, "Reports and replies", "Public URL",
+        "The address providers reach the receiver at (a tunnel, a reverse proxy or a "
+        "server); Twilio sends then carry it as their status callback. Empty: none.",
+        kind="url", example="https://relay.example.org", check=_public_url_problem)})
+    callback_token: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_CALLBACK_TOKEN", _callback_token, "Reports and replies", "Callback token",
+        "The secret part of the callback URLs of providers that do not sign their "
+        "callbacks. Empty: generated once and kept in the data folder; on other machines "
+        "set the same value.",
+        kind="secret")})
+    report_poll_s: int = field(default=120, metadata={_SETTING: Setting(
+        "RELAYDESK_REPORT_POLL_S", parse_duration, "Reports and replies",
+        "Look up Twilio messages after",
+        "A Twilio message with no final report this long after sending is fetched from "
+        "Twilio, with doubling waits, until final or expired (s, m, h or d).",
+        example="120")})
+    report_poll_rate: float = field(default=5.0, metadata={_SETTING: Setting(
+        "RELAYDESK_REPORT_POLL_RATE", _positive_float, "Reports and replies",
+        "Look-ups per second",
+        "Most Twilio look-ups per second, on top of (never taken from) the send rate limit.",
+        kind="float", example="5", minimum=0.01)})
+    report_expiry_s: int = field(default=48 * 3600, metadata={_SETTING: Setting(
+        "RELAYDESK_REPORT_EXPIRY", parse_duration, "Reports and replies",
+        "Give up waiting for a report after",
+        "A sent message with no final report after this long counts as expired (unknown); "
+        "a report that comes later still counts (s, m, h or d).",
+        example="48h")})
+    optout_keywords: Keywords = field(default=DEFAULT_OPTOUT_KEYWORDS, metadata={
+        _SETTING: Setting(
+            "RELAYDESK_OPTOUT_KEYWORDS", _keywords, "Reports and replies", "Opt-out words",
+            "A reply that is one of these words (any case, punctuation ignored) puts the "
+            "number on the opt-out list.",
+            example=",".join(DEFAULT_OPTOUT_KEYWORDS))})
+    optin_keywords: Keywords = field(default=DEFAULT_OPTIN_KEYWORDS, metadata={
+        _SETTING: Setting(
+            "RELAYDESK_OPTIN_KEYWORDS", _keywords, "Reports and replies", "Opt-in words",
+            "A reply that is one of these words takes the number off the opt-out list, "
+            "unless you put it there yourself.",
+            example=",".join(DEFAULT_OPTIN_KEYWORDS))})
+    optout_reply: str | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_OPTOUT_REPLY", _optional_str, "Reports and replies", "Opt-out confirmation",
+        "Sent once to a number that opted out by reply. Empty: nothing is sent.",
+        example="You will get no more messages from us. Reply START to undo.")})
     # --- Retries -------------------------------------------------------------
     max_attempts: int = field(default=3, metadata={_SETTING: Setting(
         "RELAYDESK_MAX_ATTEMPTS", _positive_int, "Retries", "Attempts per message",

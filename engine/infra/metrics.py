@@ -54,6 +54,12 @@ class Metric(StrEnum):
     SUPPRESSED = "suppressed"  # not sent: the number opted out (at send time or per provider)
     CALLS = "calls"
     CALL_ERRORS = "call_errors"
+    # Delivery reports applied (engine.pipeline.report_applier): every report, the final
+    # ones by outcome, and replies received.
+    REPORTS = "reports"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    INBOUND = "inbound"
     # Sums (ms), each with its max.
     RUNTIME_MS = "runtime_ms"
     RUNTIME_MAX_MS = "runtime_max_ms"
@@ -61,6 +67,9 @@ class Metric(StrEnum):
     WAIT_MAX_MS = "wait_max_ms"
     CALL_MS = "call_ms"
     CALL_MAX_MS = "call_max_ms"
+    # From a message's send to its delivered report: the sum over DELIVERED, and the max.
+    DELIVERY_MS = "delivery_ms"
+    DELIVERY_MAX_MS = "delivery_max_ms"
     # Gauges sampled by the monitor (max over the bucket).
     DEPTH = "depth"
     OLDEST_WAIT_MS = "oldest_wait_ms"

@@ -7,6 +7,10 @@ SCHEDULED = PREFIX + "scheduled"  # sorted set: job JSON by due time
 SCHEDULER_LOCK = PREFIX + "scheduler:lock"
 SWEEP_LOCK = PREFIX + "sweep:lock"
 SCHEDULE_LOCK = PREFIX + "schedule:lock"  # one worker at a time starts due campaigns
+# Reports the receiver took, durable until applied (engine.infra.report_inbox).
+REPORT_INBOX = PREFIX + "reports:inbox"
+REPORT_APPLY_LOCK = PREFIX + "reports:apply:lock"  # one applier at a time
+REPORT_POLL_LOCK = PREFIX + "reports:poll:lock"  # one Twilio poller at a time
 WORKER_HEARTBEAT = PREFIX + "worker:"  # + worker name, with a TTL
 
 

@@ -25,6 +25,7 @@ OPTED_OUT_CODES = {406}
 
 class AfricasTalkingProvider:
     name = "africastalking"
+    can_fetch_status = False
 
     def __init__(self, username: str, api_key: str, http: ProviderHttp,
                  sender_id: str | None = None, api_url: str | None = None) -> None:

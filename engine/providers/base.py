@@ -20,6 +20,9 @@ MAX_RESPONSE_KEPT = 2000  # characters of a provider's answer kept for the faile
 
 class Provider(Protocol):
     name: str
+    # Whether the provider can be asked for a message's delivery status (Twilio): then a
+    # message with no final report is looked up (engine.pipeline.report_poller).
+    can_fetch_status: bool
 
     def send(self, sms: Sms, deadline: float | None = None) -> SendResult:
         """Send one message; the call is over by ``deadline`` (``time.monotonic()``)."""

@@ -21,6 +21,7 @@ DEFAULT_BODY_TEMPLATE = '{"to": "{to}", "message": "{body}", "reference": "{id}"
 
 class HttpJsonProvider:
     name = "http"
+    can_fetch_status = False
 
     def __init__(self, url: str, http: ProviderHttp, body_template: str | None = None,
                  auth_header: str | None = None) -> None:

@@ -16,6 +16,7 @@ from engine.providers.http_client import ProviderHttp
 
 class SandboxProvider:
     name = "sandbox"
+    can_fetch_status = False
 
     def __init__(self, base_url: str, http: ProviderHttp) -> None:
         self.url = base_url.rstrip("/") + "/messages"

@@ -25,6 +25,7 @@ OPTED_OUT_CODES = {21610}
 
 class TwilioProvider:
     name = "twilio"
+    can_fetch_status = False
 
     def __init__(self, account_sid: str, auth_token: str, sender: str,
                  http: ProviderHttp, api_url: str | None = None) -> None:

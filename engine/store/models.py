@@ -179,11 +179,30 @@ class OutgoingMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who took it (the provider's name): reports are matched by (provider, provider id).
+    provider: Mapped[str | None] = mapped_column(String(16))
+    # engine.domain.delivery.DeliveryStatus once sent (awaiting_report, delivered,
+    # undelivered, expired); NULL before. Only moves forward (delivery.advances).
+    delivery: Mapped[str | None] = mapped_column(String(16))
+    delivery_error: Mapped[str | None] = mapped_column(Text)  # the provider's reason or code
+    # When the final report arrived (or the message expired).
+    delivery_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Twilio only: when its status is next fetched (NULL: not polled), and how often it was.
+    report_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    report_polls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The one message sent to a number that just opted out, confirming it: the opt-out
+    # list, which stops every other message at the claim, lets this one through.
+    opt_out_notice: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                 server_default="0")
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
         Index(None, "campaign_id", "status"),
         Index(None, "status", "claimed_at"),
+        Index(None, "provider_message_id"),
+        Index(None, "campaign_id", "delivery"),
+        Index(None, "delivery", "sent_at"),
+        Index(None, "report_poll_at"),
     )
 
 
@@ -203,6 +222,69 @@ class OptOut(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class OptOutEvent(Base):
+    """The opt-out list's history: every number added or taken off, by whom and when.
+    The list (opt_outs) says who is out now; this says how it came to be."""
+
+    __tablename__ = "opt_out_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # OptAction
+    source: Mapped[str] = mapped_column(String(16))  # OptSource
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class OptAction(StrEnum):
+    ADDED = "added"
+    REMOVED = "removed"
+    # A START reply that did not lift an opt-out the operator made: kept, and why.
+    KEPT = "kept"
+
+
+class DeliveryReport(Base):
+    """Every delivery report received, matched to its message or not (yet): a report can
+    arrive before the send that it reports on has committed its provider id."""
+
+    __tablename__ = "delivery_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receipt: Mapped[str] = mapped_column(String(32), unique=True)  # Report.receipt
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_message_id: Mapped[str] = mapped_column(String(128), index=True)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outgoing_messages.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str | None] = mapped_column(String(16))  # delivered/undelivered/None
+    provider_status: Mapped[str] = mapped_column(String(32), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    __table_args__ = (Index(None, "message_id", "received_at"),)
+
+
+class InboundMessage(Base):
+    """A message a member sent us: a reply, or STOP / START."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receipt: Mapped[str] = mapped_column(String(32), unique=True)  # Report.receipt
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_ref: Mapped[str] = mapped_column(String(128), default="")  # the provider's id
+    phone: Mapped[str] = mapped_column(String(20), index=True)  # the member's, E.164
+    to: Mapped[str] = mapped_column(String(32), default="")
+    text: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
+    # The campaign last sent to that number when the reply came: what it answers.
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL"), index=True)
+    keyword: Mapped[str | None] = mapped_column(String(8))  # ReplyKeyword, if it was one
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class FailedJob(Base):
