@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.background import Latest
+from desktop.callback_urls import CallbackSetup, CallbackUrlsBox, read_setup
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
 from desktop.settings_form import (
@@ -81,6 +82,7 @@ VALIDATE_DELAY_MS = 300
 GROUP_LIST_WIDTH = 170
 FORM_MAX_WIDTH = 880
 COMPACT_BELOW = 620  # form width under which labels go above their fields
+CALLBACK_GROUP = "Reports and replies"  # the section that shows the callback URLs
 # Which connection test a changed setting makes out of date.
 CHECK_INPUTS = {"redis": {"RELAYDESK_REDIS_URL", "RELAYDESK_DATA_DIR"},
                 "database": {"RELAYDESK_DATABASE_URL", "RELAYDESK_DATA_DIR"}}
@@ -186,6 +188,7 @@ class SettingsPage(Page):
     saved = Signal(object)  # SavedSettings
     save_failed = Signal(str)
     checked = Signal(str, object)  # "redis" / "database" / "provider", CheckResult
+    callbacks_shown = Signal()  # the callback URLs (or the note) are on the form
 
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
@@ -199,6 +202,9 @@ class SettingsPage(Page):
         self.config_path: Path | None = None
         self.pinned: dict[str, str] | None = None  # set on the command line; None: not known yet
         self._validations = Latest(ctx.background)  # an edit drops older answers
+        # The callback URLs of the settings in force ("Reports and replies").
+        self.callbacks = CallbackUrlsBox()
+        self._callback_reads = Latest(ctx.background)
         self._loading = False
         self._saving = False
         self._applying = False
@@ -348,6 +354,8 @@ class SettingsPage(Page):
             self.forms[info.name] = form
             form.addRow(editor.label, editor)
         column.addLayout(form)
+        if group == CALLBACK_GROUP:
+            column.addWidget(self.callbacks)
         column.addStretch(1)
         scroll = QScrollArea()
         scroll.setObjectName(f"group-{group}")
@@ -397,6 +405,7 @@ class SettingsPage(Page):
             self._build_form(loaded.fields)
         self._apply(loaded)
         self.body.setCurrentWidget(self.content)
+        self.show_callbacks()
         self.loaded.emit()
 
     def _load_failed(self, error: BaseException) -> None:
@@ -427,6 +436,17 @@ class SettingsPage(Page):
             control.reset()
         self._show_errors({})
         self.validate_now()  # settings in force can still conflict (e.g. provider fields)
+
+    def show_callbacks(self) -> None:
+        """The callback URLs of the settings in force; the token is read off the UI
+        thread (it may be generated into the data dir the first time)."""
+        self._callback_reads.start()
+        self._callback_reads.submit(read_setup, self.ctx.services.settings,
+                                    on_done=self._show_callbacks)
+
+    def _show_callbacks(self, setup: CallbackSetup) -> None:
+        self.callbacks.show_urls(setup)
+        self.callbacks_shown.emit()
 
     # -- editing and validation -----------------------------------------------------------
     @property
@@ -553,6 +573,7 @@ class SettingsPage(Page):
         self._update_state()
         if outcome.settings is not None:
             self.ctx.services.settings = outcome.settings
+            self.show_callbacks()
             self.ctx.bus.settings_saved.emit()
         self.saved.emit(outcome.saved)
 
