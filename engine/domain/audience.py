@@ -1,11 +1,12 @@
 """Who a campaign goes to: tags to include and exclude, what they owe, when they are due,
-or chosen contacts. The store evaluates it in the database (engine.store.audience_query);
-the campaign keeps it as JSON so the Campaigns page can show what it was sent with."""
+chosen contacts, or the contacts a campaign's message did not reach. The store evaluates
+it in the database (engine.store.audience_query); the campaign keeps it as JSON so the
+Campaigns page can show what it was sent with."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from engine.domain.money import format_amount
@@ -37,6 +38,9 @@ class Audience:
     due_within_days: int | None = None  # due date from today to today + N
     overdue: bool = False  # due date before today
     ids: tuple[int, ...] | None = None  # exactly these contacts (a selection)
+    # Exactly the contacts whose message in this campaign ended undelivered ("send again
+    # to undelivered"). It stands alone: the point is to reach those very people.
+    undelivered_of: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags", _tags(self.tags))
@@ -53,6 +57,13 @@ class Audience:
         if self.overdue and self.due_within_days is not None:
             raise AudienceError("--overdue (due before today) and --due-within (due from "
                                 "today on) select no one together: give one of them")
+        if self.undelivered_of is not None:
+            object.__setattr__(self, "undelivered_of", int(self.undelivered_of))
+            if replace(self, undelivered_of=None) != Audience():
+                raise AudienceError(
+                    "--undelivered-of sends again to exactly the contacts a campaign did "
+                    "not reach: give it without other filters (tags, owing, due, overdue, "
+                    "a selection)")
 
     @property
     def is_everyone(self) -> bool:
@@ -78,6 +89,8 @@ class Audience:
 
     def describe(self, currency_format: str = "{amount}") -> str:
         """One line for the operator: ``tagged harambee, owing, due within 7 days``."""
+        if self.undelivered_of is not None:
+            return f"undelivered in campaign {self.undelivered_of}"
         parts = []
         if self.ids is not None:
             parts.append(f"{len(self.ids):,} selected contact(s)")

@@ -5,11 +5,15 @@ or not at all; if queueing it then fails, the rows are removed again, so a faile
 never leaves a half-created campaign behind. A campaign sent ``at`` a later time is written
 now without messages; it is rendered, for its audience of that day, when it becomes due
 (engine.pipeline.campaign_start).
+
+Sending again to the undelivered (``resend_undelivered``) is an ordinary campaign whose
+audience is ``Audience(undelivered_of=ID)``: previewed, planned and sent like any other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,13 +29,17 @@ from engine.domain.send_window import ScheduleError, SendWindow
 from engine.pipeline.campaign_start import enqueue_campaign, fill_now
 from engine.store.audience_query import count_audience
 from engine.store.campaign_rows import CreatedCampaign, fill_campaign, new_campaign
+from engine.store.campaign_state import campaign_counts
 from engine.store.db import Database
 from engine.store.models import Campaign, utcnow
 
 MAX_CAMPAIGN_NAME = 200  # the campaigns.name column (String(200))
 
+AGAIN_PREFIX = "Again: "
+
 __all__ = ["CampaignError", "CreatedCampaign", "check_campaign", "create_campaign",
-           "create_campaign_to", "enqueue_campaign", "send_campaign", "send_campaign_to"]
+           "create_campaign_to", "enqueue_campaign", "resend_audience", "resend_undelivered",
+           "send_campaign", "send_campaign_to"]
 
 
 class CampaignError(OperatorError, RuntimeError):
@@ -131,6 +139,62 @@ def send_campaign_to(db: Database, client: Any, settings: Settings, template_tex
                                  name=name)
     _enqueue_or_discard(db, client, settings, created)
     return created
+
+
+@dataclass(frozen=True)
+class Resend:
+    """What sending again to a campaign's undelivered starts from: its audience, and the
+    original's template, name and urgency as defaults."""
+
+    audience: Audience
+    template: str
+    name: str
+    urgent: bool
+
+
+def resend_audience(db: Database, settings: Settings, campaign_id: int) -> Resend:
+    """The audience and defaults of sending again to campaign ``campaign_id``'s undelivered
+    (CampaignError when it does not exist, or no contact of it is undelivered); the
+    preview and the send both start here."""
+    audience = Audience(undelivered_of=campaign_id)
+    with db.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None:
+            raise CampaignError(f"there is no campaign {campaign_id}: see 'relaydesk campaign "
+                                "list' for the ids")
+        counted = count_audience(session, audience, settings.send_window().today(utcnow()))
+        if counted.matched == 0:
+            undelivered = campaign_counts(session, campaign_id)["undelivered"]
+            raise CampaignError(_nothing_undelivered(campaign_id, undelivered))
+        return Resend(audience, campaign.template,
+                      (AGAIN_PREFIX + campaign.name)[:MAX_CAMPAIGN_NAME], campaign.urgent)
+
+
+def _nothing_undelivered(campaign_id: int, undelivered: int) -> str:
+    if undelivered:
+        return (f"campaign {campaign_id}'s {undelivered:,} undelivered message(s) went to "
+                "numbers that are no longer, or never were, contacts (a test send, a reply, "
+                "a deleted contact); send to such a number with 'relaydesk campaign "
+                "test-send --to NUMBER'. Nothing was created.")
+    return (f"campaign {campaign_id} has no undelivered message, so there is nobody to send "
+            f"again to (see 'relaydesk campaign status {campaign_id}': messages still "
+            "awaiting a report may turn undelivered later). Nothing was created.")
+
+
+def resend_undelivered(db: Database, client: Any, settings: Settings, campaign_id: int,
+                       template_text: str | None = None, name: str | None = None, *,
+                       urgent: bool | None = None, at: datetime | None = None
+                       ) -> CreatedCampaign:
+    """A new campaign to exactly the contacts whose message in campaign ``campaign_id``
+    ended undelivered (minus the opt-out list), rendered with today's figures; the
+    template, name ("Again: <name>") and urgency default to the original's. CampaignError
+    when there is nobody to send again to."""
+    resend = resend_audience(db, settings, campaign_id)
+    return send_campaign(db, client, settings,
+                         resend.template if template_text is None else template_text,
+                         audience=resend.audience,
+                         urgent=resend.urgent if urgent is None else urgent,
+                         name=name if (name or "").strip() else resend.name, at=at)
 
 
 def _require_redis(client: Any) -> None:

@@ -20,10 +20,11 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from engine.domain.audience import Audience
+from engine.domain.delivery import DeliveryStatus
 from engine.domain.personalize import Recipient, Template
 from engine.domain.planning import PlanError
 from engine.domain.rendering import RenderedMessage, render_messages
-from engine.store.models import Contact, ContactTag, OptOut
+from engine.store.models import Contact, ContactTag, OptOut, OutgoingMessage
 
 _SelectT = TypeVar("_SelectT", bound=Select[*tuple[Any, ...]])
 
@@ -57,6 +58,14 @@ def opted_out() -> ColumnElement[bool]:
 
 def matching(stmt: _SelectT, audience: Audience, today: date) -> _SelectT:
     """``stmt`` (a select over contacts) narrowed to the audience, opt-outs included."""
+    if audience.undelivered_of is not None:
+        # Read through the (campaign_id, delivery) index. A message whose contact was
+        # deleted since (contact_id NULL) has no one to send to again.
+        stmt = stmt.where(Contact.id.in_(
+            select(OutgoingMessage.contact_id)
+            .where(OutgoingMessage.campaign_id == audience.undelivered_of,
+                   OutgoingMessage.delivery == DeliveryStatus.UNDELIVERED,
+                   OutgoingMessage.contact_id.is_not(None))))
     if audience.ids is not None:
         # Written into the SQL, not bound one parameter each: a Compose selection can be
         # every contact, beyond what SQLite (32,766) and PostgreSQL (65,535) bind. They are

@@ -1,14 +1,16 @@
 """Campaigns and their messages for the console's tables: a page at a time, counted and
-filtered in SQL."""
+filtered in SQL (by message status and by delivery status)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine.domain.delivery import DeliveryStatus
 from engine.store.models import Campaign, MessageStatus, OutgoingMessage
 
 
@@ -24,7 +26,16 @@ class CampaignRow:
     created_at: datetime
     finished_at: datetime | None
     pause_reason: str | None
-    counts: dict[str, int]
+    counts: dict[str, int]  # its messages per MessageStatus
+    delivery_counts: dict[str, int]  # its sent messages per DeliveryStatus
+
+    @property
+    def delivered(self) -> int:
+        return self.delivery_counts.get(DeliveryStatus.DELIVERED, 0)
+
+    @property
+    def undelivered(self) -> int:
+        return self.delivery_counts.get(DeliveryStatus.UNDELIVERED, 0)
 
     @property
     def sent(self) -> int:
@@ -58,6 +69,8 @@ class MessageRow:
     updated_at: datetime
     sent_at: datetime | None
     body: str
+    delivery: str | None  # DeliveryStatus once sent; None before
+    delivery_error: str | None  # the provider's reason when undelivered
 
 
 def count_campaigns(session: Session) -> int:
@@ -65,37 +78,55 @@ def count_campaigns(session: Session) -> int:
 
 
 def campaign_page(session: Session, offset: int, limit: int) -> list[CampaignRow]:
-    """Newest first, each with its per-status message counts."""
+    """Newest first, each with its message counts per status and per delivery status (one
+    grouped query for the page)."""
     campaigns = list(session.scalars(
         select(Campaign).order_by(Campaign.id.desc()).offset(offset).limit(limit)))
     counts: dict[int, dict[str, int]] = {c.id: {} for c in campaigns}
+    deliveries: dict[int, dict[str, int]] = {c.id: {} for c in campaigns}
     if campaigns:
-        for campaign_id, status, count in session.execute(
-                select(OutgoingMessage.campaign_id, OutgoingMessage.status, func.count())
+        for campaign_id, status, delivery, count in session.execute(
+                select(OutgoingMessage.campaign_id, OutgoingMessage.status,
+                       OutgoingMessage.delivery, func.count())
                 .where(OutgoingMessage.campaign_id.in_(list(counts)))
-                .group_by(OutgoingMessage.campaign_id, OutgoingMessage.status)):
-            counts[campaign_id][status] = count
+                .group_by(OutgoingMessage.campaign_id, OutgoingMessage.status,
+                          OutgoingMessage.delivery)):
+            found = counts[campaign_id]
+            found[status] = found.get(status, 0) + count
+            if delivery is not None:
+                delivered = deliveries[campaign_id]
+                delivered[delivery] = delivered.get(delivery, 0) + count
     return [CampaignRow(c.id, c.name, c.status, c.route, c.queue, c.recipients, c.segments,
-                        c.created_at, c.finished_at, c.pause_reason, counts[c.id])
+                        c.created_at, c.finished_at, c.pause_reason, counts[c.id],
+                        deliveries[c.id])
             for c in campaigns]
 
 
-def count_messages(session: Session, campaign_id: int, status: str | None = None) -> int:
-    stmt = select(func.count(OutgoingMessage.id)).where(
-        OutgoingMessage.campaign_id == campaign_id)
+def _filtered(stmt: Any, campaign_id: int, status: str | None,
+              delivery: str | None) -> Any:
+    stmt = stmt.where(OutgoingMessage.campaign_id == campaign_id)
     if status:
         stmt = stmt.where(OutgoingMessage.status == status)
+    if delivery:
+        stmt = stmt.where(OutgoingMessage.delivery == delivery)
+    return stmt
+
+
+def count_messages(session: Session, campaign_id: int, status: str | None = None,
+                   delivery: str | None = None) -> int:
+    """How many of the campaign's messages have ``status`` and ``delivery`` (None: any)."""
+    stmt = _filtered(select(func.count(OutgoingMessage.id)), campaign_id, status, delivery)
     return session.scalar(stmt) or 0
 
 
 def message_page(session: Session, campaign_id: int, status: str | None, offset: int,
-                 limit: int) -> list[MessageRow]:
+                 limit: int, delivery: str | None = None) -> list[MessageRow]:
+    """The campaign's messages in id order, filtered as count_messages counts them."""
     stmt = select(OutgoingMessage.id, OutgoingMessage.phone, OutgoingMessage.status,
                   OutgoingMessage.attempts, OutgoingMessage.segments,
                   OutgoingMessage.last_error, OutgoingMessage.updated_at,
-                  OutgoingMessage.sent_at, OutgoingMessage.body
-                  ).where(OutgoingMessage.campaign_id == campaign_id)
-    if status:
-        stmt = stmt.where(OutgoingMessage.status == status)
+                  OutgoingMessage.sent_at, OutgoingMessage.body, OutgoingMessage.delivery,
+                  OutgoingMessage.delivery_error)
+    stmt = _filtered(stmt, campaign_id, status, delivery)
     rows = session.execute(stmt.order_by(OutgoingMessage.id).offset(offset).limit(limit))
     return [MessageRow(*row) for row in rows]

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from engine.domain.delivery import DeliveryStatus
 from engine.store.campaign_rows import campaign_audience, campaign_window
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
 
@@ -44,17 +45,30 @@ def finish_campaign_if_done(session: Session, campaign_id: int) -> bool:
 
 
 def campaign_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    """The campaign's messages per status (``queued`` ... ``suppressed``), per delivery
+    status of the sent ones (``awaiting_report``, ``delivered``, ``undelivered``,
+    ``expired``), and its ``attempts``: one grouped query. The two sets of names do not
+    overlap, so one dict holds both; a message counts once in each."""
     rows = session.execute(
-        select(OutgoingMessage.status, func.count(), func.sum(OutgoingMessage.attempts))
+        select(OutgoingMessage.status, OutgoingMessage.delivery, func.count(),
+               func.sum(OutgoingMessage.attempts))
         .where(OutgoingMessage.campaign_id == campaign_id)
-        .group_by(OutgoingMessage.status))
-    counts = {str(s): 0 for s in MessageStatus}
+        .group_by(OutgoingMessage.status, OutgoingMessage.delivery))
+    counts = {str(s): 0 for s in MessageStatus} | {str(d): 0 for d in DeliveryStatus}
     attempts = 0
-    for status, count, tried in rows:
-        counts[status] = count
+    for status, delivery, count, tried in rows:
+        counts[status] = counts.get(status, 0) + count
+        if delivery is not None:
+            counts[delivery] = counts.get(delivery, 0) + count
         attempts += tried or 0
     counts["attempts"] = attempts
     return counts
+
+
+def delivery_rate(delivered: int, undelivered: int) -> float | None:
+    """Delivered out of the messages with a final report; None before any."""
+    final = delivered + undelivered
+    return round(delivered / final, 4) if final else None
 
 
 def stalled_campaigns(session: Session, stall_s: float) -> list[tuple[int, str]]:
@@ -102,6 +116,13 @@ def campaign_summary(session: Session, campaign_id: int,
         "cancelled": counts["cancelled"], "attempts": counts["attempts"],
         # Left out at planning (no message row) and stopped at send time (a row).
         "suppressed": campaign.suppressed + counts["suppressed"],
+        # What the provider reported about the sent ones.
+        "delivered": counts[DeliveryStatus.DELIVERED],
+        "undelivered": counts[DeliveryStatus.UNDELIVERED],
+        "awaiting_report": counts[DeliveryStatus.AWAITING_REPORT],
+        "expired": counts[DeliveryStatus.EXPIRED],
+        "delivery_rate": delivery_rate(counts[DeliveryStatus.DELIVERED],
+                                       counts[DeliveryStatus.UNDELIVERED]),
         "audience": campaign_audience(campaign).describe(),
         "timezone": campaign.timezone,
         "quiet_hours": campaign.quiet_hours,
