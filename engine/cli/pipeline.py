@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from engine.cli.common import AppContext, json_option, pass_app, print_json
+from engine.config.callback_token import callback_token
 from engine.config.masking import mask_url
 from engine.domain.formatting import format_duration
 from engine.domain.queues import ALL_QUEUES
@@ -107,16 +108,29 @@ def worker_cmd(app: AppContext, queues: str | None, concurrency: int | None,
 @click.option("--fail-rate", type=click.FloatRange(min=0, max=1), default=0, show_default=True,
               help="Fraction of sends that fail transiently at random.")
 @click.option("--seed", type=int, help="Seed for --fail-rate, for repeatable runs.")
-def gateway_cmd(host: str, port: int, latency_ms: float, fail_rate: float,
-                seed: int | None) -> None:
+@click.option("--reports-url", metavar="URL",
+              help="Post delivery reports and forward replies (POST /inbound) to the "
+                   "receiver at this base URL, e.g. http://127.0.0.1:8026, with this data "
+                   "dir's callback token.")
+@click.option("--report-delay-ms", type=click.FloatRange(min=0), default=1000,
+              show_default=True, help="How long after a send its delivery report comes.")
+@pass_app
+def gateway_cmd(app: AppContext, host: str, port: int, latency_ms: float, fail_rate: float,
+                seed: int | None, reports_url: str | None, report_delay_ms: float) -> None:
     """Run the sandbox SMS gateway (numbers ending 0001 fail permanently, 0002 fail twice,
-    0003 always fail transiently, 0004 report an empty account balance, 0006 answer that
-    the recipient opted out)."""
+    0003 always fail transiently, 0004 report an empty account balance, 0008 answer that
+    the recipient opted out; with --reports-url, 0006 are reported undelivered and 0007
+    never reported)."""
     from engine.infra.sandbox_gateway import start_gateway
 
-    server = start_gateway(host, port, latency_ms=latency_ms, fail_rate=fail_rate, seed=seed)
-    click.echo(f"sandbox gateway listening on {server.url} (GET /stats, GET /messages)",
-               err=True)
+    # Only with reports: the token lives in the data dir, which a bare gateway never opens.
+    token = callback_token(app.settings) if reports_url else ""
+    server = start_gateway(host, port, latency_ms=latency_ms, fail_rate=fail_rate, seed=seed,
+                           reports_url=reports_url, callback_token=token,
+                           report_delay_ms=report_delay_ms)
+    reports = f"; reports to {reports_url}, POST /inbound for replies" if reports_url else ""
+    click.echo(f"sandbox gateway listening on {server.url} (GET /stats, GET /messages"
+               f"{reports})", err=True)
     _wait_for_signal()
     server.shutdown()
 

@@ -1,4 +1,11 @@
-"""The sandbox gateway (``relaydesk gateway``), RelayDesk's default provider."""
+"""The sandbox gateway (``relaydesk gateway``), RelayDesk's default provider.
+
+Its test numbers, by their last four digits: 0001 invalid (permanent), 0002 fail twice then
+succeed, 0003 always transient, 0004 an empty balance (account-level), 0008 opted out (the
+number joins the opt-out list). With a receiver it reports every accepted message delivered,
+except 0006 (undelivered, "absent subscriber") and 0007 (never reported): reports arrive at
+the receiver's sandbox callbacks, matched by the id ``send`` returns. It cannot be asked for
+a message's status (``can_fetch_status``), as Africa's Talking cannot."""
 
 from __future__ import annotations
 

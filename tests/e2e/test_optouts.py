@@ -25,7 +25,7 @@ TEMPLATE = "Dear #name, #balance remains."
 GOOD = [f"+25472{i:05d}55" for i in range(6)]  # never end like a sandbox test number
 BEFORE = "+254720009955"  # opted out before the campaign is planned
 AFTER = "+254720008855"  # opted out once the campaign is queued, before a worker runs
-PROVIDER = "+254700000006"  # the sandbox answers as a recipient who unsubscribed
+PROVIDER = "+254700000008"  # the sandbox answers as a recipient who unsubscribed
 DEAD_LISTED = "+254700000001"  # refused as invalid: a dead letter, then opted out
 DEAD_OTHER = "+254711000001"  # refused as invalid: a dead letter, retried
 

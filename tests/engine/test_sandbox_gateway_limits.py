@@ -149,11 +149,13 @@ def test_record_is_bounded_and_counts_stay_exact(server: GatewayServer,
     assert provider.send(sms(12, "+254712345611")).outcome is Outcome.SENT  # duplicate
     messages = HTTP.request("GET", server.url + "/messages").json()
     assert [m["body"] for m in messages] == [f"message {i}" for i in range(8, 13)]
-    assert [m["id"] for m in messages] == [f"sbx-{i}" for i in range(9, 14)]
+    assert [m["id"] for m in messages] == [f"sbx-{server.state.run}-{i}" for i in range(9, 14)]
     stats = HTTP.request("GET", server.url + "/stats").json()
     assert stats == {"received": 14, "delivered": 13, "unique_recipients": 8,
                      "duplicates": 1, "deduplicated": 1, "failed": 0, "recorded": 5,
-                     "forgotten": 8, "keys_forgotten": 10, "recipients_forgotten": 4}
+                     "forgotten": 8, "keys_forgotten": 10, "recipients_forgotten": 4,
+                     "reports_pending": 0, "reports_posted": 0, "reports_failed": 0,
+                     "reports_dropped": 0}
 
 
 def test_record_is_bounded_in_bytes(server: GatewayServer,
