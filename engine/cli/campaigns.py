@@ -28,7 +28,7 @@ from engine.operations.campaign_control import (
     send_now,
     send_test_message,
 )
-from engine.operations.campaigns import send_campaign
+from engine.operations.campaigns import resend_audience, resend_undelivered, send_campaign
 from engine.operations.preview import (
     CampaignPreview,
     preview_campaign,
@@ -69,6 +69,10 @@ def audience_options(command: _F) -> _F:
                      help="Only contacts due from today to today + DAYS, both included "
                           "(0: due today). Today is the send day in RELAYDESK_TIMEZONE."),
         click.option("--overdue", is_flag=True, help="Only contacts due before today."),
+        click.option("--undelivered-of", "undelivered_of", type=int, metavar="ID",
+                     help="Send again to exactly the contacts whose message in campaign ID "
+                          "was undelivered (no other filter with it; the template, name and "
+                          "urgency default to that campaign's)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -77,7 +81,7 @@ def audience_options(command: _F) -> _F:
 
 def build_audience(tags: tuple[str, ...], exclude_tags: tuple[str, ...], owing: bool,
                    min_balance: str | None, due_within: int | None,
-                   overdue: bool) -> Audience:
+                   overdue: bool, undelivered_of: int | None = None) -> Audience:
     try:
         minimum = None if min_balance is None else parse_amount(min_balance)
     except AmountError as exc:
@@ -86,7 +90,7 @@ def build_audience(tags: tuple[str, ...], exclude_tags: tuple[str, ...], owing: 
     try:
         return Audience(tags=tags, exclude_tags=exclude_tags, owing=owing,
                         min_balance_cents=minimum, due_within_days=due_within,
-                        overdue=overdue)
+                        overdue=overdue, undelivered_of=undelivered_of)
     except AudienceError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -150,20 +154,26 @@ def _print_preview(preview: CampaignPreview) -> None:
 def preview_cmd(app: AppContext, template: str | None, template_file: Path | None,
                 tags: tuple[str, ...], exclude_tags: tuple[str, ...], owing: bool,
                 min_balance: str | None, due_within: int | None, overdue: bool,
-                limit: int, urgent: bool, at_text: str | None, campaign_id: int | None,
-                as_json: bool) -> None:
+                undelivered_of: int | None, limit: int, urgent: bool, at_text: str | None,
+                campaign_id: int | None, as_json: bool) -> None:
     """Render the first messages and show totals and the send plan. Sends nothing."""
+    audience = build_audience(tags, exclude_tags, owing, min_balance, due_within, overdue,
+                              undelivered_of)
     if campaign_id is not None:
         if template is not None or template_file is not None or at_text is not None or \
-                urgent or build_audience(tags, exclude_tags, owing, min_balance, due_within,
-                                         overdue) != EVERYONE:
+                urgent or audience != EVERYONE:
             raise click.UsageError("--campaign previews a scheduled campaign as it is "
                                    "stored: give no template, filter, --urgent or --at with it")
         with app.db.session() as session:
             preview = preview_scheduled(session, app.settings, campaign_id, limit=limit)
     else:
-        text = read_template(template, template_file)
-        audience = build_audience(tags, exclude_tags, owing, min_balance, due_within, overdue)
+        if undelivered_of is not None:
+            resend = resend_audience(app.db, app.settings, undelivered_of)
+            text = resend.template if template is None and template_file is None else \
+                read_template(template, template_file)
+            urgent = urgent or resend.urgent
+        else:
+            text = read_template(template, template_file)
         at = parse_at(app, at_text)
         with app.db.session() as session:
             preview = preview_campaign(session, app.settings, text, audience=audience,
@@ -188,19 +198,27 @@ def preview_cmd(app: AppContext, template: str | None, template_file: Path | Non
 def send_cmd(app: AppContext, template: str | None, template_file: Path | None,
              tags: tuple[str, ...], exclude_tags: tuple[str, ...], owing: bool,
              min_balance: str | None, due_within: int | None, overdue: bool,
-             name: str | None, urgent: bool, at_text: str | None, wait: bool,
-             as_json: bool) -> None:
-    """Create the campaign, plan it and queue it for the workers (or schedule it --at)."""
-    text = read_template(template, template_file)
-    audience = build_audience(tags, exclude_tags, owing, min_balance, due_within, overdue)
+             undelivered_of: int | None, name: str | None, urgent: bool,
+             at_text: str | None, wait: bool, as_json: bool) -> None:
+    """Create the campaign, plan it and queue it for the workers (or schedule it --at).
+    With --undelivered-of ID, send again to the contacts campaign ID did not reach."""
+    audience = build_audience(tags, exclude_tags, owing, min_balance, due_within, overdue,
+                              undelivered_of)
+    text = None if undelivered_of is not None and template is None and \
+        template_file is None else read_template(template, template_file)
     at = parse_at(app, at_text)
     if at is not None and wait:
         raise click.UsageError("--wait and --at do not go together: a scheduled campaign "
                                "sends later; follow it with 'relaydesk campaign status ID'")
     if at is None:
         require_provider(app.settings, start_gateway=True)
-    created = send_campaign(app.db, app.redis, app.settings, text, audience=audience,
-                            urgent=urgent, name=name, at=at)
+    if undelivered_of is not None:
+        created = resend_undelivered(app.db, app.redis, app.settings, undelivered_of, text,
+                                     name, urgent=True if urgent else None, at=at)
+    else:
+        assert text is not None
+        created = send_campaign(app.db, app.redis, app.settings, text, audience=audience,
+                                urgent=urgent, name=name, at=at)
     plan = created.plan
     left_out = f", {created.suppressed} opted out left out" if created.suppressed else ""
     if created.scheduled_at is not None:
@@ -218,7 +236,8 @@ def send_cmd(app: AppContext, template: str | None, template_file: Path | None,
     if as_json:
         print_json({k: summary[k] for k in ("campaign", "recipients", "sent", "dead",
                                             "attempts", "status", "pending", "retrying",
-                                            "suppressed")})
+                                            "suppressed", "delivered", "undelivered",
+                                            "awaiting_report")})
 
 
 def _summary(app: AppContext, campaign_id: int) -> dict[str, Any]:
@@ -258,16 +277,29 @@ def status_cmd(app: AppContext, campaign_id: int, as_json: bool) -> None:
     _print_summary(_summary(app, campaign_id), as_json)
 
 
+DELIVERY_KEYS = ("delivered", "undelivered", "awaiting_report", "expired", "delivery_rate")
+
+
+def delivery_line(summary: dict[str, Any]) -> str:
+    """``Delivery: 120 delivered, 3 undelivered, 7 awaiting report, 0 expired``."""
+    return (f"Delivery: {summary['delivered']:,} delivered, {summary['undelivered']:,} "
+            f"undelivered, {summary['awaiting_report']:,} awaiting report, "
+            f"{summary['expired']:,} expired")
+
+
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json({**summary, "missed": is_missed(summary)})
         return
     for key, value in summary.items():
+        if key in DELIVERY_KEYS:
+            continue
         shown = value
         if key == "scheduled_at" and value is not None:
             shown = f"{_local_time(summary)} {summary['timezone']} ({value})"
         if shown is not None:
             click.echo(f"{key:<13} {shown}")
+    click.echo(delivery_line(summary))
     if is_missed(summary):
         click.echo(f"{'missed':<13} yes: 'relaydesk campaign send-now {summary['campaign']}' "
                    f"or 'relaydesk campaign reschedule {summary['campaign']} --at WHEN'")

@@ -1,6 +1,6 @@
 """The figures the dashboard's cards and ``relaydesk status --json`` show, gathered in one
-place: state of the system, throughput, waits, workload per queue, breakers, Redis memory,
-running campaigns with rate and ETA, and long-wait alerts."""
+place: state of the system, throughput, delivery reports and replies, waits, workload per
+queue, breakers, Redis memory, running campaigns with rate and ETA, and long-wait alerts."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.config.settings import PROVIDERS, Settings
-from engine.infra import metrics
+from engine.infra import metrics, report_inbox
 from engine.infra.breaker import CircuitBreaker
 from engine.infra.metrics import Metric
 from engine.infra.worker_registry import live_workers
 from engine.monitoring import wait_alerts
 from engine.monitoring.queue_status import BrokerLoad, broker_load
-from engine.store.campaign_state import campaign_summary
+from engine.store.campaign_state import campaign_summary, delivery_rate
 from engine.store.dead_letters import count_failed
 from engine.store.models import Campaign, CampaignStatus, FailedJob, utcnow
 
@@ -77,6 +77,15 @@ class Overview:
     workload: list[QueueWorkload]
     campaigns: list[CampaignRun]
     alerts: list[wait_alerts.LongWait]
+    # Delivery reports applied in the last hour (the window of sent_last_hour):
+    # delivered / (delivered + undelivered), None before any final report.
+    delivery_rate: float | None = None
+    delivered: int = 0
+    undelivered: int = 0
+    avg_delivery_s: float | None = None  # from send to the delivered report, on average
+    max_delivery_s: float | None = None
+    replies: int = 0  # messages members sent us
+    reports_pending: int = 0  # received, not applied yet (the receiver's Redis list)
     read_at: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
@@ -165,10 +174,15 @@ def gather(client: Any, session: Session, settings: Settings, *,
         now - RATE_WINDOW_S + ten_s.step_s, now)
     runtime_fields = [metrics.field(s, Metric.RUNTIME_MAX_MS) for s in queue_scopes]
     hour_totals = [metrics.field(metrics.ALL, n) for n in
-                   (Metric.SENT, Metric.DEAD, Metric.CALLS, Metric.CALL_MS)]
-    last_hour = metrics.read_series(client, minute, [*runtime_fields, *hour_totals],
+                   (Metric.SENT, Metric.DEAD, Metric.CALLS, Metric.CALL_MS, Metric.DELIVERED,
+                    Metric.UNDELIVERED, Metric.DELIVERY_MS, Metric.INBOUND)]
+    delivery_peak = metrics.field(metrics.ALL, Metric.DELIVERY_MAX_MS)
+    last_hour = metrics.read_series(client, minute,
+                                    [*runtime_fields, *hour_totals, delivery_peak],
                                     now - 3600 + minute.step_s, now)
-    sent, dead, calls, call_ms = (last_hour.total(f) for f in hour_totals)
+    sent, dead, calls, call_ms, delivered, undelivered, delivery_ms, replies = (
+        last_hour.total(f) for f in hour_totals)
+    slowest_delivery = last_hour.peak(delivery_peak)
     runtimes = {q: last_hour.peak(f) for q, f in zip(load.queues, runtime_fields, strict=True)}
     slowest = max(runtimes, key=lambda q: runtimes[q]) if any(runtimes.values()) else None
     waits = {name: q.oldest_wait_s for name, q in load.queues.items()}
@@ -200,5 +214,12 @@ def gather(client: Any, session: Session, settings: Settings, *,
         workload=_workload(load, workers, last_minute),
         campaigns=campaigns,
         alerts=wait_alerts.active(client),
+        delivery_rate=delivery_rate(delivered, undelivered),
+        delivered=delivered,
+        undelivered=undelivered,
+        avg_delivery_s=round(delivery_ms / delivered / 1000, 1) if delivered else None,
+        max_delivery_s=round(slowest_delivery / 1000, 1) if delivered else None,
+        replies=replies,
+        reports_pending=report_inbox.pending(client),
         read_at=now,
     )
