@@ -283,15 +283,18 @@ class ReportPoster:
     """Posts delivery reports to the receiver, each once its delay has passed, from
     REPORT_THREADS daemon threads over one reused connection pool, and forwards replies.
 
-    The queue is bounded (MAX_PENDING_REPORTS, read when the poster is made): when the
-    receiver falls behind or is down, reports beyond it are dropped and counted, never
-    held in growing memory. Sends only wait for ``schedule``, never for a post."""
+    At most MAX_PENDING_REPORTS (read when the poster is made) wait, counting those a
+    thread holds until due or is posting: when the receiver falls behind or is down,
+    reports beyond that are dropped and counted, never held in growing memory. Sends only
+    wait for ``schedule``, never for a post."""
 
     def __init__(self, target: ReportTarget, delay_s: float) -> None:
         self.target = target
         self.delay_s = delay_s
-        self._pending: queue.Queue[tuple[float, dict[str, str]] | None] = queue.Queue(
-            maxsize=MAX_PENDING_REPORTS)
+        self._limit = MAX_PENDING_REPORTS
+        # Unbounded as a queue: ``_waiting`` bounds it (and what the threads hold).
+        self._pending: queue.Queue[tuple[float, dict[str, str]] | None] = queue.Queue()
+        self._waiting = 0
         # retries=False: a failed post is retried below, with a backoff of our own.
         self._http = urllib3.PoolManager(
             maxsize=REPORT_THREADS, retries=False,
@@ -306,11 +309,12 @@ class ReportPoster:
             thread.start()
 
     def schedule(self, report: dict[str, str]) -> None:
-        try:
-            self._pending.put_nowait((time.monotonic() + self.delay_s, report))
-        except queue.Full:
-            with self._lock:
+        with self._lock:
+            if self._waiting >= self._limit:
                 self.dropped += 1
+                return
+            self._waiting += 1
+        self._pending.put((time.monotonic() + self.delay_s, report))
 
     def forward_inbound(self, reply: dict[str, str]) -> int | None:
         """POST one reply to the receiver, once: its status, or None when unreachable (the
@@ -319,7 +323,7 @@ class ReportPoster:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {"reports_pending": self._pending.qsize(), "reports_posted": self.posted,
+            return {"reports_pending": self._waiting, "reports_posted": self.posted,
                     "reports_failed": self.failed, "reports_dropped": self.dropped}
 
     def reset_counts(self) -> None:
@@ -330,10 +334,7 @@ class ReportPoster:
         """Stop posting; reports still waiting are dropped with the process."""
         self._stopping.set()
         for _ in self._threads:  # wake threads waiting for work; busy ones see the flag
-            try:
-                self._pending.put_nowait(None)
-            except queue.Full:
-                break
+            self._pending.put(None)
         for thread in self._threads:
             thread.join(5.0)
         self._http.clear()
@@ -346,21 +347,20 @@ class ReportPoster:
             due, report = item
             if self._stopping.wait(max(due - time.monotonic(), 0.0)):
                 return
-            self._deliver(report)
+            self._count(self._deliver(report))
 
-    def _deliver(self, report: dict[str, str]) -> None:
+    def _deliver(self, report: dict[str, str]) -> int | None:
+        """Post one report, retrying while the receiver is unreachable or busy; the last
+        answer's status (None: no answer)."""
         url = self.target.url("delivery")
         for attempt in range(REPORT_ATTEMPTS):
             status = self._post(url, report)
-            if status is not None and 200 <= status < 300:
-                self._count(ok=True)
-                return
-            if status is not None and status < 500 and status != 429:
-                break  # refused (a wrong token, a bad report): trying again changes nothing
+            if status is not None and (status < 500 and status != 429):
+                return status  # taken, or refused (a wrong token): trying again changes nothing
             if attempt + 1 < REPORT_ATTEMPTS and \
                     self._stopping.wait(REPORT_BACKOFF_S * 2 ** attempt):
-                return
-        self._count(ok=False, status=status)
+                break
+        return status
 
     def _post(self, url: str, payload: dict[str, str]) -> int | None:
         try:
@@ -370,8 +370,12 @@ class ReportPoster:
             return None  # its text names the URL, which holds the token: not logged
         return response.status
 
-    def _count(self, *, ok: bool, status: int | None = None) -> None:
+    def _count(self, status: int | None) -> None:
+        """One report done: counted as posted or failed, and no longer waiting (in one step,
+        so GET /stats never shows it in both or neither)."""
+        ok = status is not None and 200 <= status < 300
         with self._lock:
+            self._waiting -= 1
             if ok:
                 self.posted += 1
                 self._failing = False
