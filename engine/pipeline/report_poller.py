@@ -95,18 +95,19 @@ class _Poller:
 
 
 _lock = threading.Lock()
-_current: _Poller | None = None
+_pollers: dict[int, _Poller] = {}  # by process id: a forked child builds its own
 
 
 def _poller(rt: Runtime) -> _Poller:
-    """The look-up state of this process and runtime, built once (again after a fork)."""
-    global _current
+    """The look-up state of this process's runtime, built once."""
+    pid = os.getpid()
     with _lock:
-        if _current is None or _current.pid != os.getpid() or _current.rt is not rt:
+        current = _pollers.get(pid)
+        if current is None or current.rt is not rt:
             limiter = RateLimiter(rt.redis, limiter_name(rt.provider.name),
                                   rt.settings.report_poll_rate)
-            _current = _Poller(os.getpid(), rt, LookupSlots(limiter))
-        return _current
+            current = _pollers[pid] = _Poller(pid, rt, LookupSlots(limiter))
+        return current
 
 
 def batch_size(rate: float, budget_s: float) -> int:
