@@ -15,10 +15,12 @@ from engine.cli.campaigns import campaign_group
 from engine.cli.common import AppContext, json_option, pass_app, print_json
 from engine.cli.contacts import contacts_group
 from engine.cli.failed import failed_group
+from engine.cli.inbox import inbox_group
 from engine.cli.inspector import inspector_cmd
 from engine.cli.metrics import metrics_cmd
 from engine.cli.optouts import optouts_group
 from engine.cli.pipeline import gateway_cmd, redis_cmd, status_cmd, supervise_cmd, worker_cmd
+from engine.cli.receiver import receiver_cmd
 from engine.cli.selftest import selftest_cmd
 from engine.config.settings import ENV_FILE_VARIABLE
 from engine.domain.errors import OperatorError
@@ -93,6 +95,8 @@ for command in (contacts_group, campaign_group, failed_group, worker_cmd, gatewa
                 redis_cmd, supervise_cmd, status_cmd, metrics_cmd, selftest_cmd,
                 inspector_cmd, optouts_group):
     cli.add_command(command)
+cli.add_command(inbox_group)
+cli.add_command(receiver_cmd)
 
 
 def main() -> None:

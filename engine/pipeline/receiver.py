@@ -35,7 +35,7 @@ from redis.backoff import NoBackoff
 from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
-from tornado.web import Application, RequestHandler, stream_request_body
+from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
 from engine.config.callback_token import callback_token
 from engine.config.masking import MASK
@@ -45,14 +45,19 @@ from engine.infra import report_inbox
 from engine.infra.connections import Purpose, connection_options
 from engine.infra.embedded_redis import redis_url
 from engine.providers import callbacks
-from engine.providers.callbacks import CallbackError, Form
+from engine.providers.callbacks import DEFAULT_PORT, CallbackError, Form
+
+__all__ = ["DEFAULT_PORT", "RunningReceiver", "make_app", "run_receiver", "start_receiver"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8026
 # Twilio posts about 2 KB, Africa's Talking less; a reply's text is at most 1600
 # characters. Anything near this is not a callback.
 MAX_BODY = 64 * 1024
+# A body a little too large is read and dropped so the client reads our 413; beyond this
+# the connection is closed at once, unread.
+MAX_DISCARDED = 1024 * 1024
+TOO_LARGE = f"the body is larger than {MAX_BODY} bytes"
 # A connection with no request this long is closed (also the limit for sending the
 # headers); a body must arrive within BODY_TIMEOUT_S once its headers have.
 IDLE_TIMEOUT_S = 60.0
@@ -111,16 +116,21 @@ class _Base(RequestHandler):
     def answer(self, status: int, body: bytes, content_type: str) -> None:
         self.set_status(status)
         self.set_header("Content-Type", content_type)
+        self.before_answer()
         self.finish(body)  # headers and body in one write (tornado's HTTP1Connection)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "application/json")
+        self.before_answer()
         self.finish(f'{{"error":"{self._reason}"}}'.encode())
+
+    def before_answer(self) -> None:
+        """Last headers, for an answer of any status."""
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         # Tornado's would print the request (its path holds the token) and, for an
         # unexpected error, its headers. The route and the error type are enough.
-        if not isinstance(value, CallbackError):
+        if not isinstance(value, CallbackError | HTTPError):
             log.error("receiver: %s failed on %s", typ.__name__ if typ else "error",
                       masked_path(self.request.path), exc_info=(typ, value, tb))
 
@@ -149,6 +159,8 @@ class _Callback(_Base):
         self.chunks: list[bytes] = []
         self.size = 0
         self.counted = False
+        self.discarding = False
+        self.body_read = False
 
     async def prepare(self) -> None:
         self.state.begin()
@@ -167,23 +179,47 @@ class _Callback(_Base):
         if media != self.media_type:
             raise CallbackError(415, f"send {self.media_type}")
         length = self.request.headers.get("Content-Length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            raise CallbackError(413, f"the body is larger than {MAX_BODY} bytes")
+        if length is None:
+            # Chunked: counted as it arrives (data_received), which answers 413; tornado's
+            # own limit (a bare 400) only as a backstop.
+            self._connection().set_max_body_size(MAX_DISCARDED)
+            return
+        if not length.isdigit():
+            raise CallbackError(400, "Content-Length is not a number")
+        if int(length) > MAX_DISCARDED:
+            raise CallbackError(413, TOO_LARGE)
+        if int(length) > MAX_BODY:
+            # Read (and drop) it, then answer: closing with unread data resets the
+            # connection, and the client would see the reset instead of our 413.
+            self.discarding = True
+            self._connection().set_max_body_size(MAX_DISCARDED)
+
+    def before_answer(self) -> None:
+        if not self.body_read:
+            # Answered before the body was read (a refusal): tornado closes the
+            # connection rather than read it, so the client must not send another
+            # request on it.
+            self.set_header("Connection", "close")
+
+    def _connection(self) -> HTTP1Connection:
+        connection = self.request.connection
+        assert isinstance(connection, HTTP1Connection)
+        return connection
 
     def data_received(self, chunk: bytes) -> None:
-        if self._finished:
+        if self._finished or self.discarding:
             return
         self.size += len(chunk)
         if self.size > MAX_BODY:  # a chunked body has no Content-Length to check first
-            self.refuse(CallbackError(413, f"the body is larger than {MAX_BODY} bytes"))
+            self.refuse(CallbackError(413, TOO_LARGE))
             return
         self.chunks.append(chunk)
 
     def refuse(self, exc: CallbackError) -> None:
-        if exc.status == 413 and isinstance(self.request.connection, HTTP1Connection):
-            # Answer 413 ourselves and close: past the server's max_body_size tornado
-            # would add its own bare 400 to the connection after ours.
-            self.request.connection.set_max_body_size(2**62)
+        if exc.status == 413:
+            # Answer 413 ourselves and close without reading the rest: past the server's
+            # max_body_size tornado would add its own bare 400 after ours.
+            self._connection().set_max_body_size(2**62)
         log.info("receiver: %d on %s: %s", exc.status, masked_path(self.request.path),
                  exc.reason)
         # Who fails a token or a signature learns nothing more; a provider whose
@@ -191,7 +227,11 @@ class _Callback(_Base):
         reason = _GENERIC.get(exc.status, exc.reason)
         self.answer(exc.status, json.dumps({"error": reason}).encode(), "application/json")
 
-    async def post(self, *args: str) -> None:
+    async def post(self, *args: str, **kwargs: str) -> None:
+        self.body_read = True  # tornado calls post() once the whole body is in
+        if self.discarding:
+            self.refuse(CallbackError(413, TOO_LARGE))
+            return
         body = b"".join(self.chunks)
         self.chunks = []
         try:
@@ -344,7 +384,8 @@ def make_server(app: Application) -> HTTPServer:
 
 async def serve(settings: Settings, host: str, port: int, stop: asyncio.Event,
                 ready: Callable[[int], None], *, url: str | None = None,
-                grace_s: float = SHUTDOWN_GRACE_S) -> None:
+                grace_s: float = SHUTDOWN_GRACE_S,
+                on_state: Callable[[ReceiverState], None] | None = None) -> None:
     """Serve until ``stop`` is set, then stop accepting, let in-flight requests finish
     (``grace_s`` at most), close the connections and Redis. ``ready(port)`` is called once
     listening (``port`` 0 picks a free one)."""
@@ -352,12 +393,14 @@ async def serve(settings: Settings, host: str, port: int, stop: asyncio.Event,
     try:
         app = make_app(settings, client)
         server = make_server(app)
+        state: ReceiverState = app.settings["receiver_state"]
+        if on_state is not None:
+            on_state(state)
         sockets = bind_sockets(port, host)
         server.add_sockets(sockets)
         ready(int(sockets[0].getsockname()[1]))
         await stop.wait()
         server.stop()
-        state: ReceiverState = app.settings["receiver_state"]
         try:
             await asyncio.wait_for(state.idle.wait(), grace_s)
         except TimeoutError:
@@ -401,6 +444,7 @@ class RunningReceiver:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._state: ReceiverState | None = None
         self._thread = threading.Thread(target=self._run, args=(settings, port, url),
                                         name="relaydesk-receiver", daemon=True)
         self._thread.start()
@@ -421,7 +465,8 @@ class RunningReceiver:
                 self.port = bound
                 self._ready.set()
 
-            await serve(settings, self.host, port, self._stop, ready, url=url)
+            await serve(settings, self.host, port, self._stop, ready, url=url,
+                        on_state=self._keep_state)
 
         try:
             asyncio.run(main())
@@ -429,6 +474,14 @@ class RunningReceiver:
             self._error = exc
         finally:
             self._ready.set()
+
+    def _keep_state(self, state: ReceiverState) -> None:
+        self._state = state
+
+    @property
+    def in_flight(self) -> int:
+        """Requests whose headers are in and whose answer is not yet sent."""
+        return self._state.in_flight if self._state is not None else 0
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop accepting, finish in-flight requests, close; returns when done."""

@@ -35,6 +35,7 @@ from engine.domain.phones import PhoneError, normalize_phone
 
 # --- the routes (the receiver serves them; the Settings page and the providers name them) -
 
+DEFAULT_PORT = 8026  # the receiver's, when RELAYDESK_RECEIVER_PORT is not set
 CALLBACKS = "/callbacks"
 TWILIO_STATUS_PATH = f"{CALLBACKS}/twilio/status"
 TWILIO_INBOUND_PATH = f"{CALLBACKS}/twilio/inbound"
