@@ -79,6 +79,7 @@ MAX_TEXT = 4000  # Twilio takes at most 1600 characters; a provider's reply is f
 MAX_FIELDS = 100  # Twilio posts about 20 fields; a form with hundreds is not a callback
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_DIALLABLE = re.compile(r"\+?[0-9 ().\-]+")
 _NUL = re.compile(r"\x00")  # PostgreSQL text cannot hold it; a message body may hold the rest
 
 
@@ -105,6 +106,10 @@ def member_phone(raw: str, default_region: str) -> str:
     """The number in E.164 when it is one; otherwise as the provider gave it (an
     alphanumeric sender, a short code), cleaned and bounded."""
     cleaned = _line(raw, 64)
+    if not _DIALLABLE.fullmatch(cleaned):
+        # Letters are a sender name, not a number: phonenumbers would read them as a
+        # keypad's digits (+254711XXXYYY -> +254711999999).
+        return cleaned[:MAX_PHONE]
     try:
         return normalize_phone(cleaned, default_region)
     except PhoneError:
