@@ -52,6 +52,7 @@ def build_pages(ctx: ConsoleContext) -> list[Page]:
     from desktop.pages.contacts_page import ContactsPage
     from desktop.pages.dashboard_page import DashboardPage
     from desktop.pages.failed_page import FailedPage
+    from desktop.pages.inbox_page import InboxPage
     from desktop.pages.inspector_page import InspectorPage
     from desktop.pages.optouts_page import OptOutsPage
     from desktop.pages.settings_page import SettingsPage
@@ -63,6 +64,7 @@ def build_pages(ctx: ConsoleContext) -> list[Page]:
         ContactsPage(ctx),
         OptOutsPage(ctx),
         CampaignsPage(ctx),
+        InboxPage(ctx),
         WorkersPage(ctx),
         FailedPage(ctx),
         InspectorPage(ctx),

@@ -35,6 +35,14 @@ STATUS_EVERY_MS = 2000
 BUSY_AFTER_MS = 200  # only show the busy indicator for calls that take a while
 
 
+def page_shortcut(row: int) -> str | None:
+    """Ctrl+1 to Ctrl+9 for the first nine pages, Ctrl+0 for the tenth (the digit row's
+    order); None beyond."""
+    if row < 9:
+        return f"Ctrl+{row + 1}"
+    return "Ctrl+0" if row == 9 else None
+
+
 class StatusDot(QLabel):
     def set_state(self, color: str, text: str) -> None:
         self.setText(f"<span style='color:{color}'>●</span> {text}")
@@ -161,14 +169,17 @@ class MainWindow(QMainWindow):
         self.sidebar.setFrameShape(QFrame.Shape.NoFrame)
         self.sidebar.setSpacing(2)
         self.stack = QStackedWidget()
-        for number, page in enumerate(pages, start=1):
+        for row, page in enumerate(pages):
             item = QListWidgetItem(page.title)
             item.setSizeHint(QSize(160, 36))
-            item.setToolTip(f"{page.title} (Ctrl+{number})")
             self.sidebar.addItem(item)
             self.stack.addWidget(scrolling(page))
-            shortcut = QShortcut(QKeySequence(f"Ctrl+{number}"), self)
-            shortcut.activated.connect(lambda n=number - 1: self.sidebar.setCurrentRow(n))
+            keys = page_shortcut(row)
+            if keys is None:
+                continue
+            item.setToolTip(f"{page.title} ({keys})")
+            shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.activated.connect(lambda n=row: self.sidebar.setCurrentRow(n))
         self.sidebar.currentRowChanged.connect(self._show_row)
         self._paint_icons()
 

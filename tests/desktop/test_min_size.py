@@ -13,8 +13,8 @@ from pytestqt.qtbot import QtBot
 from desktop.app import Console
 from tests.desktop.conftest import idle, open_page
 
-PAGES = ["dashboard", "compose", "contacts", "optouts", "campaigns", "workers", "failed",
-         "inspector", "settings"]
+PAGES = ["dashboard", "compose", "contacts", "optouts", "campaigns", "inbox", "workers",
+         "failed", "inspector", "settings"]
 
 
 def clipped(root: QWidget) -> list[str]:

@@ -137,7 +137,7 @@ def test_screenshot_tour_saves_every_page_and_stops_what_it_started(
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(p.name for p in shots.glob("*.png"))
     assert names == ["campaigns.png", "compose-send-later.png", "compose.png", "contacts.png",
-                     "dashboard.png", "failed.png", "inspector.png", "optouts.png",
+                     "dashboard.png", "failed.png", "inbox.png", "inspector.png", "optouts.png",
                      "settings.png", "workers.png"]
     assert all(p.stat().st_size > 10_000 for p in shots.glob("*.png"))
     assert not EmbeddedRedis(isolated_env / "redis").ping()  # the tour stopped its Redis
