@@ -25,7 +25,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
@@ -35,17 +35,21 @@ from sqlalchemy import select
 
 from engine.config.settings import Settings, load_settings
 from engine.domain.delivery import DeliveryStatus, Report, ReportKind
+from engine.domain.personalize import Recipient
 from engine.domain.sending import Outcome, Sms
 from engine.infra import redis_keys, report_inbox
 from engine.infra.embedded_redis import EmbeddedRedis, free_port
+from engine.operations.campaigns import create_campaign_to
 from engine.pipeline import report_poller
+from engine.pipeline.report_applier import apply_pending
 from engine.pipeline.report_poller import batch_size, limiter_name, poll_due_reports
 from engine.pipeline.runtime import Runtime, build_runtime
+from engine.pipeline.sender import SEND_MESSAGE, send_messages
 from engine.providers.factory import make_provider
 from engine.providers.http_client import ProviderHttp
 from engine.providers.twilio import TwilioProvider
 from engine.store.db import Database
-from engine.store.models import Campaign, OutgoingMessage
+from engine.store.models import Campaign, MessageStatus, OutgoingMessage
 from engine.store.report_polls import MAX_POLL_WAIT_S, due_polls, next_poll_at, poll_again
 from tests.support import wait_for
 
@@ -198,7 +202,9 @@ def test_look_ups_have_their_own_connections(twilio: TwilioStandIn,
     assert isinstance(provider, TwilioProvider)
     # Even with a send pool of the same size, which http_client's cache would hand back.
     assert provider.status_http is not provider.http
-    assert provider.status_http is make_provider(load_settings()).status_http  # per process
+    again = make_provider(load_settings())
+    assert isinstance(again, TwilioProvider)
+    assert again.status_http is provider.status_http  # one per process
 
 
 # --- fetch_status: the Message resource, as a delivery report -----------------------------
@@ -405,6 +411,47 @@ def test_without_a_public_url_polling_finds_the_final_status(
         ReportKind.STATUS, "twilio", sid, DeliveryStatus.DELIVERED, "delivered")
     # Until the applier takes the report, the next look-up waits twice as long.
     assert poll_state(db, message) == (second + timedelta(seconds=2 * POLL_S), 2)
+
+
+def test_a_campaign_sent_without_a_public_url_ends_delivered_by_polling(
+        twilio_rt: Runtime, twilio: TwilioStandIn) -> None:
+    # The whole path: the sender sends through the stand-in and marks the message for a
+    # look-up; no callback ever comes; the poller finds "sent", then "delivered"; the
+    # applier (the same one the callbacks go through) records it, and looking stops.
+    rt = twilio_rt
+    created = create_campaign_to(rt.db, rt.settings, "Hello {name}", [
+        (None, "+254712345678", Recipient("Amina", 100_00, 0, date(2030, 1, 1)))])
+    with rt.db.session() as session:
+        message_id = session.scalar(select(OutgoingMessage.id)
+                                    .where(OutgoingMessage.campaign_id == created.id))
+    assert message_id is not None
+    send_messages(rt, created.id, [message_id], (MessageStatus.QUEUED,), SEND_MESSAGE)
+
+    with rt.db.session() as session:
+        message = session.get(OutgoingMessage, message_id)
+        assert message is not None
+        sid, delivery, first = (message.provider_message_id, message.delivery,
+                                message.report_poll_at)
+    assert sid
+    assert delivery == DeliveryStatus.AWAITING_REPORT
+    assert first is not None
+    [(_, _, _, body)] = twilio.requests
+    assert "StatusCallback" not in parse_qs(body.decode())
+    twilio.statuses[sid] = ["sent", "delivered"]
+
+    assert poll_due_reports(rt, now=first) == 1
+    assert apply_pending(rt) == 0  # "sent" is not final: nothing to apply
+    second = first + timedelta(seconds=rt.settings.report_poll_s)
+    assert poll_due_reports(rt, now=second) == 1
+    assert apply_pending(rt) == 1
+
+    with rt.db.session() as session:
+        message = session.get(OutgoingMessage, message_id)
+        assert message is not None
+        assert (message.delivery, message.report_poll_at, message.report_polls) == (
+            DeliveryStatus.DELIVERED, None, 2)
+    assert poll_due_reports(rt, now=second + timedelta(days=1)) == 0
+    assert twilio.fetches() == [sid, sid]
 
 
 def test_an_undelivered_status_carries_twilios_code(twilio_rt: Runtime,
