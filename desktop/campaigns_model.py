@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt
-from PySide6.QtGui import QBrush
+from PySide6.QtGui import QBrush, QColor
 from sqlalchemy import select
 
 from desktop.background import Background
 from desktop.paged_model import Column, Index, PagedTableModel
 from desktop.services import Services
 from desktop.theme import BAD, GOOD, WARN
+from engine.domain.delivery import DeliveryStatus
 from engine.domain.phones import mask_phone
 from engine.domain.send_window import SendWindow
 from engine.pipeline.campaign_start import MISSED_PREFIX
@@ -29,8 +30,44 @@ from engine.store.campaign_rows import campaign_audience, campaign_window
 from engine.store.campaign_state import held_until
 from engine.store.models import Campaign, CampaignStatus, MessageStatus
 
+DELIVERY_TEXT: dict[str, str] = {DeliveryStatus.AWAITING_REPORT: "awaiting report",
+                 DeliveryStatus.DELIVERED: "delivered",
+                 DeliveryStatus.UNDELIVERED: "undelivered",
+                 DeliveryStatus.EXPIRED: "expired"}
+DELIVERY_COLORS: dict[str, QColor] = {DeliveryStatus.DELIVERED: GOOD,
+                                      DeliveryStatus.UNDELIVERED: BAD,
+                                      DeliveryStatus.EXPIRED: WARN}
+DELIVERY_TIP: dict[str, str] = {
+    DeliveryStatus.AWAITING_REPORT: "The provider took it; its delivery report has not come",
+    DeliveryStatus.DELIVERED: "The phone got it",
+    DeliveryStatus.UNDELIVERED: "The network or the phone did not take it",
+    DeliveryStatus.EXPIRED: "No delivery report came in time: unknown (a report that "
+                            "comes later still counts)",
+}
 STATUS_COLORS = {"sent": GOOD, "completed": GOOD, "failed": WARN, "paused": WARN,
                  "dead": BAD, "cancelled": BAD, "missed its time": WARN}
+
+
+def delivery_text(delivery: str | None) -> str:
+    """A message's delivery status in words; "" before it is sent."""
+    if not delivery:
+        return ""
+    return DELIVERY_TEXT.get(delivery, delivery)
+
+
+def delivery_summary(row: CampaignRow) -> str | None:
+    """``118 of 124 sent delivered (95.2%); 2 undelivered, 3 awaiting a report, 1 expired``;
+    None before anything was sent."""
+    counts = row.delivery_counts
+    total = sum(counts.values())
+    if not total:
+        return None
+    parts = [f"{counts.get(s, 0):,} {t}" for s, t in (
+        (DeliveryStatus.UNDELIVERED, "undelivered"),
+        (DeliveryStatus.AWAITING_REPORT, "awaiting a report"),
+        (DeliveryStatus.EXPIRED, "expired (no report)")) if counts.get(s, 0)]
+    return (f"{row.delivered:,} of {total:,} sent delivered ({row.delivered / total:.1%})"
+            + (f"; {', '.join(parts)}" if parts else ""))
 
 
 def local_time(value: Any) -> str:
@@ -99,6 +136,8 @@ class CampaignsModel(PagedTableModel):
             Column("When", None, lambda c: c.when()),
             Column("Recipients", None, lambda c: f"{c.recipients:,}", align_right=True),
             Column("Sent", None, lambda c: f"{c.sent:,}", align_right=True),
+            Column("Delivered", None, lambda c: f"{c.delivered:,}", align_right=True),
+            Column("Undelivered", None, lambda c: f"{c.undelivered:,}", align_right=True),
             Column("Pending", None, lambda c: f"{c.pending:,}", align_right=True),
             Column("Retrying", None, lambda c: f"{c.retrying:,}", align_right=True),
             Column("Dead", None, lambda c: f"{c.dead:,}", align_right=True),
@@ -128,8 +167,14 @@ class CampaignsModel(PagedTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and index.column() == 2:
             color = STATUS_COLORS.get(row.shown_status)
             return QBrush(color) if color else None
+        title = self.columns[index.column()].title
+        if role == Qt.ItemDataRole.ForegroundRole and title == "Undelivered" and \
+                row.undelivered:
+            return QBrush(BAD)
         if role == Qt.ItemDataRole.ToolTipRole and index.column() in (2, 3):
             return row.pause_reason or None  # "missed its time (…): send it now or …"
+        if role == Qt.ItemDataRole.ToolTipRole and title in ("Delivered", "Undelivered"):
+            return delivery_summary(row) or "Nothing sent yet"
         return None
 
 
@@ -142,6 +187,8 @@ class MessagesModel(PagedTableModel):
             Column("Message", None, lambda m: str(m.id), align_right=True),
             Column("Recipient", None, lambda m: mask_phone(m.phone)),
             Column("Status", None, lambda m: m.status),
+            Column("Delivery", None, lambda m: delivery_text(m.delivery)),
+            Column("Reason", None, lambda m: m.delivery_error or ""),
             Column("Attempts", None, lambda m: str(m.attempts), align_right=True),
             Column("Segments", None, lambda m: str(m.segments), align_right=True),
             Column("Updated", None, lambda m: local_time(m.updated_at)),
@@ -151,30 +198,38 @@ class MessagesModel(PagedTableModel):
         self.services = services
         self.campaign_id: int | None = None
         self.status: str | None = None
+        self.delivery: str | None = None
 
-    def show_campaign(self, campaign_id: int | None, status: str | None = None) -> None:
-        self.campaign_id, self.status = campaign_id, status
+    def show_campaign(self, campaign_id: int | None, status: str | None = None,
+                      delivery: str | None = None) -> None:
+        self.campaign_id, self.status, self.delivery = campaign_id, status, delivery
         self.reload()
 
     def fetch_count(self) -> int:
         if self.campaign_id is None:
             return 0
         with self.services.db().session() as session:
-            return count_messages(session, self.campaign_id, self.status)
+            return count_messages(session, self.campaign_id, self.status, self.delivery)
 
     def fetch_page(self, offset: int, limit: int) -> list[MessageRow]:
         if self.campaign_id is None:
             return []
         with self.services.db().session() as session:
-            return message_page(session, self.campaign_id, self.status, offset, limit)
+            return message_page(session, self.campaign_id, self.status, offset, limit,
+                                delivery=self.delivery)
 
     def extra_data(self, index: Index, role: int) -> Any:
         row = self.row_object(index.row()) if index.isValid() else None
         if row is None:
             return None
-        if role == Qt.ItemDataRole.ForegroundRole and index.column() == 2:
-            color = STATUS_COLORS.get(row.status)
+        title = self.columns[index.column()].title
+        if role == Qt.ItemDataRole.ForegroundRole:
+            colors = {"Status": STATUS_COLORS.get(row.status),
+                      "Delivery": DELIVERY_COLORS.get(row.delivery or "")}
+            color = colors.get(title)
             return QBrush(color) if color else None
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.body
+            tips = {"Delivery": DELIVERY_TIP.get(row.delivery or ""),
+                    "Reason": row.delivery_error}
+            return tips.get(title) or row.body
         return None

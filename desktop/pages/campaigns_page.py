@@ -24,13 +24,21 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.campaign_progress import CampaignProgress
-from desktop.campaigns_model import CampaignEntry, CampaignsModel, MessagesModel
+from desktop.campaigns_model import (
+    DELIVERY_TEXT,
+    CampaignEntry,
+    CampaignsModel,
+    MessagesModel,
+    delivery_summary,
+)
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
+from desktop.pages.resend_dialog import ResendDialog
 from desktop.send_later_dialog import SendLaterDialog
 from desktop.widgets import ReportDialog, data_table, empty_state
 from engine.domain.phones import mask_phone
 from engine.infra.embedded_redis import RedisUnavailable
+from engine.operations.campaigns import CreatedCampaign
 from engine.operations.preview import CampaignPreview, preview_scheduled
 from engine.store.models import MessageStatus
 
@@ -64,6 +72,7 @@ class CampaignsPage(Page):
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
         self.selected_id: int | None = None
+        self.resend_dialog: ResendDialog | None = None
         self._acting = False  # a pause, resume or cancel is under way
         self.model = CampaignsModel(ctx.services, ctx.background, self)
         self.messages = MessagesModel(ctx.services, ctx.background, self)
@@ -77,7 +86,8 @@ class CampaignsPage(Page):
         layout.addLayout(self._build_actions())
 
         self.table = data_table(self.model, "campaigns-table")
-        for column, width in enumerate((45, 190, 105, 205, 75, 55, 65, 65, 50, 70, 200, 110)):
+        for column, width in enumerate((45, 190, 105, 205, 75, 55, 70, 85, 65, 65, 50, 70,
+                                        200, 110)):
             self.table.setColumnWidth(column, width)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection())
         # A live refresh changes the selected row's status, schedule or counts in place.
@@ -116,7 +126,7 @@ class CampaignsPage(Page):
         facts = QFormLayout()
         self.facts: dict[str, QLabel] = {}
         for key, caption in (("audience", "Audience"), ("when", "When"),
-                             ("suppressed", "Opted out")):
+                             ("suppressed", "Opted out"), ("delivery", "Delivered")):
             label = QLabel("–")
             label.setObjectName(f"campaign-{key}")
             label.setWordWrap(True)
@@ -135,16 +145,24 @@ class CampaignsPage(Page):
         self.status_filter.addItem("All", None)
         for status in MessageStatus:
             self.status_filter.addItem(status.value.capitalize(), status.value)
-        self.status_filter.currentIndexChanged.connect(
-            lambda _: self.messages.show_campaign(self.selected_id,
-                                                  self.status_filter.currentData()))
+        self.status_filter.currentIndexChanged.connect(lambda _: self._show_messages())
         filter_row.addWidget(self.status_filter)
+        filter_row.addSpacing(12)
+        filter_row.addWidget(QLabel("Delivery:"))
+        self.delivery_filter = QComboBox()
+        self.delivery_filter.setObjectName("messages-delivery")
+        self.delivery_filter.addItem("All", None)
+        for delivery, text in DELIVERY_TEXT.items():
+            self.delivery_filter.addItem(text.capitalize(), str(delivery))
+        self.delivery_filter.setToolTip("What the provider's delivery reports said")
+        self.delivery_filter.currentIndexChanged.connect(lambda _: self._show_messages())
+        filter_row.addWidget(self.delivery_filter)
         filter_row.addStretch()
         self.messages_count = QLabel()
         filter_row.addWidget(self.messages_count)
         messages_layout.addLayout(filter_row)
         self.messages_table = data_table(self.messages, "messages-table")
-        for column, width in enumerate((80, 130, 80, 70, 70, 150)):
+        for column, width in enumerate((70, 120, 70, 105, 150, 65, 65, 140)):
             self.messages_table.setColumnWidth(column, width)
         messages_layout.addWidget(self.messages_table)
         detail_layout.addWidget(messages_box, 1)
@@ -190,16 +208,21 @@ class CampaignsPage(Page):
         if campaign.id != self.selected_id or self.progress.campaign_id != campaign.id:
             self.selected_id = campaign.id
             self.progress.follow(campaign.id)
-            self.messages.show_campaign(campaign.id, self.status_filter.currentData())
+            self._show_messages()
         self._show_facts(campaign)
         if not self._acting:
             self._update_buttons(campaign.status)
+
+    def _show_messages(self) -> None:
+        self.messages.show_campaign(self.selected_id, self.status_filter.currentData(),
+                                    self.delivery_filter.currentData())
 
     def _show_facts(self, campaign: CampaignEntry) -> None:
         self.facts["audience"].setText(campaign.audience)
         self.facts["when"].setText(describe_timing(campaign))
         self.facts["suppressed"].setText(
             f"{campaign.suppressed:,} contact(s) on the opt-out list, left out")
+        self.facts["delivery"].setText(delivery_summary(campaign) or "nothing sent yet")
 
     def _messages_loaded(self, count: int) -> None:
         campaign = self.selected()
@@ -221,11 +244,15 @@ class CampaignsPage(Page):
         self.reschedule_button = QPushButton("Reschedule…")
         self.send_now_button = QPushButton("Send now…")
         self.cancel_button = QPushButton("Cancel campaign…")
+        self.resend_button = QPushButton("Send again to undelivered…")
+        self.resend_button.setToolTip("A new campaign to the contacts whose message in this "
+                                      "one was not delivered, after a preview")
         for button, name in ((self.pause_button, "pause"), (self.resume_button, "resume"),
                              (self.preview_button, "preview"),
                              (self.reschedule_button, "reschedule"),
                              (self.send_now_button, "send-now"),
-                             (self.cancel_button, "cancel")):
+                             (self.cancel_button, "cancel"),
+                             (self.resend_button, "resend")):
             button.setObjectName(f"campaign-{name}")
             actions.addWidget(button)
         self.pause_button.clicked.connect(lambda: self.control("pause"))
@@ -234,6 +261,7 @@ class CampaignsPage(Page):
         self.reschedule_button.clicked.connect(self.ask_reschedule)
         self.send_now_button.clicked.connect(self.confirm_send_now)
         self.cancel_button.clicked.connect(self.confirm_cancel)
+        self.resend_button.clicked.connect(self.ask_resend)
         actions.addStretch()
         refresh = QPushButton("Refresh")
         refresh.setToolTip("Refresh (F5)")
@@ -248,6 +276,24 @@ class CampaignsPage(Page):
         self.reschedule_button.setEnabled(status == "scheduled")
         self.send_now_button.setEnabled(status == "scheduled")
         self.cancel_button.setEnabled(status in ("queued", "sending", "paused", "scheduled"))
+        campaign = self.selected() if status is not None else None
+        self.resend_button.setEnabled(campaign is not None and campaign.undelivered > 0)
+
+    def ask_resend(self) -> None:
+        """Send again to the selected campaign's undelivered, after the dialog's preview and
+        a confirmation."""
+        campaign = self.selected()
+        if campaign is None or not campaign.undelivered:
+            return
+        dialog = ResendDialog(self.ctx, campaign.id, campaign.name, self)
+        dialog.sent.connect(self._resent)
+        self.resend_dialog = dialog
+        dialog.open()
+        dialog.start()
+
+    def _resent(self, created: CreatedCampaign) -> None:
+        self.ctx.bus.campaigns_changed.emit()
+        self.select_campaign(created.id)
 
     def show_preview(self) -> None:
         """The scheduled campaign as it will go out, rendered off the UI thread."""
