@@ -1,6 +1,6 @@
 """The console as the owner of the local pipeline: at start it brings up what the settings
-use locally (embedded Redis, sandbox gateway, workers), it restarts workers that die, and at
-close it asks whether the workers keep running."""
+use locally (embedded Redis, report receiver, sandbox gateway, workers), it restarts workers
+that die, and at close it asks whether the workers keep running."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ CHECK_EVERY_MS = 2000
 def start_local_pipeline(console: Console) -> None:
     window = console.window
     services = console.ctx.services
-    window.statusBar().showMessage("Starting Redis, the gateway and the workers…")
+    window.statusBar().showMessage("Starting Redis, the receiver, the gateway and the "
+                                   "workers…")
 
     def start() -> tuple[int, int]:
         workers = services.start_local_pipeline()
@@ -105,7 +106,7 @@ def install_close_policy(console: Console) -> None:
         workers, owns_anything = running
         if not owns_anything:
             close_now()
-        elif not workers:  # only Redis and the gateway: nothing to ask
+        elif not workers:  # only Redis, the receiver and the gateway: nothing to ask
             stop_then_close()
         else:
             ask(workers)

@@ -71,8 +71,10 @@ class Services:
                 self._redis = None
 
     def start_local_services(self) -> None:
-        """Start the embedded Redis and the sandbox gateway where the settings use them
-        (and they are not running yet); the console's supervisor then owns them."""
+        """Start the embedded Redis, the report receiver and the sandbox gateway where the
+        settings use them (and they are not running yet); the console's supervisor then
+        owns them. The receiver runs with RELAYDESK_RECEIVER_PORT, or on a free port for the
+        embedded sandbox gateway, whose delivery reports and replies it takes in."""
         self.supervisor.start_services()
 
     def start_local_pipeline(self) -> int:
@@ -93,12 +95,13 @@ class Services:
             self.starting = False
 
     def owns_anything(self) -> bool:
-        """Workers, or a Redis or gateway, that this console started and that still run."""
+        """Workers, or a Redis, receiver or gateway, that this console started and that
+        still run."""
         return bool(self.supervisor.running) or self.supervisor.owns_services()
 
     def stop_local_services(self) -> None:
-        """Warm-stop the local workers, then the Redis and gateway this console started
-        (not ones it found running)."""
+        """Warm-stop the local workers, then the gateway, receiver and Redis this console
+        started (not ones it found running)."""
         self.supervisor.stop()
 
     def close(self) -> None:

@@ -189,7 +189,8 @@ def _wait_for_signal_or_exit(process: subprocess.Popen[bytes]) -> bool:
 @pass_app
 def supervise_cmd(app: AppContext, workers: int | None, concurrency: int | None,
                   pool: str | None, autoscale: tuple[int, int] | None) -> None:
-    """Run Redis (if embedded), the sandbox gateway (if used) and workers; restart workers
+    """Run Redis (if embedded), the report receiver (with RELAYDESK_RECEIVER_PORT, or
+    with the sandbox gateway), the sandbox gateway (if used) and workers; restart workers
     that die. Ctrl-C or SIGTERM stops everything warm."""
     from engine.operations.supervisor import (
         DEFAULT_MAX_PROCESSES,

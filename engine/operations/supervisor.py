@@ -1,12 +1,15 @@
 """Local worker processes kept running: the headless counterpart of the console, and the
 engine behind its Workers page.
 
-Starts the embedded Redis and the sandbox gateway when they are needed and not running
-(and stops them again at the end, as their owner), starts workers through RelayDesk's own
-entry point, restarts any that die, and lets an operator add, stop, kill and restart them.
+Starts the embedded Redis, the report receiver and the sandbox gateway when they are
+needed and not running (and stops them again at the end, as their owner), starts workers
+through RelayDesk's own entry point, restarts any that die, and lets an operator add, stop,
+kill and restart them. The receiver runs when RELAYDESK_RECEIVER_PORT is set, or on a free
+port when the supervisor runs the sandbox gateway itself: it starts after Redis (where it
+stores every report) and before the gateway, which posts its simulated reports to it.
 
 What an earlier console or supervisor of the same data dir left running when it died
-without closing (workers, gateway, Redis) is adopted on start: recognised from the records
+without closing (workers, gateway, receiver, Redis) is adopted on start: recognised from the records
 in ``DATA_DIR/run`` (``engine.infra.process_records``), verified with psutil, and from then on
 looked after as if started here.
 
@@ -45,6 +48,7 @@ from engine.infra import process_records, redis_keys
 from engine.infra.connections import PROBE, celery_for, redis_for
 from engine.infra.embedded_redis import EmbeddedRedis, RedisUnavailable
 from engine.infra.local_gateway import LocalGateway
+from engine.infra.local_receiver import LocalReceiver
 from engine.infra.process_handles import AdoptedProcess, ChildProcess, ProcessHandle
 from engine.infra.process_launch import relaydesk_command
 from engine.monitoring import worker_control
@@ -201,6 +205,7 @@ class Supervisor:
         # Set when we started (or adopted) them: stop() stops them.
         self.own_redis: ProcessHandle | None = None
         self.own_gateway: ProcessHandle | None = None
+        self.own_receiver: ProcessHandle | None = None
         self._lock = threading.RLock()
         self._workers: dict[str, _Worker] = {}
         self._ids = itertools.count(1)
@@ -217,19 +222,31 @@ class Supervisor:
         for _ in range(self.workers - len(self.running)):
             self.add_worker(self.default_spec)
 
+    def runs_gateway(self) -> bool:
+        """The settings send through the sandbox gateway of this data dir."""
+        return self.settings.sms_provider == "sandbox" and not self.settings.sms_gateway_url
+
+    def runs_receiver(self) -> bool:
+        """A receiver on RELAYDESK_RECEIVER_PORT is asked for, or the gateway run here has
+        reports to post (the embedded default: on a free port)."""
+        return self.settings.receiver_port is not None or self.runs_gateway()
+
     def adopt_orphans(self) -> list[str]:
         """Take over what an earlier console or supervisor of this data dir left running
-        when it died without closing (Redis, gateway, workers): from now on they are this
-        supervisor's, stopped by stop(). Returns the ids of the adopted workers."""
+        when it died without closing (Redis, receiver, gateway, workers): from now on they
+        are this supervisor's, stopped by stop(). Returns the ids of the adopted workers."""
         if not self.settings.redis_url and self.own_redis is None:
             self.own_redis = self._adopt_service("redis")
-        if self.settings.sms_provider == "sandbox" and not self.settings.sms_gateway_url \
-                and self.own_gateway is None:
+        if self.runs_receiver() and self.own_receiver is None:
+            self.own_receiver = self._adopt_service("receiver")
+        if self.runs_gateway() and self.own_gateway is None:
             self.own_gateway = self._adopt_service("gateway")
         return self.adopt_workers()
 
     def start_services(self) -> None:
-        """The embedded Redis and the sandbox gateway, when used and not yet running."""
+        """The embedded Redis, the receiver and the sandbox gateway, when used and not yet
+        running, in that order: the receiver stores reports in Redis, and the gateway is
+        started with --reports-url pointing at the receiver."""
         data_dir = self.settings.data_dir
         if not self.settings.redis_url:
             redis_process, _ = EmbeddedRedis.for_settings(self.settings).start()
@@ -237,7 +254,11 @@ class Supervisor:
                 # EmbeddedRedis.start() returns a process only when it started one.
                 self.own_redis = ChildProcess(redis_process)
                 process_records.record_process(data_dir, "redis", "redis", redis_process.pid)
-        if self.settings.sms_provider == "sandbox" and not self.settings.sms_gateway_url:
+        if self.runs_receiver():
+            receiver, _ = LocalReceiver.for_settings(self.settings).start(self.settings)
+            if receiver is not None:  # recorded by LocalReceiver.start()
+                self.own_receiver = ChildProcess(receiver)
+        if self.runs_gateway():
             gateway, _ = LocalGateway.for_settings(self.settings).start(self.settings)
             if gateway is not None:  # recorded by LocalGateway.start()
                 self.own_gateway = ChildProcess(gateway)
@@ -289,12 +310,11 @@ class Supervisor:
         with self._lock:
             for worker in workers:
                 self._reap(worker)
-        if self.own_gateway is not None:
-            self.own_gateway.terminate()
-            self.own_gateway.wait(10)
-            process_records.forget_record(self.settings.data_dir, "gateway",
-                                          self.own_gateway.pid)
-            self.own_gateway = None
+        # The gateway before the receiver it posts to, the receiver before its Redis.
+        self._stop_service("gateway", self.own_gateway)
+        self.own_gateway = None
+        self._stop_service("receiver", self.own_receiver)
+        self.own_receiver = None
         if self.own_redis is not None:
             EmbeddedRedis.for_settings(self.settings).stop()  # SHUTDOWN flushes the AOF
             self.own_redis.wait(10)
@@ -303,8 +323,19 @@ class Supervisor:
         self._close_broker()
 
     def owns_services(self) -> bool:
-        """A Redis or gateway this supervisor started (or adopted) still runs."""
-        return any(p is not None and p.running() for p in (self.own_redis, self.own_gateway))
+        """A Redis, receiver or gateway this supervisor started (or adopted) still runs."""
+        return any(p is not None and p.running()
+                   for p in (self.own_redis, self.own_receiver, self.own_gateway))
+
+    def _stop_service(self, role: str, process: ProcessHandle | None) -> None:
+        """Stop a gateway or receiver this supervisor owns (SIGTERM: a clean shutdown)."""
+        if process is not None:
+            process.terminate()
+            if not process.wait(10):
+                log.warning("the %s (pid %s) did not stop within 10 s; killing it", role,
+                            process.pid)
+                process.kill_tree()
+            process_records.forget_record(self.settings.data_dir, role, process.pid)
 
     # --- operator actions ---------------------------------------------------------------
 
@@ -529,7 +560,8 @@ class Supervisor:
         return worker_id
 
     def _adopt_service(self, role: str) -> ProcessHandle | None:
-        """The data dir's Redis or gateway, when an earlier owner left it running."""
+        """The data dir's Redis, receiver or gateway, when an earlier owner left it
+        running."""
         data_dir = self.settings.data_dir
         for record in process_records.read_records(data_dir, role):
             process = process_records.orphan(record, data_dir)
@@ -551,7 +583,9 @@ class Supervisor:
                 return False
             return name.startswith(("redis-server", "valkey-server")) and \
                 EmbeddedRedis.for_settings(self.settings).pid() == process.pid
-        return bool(LocalGateway.for_settings(self.settings).pid() == process.pid)
+        service = LocalReceiver.for_settings(self.settings) if role == "receiver" else \
+            LocalGateway.for_settings(self.settings)
+        return bool(service.pid() == process.pid)
 
     def _ask_to_stop(self, worker: _Worker) -> None:
         assert worker.process is not None

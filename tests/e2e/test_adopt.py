@@ -1,5 +1,5 @@
 """A console or supervisor killed without closing (SIGKILL, the X server gone) leaves its
-worker, gateway and embedded Redis running; the next one of the same data dir takes them
+worker, gateway, receiver and embedded Redis running; the next one of the same data dir takes them
 back with full control, and its close policy applies to them again."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import redis
 from engine.config.settings import load_settings
 from engine.infra.embedded_redis import EmbeddedRedis
 from engine.infra.local_gateway import LocalGateway
+from engine.infra.local_receiver import LocalReceiver
 from engine.infra.process_records import read_records
 from engine.infra.worker_registry import live_workers
 from engine.operations.supervisor import LocalWorkerState, Supervisor
@@ -37,10 +38,11 @@ class Orphans:
     worker: int
     worker_name: str
     gateway: int
+    receiver: int
     redis: int
 
     def pids(self) -> list[int]:
-        return [self.worker, self.gateway, self.redis]
+        return [self.worker, self.gateway, self.receiver, self.redis]
 
 
 def running(pid: int) -> bool:
@@ -68,16 +70,19 @@ def kill_supervise_with_everything_up(data_dir: Path) -> Orphans:
     """`relaydesk supervise` (the console's engine) up with one worker, then SIGKILL."""
     supervise = start_supervise()
     server, gateway = EmbeddedRedis(data_dir / "redis"), LocalGateway(data_dir / "gateway")
+    receiver = LocalReceiver(data_dir / "receiver")
     try:
         wait_for(server.ping, timeout=STARTUP_S, message="the embedded Redis")
         beats = wait_for(lambda: heartbeats(data_dir), timeout=STARTUP_S,
                          message="the supervised worker")
         wait_for(gateway.ping, timeout=STARTUP_S, message="the sandbox gateway")
+        assert receiver.ping(), "started before the gateway"
     finally:
         supervise.kill()  # no warm stop, no cleanup: as when its console dies
         supervise.wait()
     gateway_pid = json.loads(gateway.state_file.read_text())["pid"]
-    orphans = Orphans(beats[0]["pid"], beats[0]["name"], gateway_pid, server.pid() or 0)
+    orphans = Orphans(beats[0]["pid"], beats[0]["name"], gateway_pid, receiver.pid() or 0,
+                      server.pid() or 0)
     assert all(running(pid) for pid in orphans.pids()), "they outlive their owner"
     return orphans
 
@@ -110,10 +115,12 @@ def test_a_new_supervisor_adopts_what_a_killed_one_left_running(
     sup = Supervisor(load_settings(), workers=1, stop_timeout=30)
     try:
         sup.start()
-        # Nothing started twice: the same worker, gateway and Redis, now its own.
+        # Nothing started twice: the same worker, gateway, receiver and Redis, now its own.
         assert [w.process.pid for w in sup.running if w.process] == [orphans.worker]
         assert sup.own_gateway is not None
         assert sup.own_gateway.pid == orphans.gateway
+        assert sup.own_receiver is not None
+        assert sup.own_receiver.pid == orphans.receiver
         assert sup.own_redis is not None
         assert sup.own_redis.pid == orphans.redis
         assert [b["pid"] for b in heartbeats(isolated_env)] == [orphans.worker]
@@ -145,6 +152,7 @@ def test_a_new_supervisor_adopts_what_a_killed_one_left_running(
     assert not [pid for pid in orphans.pids() if running(pid)]
     assert not EmbeddedRedis(isolated_env / "redis").ping()
     assert not LocalGateway(isolated_env / "gateway").ping()
+    assert not LocalReceiver(isolated_env / "receiver").ping()
 
 
 def test_an_adopted_worker_can_be_stopped_and_killed(isolated_env: Path,
@@ -175,11 +183,11 @@ def test_supervise_adopts_and_its_warm_stop_stops_the_adopted(isolated_env: Path
     try:
         # It runs its one worker by taking the orphan over, not by starting another.
         def owners() -> set[int]:
-            return {r.owner_pid for role in ("worker", "gateway", "redis")
+            return {r.owner_pid for role in ("worker", "gateway", "receiver", "redis")
                     for r in read_records(isolated_env, role)}
 
         wait_for(lambda: owners() == {supervise.pid}, timeout=STARTUP_S,
-                 message="supervise to adopt the worker, the gateway and Redis")
+                 message="supervise to adopt the worker, the gateway, the receiver and Redis")
         assert [b["pid"] for b in heartbeats(isolated_env)] == [orphans.worker]
     finally:
         supervise.send_signal(signal.SIGTERM)

@@ -1,4 +1,5 @@
-"""`relaydesk supervise`: owns Redis and the gateway, restarts dead workers, stops warm."""
+"""`relaydesk supervise`: owns Redis, the receiver and the gateway (posting its reports to
+that receiver), restarts dead workers, stops warm."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from typing import Any
 
 import psutil
 import redis
+import urllib3
 
 from engine.infra.embedded_redis import EmbeddedRedis
 from engine.infra.local_gateway import LocalGateway
+from engine.infra.local_receiver import LocalReceiver
 from engine.infra.worker_registry import live_workers
-from tests.support import wait_for
+from tests.support import http_json, wait_for
 
 
 def test_supervise_restarts_a_dead_worker_and_stops_everything(
@@ -33,7 +36,17 @@ def test_supervise_restarts_a_dead_worker_and_stops_everything(
 
         first = wait_for(lambda: len(workers()) == 2 and workers(), timeout=90,
                          message="two workers")
-        assert LocalGateway(isolated_env / "gateway").ping()
+        gateway, receiver = LocalGateway(isolated_env / "gateway"), \
+            LocalReceiver(isolated_env / "receiver")
+        assert gateway.ping()
+        # The receiver started first, on a free port; the gateway reports to it.
+        assert receiver.ping()
+        assert gateway.reports_url() == receiver.url()
+        urllib3.request("POST", f"{gateway.url()}/messages",
+                        json={"to": "+254712345678", "body": "hi"})
+        # The receiver answers 2xx only once the report is stored (with the right token).
+        wait_for(lambda: http_json(f"{gateway.url()}/stats")["reports_posted"] == 1,
+                 timeout=30, message="the gateway's report to reach the receiver")
         victim = first[0]["pid"]
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: len(workers()) == 2 and victim not in {w["pid"] for w in workers()},
@@ -50,6 +63,7 @@ def test_supervise_restarts_a_dead_worker_and_stops_everything(
     assert not [pid for pid in survivors if _running(pid)]
     assert not server.ping(), "supervise started Redis, so it must stop it"
     assert not LocalGateway(isolated_env / "gateway").ping()
+    assert not LocalReceiver(isolated_env / "receiver").ping(), "nor the receiver"
 
 
 def _running(pid: int) -> bool:
