@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
     QFrame,
@@ -40,8 +41,18 @@ from engine.domain.queues import ALL_QUEUES
 from engine.monitoring.overview import CampaignRun, Overview, QueueWorkload
 
 REFRESH_MS = 1000
+CARD_COLUMNS = (6, 4, 3)  # cards per row, the most that fit the width (12 cards: full rows)
+CARD_SPACING = 8
+NO_FIGURE = "—"  # a rate or a time with nothing to compute it from yet
 STATUS_TEXT = {"active": "Active", "paused": "Paused", "waiting": "Waiting",
                "inactive": "Inactive"}
+
+
+def _delivery_time(seconds: float | None) -> str:
+    """``4.2 s`` below a minute (reports can come within a second), else format_duration."""
+    if seconds is None:
+        return NO_FIGURE
+    return f"{seconds:.1f} s" if seconds < 60 else format_duration(seconds)
 
 
 def _ms(value: float) -> str:
@@ -185,16 +196,39 @@ class DashboardPage(Page):
 
     def _build_cards(self) -> QGridLayout:
         specs = [("status", "Status"), ("jobs", "Jobs per minute"),
-                 ("sent", "Sent, last hour"), ("failed", "Failed, last 7 days"),
+                 ("sent", "Sent, last hour"), ("delivered", "Delivered, last hour"),
+                 ("replies", "Replies, last hour"), ("failed", "Failed, last 7 days"),
                  ("wait", "Longest wait"), ("runtime", "Longest job, last hour"),
                  ("processes", "Worker processes"), ("dead", "Dead letters"),
                  ("breaker", "Provider breaker"), ("memory", "Redis memory")]
         self.cards = {name: StatCard(name, title) for name, title in specs}
-        grid = QGridLayout()
-        grid.setSpacing(8)
+        self.card_grid = QGridLayout()
+        self.card_grid.setSpacing(CARD_SPACING)
+        self.card_columns = 0
+        self._place_cards(CARD_COLUMNS[0])
+        return self.card_grid
+
+    def _place_cards(self, columns: int) -> None:
+        if columns == self.card_columns:
+            return
+        self.card_columns = columns
         for i, card in enumerate(self.cards.values()):
-            grid.addWidget(card, i // 5, i % 5)
-        return grid
+            self.card_grid.addWidget(card, i // columns, i % columns)  # moves it
+        for column in range(max(CARD_COLUMNS)):
+            self.card_grid.setColumnStretch(column, 1 if column < columns else 0)
+
+    def _fit_cards(self) -> None:
+        """As many cards a row as fit whole: a narrow window gets more rows, not cut
+        texts."""
+        need = max(card.minimumSizeHint().width() for card in self.cards.values())
+        room = self.width() - 40  # the page's and the scroll area's margins
+        self._place_cards(next((n for n in CARD_COLUMNS
+                                if n * need + (n - 1) * CARD_SPACING <= room),
+                               CARD_COLUMNS[-1]))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_cards()
 
     def _build_workload(self) -> QGroupBox:
         box = QGroupBox("Workload")
@@ -279,7 +313,8 @@ class DashboardPage(Page):
                               f"{o.sent_per_minute:,} message(s) sent per minute")
         rate = o.success_rate_last_hour
         c["sent"].show_figure(f"{o.sent_last_hour:,}", "messages" if rate is None else
-                              f"{rate:.1%} delivered")
+                              f"{rate:.1%} accepted")
+        self._show_delivery(o)
         c["failed"].show_figure(f"{o.failed_last_7_days:,}", "messages given up on")
         c["wait"].show_figure(format_duration(o.max_wait_s) if o.max_wait_queue else "–",
                               f"on {o.max_wait_queue}" if o.max_wait_queue else
@@ -296,6 +331,26 @@ class DashboardPage(Page):
                                  ", ".join(others) or provider)
         c["memory"].show_figure(format_bytes(o.redis_memory_bytes),
                                 f"{o.scheduled:,} scheduled · {o.in_flight:,} in flight")
+
+    def _show_delivery(self, o: Overview) -> None:
+        """The delivery rate and time from the last hour's reports, and the replies; "—"
+        until a report came (no public URL, or the provider has not reported yet)."""
+        c = self.cards
+        waiting = f"{o.reports_pending:,} report(s) to apply" if o.reports_pending else ""
+        if o.delivery_rate is None:
+            c["delivered"].show_figure(NO_FIGURE, waiting or "no reports yet")
+            c["delivered"].setToolTip("No delivery report came in the last hour")
+        else:
+            average = _delivery_time(o.avg_delivery_s)
+            c["delivered"].show_figure(f"{o.delivery_rate:.1%}",
+                                       f"in {average} · {o.undelivered:,} undelivered")
+            slowest = _delivery_time(o.max_delivery_s)
+            c["delivered"].setToolTip(
+                f"{o.delivered:,} delivered, {o.undelivered:,} undelivered in the last hour; "
+                f"from send to delivery {average} on average, {slowest} at most")
+        c["replies"].show_figure(f"{o.replies:,}", waiting or
+                                 ("on the Inbox page" if o.replies else "none"))
+        self._fit_cards()
 
     def _show_alerts(self, o: Overview) -> None:
         if not o.alerts:
