@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -60,7 +61,7 @@ MAX_DISCARDED = 1024 * 1024
 TOO_LARGE = f"the body is larger than {MAX_BODY} bytes"
 # A connection with no request this long is closed (also the limit for sending the
 # headers); a body must arrive within BODY_TIMEOUT_S once its headers have.
-IDLE_TIMEOUT_S = 60.0
+IDLE_TIMEOUT_S = 30.0
 BODY_TIMEOUT_S = 15.0
 # In-flight requests get this long to finish when the receiver is stopped.
 SHUTDOWN_GRACE_S = 10.0
@@ -112,6 +113,9 @@ class _Base(RequestHandler):
 
     def initialize(self, state: ReceiverState) -> None:
         self.state = state
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")  # which server and version is nobody's business
 
     def answer(self, status: int, body: bytes, content_type: str) -> None:
         self.set_status(status)
@@ -411,9 +415,27 @@ async def serve(settings: Settings, host: str, port: int, stop: asyncio.Event,
         await client.aclose()
 
 
+def raise_open_file_limit() -> None:
+    """Every connection is a file descriptor; the usual soft limit (1024) would refuse
+    a burst of concurrent callbacks long before the CPU is busy. Raise it to the hard
+    limit this process may use (POSIX; Windows has no such limit on sockets)."""
+    if sys.platform == "win32":
+        return
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            log.info("receiver: could not raise the open-file limit from %d", soft)
+
+
 def run_receiver(settings: Settings, host: str, port: int,
                  ready: Callable[[int], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM (blocking), then shut down cleanly."""
+    raise_open_file_limit()
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -285,6 +285,7 @@ def test_malformed_bodies_and_wrong_types_change_nothing(receiver: RunningReceiv
     assert http.request("POST", f"{receiver.url}/callbacks/twilio/other").status == 404
     health = http.request("GET", receiver.url + "/health")
     assert (health.status, json.loads(health.data)) == (200, {"ok": True})
+    assert "Server" not in health.headers
 
 
 def test_bodies_above_the_bound_are_413(receiver: RunningReceiver, token: str,
@@ -356,6 +357,31 @@ def test_a_flood_loses_no_acknowledged_report(receiver: RunningReceiver, token: 
     assert len(stored) == len(acknowledged)
     assert sorted(stored) == sorted(acknowledged)
     assert len({r.receipt for r in inbox(redis_client)}) == len(stored)
+
+
+def test_slow_clients_do_not_hold_up_the_others(receiver: RunningReceiver, token: str,
+                                                redis_client: Any) -> None:
+    # 300 connections, each stuck halfway through its headers or its body.
+    body = json.dumps({"id": "slow", "status": "delivered"}).encode()
+    head = (f"POST /callbacks/sandbox/{token}/delivery HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    slow = [socket.create_connection(("127.0.0.1", receiver.port), timeout=30)
+            for _ in range(300)]
+    try:
+        for i, sock in enumerate(slow):
+            sock.sendall(head[:20] if i % 2 else head + body[:5])
+        wait_for(lambda: receiver.in_flight == 150, message="the slow bodies to be in flight")
+        url = f"{receiver.url}/callbacks/sandbox/{token}/delivery"
+        assert post(url, json.dumps({"id": "quick", "status": "delivered"}), JSON).status == 200
+        assert [r.message_id for r in inbox(redis_client)] == ["quick"]
+        # Each finishes when its client does.
+        slow[0].sendall(body[5:])
+        assert slow[0].recv(4096).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock in slow:
+            sock.close()
+    wait_for(lambda: receiver.in_flight == 0, message="the abandoned requests to be let go")
+    assert [r.message_id for r in inbox(redis_client)] == ["quick", "slow"]
 
 
 def test_redis_down_is_503_so_the_provider_retries(receiver: RunningReceiver, token: str,
