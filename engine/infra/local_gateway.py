@@ -118,10 +118,11 @@ class LocalGateway(LocalService):
         url = self.state().get("reports_url")
         return str(url) if url else None
 
-    def start(self, settings: Settings) -> tuple[subprocess.Popen[bytes] | None, str]:
+    def start(self, settings: Settings,
+              port: int | None = None) -> tuple[subprocess.Popen[bytes] | None, str]:
         """The gateway of this data dir: (None, its URL) when it runs already, else (the
-        process started, its URL). It posts delivery reports to this data dir's receiver
-        when one runs."""
+        process started, its URL) on ``port`` or a free one. It posts delivery reports to
+        this data dir's receiver when one runs."""
         from engine.infra.local_receiver import receiver_url  # it builds on LocalService
 
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -131,7 +132,7 @@ class LocalGateway(LocalService):
                 return None, url
             reports = receiver_url(settings)
             args = ["--reports-url", reports] if reports else []
-            return self.launch(settings, free_port(), *args, reports_url=reports)
+            return self.launch(settings, port or free_port(), *args, reports_url=reports)
 
     def unavailable(self, port: int) -> OperatorError:
         return GatewayUnavailable(f"the sandbox gateway did not start; see {self.log_file}")

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import psutil
 import redis
@@ -254,14 +255,30 @@ class Supervisor:
                 # EmbeddedRedis.start() returns a process only when it started one.
                 self.own_redis = ChildProcess(redis_process)
                 process_records.record_process(data_dir, "redis", "redis", redis_process.pid)
+        reports: str | None = None
         if self.runs_receiver():
-            receiver, _ = LocalReceiver.for_settings(self.settings).start(self.settings)
+            receiver, reports = LocalReceiver.for_settings(self.settings).start(self.settings)
             if receiver is not None:  # recorded by LocalReceiver.start()
                 self.own_receiver = ChildProcess(receiver)
         if self.runs_gateway():
-            gateway, _ = LocalGateway.for_settings(self.settings).start(self.settings)
-            if gateway is not None:  # recorded by LocalGateway.start()
-                self.own_gateway = ChildProcess(gateway)
+            self._start_gateway(reports)
+
+    def _start_gateway(self, reports: str | None) -> None:
+        gateway = LocalGateway.for_settings(self.settings)
+        port: int | None = None
+        if reports and self.own_gateway is not None and self.own_gateway.running() and \
+                gateway.reports_url() != reports:
+            # Adopted from an owner that ran it without this receiver (a command line run
+            # before the console): run it again, reporting, on the same port, so that
+            # workers holding its URL keep it.
+            port = urlsplit(gateway.url() or "").port
+            log.info("restarting the sandbox gateway (pid %s) to post its delivery reports to "
+                     "the receiver", self.own_gateway.pid)
+            self._stop_service("gateway", self.own_gateway)
+            self.own_gateway = None
+        process, _ = gateway.start(self.settings, port=port)
+        if process is not None:  # recorded by LocalGateway.start()
+            self.own_gateway = ChildProcess(process)
 
     def adopt_workers(self) -> list[str]:
         """Take over the local workers of this data dir whose supervisor is gone; returns
