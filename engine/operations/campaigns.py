@@ -27,7 +27,7 @@ from engine.domain.planning import plan_send
 from engine.domain.rendering import render_messages
 from engine.domain.send_window import ScheduleError, SendWindow
 from engine.pipeline.campaign_start import enqueue_campaign, fill_now
-from engine.store.audience_query import count_audience
+from engine.store.audience_query import all_opted_out, count_audience
 from engine.store.campaign_rows import CreatedCampaign, fill_campaign, new_campaign
 from engine.store.campaign_state import campaign_counts
 from engine.store.db import Database
@@ -154,8 +154,8 @@ class Resend:
 
 def resend_audience(db: Database, settings: Settings, campaign_id: int) -> Resend:
     """The audience and defaults of sending again to campaign ``campaign_id``'s undelivered
-    (CampaignError when it does not exist, or no contact of it is undelivered); the
-    preview and the send both start here."""
+    (CampaignError when it does not exist or no contact of it is undelivered, PlanError
+    when every one of them opted out); the preview and the send both start here."""
     audience = Audience(undelivered_of=campaign_id)
     with db.session() as session:
         campaign = session.get(Campaign, campaign_id)
@@ -166,6 +166,8 @@ def resend_audience(db: Database, settings: Settings, campaign_id: int) -> Resen
         if counted.matched == 0:
             undelivered = campaign_counts(session, campaign_id)["undelivered"]
             raise CampaignError(_nothing_undelivered(campaign_id, undelivered))
+        if counted.recipients == 0:
+            raise all_opted_out(counted.suppressed)  # before anything needs Redis
         return Resend(audience, campaign.template,
                       (AGAIN_PREFIX + campaign.name)[:MAX_CAMPAIGN_NAME], campaign.urgent)
 
