@@ -1,7 +1,9 @@
-"""The thread each worker runs beside its pool. One loop, five jobs, each below under its
+"""The thread each worker runs beside its pool. One loop, seven jobs, each below under its
 own name: release the durable schedule's due jobs, write the worker's heartbeat, start the
-scheduled campaigns that are due, sweep (take over messages left 'sending' by dead workers,
-queue again the jobs of campaigns that lost them) and the monitor tick."""
+scheduled campaigns that are due, apply the delivery reports and replies the receiver
+queued, look up the status of messages with no final report (Twilio), sweep (take over
+messages left 'sending' by dead workers, queue again the jobs of campaigns that lost them,
+expire messages whose report never came) and the monitor tick."""
 
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ from typing import Any
 
 import redis
 
-from engine.infra import redis_keys, scheduler, worker_registry
+from engine.infra import redis_keys, report_inbox, scheduler, worker_registry
 from engine.infra.celery_app import publish
 from engine.monitoring import inspector, monitor
+from engine.pipeline import report_applier
 from engine.pipeline.broker_jobs import campaigns_with_jobs
 from engine.pipeline.campaign_start import start_due_campaigns
+from engine.pipeline.report_poller import poll_due_reports
 from engine.pipeline.runtime import Runtime, runtime
 from engine.pipeline.sender import chunk_jobs, message_job
 from engine.store.campaign_state import stalled_campaigns
@@ -45,6 +49,16 @@ SCHEDULE_LOCK_MS = 120_000
 # purpose (paced, retrying, scheduled for later), still has its jobs in the broker and is
 # left alone however long it waits; only one with no job anywhere is queued again.
 STALL_S = 60.0
+# How often an idle worker looks for reports to apply (one LLEN); with reports waiting, the
+# applier takes batch after batch. The apply lock (report_applier.APPLY_LOCK_MS) is renewed
+# with every batch; a run hands it back after APPLY_RUN_S so workers take turns.
+APPLY_EVERY_S = 0.25
+APPLY_RUN_S = 5.0
+# Reports that arrived before their send committed are matched this often.
+REMATCH_EVERY_S = 5.0
+# Twilio status look-ups (report_poller): how often the due ones are looked for.
+POLL_EVERY_S = 1.0
+POLL_LOCK_MS = 120_000
 
 
 def release_due_jobs(rt: Runtime) -> int:
@@ -103,8 +117,15 @@ class Heartbeat:
         worker_registry.forget(rt.redis, self.worker_name)
 
 
+def expire_reports(rt: Runtime) -> None:
+    """The expiry sweep: messages whose final report never came become 'expired'."""
+    with inspector.unrecorded():
+        report_applier.expire_reports(rt)
+
+
 class Sweeps:
-    """The lease sweep and the stall sweep, run by one worker at a time (a Redis lock)."""
+    """The lease sweep, the stall sweep and the expiry sweep, run by one worker at a time
+    (a Redis lock)."""
 
     def __init__(self, worker_name: str) -> None:
         self.worker_name = worker_name
@@ -117,6 +138,7 @@ class Sweeps:
                         px=int(SWEEP_EVERY_S * 1000)):
             take_over_stale_sends(rt)
             requeue_lost_campaigns(rt)
+            expire_reports(rt)
         self.last = now
 
 
@@ -163,6 +185,91 @@ class ScheduledStarts:
                 scheduler.release_lock(rt.redis, SCHEDULE_LOCK, token)
 
 
+class ReportApplier:
+    """Applies the reports the receiver queued in Redis (report_applier.apply_pending), one
+    worker at a time across machines (REPORT_APPLY_LOCK), in a thread of its own so a long
+    backlog does not hold up this loop; and now and then matches reports that came before
+    their send."""
+
+    def __init__(self, worker_name: str) -> None:
+        self.worker_name = worker_name
+        self.last = 0.0
+        self.last_rematch = 0.0
+        self.thread: threading.Thread | None = None
+
+    def run_if_due(self, rt: Runtime, now: float) -> None:
+        if now - self.last < APPLY_EVERY_S:
+            return
+        self.last = now
+        if self.thread is not None and self.thread.is_alive():
+            return
+        rematch = now - self.last_rematch >= REMATCH_EVERY_S
+        if not rematch and not report_inbox.pending(rt.redis):
+            return  # nothing to do: the common case, one LLEN
+        token = f"{self.worker_name}:{uuid.uuid4().hex}"
+        if not rt.redis.set(redis_keys.REPORT_APPLY_LOCK, token, nx=True,
+                            px=report_applier.APPLY_LOCK_MS):
+            return  # another worker is applying
+        if rematch:
+            self.last_rematch = now
+        self.thread = threading.Thread(target=self._apply, args=(rt, token, rematch),
+                                       daemon=True, name="relaydesk-report-applier")
+        self.thread.start()
+
+    def _apply(self, rt: Runtime, token: str, rematch: bool) -> None:
+        try:
+            until = time.monotonic() + APPLY_RUN_S
+            while report_applier.apply_pending(rt, lock_token=token):
+                if time.monotonic() > until:
+                    break  # the rest on the next turn, maybe another worker's
+            if rematch:
+                with inspector.unrecorded():
+                    report_applier.rematch(rt)
+        except Exception:
+            # The database or Redis is down, say: the reports stay in the inbox (they are
+            # trimmed only once applied) and the next look tries again.
+            log.exception("applying delivery reports failed; trying again in %.2f s",
+                          APPLY_EVERY_S)
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                scheduler.release_lock(rt.redis, redis_keys.REPORT_APPLY_LOCK, token)
+
+
+class ReportPolls:
+    """Looks up the status of messages with no final report when the provider can be asked
+    (report_poller.poll_due_reports: Twilio), one worker at a time (REPORT_POLL_LOCK), in a
+    thread of its own: the look-ups are HTTP calls at a bounded rate."""
+
+    def __init__(self, worker_name: str) -> None:
+        self.worker_name = worker_name
+        self.last = 0.0
+        self.thread: threading.Thread | None = None
+
+    def run_if_due(self, rt: Runtime, now: float) -> None:
+        if now - self.last < POLL_EVERY_S or not rt.provider.can_fetch_status:
+            return
+        self.last = now
+        if self.thread is not None and self.thread.is_alive():
+            return
+        token = f"{self.worker_name}:{uuid.uuid4().hex}"
+        if not rt.redis.set(redis_keys.REPORT_POLL_LOCK, token, nx=True, px=POLL_LOCK_MS):
+            return
+        self.thread = threading.Thread(target=self._poll, args=(rt, token), daemon=True,
+                                       name="relaydesk-report-polls")
+        self.thread.start()
+
+    def _poll(self, rt: Runtime, token: str) -> None:
+        try:
+            with inspector.unrecorded():
+                poll_due_reports(rt)
+        except Exception:
+            log.exception("looking up delivery statuses failed; trying again in %.0f s",
+                          POLL_EVERY_S)
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                scheduler.release_lock(rt.redis, redis_keys.REPORT_POLL_LOCK, token)
+
+
 class MonitorTick:
     """Queue metrics and wait alerts (``monitor.tick``): observations, so their failure
     must not hold up releases."""
@@ -191,6 +298,8 @@ class Dispatcher(threading.Thread):
         self.heartbeat = Heartbeat(worker_name, info)
         self.sweeps = Sweeps(worker_name)
         self.starts = ScheduledStarts(worker_name)
+        self.reports = ReportApplier(worker_name)
+        self.polls = ReportPolls(worker_name)
         self.monitor = MonitorTick(worker_name)
         self.stopping = threading.Event()
 
@@ -204,6 +313,8 @@ class Dispatcher(threading.Thread):
                 now = time.monotonic()
                 self.heartbeat.run_if_due(rt, now)
                 self.starts.run_if_due(rt, now)
+                self.reports.run_if_due(rt, now)
+                self.polls.run_if_due(rt, now)
                 self.sweeps.run_if_due(rt, now)
                 self.monitor.run_if_due(rt, now)
                 if release_due_jobs(rt):

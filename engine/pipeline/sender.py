@@ -191,7 +191,9 @@ def _apply(rt: Runtime, claimed: Claimed, result: SendResult, decision: Decision
     campaign_id = claimed.sms.campaign_id
     with rt.db.session() as session:
         if decision.verdict is Verdict.SENT:
-            mark_sent(session, message_id, result)
+            mark_sent(session, message_id, result, provider=rt.provider.name,
+                      can_fetch_status=rt.provider.can_fetch_status,
+                      report_poll_s=rt.settings.report_poll_s)
         elif decision.verdict is Verdict.RETRY:
             mark_retry(session, message_id, result)
             job = message_job(campaign_id, message_id, claimed.queue, retry=True)

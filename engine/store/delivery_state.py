@@ -3,6 +3,8 @@
 queued -> sending (claim) -> sent | failed (a retry is due) | dead (see failed_jobs)
 queued | failed -> suppressed (claim, its number opted out) | sending -> suppressed (the
 provider said the recipient opted out)
+Once sent, its delivery status starts at awaiting_report and moves only forward as reports
+arrive (engine.store.delivery_reports).
 A claim succeeds for exactly one task: the UPDATE only matches a row in an expected state,
 or one left 'sending' by a worker that died (its claim older than the lease).
 """
@@ -14,10 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, literal, null, or_, select, update
+from sqlalchemy import and_, case, false, func, literal, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.config.settings import MAX_PROVIDER_TIMEOUT_S
+from engine.domain.delivery import DeliveryStatus
 from engine.domain.sending import SendResult, Sms
 from engine.store.models import (
     Campaign,
@@ -56,10 +59,14 @@ def claim(session: Session, message_id: int, allowed: Iterable[MessageStatus], q
           now: datetime | None = None) -> Claimed | None:
     """Take the message for sending, or, if its number is on the opt-out list, end it
     'suppressed' (no attempt counted): one statement, so an opt-out committed before the
-    claim is always seen and none can slip in between the check and the claim."""
+    claim is always seen and none can slip in between the check and the claim. The one
+    exception is an opt-out notice: the confirmation sent to a number that just opted
+    out, which the list would otherwise stop."""
     now = now or utcnow()
     stale = now - timedelta(seconds=CLAIM_LEASE_S)
-    opted_out = select(OptOut.phone).where(OptOut.phone == OutgoingMessage.phone).exists()
+    opted_out = and_(OutgoingMessage.opt_out_notice == false(),
+                     select(OptOut.phone).where(OptOut.phone == OutgoingMessage.phone)
+                     .exists())
     row = session.execute(
         update(OutgoingMessage)
         .where(OutgoingMessage.id == message_id)
@@ -82,13 +89,21 @@ def claim(session: Session, message_id: int, allowed: Iterable[MessageStatus], q
                    suppressed=status == MessageStatus.SUPPRESSED)
 
 
-
-def mark_sent(session: Session, message_id: int, result: SendResult) -> None:
-    now = utcnow()
+def mark_sent(session: Session, message_id: int, result: SendResult, *, provider: str,
+              can_fetch_status: bool = False, report_poll_s: float = 0.0,
+              now: datetime | None = None) -> None:
+    """The provider accepted it: it now awaits its delivery report, matched by
+    (``provider``, its provider id). A provider that can be asked for the status
+    (``can_fetch_status``) is asked ``report_poll_s`` after the send if no final report
+    came by then (engine.pipeline.report_poller)."""
+    now = now or utcnow()
+    poll_at = now + timedelta(seconds=report_poll_s) if can_fetch_status else None
     session.execute(
         update(OutgoingMessage).where(OutgoingMessage.id == message_id)
         .values(status=MessageStatus.SENT, sent_at=now, updated_at=now, claimed_at=None,
-                provider_message_id=result.provider_message_id or None)
+                provider_message_id=result.provider_message_id or None,
+                provider=provider, delivery=str(DeliveryStatus.AWAITING_REPORT),
+                report_poll_at=poll_at)
     )
 
 

@@ -1,10 +1,15 @@
 """The opt-out (suppression) list: numbers RelayDesk never sends to.
 
 Numbers are stored in E.164. Adding a number that is already listed keeps its first record
-(when and why it was first listed), so a provider that reports the same opt-out twice, or
-an import run again, changes nothing. The planner leaves listed numbers out
+(when, why and by whom it was first listed), so a provider that reports the same opt-out
+twice, or an import run again, changes nothing. The planner leaves listed numbers out
 (engine.store.audience_query) and the sender checks again at send time
 (engine.store.delivery_state), so this module only keeps the list.
+
+Every change to the list (added, removed, or a START reply that was refused: kept) writes
+an ``OptOutEvent`` in the same transaction: the list says who is out now, the history how
+it came to be (``opt_out_history``). A number the operator listed (by hand or by import)
+is only taken off by the operator, never by a START reply.
 
 An import reads its rows (``PhoneLine``: line number, text, optional reason) separately from
 applying them: ``ROW_READERS`` maps a file suffix to a reader, CSV (or one number per line)
@@ -17,10 +22,11 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -44,7 +50,7 @@ from engine.store.contacts_import import (
     _records,
 )
 from engine.store.db import Database
-from engine.store.models import OptOut, OptSource, utcnow
+from engine.store.models import OptAction, OptOut, OptOutEvent, OptSource, utcnow
 from engine.store.private_export import written_whole
 from engine.store.xlsx_rows import first_sheet
 
@@ -107,15 +113,28 @@ def _insert_ignoring_listed(session: Session) -> Any:
     raise ImportFileError(f"the opt-out list supports SQLite and PostgreSQL, not {dialect}")
 
 
-def _insert_new(session: Session, phones: dict[str, str], source: OptSource) -> int:
-    """Add ``phones`` (number -> reason) not listed yet; return how many were added."""
+def _insert_new(session: Session, phones: dict[str, str], source: OptSource,
+                at: datetime | None = None) -> list[str]:
+    """Add ``phones`` (number -> reason) not listed yet, each with its 'added' event;
+    return the numbers that were added."""
     if not phones:
-        return 0
-    now = utcnow()
+        return []
+    now = at or utcnow()
     stmt = _insert_ignoring_listed(session).returning(OptOut.phone)
     values = [{"phone": phone, "reason": reason[:MAX_REASON], "source": str(source),
                "created_at": now} for phone, reason in phones.items()]
-    return len(session.execute(stmt, values).all())
+    added = list(session.scalars(stmt, values))
+    _record(session, [(phone, phones[phone]) for phone in added], OptAction.ADDED, source, now)
+    return added
+
+
+def _record(session: Session, changes: list[tuple[str, str]], action: OptAction,
+            source: OptSource, at: datetime) -> None:
+    """Write one history event per (number, reason)."""
+    if changes:
+        session.execute(insert(OptOutEvent), [
+            {"phone": phone, "action": str(action), "source": str(source),
+             "reason": reason[:MAX_REASON], "at": at} for phone, reason in changes])
 
 
 def _normalised(phones: Iterable[str], region: str,
@@ -136,29 +155,60 @@ def add_optouts(session: Session, phones: Iterable[str], *, region: str, reason:
     """List ``phones`` (any format ``region`` reads); a listed number keeps its record."""
     change = OptOutChange()
     valid = _normalised(phones, region, change)
-    change.added = _insert_new(session, dict.fromkeys(valid, reason.strip()), source)
+    change.added = len(_insert_new(session, dict.fromkeys(valid, reason.strip()), source))
     change.already = len(valid) - change.added
     return change
 
 
-def list_number(session: Session, phone: str, *, reason: str, source: OptSource) -> bool:
+def list_number(session: Session, phone: str, *, reason: str, source: OptSource,
+                at: datetime | None = None) -> bool:
     """List ``phone`` exactly as given: a message's number, already E.164 (the sender, when
-    the provider says the recipient opted out), so no rule can refuse it. Whether it was
-    new."""
-    return _insert_new(session, {phone: reason.strip()}, source) == 1
+    the provider says the recipient opted out; a STOP reply), so no rule can refuse it.
+    Whether it was new (a listed number keeps its entry, and no event is written)."""
+    return bool(_insert_new(session, {phone: reason.strip()}, source, at))
 
 
-def remove_optouts(session: Session, phones: Iterable[str], *, region: str) -> OptOutChange:
-    """Take ``phones`` off the list: they may be sent to again."""
+def remove_optouts(session: Session, phones: Iterable[str], *, region: str,
+                   source: OptSource = OptSource.MANUAL, reason: str = "") -> OptOutChange:
+    """Take ``phones`` off the list: they may be sent to again. ``source`` is who took
+    them off (the operator, by default), kept in the history with ``reason``."""
     change = OptOutChange()
     valid = _normalised(phones, region, change)
+    now = utcnow()
     for batch in _batched(valid, _SQL_BATCH):
-        listed = session.scalars(select(OptOut).where(OptOut.phone.in_(batch))).all()
-        for row in listed:
-            session.delete(row)
-        change.removed += len(listed)
+        removed = list(session.scalars(
+            delete(OptOut).where(OptOut.phone.in_(batch)).returning(OptOut.phone)
+            .execution_options(synchronize_session=False)))
+        _record(session, [(phone, reason.strip()) for phone in removed], OptAction.REMOVED,
+                source, now)
+        change.removed += len(removed)
     change.not_listed = len(valid) - change.removed
     return change
+
+
+# Entries the operator made: a START reply does not lift them.
+OPERATOR_SOURCES = (OptSource.MANUAL, OptSource.IMPORT)
+
+
+def opt_in_by_reply(session: Session, phone: str, *, reason: str,
+                    at: datetime | None = None) -> OptAction | None:
+    """A START reply from ``phone`` (E.164): take it off the list (REMOVED), unless the
+    operator listed it, which only the operator lifts: then the refusal is kept in the
+    history (KEPT). None when it was not listed."""
+    now = at or utcnow()
+    removed = session.scalar(
+        delete(OptOut).where(OptOut.phone == phone)
+        .where(OptOut.source.not_in([str(s) for s in OPERATOR_SOURCES]))
+        .returning(OptOut.phone).execution_options(synchronize_session=False))
+    if removed is not None:
+        _record(session, [(phone, reason)], OptAction.REMOVED, OptSource.REPLY, now)
+        return OptAction.REMOVED
+    source = session.scalar(select(OptOut.source).where(OptOut.phone == phone))
+    if source is None:
+        return None
+    _record(session, [(phone, f"{reason}; kept: listed by the operator ({source}), who "
+                              "alone can take it off")], OptAction.KEPT, OptSource.REPLY, now)
+    return OptAction.KEPT
 
 
 def _searched(stmt: Any, search: str | None) -> Any:
@@ -204,6 +254,31 @@ def opted_out_phones(session: Session, phones: Iterable[str]) -> set[str]:
 def optout_dict(optout: OptOut) -> dict[str, Any]:
     return {"phone": optout.phone, "reason": optout.reason, "source": optout.source,
             "created_at": optout.created_at.isoformat()}
+
+
+# The list's history.
+
+def _history(stmt: Any, phone: str | None) -> Any:
+    return stmt if phone is None else stmt.where(OptOutEvent.phone == phone)
+
+
+def opt_out_history(session: Session, phone: str | None = None, offset: int = 0,
+                    limit: int = 200) -> list[dict[str, Any]]:
+    """The list's changes, newest first (of one number, E.164, when given): each a dict
+    with id, phone, action (added / removed / kept), source, reason and at (ISO 8601)."""
+    stmt = _history(select(OptOutEvent), phone).order_by(OptOutEvent.at.desc(),
+                                                         OptOutEvent.id.desc())
+    return [event_dict(e) for e in session.scalars(stmt.offset(offset).limit(limit))]
+
+
+def count_history(session: Session, phone: str | None = None) -> int:
+    return session.scalar(_history(select(func.count()).select_from(OptOutEvent),
+                                   phone)) or 0
+
+
+def event_dict(event: OptOutEvent) -> dict[str, Any]:
+    return {"id": event.id, "phone": event.phone, "action": event.action,
+            "source": event.source, "reason": event.reason, "at": event.at.isoformat()}
 
 
 # Reading an import file.
@@ -307,7 +382,7 @@ def import_optouts(db: Database, path: Path, *, region: str, reason: str = "",
     if good:
         try:
             with db.session() as session:
-                result.imported = _insert_new(session, good, source)
+                result.imported = len(_insert_new(session, good, source))
         except IntegrityError as exc:
             raise ImportFileError(
                 f"the database refused the import, so nothing from this file was saved "

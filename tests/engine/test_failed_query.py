@@ -171,7 +171,8 @@ def test_retry_matching_keeps_history_and_shows_outcome(db: Database) -> None:
         new_id = new_record.id
         # the second is delivered
         assert claim(session, second, [MessageStatus.QUEUED], "messages") is not None
-        mark_sent(session, second, SendResult(Outcome.SENT, provider_message_id="p1"))
+        mark_sent(session, second, SendResult(Outcome.SENT, provider_message_id="p1"),
+                  provider="sandbox")
 
     with db.session() as session:
         history = {r.message_id: r for r in failed_page(
