@@ -138,6 +138,8 @@ class CallbackUrlsBox(QGroupBox):
         row = 0
         for provider in order:
             heading = bold(QLabel(PROVIDER_NAMES[provider]))
+            if row:
+                heading.setContentsMargins(0, 8, 0, 0)  # apart from the provider above
             self.grid.addWidget(heading, row, 0, 1, 2)
             row += 1
             for url in (u for u in setup.urls if u.provider == provider):

@@ -110,6 +110,8 @@ class InboxModel(PagedTableModel):
         if row is None:
             return None
         title = self.columns[index.column()].title
+        if role == Qt.ItemDataRole.TextAlignmentRole and title in ("Keyword", "Handled"):
+            return int(Qt.AlignmentFlag.AlignCenter)
         if role == Qt.ItemDataRole.FontRole and row.handled_at is None:
             font = QFont()
             font.setBold(True)  # not handled yet: it stands out, as unread mail does
@@ -129,8 +131,8 @@ class InboxModel(PagedTableModel):
         if title == "Handled" and row.handled_at is not None:
             return f"Handled {self.local_time(row.handled_at)}"
         if title == "Campaign" and row.campaign_id is not None:
-            return f"Campaign #{row.campaign_id}: the last one sent to this number before " \
-                   "the message came"
+            return f"{row.campaign_name} (#{row.campaign_id}): the last campaign sent to this " \
+                   "number"
         if title == "From":
             return f"Via {row.provider}"
         return None

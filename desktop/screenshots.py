@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPoint, QTimer
 from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import QScrollArea, QWidget
 
 if TYPE_CHECKING:
     from desktop.app import Console
+    from desktop.demo import Demo
     from desktop.pages.compose_page import ComposePage
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,20 @@ DEMO_TEMPLATE = ("Dear #name, thank you for your pledge of #pledge. You have pai
 DEMO_SCHEDULED_TEMPLATE = ("Dear #name, you’ve paid #paid_amount of your #pledge pledge — "
                            "#balance remains, #days_remain days to go. Thank you!")
 SEND_LATER_SHOT = "compose-send-later.png"
+# Settings, Reports and replies, with the callback URLs an example public URL gives (shown
+# only: nothing is saved).
+CALLBACKS_SHOT = "settings-callbacks.png"
+DEMO_PUBLIC_URL = "https://relay.example.org"
+
+
+def scroll_to_top(widget: QWidget) -> None:
+    """Scroll the scroll area ``widget`` is in so that it starts at the top."""
+    area = widget.parentWidget()
+    while area is not None and not isinstance(area, QScrollArea):
+        area = area.parentWidget()
+    if area is not None and area.widget() is not None:
+        top = widget.mapTo(area.widget(), QPoint(0, 0)).y()
+        area.verticalScrollBar().setValue(max(top - 12, 0))
 
 
 class ScreenshotTour:
@@ -38,6 +54,7 @@ class ScreenshotTour:
         self.directory = directory
         self.demo = demo
         self.saved: list[Path] = []
+        self.seeded: Demo | None = None
         self.pages = [page.page_id for page in console.window.pages]
         if demo:
             self.pages.append(self.pages.pop(self.pages.index("dashboard")))
@@ -55,15 +72,16 @@ class ScreenshotTour:
             QTimer.singleShot(0, self._next_page)
 
     # -- demo data -------------------------------------------------------------------------
-    def _seed(self) -> None:
+    def _seed(self) -> Demo:
         from desktop.demo import seed_demo
 
-        seed_demo(self.console.ctx)
+        return seed_demo(self.console.ctx)
 
-    def _seeded(self, _: object) -> None:
+    def _seeded(self, seeded: Demo) -> None:
         """Send the demo campaign the way an operator does, from Compose."""
         from desktop.pages.compose_page import ComposePage
 
+        self.seeded = seeded
         compose = self.console.window.page("compose")
         assert isinstance(compose, ComposePage)
         self.console.ctx.bus.contacts_changed.emit()
@@ -144,10 +162,27 @@ class ScreenshotTour:
         self._waited = 0
         if self.demo and page_id == "dashboard":
             page = self.console.window.page("dashboard")
-            self._until(lambda: page.figures().get("sent_last_hour", 0) >= DEMO_DASHBOARD_SENT,
+            # Sent, and (once the gateway's reports came back through the receiver) delivered.
+            self._until(lambda: page.figures().get("sent_last_hour", 0) >= DEMO_DASHBOARD_SENT
+                        and page.figures().get("delivered", 0) > 0,
                         lambda: self._wait_then(lambda: self._grab(page_id)))
             return
+        if self.demo and page_id == "campaigns" and self.seeded is not None:
+            self._show_delivery(self.seeded.history[0])
+            return
         self._wait_then(lambda: self._grab(page_id))
+
+    def _show_delivery(self, campaign_id: int) -> None:
+        """Campaigns with the earlier campaign selected: its delivered, undelivered (with
+        the network's reasons) and expired messages, and Send again to undelivered…"""
+        from desktop.pages.campaigns_page import CampaignsPage
+
+        page = self.console.window.page("campaigns")
+        assert isinstance(page, CampaignsPage)
+        page.select_campaign(campaign_id)
+        self._until(lambda: page.selected() is not None and page.selected().id == campaign_id
+                    and page.messages.rowCount() > 0,
+                    lambda: self._wait_then(lambda: self._grab("campaigns")))
 
     def _wait_then(self, action: Callable[[], None]) -> None:
         """Wait until no background call is in flight, then give the view a moment."""
@@ -158,11 +193,38 @@ class ScreenshotTour:
         QTimer.singleShot(SETTLE_MS, action)
 
     def _grab(self, page_id: str) -> None:
-        path = self.directory / f"{page_id}.png"
+        self._save(f"{page_id}.png")
+        if self.demo and page_id == "settings":
+            self._stage_callbacks()
+            return
+        self._next_page()
+
+    def _save(self, name: str) -> None:
+        path = self.directory / name
         self.console.window.grab().save(str(path))
         self.saved.append(path)
         print(path)
-        self._next_page()
+
+    def _stage_callbacks(self) -> None:
+        """The Reports and replies section as it looks once a public URL is saved."""
+        from dataclasses import replace
+
+        from desktop.callback_urls import read_setup
+        from desktop.pages.settings_page import CALLBACK_GROUP, SettingsPage
+
+        page = self.console.window.page("settings")
+        assert isinstance(page, SettingsPage)
+        page.show_group(CALLBACK_GROUP)
+        staged = replace(self.console.ctx.settings, public_url=DEMO_PUBLIC_URL,
+                         receiver_port=self.console.ctx.settings.receiver_port or 8026)
+
+        def shown(setup: object) -> None:
+            page.callbacks.show_urls(setup)  # type: ignore[arg-type]
+            self._wait_then(lambda: scroll_to_top(page.callbacks) or self._wait_then(
+                lambda: self._save(CALLBACKS_SHOT) or self._next_page()))
+
+        self.console.ctx.background.run(read_setup, staged, on_done=shown,
+                                        on_error=self._failed)
 
     def _finish(self, code: int) -> None:
         def done(_: object = None) -> None:

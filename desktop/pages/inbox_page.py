@@ -54,7 +54,7 @@ class InboxPage(Page):
         layout.addLayout(self._build_tools())
 
         self.table = data_table(self.model, "inbox-table", single=False)
-        for column, width in enumerate((125, 125, 140, 160, 70, 65)):
+        for column, width in enumerate((140, 130, 150, 190, 75, 70)):
             self.table.setColumnWidth(column, width)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
         self.table.doubleClicked.connect(lambda _: self.open_reply())

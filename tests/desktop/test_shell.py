@@ -21,7 +21,8 @@ from engine.operations.campaigns import CampaignError
 from engine.store.campaign_state import campaign_summary
 from engine.store.db import open_database
 from engine.store.dead_letters import count_failed
-from engine.store.models import Campaign
+from engine.store.inbox import list_inbox
+from engine.store.models import Campaign, OptOut
 from tests.support import RELAYDESK
 
 
@@ -138,7 +139,7 @@ def test_screenshot_tour_saves_every_page_and_stops_what_it_started(
     names = sorted(p.name for p in shots.glob("*.png"))
     assert names == ["campaigns.png", "compose-send-later.png", "compose.png", "contacts.png",
                      "dashboard.png", "failed.png", "inbox.png", "inspector.png", "optouts.png",
-                     "settings.png", "workers.png"]
+                     "settings-callbacks.png", "settings.png", "workers.png"]
     assert all(p.stat().st_size > 10_000 for p in shots.glob("*.png"))
     assert not EmbeddedRedis(isolated_env / "redis").ping()  # the tour stopped its Redis
     with open_database(load_settings()).session() as session:
@@ -151,7 +152,21 @@ def test_screenshot_tour_saves_every_page_and_stops_what_it_started(
         # compose-send-later.png: a second campaign scheduled through Send later…
         scheduled = session.scalar(select(Campaign.status).where(
             Campaign.name == "Demo: still owing, east and west"))
+        # campaigns.png and inbox.png: an earlier campaign's reports, and the replies.
+        history_id = session.scalar(select(Campaign.id)
+                                    .where(Campaign.name == "Demo: March pledge reminder"))
+        assert history_id is not None
+        history = campaign_summary(session, history_id)
+        replies = list_inbox(session)
+        stop = session.get(OptOut, "+254700000112")
     assert scheduled == "scheduled"
+    assert history is not None
+    assert (history["undelivered"], history["expired"]) == (3, 3)
+    assert history["delivered"] == history["sent"] - 6
+    assert len(replies) >= 6
+    assert [r.keyword for r in replies if r.text == "STOP"] == ["optout"]
+    assert stop is not None
+    assert stop.source == "reply"  # the applier put Moses on the list
     assert summary is not None
     assert dead_letters >= 4  # failed.png shows data
     assert summary["sent"] > 0  # the worker it started sent from the same data dir
