@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 from sqlalchemy import select
@@ -85,6 +86,19 @@ def test_window_geometry_and_page_are_remembered(console: Console, qtbot: QtBot)
         assert again.window.current_page() is again.window.page("contacts")
     finally:
         again.close(wait=True)
+
+
+def test_pages_have_their_shortcuts_in_sidebar_order(console: Console, qtbot: QtBot) -> None:
+    """Ctrl+1 to Ctrl+9, then Ctrl+0 for the tenth: Inbox follows Campaigns."""
+    window = console.window
+    order = [page.page_id for page in window.pages]
+    assert order == ["dashboard", "compose", "contacts", "optouts", "campaigns", "inbox",
+                     "workers", "failed", "inspector", "settings"]
+    for row, key in [(5, Qt.Key.Key_6), (9, Qt.Key.Key_0), (0, Qt.Key.Key_1)]:
+        qtbot.keyClick(window, key, Qt.KeyboardModifier.ControlModifier)
+        qtbot.waitUntil(lambda row=row: window.current_page() is window.pages[row])
+    assert window.sidebar.item(5).toolTip() == "Inbox (Ctrl+6)"
+    assert window.sidebar.item(9).toolTip() == "Settings (Ctrl+0)"
 
 
 def test_second_launch_raises_the_first(qapp: QApplication, qtbot: QtBot,
