@@ -3,18 +3,22 @@ to: campaigns leave it out when they are planned and stop its message at send ti
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from engine.cli.common import AppContext, json_option, pass_app, print_json
+from engine.domain.phones import PhoneError, normalize_phone
 from engine.store.optouts import (
     OptOutChange,
     add_optouts,
+    count_history,
     count_optouts,
     export_optouts,
     import_optouts,
     list_optouts,
+    opt_out_history,
     optout_dict,
     remove_optouts,
 )
@@ -134,3 +138,32 @@ def export_cmd(app: AppContext, out: Path, as_json: bool) -> None:
         print_json({"exported": count, "file": str(out)})
     else:
         click.echo(f"Wrote {count} number(s) to {out}")
+
+
+@optouts_group.command("history")
+@click.argument("phone", required=False)
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Show at most N changes, newest first.")
+@json_option
+@pass_app
+def history_cmd(app: AppContext, phone: str | None, limit: int, as_json: bool) -> None:
+    """Every change to the list, newest first (of PHONE alone when given): a number added,
+    removed, or kept (a START reply does not lift an opt-out entered by hand), by whom
+    (manual, import, provider, reply), why and when."""
+    number = None
+    if phone is not None:
+        try:
+            number = normalize_phone(phone, app.settings.default_region)
+        except PhoneError as exc:
+            raise click.BadParameter(f"{exc}; give it in international form (+254712345678) "
+                                     "or as a local number", param_hint="'PHONE'") from None
+    with app.db.session() as session:
+        events = opt_out_history(session, number, limit=limit)
+        total = count_history(session, number)
+    if as_json:
+        print_json(events)
+        return
+    for e in events:
+        when = datetime.fromisoformat(e["at"]).astimezone().strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{when}  {e['phone']:<16} {e['action']:<8} {e['source']:<9} {e['reason']}")
+    click.echo(f"{len(events)} of {total} change(s)" + (f" of {number}" if number else ""))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from engine.config.settings import Settings
+from engine.config.settings import Settings, load_settings
 from engine.domain.sending import Outcome, SendResult, Verdict
 from engine.infra import redis_keys, scheduler
 from engine.operations import failed_jobs
@@ -24,7 +25,7 @@ from engine.pipeline.send_decision import BreakerNote, RetryPolicy, decide
 from engine.store.campaign_state import campaign_summary, finish_campaign_if_done
 from engine.store.contact_browser import ContactQuery, contact_page
 from engine.store.contacts_import import ImportFileError
-from engine.store.db import Database
+from engine.store.db import Database, open_database
 from engine.store.delivery_state import CLAIM_LEASE_S, claim, mark_dead
 from engine.store.failed_query import FailedQuery
 from engine.store.models import (
@@ -33,7 +34,9 @@ from engine.store.models import (
     Contact,
     FailedJob,
     MessageStatus,
+    OptAction,
     OptOut,
+    OptOutEvent,
     OptSource,
     OutgoingMessage,
 )
@@ -320,3 +323,34 @@ def test_a_test_send_to_an_opted_out_number_is_refused_before_anything_is_create
         send_test_message(db, None, db_settings, "Hello #name", "0712000111")
     with db.session() as session:
         assert session.scalar(select(func.count(Campaign.id))) == 0
+
+
+def test_cli_history_of_the_list_and_of_one_number() -> None:
+    # Written as the opt-out writers keep the history (engine.store.optouts).
+    start = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    db = open_database(load_settings())
+    with db.session() as session:
+        session.add_all([
+            OptOutEvent(phone=ANN, action=OptAction.ADDED, source=OptSource.REPLY,
+                        reason="STOP", at=start),
+            OptOutEvent(phone=BEN, action=OptAction.ADDED, source=OptSource.MANUAL,
+                        reason="asked by phone", at=start + timedelta(minutes=1)),
+            OptOutEvent(phone=ANN, action=OptAction.REMOVED, source=OptSource.REPLY,
+                        reason="START", at=start + timedelta(minutes=2)),
+            OptOutEvent(phone=BEN, action=OptAction.KEPT, source=OptSource.REPLY,
+                        reason="START: entered by hand, only the operator lifts it",
+                        at=start + timedelta(minutes=3))])
+    calls = [("optouts", "history", "--json"), ("optouts", "history", "0712 345 678"),
+             ("optouts", "history", BEN, "--json"), ("optouts", "history", "07x")]
+    with ThreadPoolExecutor(len(calls)) as pool:  # independent processes: run together
+        everything, ann, ben, bad = pool.map(lambda a: run_cli(*a), calls)
+    assert [(e["phone"], e["action"], e["source"]) for e in json.loads(everything.stdout)] \
+        == [(BEN, "kept", "reply"), (ANN, "removed", "reply"), (BEN, "added", "manual"),
+            (ANN, "added", "reply")]  # newest first, numbers in full
+    assert ann.returncode == 0, ann.stderr
+    lines = [" ".join(line.split()[2:]) for line in ann.stdout.splitlines()]
+    assert lines == [f"{ANN} removed reply START", f"{ANN} added reply STOP",
+                     f"2 change(s) of {ANN}"]
+    assert [e["action"] for e in json.loads(ben.stdout)] == ["kept", "added"]
+    assert bad.returncode == 2
+    assert "Invalid value for 'PHONE'" in bad.stderr
