@@ -58,7 +58,8 @@ def describe_preview(preview: CampaignPreview, price: Decimal) -> str:
 
 
 def sample_text(preview: CampaignPreview) -> str:
-    shown = "\n\n".join(f"To {mask_phone(m.phone)}:\n{m.text}" for m in preview.messages)
+    shown = "\n\n".join(f"To {mask_phone(m.phone)} ({m.name}):\n{m.text}"
+                         for m in preview.messages)
     more = preview.recipients - len(preview.messages)
     return shown + (f"\n\n… and {more:,} more" if more > 0 else "")
 
@@ -93,6 +94,7 @@ class ResendDialog(QDialog):
         self.name.setObjectName("resend-name")
         form.addRow("Name", self.name)
         layout.addLayout(form)
+        layout.addWidget(QLabel("Message (the original's; edit it if you like)"))
         self.editor = TemplateEditor()
         self.editor.setObjectName("resend-template")
         self.editor.setMinimumHeight(90)
@@ -101,10 +103,19 @@ class ResendDialog(QDialog):
         self.summary.setObjectName("resend-summary")
         self.summary.setWordWrap(True)
         layout.addWidget(self.summary)
+        layout.addWidget(QLabel(f"As it will go out (the first {SAMPLE})"))
         self.sample = QPlainTextEdit()
         self.sample.setObjectName("resend-sample")
         self.sample.setReadOnly(True)
         layout.addWidget(self.sample, 1)
+        self._build_footer(layout)
+        self._timer = QTimer(self, singleShot=True, interval=PREVIEW_DELAY_MS)
+        self._timer.timeout.connect(self.refresh_preview)
+        self.editor.textChanged.connect(self._edited)
+        self._update_send()
+
+    def _build_footer(self, layout: QVBoxLayout) -> None:
+        """What went wrong (kept until the next try), and the buttons."""
         self.error = QLabel()
         self.error.setObjectName("resend-error")
         self.error.setWordWrap(True)
@@ -119,10 +130,6 @@ class ResendDialog(QDialog):
         buttons.addButton(self.send_button, QDialogButtonBox.ButtonRole.AcceptRole)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        self._timer = QTimer(self, singleShot=True, interval=PREVIEW_DELAY_MS)
-        self._timer.timeout.connect(self.refresh_preview)
-        self.editor.textChanged.connect(self._edited)
-        self._update_send()
 
     # -- preview ---------------------------------------------------------------------------
     def start(self) -> None:

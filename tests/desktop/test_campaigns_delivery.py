@@ -134,7 +134,7 @@ def test_send_again_reaches_exactly_the_undelivered(pipeline_console: Console, q
     assert dialog.name.text() == "Again: March reminder"
     assert dialog.summary.text().startswith("2 recipient(s); 2 SMS segment(s)")
     assert dialog.sample.toPlainText().startswith(
-        "To +2547******15:\nDear Brian Kiprop, 5,000 remains.")
+        "To +2547******15 (Brian Kiprop):\nDear Brian Kiprop, 5,000 remains.")
 
     dialog.editor.setPlainText("Dear #name, sorry, our last message did not reach you.")
     assert not dialog.send_button.isEnabled()  # until the new text is previewed
