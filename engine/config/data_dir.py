@@ -24,7 +24,8 @@ PRIVATE_FILE = 0o600
 PRIVATE_UMASK = 0o077
 # What RelayDesk keeps in a data dir (subdirectories with everything in them). Anything
 # else there was put by the operator, and is left as it is.
-OWNED_NAMES = frozenset({"logs", "redis", "gateway", "run", "console.ini"})
+OWNED_NAMES = frozenset({"logs", "redis", "gateway", "receiver", "run", "console.ini",
+                         "callback_token"})
 OWNED_PREFIXES = ("relaydesk.", "worker-")
 
 

@@ -1,6 +1,6 @@
 """Records of the long-running processes RelayDesk starts for a data dir (workers, the
-sandbox gateway, the embedded Redis), so that a later console or ``relaydesk supervise``
-can take back what an earlier one left running when it died without closing.
+sandbox gateway, the callback receiver, the embedded Redis), so that a later console or
+``relaydesk supervise`` can take back what an earlier one left running when it died without closing.
 
 One small JSON file per process in ``DATA_DIR/run``, written when it is launched: its pid,
 its creation time, its command line, the data dir, and the process that owns it. A record
@@ -31,8 +31,8 @@ SAME_START_S = 0.01
 
 @dataclass(frozen=True)
 class ProcessRecord:
-    name: str  # the file's stem: "worker-local-1", "gateway", "redis"
-    role: str  # "worker", "gateway" or "redis"
+    name: str  # the file's stem: "worker-local-1", "gateway", "receiver", "redis"
+    role: str  # "worker", "gateway", "receiver" or "redis"
     pid: int
     create_time: float
     data_dir: str

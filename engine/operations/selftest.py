@@ -169,7 +169,7 @@ def _isolated_environment(work_dir: Path) -> Iterator[None]:
 def _run(settings: Settings, supervisor: Supervisor, report: SelftestReport, work_dir: Path,
          timeout: float, say: Progress) -> None:
     say(f"data dir {settings.data_dir}")
-    say("starting the embedded Redis and the sandbox gateway")
+    say("starting the embedded Redis, the receiver and the sandbox gateway")
     supervisor.start_services()
     say("starting one worker")
     worker_id = supervisor.add_worker()
