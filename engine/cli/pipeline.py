@@ -266,6 +266,13 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
         click.echo(f"WARNING: {data['server_warning']}")
     click.echo(f"jobs per minute      {data['jobs_per_minute']:>8}")
     click.echo(f"sent, last hour      {data['sent_last_hour']:>8}")
+    rate = data["delivery_rate"]
+    avg = data["avg_delivery_s"]
+    click.echo(f"delivered, last hour {data['delivered']:>8}  undelivered {data['undelivered']}"
+               f"  rate {'-' if rate is None else f'{rate:.1%}'}"
+               f"  average {'-' if avg is None else format_duration(avg)} to arrive")
+    click.echo(f"replies, last hour   {data['replies']:>8}  reports waiting "
+               f"{data['reports_pending']}")
     click.echo(f"failed, last 7 days  {data['failed_last_7_days']:>8}")
     for q in data["workload"]:
         click.echo(f"queue {q['queue']:<14} {q['waiting']:>8} waiting  {q['in_flight']} in flight"
