@@ -3,7 +3,6 @@ checkout and from the packaged app."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from functools import cache
 from pathlib import Path
@@ -11,8 +10,6 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtSvg import QSvgRenderer
-
-log = logging.getLogger(__name__)
 
 
 def resources_dir() -> Path:
@@ -32,14 +29,8 @@ def _svg_source(name: str) -> str:
 
 
 def icon(name: str, color: QColor | None = None, size: int = 64) -> QIcon:
-    """An icon from resources/icons; line icons take ``color`` (the theme's text colour).
-    A missing one is an empty icon (and a warning in the log): a sidebar entry without its
-    picture still works, a console that does not start does not."""
-    try:
-        source = _svg_source(name)
-    except FileNotFoundError:
-        log.warning("icon %s.svg is missing from %s", name, resource("icons"))
-        return QIcon()
+    """An icon from resources/icons; line icons take ``color`` (the theme's text colour)."""
+    source = _svg_source(name)
     if color is not None:
         source = source.replace("currentColor", color.name())
     renderer = QSvgRenderer(QByteArray(source.encode("utf-8")))
