@@ -122,8 +122,14 @@ def _apply_in_one(rt: Runtime, reports: Sequence[Report]
                                 optin_keywords=rt.settings.optin_keywords)
         text = (rt.settings.optout_reply or "").strip()
         confirmations = [confirmation_campaign(session, rt.settings, phone, text)
-                         for phone in applied.opted_out_by_reply] if text else []
+                         for phone in applied.opted_out_by_reply
+                         if text and _textable(phone)]
     return applied, confirmations
+
+
+def _textable(phone: str) -> bool:
+    """An E.164 number, not a short code or a sender name (which cannot be texted)."""
+    return phone.startswith("+") and phone[1:].isdigit() and 8 <= len(phone) <= 16
 
 
 def confirmation_campaign(session: Session, settings: Settings, phone: str,

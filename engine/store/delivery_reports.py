@@ -21,6 +21,7 @@ replies, which are rare, touch the opt-out list one by one.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -129,10 +130,22 @@ def _batched(items: Sequence[Any], size: int = _BATCH) -> Iterable[Sequence[Any]
 
 
 def _clean(text: str, limit: int | None = None) -> str:
-    """A provider's text as a column takes it: PostgreSQL refuses NUL characters in text,
-    and one such report must not block the batch it came in."""
+    """A provider's text as a column takes it: PostgreSQL refuses NUL characters, and
+    neither database driver takes a lone surrogate (which JSON can carry); one such report
+    must not block the batch it came in."""
     text = text.replace("\x00", "")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
     return text[:limit] if limit is not None else text
+
+
+def _cleaned(report: Report) -> Report:
+    """The report as the columns take it (see _clean, and the columns' lengths)."""
+    return dataclasses.replace(
+        report, provider=_clean(report.provider, 16), message_id=_clean(report.message_id, 128),
+        provider_status=_clean(report.provider_status, 32), error=_clean(report.error),
+        phone=_clean(report.phone, 20), to=_clean(report.to, 32), text=_clean(report.text),
+        receipt=_clean(report.receipt, 32))
 
 
 def _received(report: Report, now: datetime) -> datetime:
@@ -154,7 +167,7 @@ def _fresh(session: Session, reports: Sequence[Report], applied: Applied) -> lis
     """The reports not applied before, in order, each receipt once."""
     seen: set[str] = set()
     unique = []
-    for report in reports:
+    for report in map(_cleaned, reports):
         if report.receipt in seen:
             applied.duplicates += 1
             continue
@@ -276,12 +289,12 @@ def _apply_statuses(session: Session, reports: list[Report], now: datetime,
     rows = []
     for report in reports:
         message = messages.get((report.provider, report.message_id))
-        rows.append({"receipt": report.receipt, "provider": _clean(report.provider, 16),
-                     "provider_message_id": _clean(report.message_id, 128),
+        rows.append({"receipt": report.receipt, "provider": report.provider,
+                     "provider_message_id": report.message_id,
                      "message_id": message.id if message else None,
                      "status": str(report.status) if report.status else None,
-                     "provider_status": _clean(report.provider_status, 32),
-                     "error": _clean(report.error), "received_at": _received(report, now)})
+                     "provider_status": report.provider_status, "error": report.error,
+                     "received_at": _received(report, now)})
     inserted: set[str] = set()
     for batch in _batched(rows):
         stmt = _insert_ignoring_receipts(session, DeliveryReport).returning(
@@ -408,22 +421,22 @@ def _apply_inbound(session: Session, reports: list[Report], now: datetime,
                    applied: Applied) -> None:
     if not reports:
         return
-    phones = sorted({_clean(r.phone, 20) for r in reports})
+    phones = sorted({r.phone for r in reports})
     contacts = _contacts(session, phones)
     campaigns = _last_campaigns(session, phones)
     known = _known_refs(session, reports)
     rows, keep = [], []
     for report in reports:
-        key = (report.provider, _clean(report.message_id, 128), _clean(report.phone, 20))
+        key = (report.provider, report.message_id, report.phone)
         if report.message_id and key in known:
             applied.duplicates += 1
             continue
         known.add(key)
-        phone = _clean(report.phone, 20)
+        phone = report.phone
         keyword = reply_keyword(report.text, optout_keywords, optin_keywords)
-        rows.append({"receipt": report.receipt, "provider": _clean(report.provider, 16),
-                     "provider_ref": key[1], "phone": phone, "to": _clean(report.to, 32),
-                     "text": _clean(report.text), "received_at": _received(report, now),
+        rows.append({"receipt": report.receipt, "provider": report.provider,
+                     "provider_ref": report.message_id, "phone": phone, "to": report.to,
+                     "text": report.text, "received_at": _received(report, now),
                      "contact_id": contacts.get(phone), "campaign_id": campaigns.get(phone),
                      "keyword": str(keyword) if keyword else None})
         keep.append((report, keyword))
@@ -447,7 +460,7 @@ def _apply_inbound(session: Session, reports: list[Report], now: datetime,
 
 def _apply_keyword(session: Session, report: Report, keyword: ReplyKeyword, at: datetime,
                    applied: Applied) -> None:
-    phone = _clean(report.phone, 20)
+    phone = report.phone
     reason = f"replied {normalise_keyword(report.text)}"
     if keyword is ReplyKeyword.OPT_OUT:
         if list_number(session, phone, reason=reason, source=OptSource.REPLY, at=at):
@@ -464,7 +477,7 @@ def _apply_optout_notices(session: Session, reports: list[Report], now: datetime
         applied.reports += 1
         applied.provider(report.provider).reports += 1
         if report.phone:
-            list_number(session, _clean(report.phone, 20),
+            list_number(session, report.phone,
                         reason=f"opt-out notice from {report.provider}",
                         source=OptSource.PROVIDER, at=_received(report, now))
 

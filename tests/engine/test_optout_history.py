@@ -240,3 +240,13 @@ def test_a_stop_reply_suppresses_the_next_campaigns_message(db: Database) -> Non
         claimed = claim(session, message_id, [MessageStatus.QUEUED], "messages")
         assert claimed is not None
         assert claimed.suppressed
+
+
+def test_a_reply_with_characters_no_database_takes_is_stored_cleaned(db: Database) -> None:
+    # JSON carries a lone surrogate and NUL as escapes; neither driver stores them.
+    applied = apply(db, reply(ANN, "Asante \ud800 sana\x00 \U0001f600", ref="SM\x007"),
+                    Report(ReportKind.STATUS, "sandbox", message_id="x\x00", error="\ud83d"))
+    assert (applied.reports, applied.inbound) == (2, 1)
+    with db.session() as session:
+        inbound = session.scalars(select(InboundMessage)).one()
+    assert (inbound.text, inbound.provider_ref) == ("Asante ? sana \U0001f600", "SM7")

@@ -190,12 +190,15 @@ def test_the_opt_out_confirmation_is_sent_once_even_when_a_report_is_applied_twi
     assert message_status(rt, later_id) == "suppressed"
 
 
-def test_no_confirmation_without_the_setting(rt: Runtime) -> None:
+def test_no_confirmation_without_the_setting_nor_to_a_short_code(rt: Runtime) -> None:
     quiet = dataclasses.replace(rt, settings=dataclasses.replace(rt.settings, optout_reply=None))
     report_inbox.push(rt.redis, [reply(phone(8), "stop")])
     assert report_applier.apply_pending(quiet) == 1
+    report_inbox.push(rt.redis, [reply("22141", "stop")])  # cannot be texted
+    assert report_applier.apply_pending(rt) == 1
     with rt.db.session() as session:
         assert session.get(OptOut, phone(8)) is not None
+        assert session.get(OptOut, "22141") is not None
         assert session.scalars(select(Campaign)).all() == []
 
 
