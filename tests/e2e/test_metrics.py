@@ -62,4 +62,5 @@ def test_a_campaign_shows_up_in_the_metrics(tmp_path: Path, gateway: GatewayServ
     text = run_cli("status").stdout
     assert "sent, last hour" in text
     assert "119" in text
-    assert "delivered, last hour" in text and "reports waiting" in text
+    assert "delivered, last hour" in text
+    assert "reports waiting" in text
