@@ -104,17 +104,22 @@ def receiver(embedded_redis: EmbeddedRedis) -> Iterator[ReceiverProcess]:
 S = TypeVar("S", bound=StandIn)
 
 
-@pytest.fixture
-def stand_in() -> Iterator[Callable[[S], S]]:
-    """Register a stand-in to be closed after the test."""
-    started: list[StandIn] = []
+class StandIns:
+    """The test's stand-ins, closed after it."""
 
-    def keep(server: S) -> S:
-        started.append(server)
+    def __init__(self) -> None:
+        self.started: list[StandIn] = []
+
+    def add(self, server: S) -> S:
+        self.started.append(server)
         return server
 
-    yield keep
-    for server in started:
+
+@pytest.fixture
+def stand_ins() -> Iterator[StandIns]:
+    kept = StandIns()
+    yield kept
+    for server in kept.started:
         server.close()
 
 
@@ -159,6 +164,12 @@ def status_counts(campaign_id: int) -> dict[str, int]:
     return {key: status[key] for key in COUNT_KEYS}
 
 
+def counts(campaign_id: int) -> dict[str, int]:
+    """The same figures, read in this process (the command costs a second)."""
+    found = summary(campaign_id)
+    return {key: found[key] for key in COUNT_KEYS}
+
+
 def stored_reports() -> int:
     with open_database(settings()).session() as session:
         return session.scalar(select(func.count(DeliveryReport.id))) or 0
@@ -193,21 +204,21 @@ def check_refused_report_changes_nothing(post_refused: Callable[[], int], refusa
     intermediate report posted after it reaches the database, and the campaign's counts
     are what they were: had the refused one been taken, the applier (in order) would have
     stored it first."""
-    before, counts = stored_reports(), status_counts(campaign_id)
+    before, figures = stored_reports(), counts(campaign_id)
     assert post_refused() == refusal
     assert post_genuine() == 200
     wait_for(lambda: stored_reports() >= before + 1, timeout=30,
              message="the genuine report after the refused one")
     assert stored_reports() == before + 1
-    assert status_counts(campaign_id) == counts
+    assert counts(campaign_id) == figures
 
 
 # --- Twilio ---------------------------------------------------------------------------------
 
 def test_twilio_status_callbacks_end_in_exact_counts_and_forged_ones_change_nothing(
         db_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        workers: Workers, receiver: ReceiverProcess, stand_in: Callable[[S], S]) -> None:
-    twilio = stand_in(TwilioStandIn(undelivered=UNDELIVERED,
+        workers: Workers, receiver: ReceiverProcess, stand_ins: StandIns) -> None:
+    twilio = stand_ins.add(TwilioStandIn(undelivered=UNDELIVERED,
                                     duplicated=[MEMBERS[0], UNDELIVERED[0]],
                                     reordered=[MEMBERS[1], UNDELIVERED[1]]))
     use_twilio(monkeypatch, twilio.url, RELAYDESK_PUBLIC_URL=receiver.url)
@@ -226,8 +237,8 @@ def test_twilio_status_callbacks_end_in_exact_counts_and_forged_ones_change_noth
     # sent + final for each, the final twice for two: every one taken (200) and stored.
     assert twilio.callbacks.statuses() == [200] * 22
     assert outcomes(campaign) == {
-        **{phone: ("delivered", None) for phone in DELIVERED},
-        **{phone: ("undelivered", f"Twilio {UNDELIVERED_CODE}") for phone in UNDELIVERED}}
+        **dict.fromkeys(DELIVERED, ("delivered", None)),
+        **dict.fromkeys(UNDELIVERED, ("undelivered", f"Twilio {UNDELIVERED_CODE}"))}
     assert twilio.requests("GET") == []  # the callbacks did it: nothing was looked up
 
     victim = twilio.by_number()[UNDELIVERED[2]]
@@ -242,11 +253,11 @@ def test_twilio_status_callbacks_end_in_exact_counts_and_forged_ones_change_noth
 
 def test_twilio_without_a_public_url_reaches_final_statuses_by_polling(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: Workers,
-        stand_in: Callable[[S], S]) -> None:
+        stand_ins: StandIns) -> None:
     # No public URL: no StatusCallback, so Twilio never calls; the workers look each
     # message up a second after its send (then after doubling waits) at 50 look-ups/s.
     late = MEMBERS[:3]  # their first look-up still says "sent"
-    twilio = stand_in(TwilioStandIn(undelivered=UNDELIVERED, late=late))
+    twilio = stand_ins.add(TwilioStandIn(undelivered=UNDELIVERED, late=late))
     use_twilio(monkeypatch, twilio.url, RELAYDESK_REPORT_POLL_S="1",
                RELAYDESK_REPORT_POLL_RATE="50")
     workers.start()
@@ -263,19 +274,19 @@ def test_twilio_without_a_public_url_reaches_final_statuses_by_polling(
     assert all(looked_up[phone] >= 2 for phone in late), looked_up  # "sent", then final
     assert all(looked_up[phone] >= 1 for phone in MEMBERS), looked_up
     assert outcomes(campaign) == {
-        **{phone: ("delivered", None) for phone in DELIVERED},
-        **{phone: ("undelivered", "Twilio 30003: Unreachable destination handset")
-           for phone in UNDELIVERED}}
+        **dict.fromkeys(DELIVERED, ("delivered", None)),
+        **dict.fromkeys(UNDELIVERED, ("undelivered",
+                                      "Twilio 30003: Unreachable destination handset"))}
 
 
 # --- Africa's Talking -----------------------------------------------------------------------
 
 def test_africas_talking_reports_end_in_exact_counts_and_its_opt_out_lists_the_number(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: Workers,
-        receiver: ReceiverProcess, stand_in: Callable[[S], S]) -> None:
+        receiver: ReceiverProcess, stand_ins: StandIns) -> None:
     token = callback_token(settings())  # the data dir's: the receiver reads the same
     callbacks = f"{receiver.url}/callbacks/africastalking/{token}"
-    at = stand_in(AfricasTalkingStandIn(callbacks + "/delivery", failed=UNDELIVERED,
+    at = stand_ins.add(AfricasTalkingStandIn(callbacks + "/delivery", failed=UNDELIVERED,
                                         duplicated=[MEMBERS[0], UNDELIVERED[0]]))
     for name, value in {"RELAYDESK_SMS_PROVIDER": "africastalking",
                         "RELAYDESK_AT_USERNAME": AT_USERNAME, "RELAYDESK_AT_API_KEY": AT_API_KEY,
@@ -293,8 +304,8 @@ def test_africas_talking_reports_end_in_exact_counts_and_its_opt_out_lists_the_n
     assert status_counts(campaign) == EXPECTED
     assert sorted(at.sent_to()) == sorted(MEMBERS)
     assert at.callbacks.statuses() == [200] * 22  # Submitted + final, the final twice for two
-    assert outcomes(campaign) == {**{phone: ("delivered", None) for phone in DELIVERED},
-                                  **{phone: ("undelivered", AT_FAILURE) for phone in UNDELIVERED}}
+    assert outcomes(campaign) == {**dict.fromkeys(DELIVERED, ("delivered", None)),
+                                  **dict.fromkeys(UNDELIVERED, ("undelivered", AT_FAILURE))}
 
     failed = UNDELIVERED[2]
     wrong = callbacks.replace(token, "x" * len(token))
@@ -319,10 +330,10 @@ def test_africas_talking_reports_end_in_exact_counts_and_its_opt_out_lists_the_n
 
 def test_generic_http_gateway_reports_end_in_exact_counts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: Workers,
-        receiver: ReceiverProcess, stand_in: Callable[[S], S]) -> None:
+        receiver: ReceiverProcess, stand_ins: StandIns) -> None:
     token = callback_token(settings())
     delivery = f"{receiver.url}/callbacks/http/{token}/delivery"
-    gateway = stand_in(HttpGatewayStandIn(delivery, failed=UNDELIVERED))
+    gateway = stand_ins.add(HttpGatewayStandIn(delivery, failed=UNDELIVERED))
     for name, value in {"RELAYDESK_SMS_PROVIDER": "http",
                         "RELAYDESK_SMS_GATEWAY_URL": gateway.url + "/send",
                         "RELAYDESK_SMS_HTTP_AUTH_HEADER": f"Authorization: {HTTP_AUTH}"
@@ -340,8 +351,8 @@ def test_generic_http_gateway_reports_end_in_exact_counts(
     assert sorted(gateway.sent_to()) == sorted(MEMBERS)
     assert gateway.callbacks.statuses() == [200] * 20
     assert outcomes(campaign) == {
-        **{phone: ("delivered", None) for phone in DELIVERED},
-        **{phone: ("undelivered", "absent subscriber") for phone in UNDELIVERED}}
+        **dict.fromkeys(DELIVERED, ("delivered", None)),
+        **dict.fromkeys(UNDELIVERED, ("undelivered", "absent subscriber"))}
 
     failed = gateway.ids[UNDELIVERED[0]]
     check_refused_report_changes_nothing(
@@ -355,11 +366,11 @@ def test_generic_http_gateway_reports_end_in_exact_counts(
 # --- STOP and START -------------------------------------------------------------------------
 
 def test_stop_keeps_a_number_out_of_the_next_campaign_and_start_brings_it_back(
-        db_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        workers: Workers, receiver: ReceiverProcess, stand_in: Callable[[S], S]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        workers: Workers, receiver: ReceiverProcess, stand_ins: StandIns) -> None:
     members = MEMBERS[:4]
     stopper = members[1]
-    twilio = stand_in(TwilioStandIn())
+    twilio = stand_ins.add(TwilioStandIn())
     use_twilio(monkeypatch, twilio.url)
     receiver.start()
     workers.start()
@@ -375,8 +386,7 @@ def test_stop_keeps_a_number_out_of_the_next_campaign_and_start_brings_it_back(
 
     # Signed as Twilio signs it, against the receiver's own URL (no public URL here).
     assert twilio.reply(inbound, stopper, "Stop.") == 200
-    wait_for(opted_out, timeout=30, message="the STOP reply to be applied")
-    assert [(o["phone"], o["source"]) for o in run_cli_json("optouts", "list")] == [
+    assert wait_for(opted_out, timeout=30, message="the STOP reply to be applied") == [
         (stopper, "reply")]
 
     second = send_campaign("Second #name", sent=3, suppressed=1)
