@@ -28,6 +28,9 @@ PUBLIC_QUERY_KEYS = frozenset({
 # (A scheme starts a word: trying every letter of a long word would cost O(n²).)
 _URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 _QUERY_IN_TEXT = re.compile(r"(?<=[\w/.\-])\?([^\s'\"<>#?=]*=[^\s'\"<>#]*)")
+# The receiver's token routes (/callbacks/<provider>/<token>/delivery): the token is the
+# secret that lets anyone post reports.
+_CALLBACK_TOKEN_IN_TEXT = re.compile(r"(/callbacks/[a-z_]+/)[^/\s?#'\"<>]+(?=/)")
 # A secret this short cannot be replaced inside free text without garbling it (and
 # protects nothing anyway); it is still masked wherever a URL is.
 _MIN_SCRUBBED = 4
@@ -120,9 +123,11 @@ def scrub_url_secrets(text: str, url: str | None) -> str:
 
 
 def mask_urls_in_text(text: str) -> str:
-    """``text`` with every URL in it masked (mask_url) and every query string after a path
-    (``/send?api_key=…``) masked: for logs, errors and Sentry, where no URL is known."""
+    """``text`` with every URL in it masked (mask_url), every query string after a path
+    (``/send?api_key=…``) and every callback token in a path (``/callbacks/http/…/``)
+    masked: for logs, errors and Sentry, where no URL is known."""
     text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group()), text)
+    text = _CALLBACK_TOKEN_IN_TEXT.sub(lambda m: m.group(1) + MASK, text)
     return _QUERY_IN_TEXT.sub(lambda m: "?" + mask_query(m.group(1)), text)
 
 

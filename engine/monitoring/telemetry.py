@@ -11,6 +11,7 @@ from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
+from sentry_sdk.integrations.tornado import TornadoIntegration
 
 from engine import __version__
 from engine.config.masking import mask_urls_in_text
@@ -89,6 +90,10 @@ def init_sentry(settings: Settings, component: str) -> bool:
             SqlalchemyIntegration(),
             LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
         ],
+        # The SDK turns it on by itself when tornado is installed (the receiver's server);
+        # it would attach each request's URL, whose path holds the callback token, and the
+        # caller's address. The receiver logs what it needs itself.
+        disabled_integrations=[TornadoIntegration()],
     )
     sentry_sdk.set_tag("component", component)
     return True

@@ -150,3 +150,21 @@ def test_worker_reports_dead_letters_scrubbed(tmp_path: Path, sentry_endpoint: S
     assert "invalid_number" in text
     assert "700000001" not in text
     assert "Dear Wanjiru" not in text
+
+
+def test_callback_tokens_never_reach_sentry(sentry_endpoint: SentryEndpoint) -> None:
+    """The receiver's routes carry the callback token in their path: Sentry's own tornado
+    integration (which would attach each request's URL and the caller's address) stays
+    off, and a token in any text is masked."""
+    assert init_sentry(load_settings(), "receiver")
+    assert "tornado" not in sentry_sdk.get_client().integrations
+    token = "Tk3n-secret-callback-0123456789"
+    event = scrub_event({"request": {"url": f"http://127.0.0.1:8026/callbacks/http/{token}/"
+                                            "delivery"},
+                         "message": f"POST /callbacks/africastalking/{token}/inbound failed"})
+    assert token not in str(event)
+    assert "/callbacks/africastalking/****/inbound" in event["message"]
+    sentry_sdk.capture_message(f"refused /callbacks/sandbox/{token}/delivery")
+    sentry_sdk.flush(10)
+    assert "/callbacks/sandbox/****/delivery" in sentry_endpoint.text()
+    assert token not in sentry_endpoint.text()
