@@ -3,6 +3,7 @@ mark them handled, or answer one through the normal send path."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import click
@@ -18,8 +19,13 @@ MARKS: dict[str, str] = {ReplyKeyword.OPT_OUT: "STOP", ReplyKeyword.OPT_IN: "STA
 TEXT_WIDTH = 60  # a long reply is cut in the table; --json has it whole
 
 
+# What a member typed reaches the operator's terminal: control characters (escape
+# sequences that retitle the window, hide text or write the clipboard) are shown as "?".
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def _one_line(text: str, width: int) -> str:
-    flat = " ".join(text.split())
+    flat = " ".join(_CONTROL.sub("?", text).split())
     return flat if len(flat) <= width else flat[:width - 1] + "…"
 
 

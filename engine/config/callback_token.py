@@ -8,6 +8,7 @@ receiver, the console showing the URLs, the sandbox gateway posting reports) agr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -17,21 +18,45 @@ from engine.config.settings import Settings
 TOKEN_FILE = "callback_token"
 
 
+MIN_LENGTH = 16
+
+
 def callback_token(settings: Settings) -> str:
     if settings.callback_token:
         return settings.callback_token
     path = settings.data_dir / TOKEN_FILE
-    _create_once(path)
-    return path.read_text(encoding="ascii").strip()
+    token = _read(path)
+    if token is None:
+        _write_new(path, replace=path.exists())  # missing, or not a token (edited by hand)
+        token = _read(path) or ""
+    return token
 
 
-def _create_once(path: Path) -> None:
-    if path.exists():
-        return
+def _read(path: Path) -> str | None:
+    try:
+        token = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return token if len(token) >= MIN_LENGTH else None
+
+
+def _write_new(path: Path, *, replace: bool) -> None:
+    """Write a new token whole into a temporary file, then put it in place: never an empty
+    or half-written file for another process to read. A new file is linked in, which fails
+    if another process got there first (then its token is the one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:  # O_EXCL: two processes starting at once keep the first one's token
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(secrets.token_urlsafe(24))
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_urlsafe(24))
+            f.flush()
+            os.fsync(f.fileno())
+        if replace:
+            os.replace(temporary, path)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()

@@ -257,3 +257,19 @@ def test_cli_inbox_list_handled_and_reply(settings: Settings, redis_client: Any,
     with db.session() as session:  # 'start' handled by its reply, 'question' undone
         assert [e.id for e in list_inbox(session, unhandled_only=True)] == [
             ids["question"], ids["paid"]]
+
+
+def test_cli_inbox_shows_no_terminal_escapes_from_a_reply(settings: Settings) -> None:
+    """A member's text is theirs to choose: escape sequences in it (retitle the window,
+    hide text, write the clipboard) must not reach the operator's terminal."""
+    hostile = "\x1b]0;owned\x07\x1b[8mhidden\x1b[0m\x9b2J ok"
+    with open_database(settings).session() as session:
+        session.add(InboundMessage(receipt=_receipt(9), provider="sandbox", phone=BEN,
+                                   text=hostile, received_at=datetime.now(UTC)))
+    table = run_cli("inbox")
+    assert table.returncode == 0, table.stderr
+    assert "\x1b" not in table.stdout
+    assert "\x07" not in table.stdout
+    assert "\x9b" not in table.stdout
+    assert "?]0;owned??[8mhidden?[0m?2J ok" in table.stdout
+    assert json.loads(run_cli("inbox", "--json").stdout)[0]["text"] == hostile  # kept whole
