@@ -134,7 +134,9 @@ def parse_json(body: bytes) -> dict[str, Any]:
     """A JSON object body."""
     try:
         data = json.loads(body.decode("utf-8"))
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the interpreter's stack ("[[[[..." a few KB
+        # long), which no callback has; answered like any other body that is not JSON.
         raise CallbackError(400, "the body is not UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise CallbackError(400, "the body must be a JSON object")

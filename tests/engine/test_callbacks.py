@@ -244,6 +244,12 @@ def test_json_bodies() -> None:
         refused(400, callbacks.parse_json, body)
 
 
+def test_deeply_nested_json_is_refused_not_raised() -> None:
+    # json.loads raises RecursionError (not ValueError) on nesting deeper than the stack.
+    for body in (b"[" * 10_000 + b"]" * 10_000, b'{"a":' * 5_000):
+        refused(400, callbacks.parse_json, body)
+
+
 def test_fields_are_bounded_and_cleaned() -> None:
     report = callbacks.json_inbound(
         "http", {"from": "Sender\x00Name\nThat Is Far Too Long", "text": "a\x00b\n" * 5000,

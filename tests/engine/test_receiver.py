@@ -264,6 +264,8 @@ def test_malformed_bodies_and_wrong_types_change_nothing(receiver: RunningReceiv
     cases = [
         (gateway, b'{"id": "1", "status": ', JSON, 400),  # cut off
         (gateway, b"[1, 2]", JSON, 400),
+        (gateway, b"[" * 10_000, JSON, 400),  # nested beyond the stack: RecursionError
+        (gateway, b'{"id": ' * 5_000, JSON, 400),
         (gateway, b'{"status": "delivered"}', JSON, 400),  # no id
         (gateway, b'{"id": "1", "status": "delivered"}', {}, 415),  # no Content-Type
         (gateway, b'{"id": "1", "status": "delivered"}', FORM, 415),
