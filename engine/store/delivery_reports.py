@@ -6,7 +6,15 @@ engine.pipeline.report_applier reads them from the receiver's Redis list):
 
 - Idempotent by ``Report.receipt``: a report whose receipt is already stored (the applier
   died between its commit and trimming the list, and applies the batch again) is skipped,
-  by a look-up first and by the tables' unique receipts for anything racing it.
+  by a look-up first and by the tables' unique receipts for anything racing it. Every kind
+  stores its receipt: a delivery report in delivery_reports, a reply and a provider's
+  opt-out notice in inbound_messages (the notice as a row with keyword 'optout' and
+  OPTOUT_NOTICE_TEXT, so it also shows in the Inbox), so a batch applied again cannot list
+  again a number that a later START took off.
+- In arrival order where order matters: replies and opt-out notices change the opt-out
+  list one by one, in the order they came (a notice then a START ends off the list; a
+  START then a notice, on it). Delivery reports are applied by set, forward only, which
+  needs no order.
 - Forward only (engine.domain.delivery.advances): reports arrive more than once and out of
   order. Each message's UPDATE also names the statuses it may move from, so a concurrent
   writer (the expiry sweep, the Twilio poller) can never be overwritten backwards.
@@ -16,7 +24,7 @@ engine.pipeline.report_applier reads them from the receiver's Redis list):
 
 Set-based: a batch costs a handful of statements whatever its size (look-ups with IN
 lists, one multi-row INSERT, one executemany UPDATE per final status); only STOP / START
-replies, which are rare, touch the opt-out list one by one.
+replies and opt-out notices, which are rare, touch the opt-out list one by one.
 """
 
 from __future__ import annotations
@@ -54,6 +62,8 @@ from engine.store.optouts import list_number, opt_in_by_reply
 _MESSAGES = cast(Table, OutgoingMessage.__table__)
 _REPORTS = cast(Table, DeliveryReport.__table__)
 _BATCH = 500  # keeps IN (...) lists under every database's parameter limit
+# The inbox text of a provider's opt-out notice (it carries no text of its own).
+OPTOUT_NOTICE_TEXT = "(opt-out notice from the provider)"
 
 
 @dataclass
@@ -174,7 +184,7 @@ def _fresh(session: Session, reports: Sequence[Report], applied: Applied) -> lis
         seen.add(report.receipt)
         unique.append(report)
     stored: set[str] = set()
-    receipts = [r.receipt for r in unique if r.kind is not ReportKind.OPTOUT]
+    receipts = [r.receipt for r in unique]
     for batch in _batched(receipts):
         stored.update(session.scalars(select(DeliveryReport.receipt)
                                       .where(DeliveryReport.receipt.in_(batch))))
@@ -416,29 +426,40 @@ def _known_refs(session: Session, reports: list[Report]) -> set[tuple[str, str, 
     return found
 
 
-def _apply_inbound(session: Session, reports: list[Report], now: datetime,
-                   optout_keywords: tuple[str, ...], optin_keywords: tuple[str, ...],
-                   applied: Applied) -> None:
+def _inbox_row(report: Report, keyword: ReplyKeyword | None, now: datetime,
+               contacts: dict[str, int], campaigns: dict[str, int]) -> dict[str, Any]:
+    notice = report.kind is ReportKind.OPTOUT
+    return {"receipt": report.receipt, "provider": report.provider,
+            "provider_ref": report.message_id, "phone": report.phone, "to": report.to,
+            "text": OPTOUT_NOTICE_TEXT if notice else report.text,
+            "received_at": _received(report, now), "contact_id": contacts.get(report.phone),
+            "campaign_id": campaigns.get(report.phone),
+            "keyword": str(keyword) if keyword else None}
+
+
+def _apply_from_members(session: Session, reports: list[Report], now: datetime,
+                        optout_keywords: tuple[str, ...], optin_keywords: tuple[str, ...],
+                        applied: Applied) -> None:
+    """Replies and provider opt-out notices: stored in the inbox (one multi-row INSERT),
+    then applied to the opt-out list one by one in arrival order."""
     if not reports:
         return
     phones = sorted({r.phone for r in reports})
     contacts = _contacts(session, phones)
     campaigns = _last_campaigns(session, phones)
-    known = _known_refs(session, reports)
+    known = _known_refs(session, [r for r in reports if r.kind is ReportKind.INBOUND])
     rows, keep = [], []
     for report in reports:
-        key = (report.provider, report.message_id, report.phone)
-        if report.message_id and key in known:
-            applied.duplicates += 1
-            continue
-        known.add(key)
-        phone = report.phone
-        keyword = reply_keyword(report.text, optout_keywords, optin_keywords)
-        rows.append({"receipt": report.receipt, "provider": report.provider,
-                     "provider_ref": report.message_id, "phone": phone, "to": report.to,
-                     "text": report.text, "received_at": _received(report, now),
-                     "contact_id": contacts.get(phone), "campaign_id": campaigns.get(phone),
-                     "keyword": str(keyword) if keyword else None})
+        if report.kind is ReportKind.OPTOUT:
+            keyword: ReplyKeyword | None = ReplyKeyword.OPT_OUT
+        else:
+            key = (report.provider, report.message_id, report.phone)
+            if report.message_id and key in known:
+                applied.duplicates += 1
+                continue
+            known.add(key)
+            keyword = reply_keyword(report.text, optout_keywords, optin_keywords)
+        rows.append(_inbox_row(report, keyword, now, contacts, campaigns))
         keep.append((report, keyword))
     inserted: set[str] = set()
     for batch in _batched(rows):
@@ -450,12 +471,19 @@ def _apply_inbound(session: Session, reports: list[Report], now: datetime,
             applied.duplicates += 1
             continue
         applied.reports += 1
-        applied.inbound += 1
         tally = applied.provider(report.provider)
         tally.reports += 1
+        at = _received(report, now)
+        if report.kind is ReportKind.OPTOUT:
+            if report.phone:
+                list_number(session, report.phone,
+                            reason=f"opt-out notice from {report.provider}",
+                            source=OptSource.PROVIDER, at=at)
+            continue
+        applied.inbound += 1
         tally.inbound += 1
         if keyword is not None and report.phone:
-            _apply_keyword(session, report, keyword, _received(report, now), applied)
+            _apply_keyword(session, report, keyword, at, applied)
 
 
 def _apply_keyword(session: Session, report: Report, keyword: ReplyKeyword, at: datetime,
@@ -471,17 +499,6 @@ def _apply_keyword(session: Session, report: Report, keyword: ReplyKeyword, at: 
             applied.opted_out_by_reply.remove(phone)
 
 
-def _apply_optout_notices(session: Session, reports: list[Report], now: datetime,
-                          applied: Applied) -> None:
-    for report in reports:
-        applied.reports += 1
-        applied.provider(report.provider).reports += 1
-        if report.phone:
-            list_number(session, report.phone,
-                        reason=f"opt-out notice from {report.provider}",
-                        source=OptSource.PROVIDER, at=_received(report, now))
-
-
 def apply_reports(session: Session, reports: Sequence[Report], *,
                   optout_keywords: tuple[str, ...], optin_keywords: tuple[str, ...]
                   ) -> Applied:
@@ -491,8 +508,6 @@ def apply_reports(session: Session, reports: Sequence[Report], *,
     now = utcnow()
     fresh = _fresh(session, reports, applied)
     _apply_statuses(session, [r for r in fresh if r.kind is ReportKind.STATUS], now, applied)
-    _apply_inbound(session, [r for r in fresh if r.kind is ReportKind.INBOUND], now,
-                   optout_keywords, optin_keywords, applied)
-    _apply_optout_notices(session, [r for r in fresh if r.kind is ReportKind.OPTOUT], now,
-                          applied)
+    _apply_from_members(session, [r for r in fresh if r.kind is not ReportKind.STATUS], now,
+                        optout_keywords, optin_keywords, applied)
     return applied

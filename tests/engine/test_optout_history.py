@@ -18,7 +18,7 @@ from engine.domain.delivery import (
     ReportKind,
 )
 from engine.store.db import Database
-from engine.store.delivery_reports import Applied, apply_reports
+from engine.store.delivery_reports import OPTOUT_NOTICE_TEXT, Applied, apply_reports
 from engine.store.delivery_state import claim
 from engine.store.models import (
     Campaign,
@@ -213,21 +213,57 @@ def test_start_lifts_a_provider_or_reply_opt_out(db: Database) -> None:
     assert listed(db) == {}
 
 
-def test_a_provider_opt_out_notice_lists_the_number(db: Database) -> None:
-    notice = Report(ReportKind.OPTOUT, "africastalking", phone=BEN,
-                    received_at=datetime(2027, 1, 2, tzinfo=UTC).timestamp())
-    applied = apply(db, notice)
+def notice(phone: str, at: datetime | None = None) -> Report:
+    """Africa's Talking's opt-out notification (phoneNumber, senderId)."""
+    return Report(ReportKind.OPTOUT, "africastalking", phone=phone, to="RELAYDESK",
+                  received_at=(at or utcnow()).timestamp())
+
+
+def test_a_provider_opt_out_notice_lists_the_number_and_shows_in_the_inbox(
+        db: Database) -> None:
+    with db.session() as session:
+        session.add(Contact(name="Ben", phone=BEN, pledge_cents=100, paid_cents=0,
+                            due_date=date(2027, 1, 1)))
+    campaign = _sent_to(db, BEN, sent=True)
+    at = datetime(2027, 1, 2, tzinfo=UTC)
+    applied = apply(db, notice(BEN, at))
     assert (applied.reports, applied.inbound, applied.opted_out_by_reply) == (1, 0, [])
     assert applied.by_provider["africastalking"].reports == 1
     assert listed(db) == {BEN: "provider"}
     with db.session() as session:
         [event] = opt_out_history(session)
-        assert session.scalar(select(InboundMessage.id)) is None  # not a reply
+        row = session.scalars(select(InboundMessage)).one()
     assert (event["action"], event["source"], event["reason"], event["at"]) == (
-        "added", "provider", "opt-out notice from africastalking",
-        datetime(2027, 1, 2, tzinfo=UTC).isoformat())
-    assert apply(db, notice).reports == 1  # again: already listed, nothing changes
+        "added", "provider", "opt-out notice from africastalking", at.isoformat())
+    assert (row.phone, row.keyword, row.text, row.provider, row.to, row.received_at,
+            row.campaign_id, row.contact_id is not None) == (
+        BEN, "optout", OPTOUT_NOTICE_TEXT, "africastalking", "RELAYDESK", at, campaign, True)
+    assert apply(db, notice(BEN)).reports == 1  # posted again: already listed, no change
     assert len(history(db)) == 1
+
+
+def test_an_opt_out_notice_then_a_later_start_in_one_batch_ends_off_the_list(
+        db: Database) -> None:
+    now = utcnow()
+    apply(db, notice(ANN, now), reply(ANN, "START", at=now + timedelta(seconds=1)),
+          reply(BEN, "START", at=now), notice(BEN, now + timedelta(seconds=1)))
+    assert listed(db) == {BEN: "provider"}  # each in the order it came
+    assert [a for _, a, _, _ in history(db, ANN)] == ["removed", "added"]
+
+
+def test_an_opt_out_notice_applied_again_does_not_list_what_a_later_start_lifted(
+        db: Database) -> None:
+    # The applier died after its commit, before trimming the inbox: it applies the same
+    # reports (same receipts) again, after a newer START took the number off.
+    now = utcnow()
+    first = notice(ANN, now)
+    apply(db, first)
+    apply(db, reply(ANN, "START", at=now + timedelta(seconds=1)))
+    assert listed(db) == {}
+    again = apply(db, first)
+    assert (again.reports, again.duplicates) == (0, 1)
+    assert listed(db) == {}
+    assert [a for _, a, _, _ in history(db, ANN)] == ["removed", "added"]
 
 
 def test_a_stop_reply_suppresses_the_next_campaigns_message(db: Database) -> None:
