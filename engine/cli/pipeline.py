@@ -272,7 +272,7 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
                f"  rate {'-' if rate is None else f'{rate:.1%}'}"
                f"  average {'-' if avg is None else format_duration(avg)} to arrive")
     click.echo(f"replies, last hour   {data['replies']:>8}  reports waiting "
-               f"{data['reports_pending']}")
+               f"{data['reports_pending']}  unmatched {data['unmatched_reports']}")
     click.echo(f"failed, last 7 days  {data['failed_last_7_days']:>8}")
     for q in data["workload"]:
         click.echo(f"queue {q['queue']:<14} {q['waiting']:>8} waiting  {q['in_flight']} in flight"

@@ -60,6 +60,9 @@ class Metric(StrEnum):
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
     INBOUND = "inbound"
+    # Delivery reports kept without their message: an id RelayDesk did not send (or not
+    # yet: one that came before its send's commit, matched later).
+    UNMATCHED = "unmatched"
     # Sums (ms), each with its max.
     RUNTIME_MS = "runtime_ms"
     RUNTIME_MAX_MS = "runtime_max_ms"

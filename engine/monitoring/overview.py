@@ -21,6 +21,7 @@ from engine.monitoring import wait_alerts
 from engine.monitoring.queue_status import BrokerLoad, broker_load
 from engine.store.campaign_state import campaign_summary, delivery_rate
 from engine.store.dead_letters import count_failed
+from engine.store.delivery_reports import count_unmatched
 from engine.store.models import Campaign, CampaignStatus, FailedJob, utcnow
 
 RATE_WINDOW_S = 60  # "per minute" figures: the last 60 s, from the 10-second buckets
@@ -86,6 +87,9 @@ class Overview:
     max_delivery_s: float | None = None
     replies: int = 0  # messages members sent us
     reports_pending: int = 0  # received, not applied yet (the receiver's Redis list)
+    # Delivery reports kept without their message (an unknown id, or not matched yet);
+    # deleted after report_applier.UNMATCHED_KEEP_S.
+    unmatched_reports: int = 0
     read_at: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
@@ -161,7 +165,7 @@ def gather(client: Any, session: Session, settings: Settings, *,
            load: BrokerLoad | None = None,
            workers: list[dict[str, Any]] | None = None) -> Overview:
     """Everything in a handful of round trips: one pipelined broker read, a few metric
-    reads, and three small SQL queries. A caller that already read the broker load or
+    reads, and four small SQL queries. A caller that already read the broker load or
     the live workers passes them in."""
     now = time.time()
     load = broker_load(client) if load is None else load
@@ -221,5 +225,6 @@ def gather(client: Any, session: Session, settings: Settings, *,
         max_delivery_s=round(slowest_delivery / 1000, 1) if delivered else None,
         replies=replies,
         reports_pending=report_inbox.pending(client),
+        unmatched_reports=count_unmatched(session),
         read_at=now,
     )

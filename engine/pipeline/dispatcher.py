@@ -3,7 +3,8 @@ own name: release the durable schedule's due jobs, write the worker's heartbeat,
 scheduled campaigns that are due, apply the delivery reports and replies the receiver
 queued, look up the status of messages with no final report (Twilio), sweep (take over
 messages left 'sending' by dead workers, queue again the jobs of campaigns that lost them,
-expire messages whose report never came) and the monitor tick."""
+expire messages whose report never came, delete old reports whose message never came) and
+the monitor tick."""
 
 from __future__ import annotations
 
@@ -123,9 +124,16 @@ def expire_reports(rt: Runtime) -> None:
         report_applier.expire_reports(rt)
 
 
+def prune_unmatched_reports(rt: Runtime) -> None:
+    """The pruning sweep: delivery reports whose message never came are deleted after
+    report_applier.UNMATCHED_KEEP_S, in batches."""
+    with inspector.unrecorded():
+        report_applier.prune_unmatched_reports(rt)
+
+
 class Sweeps:
-    """The lease sweep, the stall sweep and the expiry sweep, run by one worker at a time
-    (a Redis lock)."""
+    """The lease sweep, the stall sweep, the expiry sweep and the pruning sweep, run by
+    one worker at a time (a Redis lock)."""
 
     def __init__(self, worker_name: str) -> None:
         self.worker_name = worker_name
@@ -139,6 +147,7 @@ class Sweeps:
             take_over_stale_sends(rt)
             requeue_lost_campaigns(rt)
             expire_reports(rt)
+            prune_unmatched_reports(rt)
         self.last = now
 
 

@@ -35,7 +35,13 @@ from engine.infra.metrics import Metric
 from engine.pipeline.campaign_start import enqueue_campaign
 from engine.pipeline.runtime import Runtime
 from engine.store.campaign_rows import CreatedCampaign, fill_campaign, new_campaign
-from engine.store.delivery_reports import Applied, apply_reports, expire_overdue, rematch_unmatched
+from engine.store.delivery_reports import (
+    Applied,
+    apply_reports,
+    expire_overdue,
+    prune_unmatched,
+    rematch_unmatched,
+)
 from engine.store.models import OutgoingMessage
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,12 @@ APPLY_LOCK = redis_keys.REPORT_APPLY_LOCK
 # How long the lock lasts without news from its holder; each batch renews it.
 APPLY_LOCK_MS = 60_000
 REMATCH_WITHIN_S = 3600.0  # how long a report that came before its send is waited for
+# A delivery report whose message never came (an id RelayDesk did not send, a report for
+# a message deleted since) is kept this long, counted in `relaydesk status` as
+# unmatched_reports, then deleted by the sweep, PRUNE_BATCH rows a transaction.
+UNMATCHED_KEEP_S = 7 * 86400.0
+PRUNE_BATCH = 5000
+PRUNE_BATCHES = 20  # a sweep's share; the rest goes on the next sweep
 CONFIRMATION_NAME = "Opt-out confirmation to "
 
 # Trim the applied entries (and renew the lock) only while the lock holds our token: an
@@ -165,7 +177,8 @@ def record_metrics(rt: Runtime, applied: Applied) -> None:
         scopes = (metrics.ALL, metrics.provider_scope(provider))
         for name, value in ((Metric.REPORTS, tally.reports), (Metric.INBOUND, tally.inbound),
                             (Metric.DELIVERED, tally.delivered),
-                            (Metric.UNDELIVERED, tally.undelivered)):
+                            (Metric.UNDELIVERED, tally.undelivered),
+                            (Metric.UNMATCHED, tally.unmatched)):
             if value:
                 sample.add(scopes, name, value)
     for campaign_id, tally in applied.by_campaign.items():
@@ -194,6 +207,23 @@ def rematch(rt: Runtime, within_s: float = REMATCH_WITHIN_S) -> int:
         log.info("matched %d delivery report(s) that arrived before their send", matched)
         record_metrics(rt, applied)
     return matched
+
+
+def prune_unmatched_reports(rt: Runtime, keep_s: float = UNMATCHED_KEEP_S,
+                            batch: int = PRUNE_BATCH) -> int:
+    """Delete the unmatched delivery reports older than ``keep_s``, ``batch`` at a time
+    (each its own short transaction), at most PRUNE_BATCHES batches; how many."""
+    pruned = 0
+    for _ in range(PRUNE_BATCHES):
+        with rt.db.session() as session:
+            deleted = prune_unmatched(session, keep_s, limit=batch)
+        pruned += deleted
+        if deleted < batch:
+            break
+    if pruned:
+        log.info("deleted %d delivery report(s) whose message never came (kept %.0f days)",
+                 pruned, keep_s / 86400)
+    return pruned
 
 
 def expire_reports(rt: Runtime) -> int:

@@ -20,7 +20,8 @@ engine.pipeline.report_applier reads them from the receiver's Redis list):
   writer (the expiry sweep, the Twilio poller) can never be overwritten backwards.
 - A delivery report whose message is not found is kept unmatched (``message_id`` NULL):
   it can arrive before the send that it reports on has committed its provider id.
-  ``rematch_unmatched`` applies such reports once their message exists.
+  ``rematch_unmatched`` applies such reports once their message exists; they are counted
+  (``count_unmatched``, Applied.unmatched) and ``prune_unmatched`` deletes the old ones.
 
 Set-based: a batch costs a handful of statements whatever its size (look-ups with IN
 lists, one multi-row INSERT, one executemany UPDATE per final status); only STOP / START
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, func, literal, select, update
+from sqlalchemy import String, Table, bindparam, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -74,12 +75,14 @@ class Tally:
     delivered: int = 0
     undelivered: int = 0
     inbound: int = 0
+    unmatched: int = 0
 
     def add(self, other: Tally) -> None:
         self.reports += other.reports
         self.delivered += other.delivered
         self.undelivered += other.undelivered
         self.inbound += other.inbound
+        self.unmatched += other.unmatched
 
 
 @dataclass(frozen=True)
@@ -315,10 +318,12 @@ def _apply_statuses(session: Session, reports: list[Report], now: datetime,
             applied.duplicates += 1  # stored by a concurrent applier meanwhile
             continue
         applied.reports += 1
-        applied.provider(report.provider).reports += 1
+        tally = applied.provider(report.provider)
+        tally.reports += 1
         message = messages.get((report.provider, report.message_id))
         if message is None:
             applied.unmatched += 1
+            tally.unmatched += 1
             continue
         _advance(message, _Fact(report.status, report.error or report.provider_status,
                                 _received(report, now)))
@@ -366,9 +371,23 @@ def rematch_unmatched(session: Session, within_s: float = 3600, *,
 
 
 def count_unmatched(session: Session) -> int:
-    """Delivery reports kept without their message: unknown ids (or not matched yet)."""
+    """Delivery reports kept without their message: unknown ids (or not matched yet).
+    Cheap: message_id is indexed, and prune_unmatched bounds how many there are."""
     return session.scalar(select(func.count()).select_from(DeliveryReport)
                           .where(DeliveryReport.message_id.is_(None))) or 0
+
+
+def prune_unmatched(session: Session, older_than_s: float, now: datetime | None = None,
+                    limit: int = 5000) -> int:
+    """Delete up to ``limit`` unmatched delivery reports received more than
+    ``older_than_s`` ago (whose message never came), oldest first; how many."""
+    cutoff = (now or utcnow()) - timedelta(seconds=older_than_s)
+    old = (select(DeliveryReport.id).where(DeliveryReport.message_id.is_(None))
+           .where(DeliveryReport.received_at < cutoff)
+           .order_by(DeliveryReport.received_at).limit(limit))
+    result = session.execute(delete(DeliveryReport).where(DeliveryReport.id.in_(old))
+                             .execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def expire_overdue(session: Session, expiry_s: float, now: datetime | None = None,

@@ -19,6 +19,7 @@ from engine.store.delivery_reports import (
     apply_reports,
     count_unmatched,
     expire_overdue,
+    prune_unmatched,
     rematch_unmatched,
 )
 from engine.store.delivery_state import claim, mark_sent
@@ -243,9 +244,30 @@ def test_a_report_for_an_unknown_id_is_kept_and_counted(db: Database) -> None:
     sent(db, 1)
     applied = apply(db, status("nobody-knows", DELIVERED), status("", None))
     assert (applied.reports, applied.unmatched, applied.delivered) == (2, 2, 0)
+    assert applied.by_provider["sandbox"].unmatched == 2  # for the metrics, per provider
     assert report_rows(db) == [("nobody-knows", None, "delivered"), ("", None, None)]
     with db.session() as session:
         assert count_unmatched(session) == 2
+
+
+def test_old_unmatched_reports_are_pruned_oldest_first_and_nothing_else(
+        db: Database) -> None:
+    [(mid, pid)] = sent(db, 1)
+    now = utcnow()
+    apply(db, status("gone-3", DELIVERED, at=now - timedelta(days=9)),
+          status("gone-1", DELIVERED, at=now - timedelta(days=11)),
+          status("gone-2", None, at=now - timedelta(days=10)),
+          status("young", DELIVERED, at=now - timedelta(days=6)),
+          status(pid, DELIVERED, at=now - timedelta(days=30)))  # matched: kept
+    with db.session() as session:
+        assert count_unmatched(session) == 4
+        assert prune_unmatched(session, 7 * 86400, limit=2) == 2
+    assert [r[0] for r in report_rows(db)] == ["gone-3", "young", pid]
+    with db.session() as session:
+        assert prune_unmatched(session, 7 * 86400) == 1
+        assert prune_unmatched(session, 7 * 86400) == 0
+        assert count_unmatched(session) == 1
+    assert report_rows(db) == [("young", None, "delivered"), (pid, mid, "delivered")]
 
 
 # --- expiry -----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """What the operator reads about delivery: a campaign's delivered / undelivered / awaiting /
 expired counts (campaign status, the Campaigns page rows), its messages filtered by delivery
 status with the provider's reason, and the overview's delivery rate, time to delivery,
-replies and reports waiting (relaydesk status, the dashboard), plus ``relaydesk metrics``;
+replies, reports waiting and unmatched (relaydesk status, the dashboard), plus
+``relaydesk metrics``;
 on SQLite and, when a server is given, PostgreSQL."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from engine.monitoring.overview import gather
 from engine.store.campaign_browser import campaign_page, count_messages, message_page
 from engine.store.campaign_state import campaign_counts, campaign_summary
 from engine.store.db import Database, open_database
+from engine.store.delivery_reports import apply_reports
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage
 from tests.support import run_cli
 
@@ -128,6 +130,13 @@ def _record(client: Any, settings: Settings, at: float) -> None:
     metrics.record(client, settings, sample, at)
 
 
+def unknown_reports(db: Database, *ids: str) -> None:
+    """Delivery reports for ids no message has: kept unmatched."""
+    with db.session() as session:
+        apply_reports(session, [Report(ReportKind.STATUS, "sandbox", i, DeliveryStatus.DELIVERED)
+                                for i in ids], optout_keywords=(), optin_keywords=())
+
+
 def test_the_overview_shows_delivery_time_replies_and_reports_waiting(
         db: Database, db_settings: Settings, redis_client: Any) -> None:
     with db.session() as session:
@@ -135,7 +144,7 @@ def test_the_overview_shows_delivery_time_replies_and_reports_waiting(
     assert (before.delivery_rate, before.avg_delivery_s, before.max_delivery_s) == (
         None, None, None)
     assert (before.delivered, before.undelivered, before.replies,
-            before.reports_pending) == (0, 0, 0, 0)
+            before.reports_pending, before.unmatched_reports) == (0, 0, 0, 0, 0)
 
     now = time.time()
     _record(redis_client, db_settings, now - 120)  # inside the last hour
@@ -143,6 +152,7 @@ def test_the_overview_shows_delivery_time_replies_and_reports_waiting(
     report_inbox.push(redis_client, [
         Report(ReportKind.STATUS, "sandbox", "sb-1", DeliveryStatus.DELIVERED),
         Report(ReportKind.INBOUND, "sandbox", phone="+254712000001", text="Thanks")])
+    unknown_reports(db, "nobody-1", "nobody-2", "nobody-3")
     with db.session() as session:
         overview = gather(redis_client, session, db_settings)
     assert (overview.delivered, overview.undelivered, overview.replies) == (4, 1, 2)
@@ -150,25 +160,29 @@ def test_the_overview_shows_delivery_time_replies_and_reports_waiting(
     assert overview.avg_delivery_s == 5.0  # (2 + 9 + 3 × 3) s over 4 delivered
     assert overview.max_delivery_s == 9.0
     assert overview.reports_pending == 2
+    assert overview.unmatched_reports == 3
     shown = overview.as_dict()
     assert {k: shown[k] for k in ("delivery_rate", "delivered", "undelivered",
                                   "avg_delivery_s", "max_delivery_s", "replies",
-                                  "reports_pending")} == {
+                                  "reports_pending", "unmatched_reports")} == {
         "delivery_rate": 0.8, "delivered": 4, "undelivered": 1, "avg_delivery_s": 5.0,
-        "max_delivery_s": 9.0, "replies": 2, "reports_pending": 2}
+        "max_delivery_s": 9.0, "replies": 2, "reports_pending": 2, "unmatched_reports": 3}
     assert "sent_last_hour" in shown  # the existing figures stay
 
 
 def test_campaign_status_and_metrics_on_the_command_line(settings: Settings,
                                                          redis_client: Any) -> None:
     # SQLite only: the figures are tested on both databases above; this is the command.
-    campaign_id, _ = add_campaign(open_database(settings), "Pledge drive", MESSAGES)
+    db = open_database(settings)
+    campaign_id, _ = add_campaign(db, "Pledge drive", MESSAGES)
+    unknown_reports(db, "nobody-1", "nobody-2")
     _record(redis_client, settings, time.time())
     commands = [("campaign", "status", str(campaign_id)),
                 ("campaign", "status", str(campaign_id), "--json"),
-                ("metrics", "--since", "15m", "--json"), ("status", "--json")]
+                ("metrics", "--since", "15m", "--json"), ("status", "--json"), ("status",)]
     with ThreadPoolExecutor(len(commands)) as pool:  # independent processes: run together
-        plain, as_json, figures, overview = pool.map(lambda a: run_cli(*a), commands)
+        plain, as_json, figures, overview, status_text = pool.map(lambda a: run_cli(*a),
+                                                                  commands)
     assert plain.returncode == 0, plain.stderr
     assert "Delivery: 3 delivered, 2 undelivered, 1 awaiting report, 1 expired" in \
         plain.stdout.splitlines()
@@ -187,4 +201,7 @@ def test_campaign_status_and_metrics_on_the_command_line(settings: Settings,
             for b in busy] == [(5_000, 9_000, 80)]
     status = json.loads(overview.stdout)
     assert (status["delivered"], status["undelivered"], status["delivery_rate"],
-            status["replies"]) == (4, 1, 0.8, 2)
+            status["replies"], status["unmatched_reports"]) == (4, 1, 0.8, 2, 2)
+    assert status_text.returncode == 0, status_text.stderr
+    assert "replies, last hour          2  reports waiting 0  unmatched 2" in \
+        status_text.stdout.splitlines()

@@ -31,6 +31,7 @@ from engine.pipeline.sender import SEND_CHUNK, SEND_MESSAGE, send_messages
 from engine.store.delivery_reports import Applied, DeliveryTime, Tally
 from engine.store.models import (
     Campaign,
+    DeliveryReport,
     InboundMessage,
     MessageStatus,
     OptOut,
@@ -142,8 +143,9 @@ def test_apply_pending_from_the_redis_inbox_end_to_end(rt: Runtime) -> None:
         metrics.field(metrics.ALL, Metric.REPORTS), metrics.field(provider, Metric.REPORTS),
         metrics.field(metrics.ALL, Metric.DELIVERED), metrics.field(scope, Metric.DELIVERED),
         metrics.field(provider, Metric.UNDELIVERED), metrics.field(scope, Metric.UNDELIVERED),
-        metrics.field(metrics.ALL, Metric.INBOUND)])
-    assert list(totals.values()) == [5, 5, 1, 1, 1, 1, 1]
+        metrics.field(metrics.ALL, Metric.INBOUND), metrics.field(metrics.ALL, Metric.UNMATCHED),
+        metrics.field(provider, Metric.UNMATCHED)])
+    assert list(totals.values()) == [5, 5, 1, 1, 1, 1, 1, 1, 1]  # "unknown-id": unmatched
     # From the send to the delivered report: 1.5 s, by campaign, provider and overall.
     times = [metrics.field(s, Metric.DELIVERY_MS) for s in (scope, provider, metrics.ALL)]
     assert set(metric_totals(rt, times).values()) == {1500}
@@ -274,3 +276,30 @@ def test_the_sweep_expires_messages_whose_report_never_came(rt: Runtime) -> None
     Sweeps("w1").run_if_due(rt, time.monotonic())
     assert [d for d, _ in deliveries(rt, campaign_id)] == ["expired", "awaiting_report"]
     assert recent != old
+
+
+def unmatched_ids(rt: Runtime) -> list[str]:
+    with rt.db.session() as session:
+        return sorted(session.scalars(select(DeliveryReport.provider_message_id)
+                                      .where(DeliveryReport.message_id.is_(None))))
+
+
+def test_the_sweep_prunes_unmatched_reports_past_their_retention(rt: Runtime) -> None:
+    keep = timedelta(seconds=report_applier.UNMATCHED_KEEP_S)
+    old = [dataclasses.replace(status(f"old-{i}", DeliveryStatus.DELIVERED),
+                               received_at=(utcnow() - keep - timedelta(hours=i + 1))
+                               .timestamp()) for i in range(5)]
+    young = dataclasses.replace(status("young", DeliveryStatus.DELIVERED),
+                                received_at=(utcnow() - keep + timedelta(hours=1)).timestamp())
+    report_inbox.push(rt.redis, [*old, young])
+    assert report_applier.apply_pending(rt) == 6
+    assert len(unmatched_ids(rt)) == 6
+    # In batches (here of 2: three transactions) until none is left.
+    assert report_applier.prune_unmatched_reports(rt, batch=2) == 5
+    assert unmatched_ids(rt) == ["young"]
+    # The dispatcher's sweep does it.
+    report_inbox.push(rt.redis, [dataclasses.replace(old[0], receipt="another")])
+    assert report_applier.apply_pending(rt) == 1
+    assert unmatched_ids(rt) == ["old-0", "young"]
+    Sweeps("w1").run_if_due(rt, time.monotonic())
+    assert unmatched_ids(rt) == ["young"]
