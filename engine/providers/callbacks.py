@@ -32,12 +32,13 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from engine.domain.delivery import DeliveryStatus, Report, ReportKind
 from engine.domain.phones import PhoneError, normalize_phone
+from engine.providers import twilio
 
 # --- the routes (the receiver serves them; the Settings page and the providers name them) -
 
 DEFAULT_PORT = 8026  # the receiver's, when RELAYDESK_RECEIVER_PORT is not set
 CALLBACKS = "/callbacks"
-TWILIO_STATUS_PATH = f"{CALLBACKS}/twilio/status"
+TWILIO_STATUS_PATH = twilio.STATUS_CALLBACK_PATH  # every send's StatusCallback names it
 TWILIO_INBOUND_PATH = f"{CALLBACKS}/twilio/inbound"
 # Providers whose callbacks carry the secret token in their path, and what each posts.
 TOKEN_ROUTES: dict[str, tuple[str, ...]] = {
@@ -221,25 +222,18 @@ def verify_twilio(auth_token: str, url: str, form: Form, signature: str) -> None
         raise CallbackError(403, "the X-Twilio-Signature does not match")
 
 
-# Twilio's MessageStatus values (https://www.twilio.com/docs/messaging/api/message-resource
-# #message-status-values): these two are final and good, these two final and bad.
-_TWILIO_DELIVERED = frozenset({"delivered", "read"})
-_TWILIO_UNDELIVERED = frozenset({"undelivered", "failed"})
-
-
 def twilio_status(form: Form, received_at: float, default_region: str) -> Report:
+    """A status callback, read by the same rules as a look-up of the message
+    (engine.providers.twilio: twilio_status, twilio_error)."""
     fields = _first(form)
     message_id = _ident(_required(fields, "MessageSid", "SmsSid"), "MessageSid")
     word = _line(_required(fields, "MessageStatus", "SmsStatus"), MAX_STATUS).lower()
     if not word:
         raise CallbackError(400, "field 'MessageStatus' is empty")
-    status, error = None, ""
-    if word in _TWILIO_DELIVERED:
-        status = DeliveryStatus.DELIVERED
-    elif word in _TWILIO_UNDELIVERED:
-        status = DeliveryStatus.UNDELIVERED
-        code = _line(_optional(fields, "ErrorCode"), 16)
-        error = f"Twilio {code}" if code else f"Twilio: {word}"
+    status = twilio.twilio_status(word)
+    error = ""
+    if status is DeliveryStatus.UNDELIVERED:
+        error = twilio.twilio_error(word, _line(_optional(fields, "ErrorCode"), 16))
     to = _optional(fields, "To")
     return Report(kind=ReportKind.STATUS, provider="twilio", message_id=message_id,
                   status=status, provider_status=word, error=error,

@@ -35,11 +35,24 @@ PERMANENT_CODES = {21211, 21214, 21408, 21612, 21614, 30003, 30004, 30005, 30006
 # refuses every message until they reply START, so the number joins the opt-out list.
 OPTED_OUT_CODES = {21610}
 
-# The Message resource's final statuses (the rest: accepted, scheduled, queued, sending,
-# sent, receiving, received, partially_delivered are on the way, or not about delivery).
-# "read" (channels with read receipts) comes after "delivered".
+# The Message resource's final statuses, the same words in a status callback's
+# MessageStatus (https://www.twilio.com/docs/messaging/api/message-resource#message-status-
+# values; the rest: accepted, scheduled, queued, sending, sent, receiving, received,
+# partially_delivered are on the way, or not about delivery). "read" (channels with read
+# receipts) comes after "delivered"; "canceled" is a scheduled message that never went.
 DELIVERED_STATUSES = frozenset({"delivered", "read"})
 UNDELIVERED_STATUSES = frozenset({"undelivered", "failed", "canceled"})
+# What Twilio's documentation calls its delivery error codes
+# (https://www.twilio.com/docs/api/errors). A status callback carries only ErrorCode (a
+# look-up also error_message): the text comes from the code alone, so the operator reads
+# the same reason whichever of the two reported it.
+DELIVERY_ERRORS = {
+    "30001": "Queue overflow", "30002": "Account suspended",
+    "30003": "Unreachable destination handset", "30004": "Message blocked",
+    "30005": "Unknown destination handset", "30006": "Landline or unreachable carrier",
+    "30007": "Message filtered", "30008": "Unknown error", "30009": "Missing segment",
+    "30010": "Message price exceeds max price",
+}
 # Status look-ups get their own connections: one never waits for a send's, nor holds one.
 STATUS_POOL_SIZE = 2
 
@@ -52,19 +65,25 @@ def status_callback_url(public_url: str | None) -> str | None:
 
 
 def twilio_status(provider_status: str) -> DeliveryStatus | None:
-    """Twilio's word for a message's status, as a delivery status (None: not final)."""
-    if provider_status in DELIVERED_STATUSES:
+    """Twilio's word for a message's status (a callback's MessageStatus, a look-up's
+    status), as a delivery status (None: not final)."""
+    word = provider_status.lower()
+    if word in DELIVERED_STATUSES:
         return DeliveryStatus.DELIVERED
-    if provider_status in UNDELIVERED_STATUSES:
+    if word in UNDELIVERED_STATUSES:
         return DeliveryStatus.UNDELIVERED
     return None
 
 
-def twilio_error(code: object, message: object) -> str:
-    """"Twilio 30003: Unreachable destination handset", or "" when Twilio gave no code."""
-    if code in (None, ""):
-        return ""
-    return f"Twilio {code}: {message}" if message else f"Twilio {code}"
+def twilio_error(provider_status: str, code: object) -> str:
+    """Why Twilio did not deliver, the same from a callback and a look-up: "Twilio 30003:
+    Unreachable destination handset" (a code described in DELIVERY_ERRORS), "Twilio
+    63999" (any other code), "Twilio: failed" (no code)."""
+    number = "" if code is None else str(code).strip()
+    if not number:
+        return f"Twilio: {provider_status.lower()}"
+    description = DELIVERY_ERRORS.get(number)
+    return f"Twilio {number}: {description}" if description else f"Twilio {number}"
 
 
 class TwilioProvider:
@@ -124,7 +143,7 @@ class TwilioProvider:
             return None
         provider_status = answer["status"]
         status = twilio_status(provider_status)
-        error = twilio_error(answer.get("error_code"), answer.get("error_message"))
+        error = twilio_error(provider_status, answer.get("error_code"))
         return Report(kind=ReportKind.STATUS, provider=self.name,
                       message_id=provider_message_id, status=status,
                       provider_status=provider_status,

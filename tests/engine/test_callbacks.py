@@ -99,6 +99,7 @@ def status_form(status: str, **extra: str) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("word", "status"), [
     ("delivered", DeliveryStatus.DELIVERED), ("read", DeliveryStatus.DELIVERED),
     ("undelivered", DeliveryStatus.UNDELIVERED), ("failed", DeliveryStatus.UNDELIVERED),
+    ("canceled", DeliveryStatus.UNDELIVERED),  # a scheduled message that never went
     ("queued", None), ("sending", None), ("sent", None), ("accepted", None)])
 def test_twilio_statuses(word: str, status: DeliveryStatus | None) -> None:
     report = callbacks.twilio_status(status_form(word), T, "KE")
@@ -110,8 +111,11 @@ def test_twilio_statuses(word: str, status: DeliveryStatus | None) -> None:
 
 
 def test_twilio_undelivered_carries_the_error_code() -> None:
+    # Named as a look-up of the same message names it (test_twilio_reports).
     report = callbacks.twilio_status(status_form("undelivered", ErrorCode="30005"), T, "KE")
-    assert report.error == "Twilio 30005"
+    assert report.error == "Twilio 30005: Unknown destination handset"
+    unknown = callbacks.twilio_status(status_form("failed", ErrorCode="63999"), T, "KE")
+    assert unknown.error == "Twilio 63999"
     assert callbacks.twilio_status(status_form("failed"), T, "KE").error == "Twilio: failed"
     assert callbacks.twilio_status(status_form("delivered", ErrorCode="0"), T, "KE").error == ""
 

@@ -119,7 +119,7 @@ def test_a_signed_twilio_status_callback_is_stored(receiver: RunningReceiver,
     [report] = inbox(redis_client)
     assert (report.kind, report.provider, report.message_id, report.status, report.error) == \
         (ReportKind.STATUS, "twilio", params["MessageSid"], DeliveryStatus.UNDELIVERED,
-         "Twilio 30005")
+         "Twilio 30005: Unknown destination handset")
     assert report.received_at > 0
 
 

@@ -45,6 +45,7 @@ from engine.pipeline.report_applier import apply_pending
 from engine.pipeline.report_poller import batch_size, limiter_name, poll_due_reports
 from engine.pipeline.runtime import Runtime, build_runtime
 from engine.pipeline.sender import SEND_MESSAGE, send_messages
+from engine.providers import callbacks
 from engine.providers.factory import make_provider
 from engine.providers.http_client import ProviderHttp
 from engine.providers.twilio import TwilioProvider
@@ -225,8 +226,10 @@ def stand_in_provider(twilio: TwilioStandIn) -> TwilioProvider:
     ((30003, "Unreachable destination handset"), DeliveryStatus.UNDELIVERED,
      "Twilio 30003: Unreachable destination handset"),
     ((30008, "Unknown error"), DeliveryStatus.UNDELIVERED, "Twilio 30008: Unknown error"),
-    ((30004, None), DeliveryStatus.UNDELIVERED, "Twilio 30004"),
-    ("canceled", DeliveryStatus.UNDELIVERED, ""),
+    ((30004, None), DeliveryStatus.UNDELIVERED, "Twilio 30004: Message blocked"),
+    ((63999, None), DeliveryStatus.UNDELIVERED, "Twilio 63999"),
+    ((63998, "Something new"), DeliveryStatus.UNDELIVERED, "Twilio 63998"),  # as a callback
+    ("canceled", DeliveryStatus.UNDELIVERED, "Twilio: canceled"),
 ])
 def test_fetch_status_maps_each_twilio_status(twilio: TwilioStandIn, answer: Any,
                                              status: DeliveryStatus | None, error: str) -> None:
@@ -248,6 +251,28 @@ def test_fetch_status_maps_each_twilio_status(twilio: TwilioStandIn, answer: Any
     [(method, path, headers, _)] = twilio.requests
     assert (method, path) == ("GET", f"/2010-04-01/Accounts/{ACCOUNT}/Messages/{sid}.json")
     assert headers["authorization"] == basic_auth()
+
+
+@pytest.mark.parametrize("word", ["delivered", "read", "undelivered", "failed", "canceled",
+                                  "sent", "queued", "accepted"])
+@pytest.mark.parametrize("code", [None, 30003, 30007, 63999])
+def test_a_look_up_and_a_status_callback_read_twilio_alike(twilio: TwilioStandIn,
+                                                          word: str, code: int | None) -> None:
+    # The same message as Twilio's look-up (error_code, error_message) and its status
+    # callback (MessageStatus, ErrorCode: no message) give it: the same status and text.
+    sid = "SM" + "cd" * 16
+    final_bad = word in ("undelivered", "failed")
+    error_code = code if final_bad else None
+    twilio.statuses[sid] = [(200, twilio.resource(
+        sid, word, error_code, "Something new" if error_code else None))]
+    looked_up = stand_in_provider(twilio).fetch_status(sid)
+    form = [("MessageSid", sid), ("MessageStatus", word)]
+    if error_code:
+        form.append(("ErrorCode", str(error_code)))
+    called_back = callbacks.twilio_status(form, 0.0, "KE")
+
+    assert looked_up is not None
+    assert (looked_up.status, looked_up.error) == (called_back.status, called_back.error)
 
 
 @pytest.mark.parametrize("answer", [
