@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import threading
-
 from engine.config.settings import Settings
 from engine.domain.errors import OperatorError
 from engine.providers.africastalking import AfricasTalkingProvider
 from engine.providers.base import Provider
 from engine.providers.generic_http import HttpJsonProvider
-from engine.providers.http_client import ProviderHttp, http_client
+from engine.providers.http_client import http_client
 from engine.providers.sandbox import SandboxProvider
 from engine.providers.twilio import STATUS_POOL_SIZE, TwilioProvider, status_callback_url
 
@@ -25,22 +22,6 @@ def _require(settings: Settings, *names: str) -> None:
         raise ProviderConfigError(
             f"RELAYDESK_SMS_PROVIDER={settings.sms_provider} needs {', '.join(missing)}; set them "
             "in the environment, the env file or the config file")
-
-
-_status_lock = threading.Lock()
-_status_clients: dict[tuple[int, float], ProviderHttp] = {}
-
-
-def status_http_client(timeout_s: float) -> ProviderHttp:
-    """The process's client for status look-ups (Twilio): never the send pool, whose
-    connections the sends wait for (http_client's cache could hand that one back)."""
-    key = (os.getpid(), timeout_s)
-    with _status_lock:
-        client = _status_clients.get(key)
-        if client is None:
-            client = ProviderHttp(timeout_s, STATUS_POOL_SIZE)
-            _status_clients[key] = client
-        return client
 
 
 def make_provider(settings: Settings, gateway_url: str | None = None) -> Provider:
@@ -67,7 +48,8 @@ def make_provider(settings: Settings, gateway_url: str | None = None) -> Provide
         return TwilioProvider(settings.twilio_account_sid or "", settings.twilio_auth_token or "",
                               settings.twilio_from or "", http, settings.twilio_api_url,
                               status_callback=status_callback_url(settings.public_url),
-                              status_http=status_http_client(settings.provider_timeout_s))
+                              status_http=http_client(settings.provider_timeout_s,
+                                                      STATUS_POOL_SIZE, purpose="status"))
     _require(settings, "RELAYDESK_AT_USERNAME", "RELAYDESK_AT_API_KEY")
     return AfricasTalkingProvider(settings.at_username or "", settings.at_api_key or "", http,
                                   settings.at_sender_id, settings.at_api_url)

@@ -204,11 +204,14 @@ class ProviderHttp:
 
 
 _lock = threading.Lock()
-_clients: dict[tuple[int, float, int], ProviderHttp] = {}
+_clients: dict[tuple[int, str, float, int], ProviderHttp] = {}
 
 
-def http_client(timeout_s: float, pool_size: int) -> ProviderHttp:
-    key = (os.getpid(), timeout_s, pool_size)
+def http_client(timeout_s: float, pool_size: int, purpose: str = "send") -> ProviderHttp:
+    """The process's client for ``purpose``: calls of another purpose (Twilio's status
+    look-ups) never share its connections, whatever the sizes, so they never take one that
+    a send waits for."""
+    key = (os.getpid(), purpose, timeout_s, pool_size)
     with _lock:
         client = _clients.get(key)
         if client is None:

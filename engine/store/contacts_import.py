@@ -18,7 +18,6 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from itertools import islice
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 from engine.domain.errors import OperatorError
 from engine.domain.money import AmountError, parse_amount
 from engine.domain.phones import PhoneError, normalize_phone
+from engine.store.bulk_sql import batched
 from engine.store.db import Database
 from engine.store.models import Contact, ContactTag, utcnow
 
@@ -49,7 +49,6 @@ MAX_LISTED_REJECTIONS = 100  # kept with their reasons; the rest are only counte
 # paragraph separators: none belongs in a name or tag, and each breaks a message or a table.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_SQL_BATCH = 500  # keeps IN (...) lists under every database's parameter limit
 _WRITE_BATCH = 10_000  # contacts written per statement batch of an import
 
 
@@ -109,12 +108,6 @@ class ImportResult:
         self.rejected_count += 1
         if len(self.rejected) < MAX_LISTED_REJECTIONS:
             self.rejected.append(error)
-
-
-def _batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -379,7 +372,7 @@ def _contact_values(row: ContactRow) -> dict[str, Any]:
 
 def _existing_ids(session: Session, phones: Iterable[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for batch in _batched(list(phones), _SQL_BATCH):
+    for batch in batched(list(phones)):
         result = session.execute(select(Contact.phone, Contact.id).where(Contact.phone.in_(batch)))
         found.update((phone, id_) for phone, id_ in result)
     return found
@@ -401,7 +394,7 @@ def _write_sqlite(session: Session, rows: Sequence[ContactRow]) -> tuple[int, in
     ).returning(_CONTACTS.c.phone, _CONTACTS.c.id)
     values = [{**_contact_values(r), "created_at": now, "updated_at": now} for r in rows]
     ids: dict[str, int] = dict(session.execute(stmt, values).all())
-    for batch in _batched(list(existing.values()), _SQL_BATCH):
+    for batch in batched(list(existing.values())):
         session.execute(delete(ContactTag).where(ContactTag.contact_id.in_(batch)))
     tag_rows = [{"contact_id": ids[r.phone], "tag": t} for r in rows for t in r.tags]
     if tag_rows:
@@ -451,7 +444,7 @@ def write_contacts(session: Session, rows: Sequence[ContactRow]) -> tuple[int, i
     else:
         raise ImportFileError(f"contact import supports SQLite and PostgreSQL, not {dialect}")
     imported = updated = 0
-    for batch in _batched(rows, _WRITE_BATCH):
+    for batch in batched(rows, _WRITE_BATCH):
         new, known = write(session, batch)
         imported, updated = imported + new, updated + known
     return imported, updated

@@ -37,7 +37,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import String, Table, bindparam, delete, func, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine.domain.delivery import (
@@ -49,6 +48,7 @@ from engine.domain.delivery import (
     normalise_keyword,
     reply_keyword,
 )
+from engine.store.bulk_sql import batched, insert_ignoring
 from engine.store.models import (
     Contact,
     DeliveryReport,
@@ -62,7 +62,6 @@ from engine.store.optouts import list_number, opt_in_by_reply
 
 _MESSAGES = cast(Table, OutgoingMessage.__table__)
 _REPORTS = cast(Table, DeliveryReport.__table__)
-_BATCH = 500  # keeps IN (...) lists under every database's parameter limit
 # The inbox text of a provider's opt-out notice (it carries no text of its own).
 OPTOUT_NOTICE_TEXT = "(opt-out notice from the provider)"
 
@@ -137,11 +136,6 @@ class Applied:
 
 # --- helpers --------------------------------------------------------------------------------
 
-def _batched(items: Sequence[Any], size: int = _BATCH) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def _clean(text: str, limit: int | None = None) -> str:
     """A provider's text as a column takes it: PostgreSQL refuses NUL characters, and
     neither database driver takes a lone surrogate (which JSON can carry); one such report
@@ -165,17 +159,6 @@ def _received(report: Report, now: datetime) -> datetime:
     return datetime.fromtimestamp(report.received_at, UTC) if report.received_at > 0 else now
 
 
-def _insert_ignoring_receipts(session: Session, model: type[Any]) -> Any:
-    """INSERT that skips a row whose receipt is stored already (by a concurrent applier)
-    instead of failing the whole batch."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing(index_elements=["receipt"])
-    if dialect == "sqlite":
-        return sqlite.insert(model).on_conflict_do_nothing(index_elements=["receipt"])
-    raise RuntimeError(f"delivery reports support SQLite and PostgreSQL, not {dialect}")
-
-
 def _fresh(session: Session, reports: Sequence[Report], applied: Applied) -> list[Report]:
     """The reports not applied before, in order, each receipt once."""
     seen: set[str] = set()
@@ -188,7 +171,7 @@ def _fresh(session: Session, reports: Sequence[Report], applied: Applied) -> lis
         unique.append(report)
     stored: set[str] = set()
     receipts = [r.receipt for r in unique]
-    for batch in _batched(receipts):
+    for batch in batched(receipts):
         stored.update(session.scalars(select(DeliveryReport.receipt)
                                       .where(DeliveryReport.receipt.in_(batch))))
         stored.update(session.scalars(select(InboundMessage.receipt)
@@ -279,7 +262,7 @@ def _messages_by_provider_id(session: Session, keys: set[tuple[str, str]]
     """The messages these (provider, provider message id) pairs name."""
     found: dict[tuple[str, str], _Message] = {}
     ids = sorted({pid for _, pid in keys if pid})
-    for batch in _batched(ids):
+    for batch in batched(ids):
         rows = session.execute(
             select(OutgoingMessage.id, OutgoingMessage.campaign_id, OutgoingMessage.provider,
                    OutgoingMessage.provider_message_id, OutgoingMessage.delivery,
@@ -309,8 +292,8 @@ def _apply_statuses(session: Session, reports: list[Report], now: datetime,
                      "provider_status": report.provider_status, "error": report.error,
                      "received_at": _received(report, now)})
     inserted: set[str] = set()
-    for batch in _batched(rows):
-        stmt = _insert_ignoring_receipts(session, DeliveryReport).returning(
+    for batch in batched(rows):
+        stmt = insert_ignoring(session, DeliveryReport, "receipt").returning(
             DeliveryReport.receipt)
         inserted.update(session.scalars(stmt, list(batch)))
     for report in reports:
@@ -411,7 +394,7 @@ def expire_overdue(session: Session, expiry_s: float, now: datetime | None = Non
 
 def _contacts(session: Session, phones: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for batch in _batched(phones):
+    for batch in batched(phones):
         found.update(dict(session.execute(
             select(Contact.phone, Contact.id).where(Contact.phone.in_(batch))).all()))
     return found
@@ -420,7 +403,7 @@ def _contacts(session: Session, phones: list[str]) -> dict[str, int]:
 def _last_campaigns(session: Session, phones: list[str]) -> dict[str, int]:
     """Per number, the campaign that last sent to it (a reply answers that one)."""
     found: dict[str, int] = {}
-    for batch in _batched(phones):
+    for batch in batched(phones):
         found.update(dict(session.execute(
             select(OutgoingMessage.phone, func.max(OutgoingMessage.campaign_id))
             .where(OutgoingMessage.phone.in_(batch))
@@ -436,7 +419,7 @@ def _known_refs(session: Session, reports: list[Report]) -> set[tuple[str, str, 
     phones = sorted({r.phone for r in with_ref})
     refs = {r.message_id for r in with_ref}
     found: set[tuple[str, str, str]] = set()
-    for batch in _batched(phones):  # by phone: its index finds the few rows to compare
+    for batch in batched(phones):  # by phone: its index finds the few rows to compare
         rows = session.execute(select(InboundMessage.provider, InboundMessage.provider_ref,
                                       InboundMessage.phone)
                                .where(InboundMessage.phone.in_(batch))
@@ -481,8 +464,8 @@ def _apply_from_members(session: Session, reports: list[Report], now: datetime,
         rows.append(_inbox_row(report, keyword, now, contacts, campaigns))
         keep.append((report, keyword))
     inserted: set[str] = set()
-    for batch in _batched(rows):
-        stmt = _insert_ignoring_receipts(session, InboundMessage).returning(
+    for batch in batched(rows):
+        stmt = insert_ignoring(session, InboundMessage, "receipt").returning(
             InboundMessage.receipt)
         inserted.update(session.scalars(stmt, list(batch)))
     for report, keyword in keep:  # in order: "STOP" then "START" ends listed off

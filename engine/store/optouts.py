@@ -27,22 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.domain.csv_safe import SafeCsvWriter
 from engine.domain.phones import PhoneError, normalize_phone
+from engine.store.bulk_sql import batched, insert_ignoring
 from engine.store.contacts_import import (
     _LINE_BREAK,
-    _SQL_BATCH,
     MAX_COLUMNS,
     MAX_FILE_BYTES,
     MAX_XLSX_ROWS,
     ImportFileError,
     ImportResult,
     RowError,
-    _batched,
     _decode,
     _delimiter,
     _header,
@@ -102,17 +100,6 @@ class PhoneLine:
 RowReader = Callable[[Path], Iterator[PhoneLine]]
 
 
-def _insert_ignoring_listed(session: Session) -> Any:
-    """INSERT INTO opt_outs that skips a number already listed (by anyone, even a worker
-    adding it at this moment) instead of failing."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(OptOut).on_conflict_do_nothing(index_elements=["phone"])
-    if dialect == "sqlite":
-        return sqlite.insert(OptOut).on_conflict_do_nothing(index_elements=["phone"])
-    raise ImportFileError(f"the opt-out list supports SQLite and PostgreSQL, not {dialect}")
-
-
 def _insert_new(session: Session, phones: dict[str, str], source: OptSource,
                 at: datetime | None = None) -> list[str]:
     """Add ``phones`` (number -> reason) not listed yet, each with its 'added' event;
@@ -120,7 +107,9 @@ def _insert_new(session: Session, phones: dict[str, str], source: OptSource,
     if not phones:
         return []
     now = at or utcnow()
-    stmt = _insert_ignoring_listed(session).returning(OptOut.phone)
+    # A number already listed (by anyone, even a worker adding it at this moment) is
+    # skipped, not a failure.
+    stmt = insert_ignoring(session, OptOut, "phone").returning(OptOut.phone)
     values = [{"phone": phone, "reason": reason[:MAX_REASON], "source": str(source),
                "created_at": now} for phone, reason in phones.items()]
     added = list(session.scalars(stmt, values))
@@ -175,7 +164,7 @@ def remove_optouts(session: Session, phones: Iterable[str], *, region: str,
     change = OptOutChange()
     valid = _normalised(phones, region, change)
     now = utcnow()
-    for batch in _batched(valid, _SQL_BATCH):
+    for batch in batched(valid):
         removed = list(session.scalars(
             delete(OptOut).where(OptOut.phone.in_(batch)).returning(OptOut.phone)
             .execution_options(synchronize_session=False)))
@@ -246,7 +235,7 @@ def is_opted_out(session: Session, phone: str) -> bool:
 def opted_out_phones(session: Session, phones: Iterable[str]) -> set[str]:
     """Those of ``phones`` (E.164) that are on the list."""
     found: set[str] = set()
-    for batch in _batched(list(dict.fromkeys(phones)), _SQL_BATCH):
+    for batch in batched(list(dict.fromkeys(phones))):
         found.update(session.scalars(select(OptOut.phone).where(OptOut.phone.in_(batch))))
     return found
 

@@ -201,7 +201,7 @@ def test_look_ups_have_their_own_connections(twilio: TwilioStandIn,
     use_twilio(monkeypatch, twilio.url, RELAYDESK_SEND_CONCURRENCY="2")
     provider = make_provider(load_settings())
     assert isinstance(provider, TwilioProvider)
-    # Even with a send pool of the same size, which http_client's cache would hand back.
+    # Even with a send pool of the same size: http_client keys its clients by purpose too.
     assert provider.status_http is not provider.http
     again = make_provider(load_settings())
     assert isinstance(again, TwilioProvider)
