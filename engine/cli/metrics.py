@@ -16,7 +16,8 @@ from engine.infra.metrics import Metric
 COLUMNS = (Metric.JOBS, Metric.SENT, Metric.RETRIED, Metric.DEAD, Metric.DEPTH,
            Metric.RUNTIME_MS, Metric.RUNTIME_MAX_MS, Metric.WAIT_MS, Metric.WAIT_MAX_MS,
            Metric.CALL_MS, Metric.CALL_MAX_MS, Metric.CALLS, Metric.REPORTS, Metric.DELIVERED,
-           Metric.UNDELIVERED, Metric.DELIVERY_MS, Metric.DELIVERY_MAX_MS, Metric.INBOUND)
+           Metric.UNDELIVERED, Metric.DELIVERY_MS, Metric.DELIVERY_MAX_MS, Metric.INBOUND,
+           Metric.UNMATCHED)
 # Sums shown as averages: sum field -> (count field, average's name)
 AVERAGES = {Metric.RUNTIME_MS: (Metric.JOBS, "runtime_avg_ms"),
             Metric.WAIT_MS: (Metric.JOBS, "wait_avg_ms"),
