@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QAbstractItemModel, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
@@ -18,6 +20,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from desktop.settings_form import tone
+from desktop.theme import BAD
 
 SEARCH_DELAY_MS = 250
 
@@ -113,4 +118,26 @@ def bold(label: QLabel) -> QLabel:
     font = label.font()
     font.setBold(True)
     label.setFont(font)
+    return label
+
+
+def tool_button(text: str, slot: Callable[[], object], tip: str, name: str = "") -> QPushButton:
+    """A page's action button: its text, what it does on click, and a tooltip."""
+    button = QPushButton(text)
+    if name:
+        button.setObjectName(name)
+    button.setToolTip(tip)
+    button.clicked.connect(slot)
+    return button
+
+
+def error_label(name: str) -> QLabel:
+    """A dialog's error line: hidden until there is something to say, in the theme's
+    "bad" colour, selectable so it can be copied."""
+    label = QLabel()
+    label.setObjectName(name)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setStyleSheet(f"color: {tone(BAD)}")
+    label.hide()
     return label

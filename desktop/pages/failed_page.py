@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMessageBox,
-    QPushButton,
     QSplitter,
     QStackedWidget,
     QTextBrowser,
@@ -31,7 +30,7 @@ from desktop.background import Latest
 from desktop.context import ConsoleContext
 from desktop.failed_model import FailedModel, campaign_text, local_time
 from desktop.pages.base import Page, page_header
-from desktop.widgets import SearchField, data_table, empty_state
+from desktop.widgets import SearchField, data_table, empty_state, tool_button
 from engine.operations import failed_jobs
 from engine.store.failed_export import export_file
 from engine.store.failed_query import (
@@ -159,31 +158,25 @@ class FailedPage(Page):
 
     def _build_actions(self) -> QHBoxLayout:
         bar = QHBoxLayout()
-        self.retry_button = self._button("Retry selected", self.retry_selected,
-                                         "Send the selected jobs again with a fresh budget")
-        self.retry_all_button = self._button("Retry all matching…", self.retry_all_matching,
-                                             "Retry every job the filters match")
-        self.forget_button = self._button("Forget selected", self.forget_selected,
-                                          "Remove the selected records (messages stay "
-                                          "dead) (Del)")
-        self.forget_all_button = self._button("Forget all matching…",
-                                              self.forget_all_matching,
-                                              "Remove every record the filters match")
-        self.export_button = self._button("Export CSV…", self.choose_export,
-                                          "Save the matching jobs to a CSV file "
-                                          "(phone numbers masked)")
+        self.retry_button = tool_button("Retry selected", self.retry_selected,
+                                        "Send the selected jobs again with a fresh budget")
+        self.retry_all_button = tool_button("Retry all matching…", self.retry_all_matching,
+                                            "Retry every job the filters match")
+        self.forget_button = tool_button("Forget selected", self.forget_selected,
+                                         "Remove the selected records (messages stay "
+                                         "dead) (Del)")
+        self.forget_all_button = tool_button("Forget all matching…",
+                                             self.forget_all_matching,
+                                             "Remove every record the filters match")
+        self.export_button = tool_button("Export CSV…", self.choose_export,
+                                         "Save the matching jobs to a CSV file "
+                                         "(phone numbers masked)")
         for button in (self.retry_button, self.retry_all_button, self.forget_button,
                        self.forget_all_button):
             bar.addWidget(button)
         bar.addStretch()
         bar.addWidget(self.export_button)
         return bar
-
-    def _button(self, text: str, slot: Callable[[], None], tip: str) -> QPushButton:
-        button = QPushButton(text)
-        button.setToolTip(tip)
-        button.clicked.connect(slot)
-        return button
 
     # -- loading -------------------------------------------------------------------------
     def activated(self) -> None:

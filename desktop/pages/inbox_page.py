@@ -8,14 +8,11 @@ number on the opt-out list (or taken it off). The page shows it, for the record.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QStackedWidget,
     QVBoxLayout,
 )
@@ -25,7 +22,7 @@ from desktop.context import ConsoleContext
 from desktop.inbox_model import InboxModel
 from desktop.pages.base import Page, page_header
 from desktop.pages.reply_dialog import ReplyDialog, who
-from desktop.widgets import SearchField, data_table, empty_state
+from desktop.widgets import SearchField, data_table, empty_state, tool_button
 from engine.operations.campaigns import CreatedCampaign
 from engine.store.inbox import InboxEntry, list_inbox, mark_handled
 
@@ -97,26 +94,19 @@ class InboxPage(Page):
         self.unhandled.toggled.connect(self.model.set_unhandled_only)
         tools.addWidget(self.unhandled)
         tools.addStretch(1)
-        self.handled_button = self._button(
-            "Mark handled", "inbox-mark-handled", lambda: self.mark(True),
-            "You have dealt with the selected messages")
-        self.unhandled_button = self._button(
-            "Mark unhandled", "inbox-mark-unhandled", lambda: self.mark(False),
-            "Show the selected messages as still to deal with")
-        self.reply_button = self._button(
-            "Reply…", "inbox-reply", self.open_reply,
-            "Send a message back to the member who wrote the selected one (double-click)")
+        self.handled_button = tool_button(
+            "Mark handled", lambda: self.mark(True),
+            "You have dealt with the selected messages", name="inbox-mark-handled")
+        self.unhandled_button = tool_button(
+            "Mark unhandled", lambda: self.mark(False),
+            "Show the selected messages as still to deal with", name="inbox-mark-unhandled")
+        self.reply_button = tool_button(
+            "Reply…", self.open_reply,
+            "Send a message back to the member who wrote the selected one (double-click)",
+            name="inbox-reply")
         for button in (self.handled_button, self.unhandled_button, self.reply_button):
             tools.addWidget(button)
         return tools
-
-    def _button(self, text: str, name: str, slot: Callable[[], object],
-                tip: str) -> QPushButton:
-        button = QPushButton(text)
-        button.setObjectName(name)
-        button.setToolTip(tip)
-        button.clicked.connect(slot)
-        return button
 
     # -- loading -------------------------------------------------------------------------
     def activated(self) -> None:

@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMessageBox,
-    QPushButton,
     QStackedWidget,
     QVBoxLayout,
 )
@@ -25,7 +24,7 @@ from desktop.heavy_work import import_optouts_file
 from desktop.optouts_model import OptOutsModel
 from desktop.pages.base import Page, page_header
 from desktop.pages.optout_dialog import Added, OptOutDialog, change_summary
-from desktop.widgets import SearchField, data_table, empty_state
+from desktop.widgets import SearchField, data_table, empty_state, tool_button
 from engine.store.contacts_import import ImportFileError
 from engine.store.optouts import (
     OptOutChange,
@@ -97,25 +96,21 @@ class OptOutsPage(FileImport, Page):
         self.search.search_changed.connect(self.model.set_search)
         tools.addWidget(self.search, 2)
         tools.addStretch(1)
-        self.add_button = self._button("Add…", "optouts-add", self.open_add,
-                                       "Add numbers to the list by hand")
-        self.remove_button = self._button("Remove", "optouts-remove", self.remove_selected,
-                                          "Take the selected numbers off the list (Del)")
-        self.import_button = self._button("Import…", "optouts-import", self.choose_file,
-                                          "Add the numbers in a CSV, text or Excel file")
-        self.export_button = self._button("Export…", "optouts-export", self.choose_export,
-                                          "Save the whole list to a CSV file")
+        self.add_button = tool_button("Add…", self.open_add,
+                                      "Add numbers to the list by hand", name="optouts-add")
+        self.remove_button = tool_button("Remove", self.remove_selected,
+                                         "Take the selected numbers off the list (Del)",
+                                         name="optouts-remove")
+        self.import_button = tool_button("Import…", self.choose_file,
+                                         "Add the numbers in a CSV, text or Excel file",
+                                         name="optouts-import")
+        self.export_button = tool_button("Export…", self.choose_export,
+                                         "Save the whole list to a CSV file",
+                                         name="optouts-export")
         for button in (self.add_button, self.remove_button, self.import_button,
                        self.export_button):
             tools.addWidget(button)
         return tools
-
-    def _button(self, text: str, name: str, slot: object, tip: str) -> QPushButton:
-        button = QPushButton(text)
-        button.setObjectName(name)
-        button.setToolTip(tip)
-        button.clicked.connect(slot)
-        return button
 
     # -- loading -------------------------------------------------------------------------
     def activated(self) -> None:

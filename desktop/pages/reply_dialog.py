@@ -23,7 +23,8 @@ from desktop.context import ConsoleContext
 from desktop.errors import describe, operator_errors
 from desktop.inbox_model import operator_time
 from desktop.settings_form import muted, tone
-from desktop.theme import BAD, WARN
+from desktop.theme import WARN
+from desktop.widgets import error_label
 from engine.domain.delivery import ReplyKeyword
 from engine.domain.sms_encoding import Encoding, segment_info
 from engine.operations.campaigns import CreatedCampaign
@@ -70,12 +71,7 @@ class ReplyDialog(QDialog):
         self.length = muted(QLabel(describe_length("")))
         self.length.setObjectName("reply-length")
         layout.addWidget(self.length)
-        self.error = QLabel()
-        self.error.setObjectName("reply-error")
-        self.error.setWordWrap(True)
-        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error.setStyleSheet(f"color: {tone(BAD)}")
-        self.error.hide()
+        self.error = error_label("reply-error")
         layout.addWidget(self.error)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.send_button = QPushButton("Send reply")

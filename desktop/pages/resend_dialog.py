@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -27,9 +27,8 @@ from PySide6.QtWidgets import (
 from desktop.background import Latest
 from desktop.context import ConsoleContext
 from desktop.errors import describe, operator_errors
-from desktop.settings_form import tone
 from desktop.template_editor import TemplateEditor
-from desktop.theme import BAD
+from desktop.widgets import error_label
 from engine.domain.formatting import format_duration
 from engine.domain.phones import mask_phone
 from engine.operations.campaigns import CreatedCampaign, Resend
@@ -116,12 +115,7 @@ class ResendDialog(QDialog):
 
     def _build_footer(self, layout: QVBoxLayout) -> None:
         """What went wrong (kept until the next try), and the buttons."""
-        self.error = QLabel()
-        self.error.setObjectName("resend-error")
-        self.error.setWordWrap(True)
-        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error.setStyleSheet(f"color: {tone(BAD)}")
-        self.error.hide()
+        self.error = error_label("resend-error")
         layout.addWidget(self.error)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.send_button = QPushButton("Send again…")
