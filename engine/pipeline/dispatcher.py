@@ -151,132 +151,127 @@ class Sweeps:
         self.last = now
 
 
-class ScheduledStarts:
-    """Starts the scheduled campaigns that are due (campaign_start.start_due_campaigns),
-    one worker at a time across machines. The schedule itself is in the database: a worker
-    that was down at a campaign's time starts it on its first look after it comes back.
+class OneWorkerAtATime:
+    """A periodic job that one worker at a time runs, across machines (a Redis lock with a
+    token, released when done; its expiry only frees it if the worker dies), in a thread
+    of its own so that it never holds up this loop's job releases and heartbeat (whose
+    key outlives a missed beat by only HEARTBEAT_TTL_S). A failure is logged and the next
+    turn tries again."""
 
-    A start runs in a thread of its own: rendering a large campaign takes seconds (100,000
-    messages: 13 s on SQLite, measured), which would hold up this loop's job releases and
-    heartbeat (whose key outlives a missed beat by only HEARTBEAT_TTL_S)."""
+    every_s: float
+    lock_key: str
+    lock_ms: int
+    name: str  # the thread's name, and the log's words for the job
 
     def __init__(self, worker_name: str) -> None:
         self.worker_name = worker_name
         self.last = 0.0
-        self.thread: threading.Thread | None = None  # the start under way, if any
+        self.thread: threading.Thread | None = None  # the run under way, if any
+
+    def wanted(self, rt: Runtime, now: float) -> bool:
+        """Whether this turn has anything to do (asked before taking the lock)."""
+        return True
+
+    def work(self, rt: Runtime, token: str, now: float) -> None:
+        raise NotImplementedError
+
+    def run_if_due(self, rt: Runtime, now: float) -> None:
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        if self.thread is not None and self.thread.is_alive():
+            return  # the last run is still going
+        if not self.wanted(rt, now):
+            return
+        token = f"{self.worker_name}:{uuid.uuid4().hex}"
+        if not rt.redis.set(self.lock_key, token, nx=True, px=self.lock_ms):
+            return  # another worker is at it
+        self.thread = threading.Thread(target=self._run, args=(rt, token, now), daemon=True,
+                                       name=f"relaydesk-{self.name}")
+        self.thread.start()
+
+    def _run(self, rt: Runtime, token: str, now: float) -> None:
+        try:
+            self.work(rt, token, now)
+        except Exception:
+            log.exception("%s failed; trying again in %.2f s", self.name, self.every_s)
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                scheduler.release_lock(rt.redis, self.lock_key, token)
+
+
+class ScheduledStarts(OneWorkerAtATime):
+    """Starts the scheduled campaigns that are due (campaign_start.start_due_campaigns).
+    The schedule itself is in the database: a worker that was down at a campaign's time
+    starts it on its first look after it comes back. If Redis or the database is down, a
+    campaign whose start did not commit stays scheduled and the next look retries it; one
+    that committed but could not publish its jobs is queued with none, which the stall
+    sweep recovers. (Rendering a large campaign takes seconds: 100,000 messages, 13 s on
+    SQLite, measured.)"""
+
+    every_s = SCHEDULE_EVERY_S
+    lock_key = SCHEDULE_LOCK
+    lock_ms = SCHEDULE_LOCK_MS
+    name = "scheduled-starts"
+
+    def __init__(self, worker_name: str) -> None:
+        super().__init__(worker_name)
         # Campaigns whose start failed, until when they are left alone (campaign_start).
         self.backoff: dict[int, float] = {}
 
-    def run_if_due(self, rt: Runtime, now: float) -> None:
-        if now - self.last < SCHEDULE_EVERY_S:
-            return
-        self.last = now
-        if self.thread is not None and self.thread.is_alive():
-            return  # still starting the last ones
-        token = f"{self.worker_name}:{uuid.uuid4().hex}"
-        if not rt.redis.set(SCHEDULE_LOCK, token, nx=True, px=SCHEDULE_LOCK_MS):
-            return  # another worker is looking
-        self.thread = threading.Thread(target=self._start_due, args=(rt, token), daemon=True,
-                                       name="relaydesk-scheduled-starts")
-        self.thread.start()
-
-    def _start_due(self, rt: Runtime, token: str) -> None:
-        try:
-            start_due_campaigns(rt.db, rt.redis, rt.settings, backoff=self.backoff)
-        except Exception:
-            # Redis or the database is down, say: a campaign whose start did not commit
-            # stays scheduled and the next look retries it; one that committed but could
-            # not publish its jobs is queued with none, which the stall sweep recovers.
-            log.exception("starting scheduled campaigns failed; trying again in %.0f s",
-                          SCHEDULE_EVERY_S)
-        finally:
-            with contextlib.suppress(redis.RedisError):
-                scheduler.release_lock(rt.redis, SCHEDULE_LOCK, token)
+    def work(self, rt: Runtime, token: str, now: float) -> None:
+        start_due_campaigns(rt.db, rt.redis, rt.settings, backoff=self.backoff)
 
 
-class ReportApplier:
-    """Applies the reports the receiver queued in Redis (report_applier.apply_pending), one
-    worker at a time across machines (REPORT_APPLY_LOCK), in a thread of its own so a long
-    backlog does not hold up this loop; and now and then matches reports that came before
-    their send."""
+class ReportApplier(OneWorkerAtATime):
+    """Applies the reports the receiver queued in Redis (report_applier.apply_pending), and
+    now and then matches reports that came before their send. If the database or Redis is
+    down, the reports stay in the inbox (trimmed only once applied) for the next turn."""
+
+    every_s = APPLY_EVERY_S
+    lock_key = redis_keys.REPORT_APPLY_LOCK
+    lock_ms = report_applier.APPLY_LOCK_MS
+    name = "report-applier"
 
     def __init__(self, worker_name: str) -> None:
-        self.worker_name = worker_name
-        self.last = 0.0
+        super().__init__(worker_name)
         self.last_rematch = 0.0
-        self.thread: threading.Thread | None = None
 
-    def run_if_due(self, rt: Runtime, now: float) -> None:
-        if now - self.last < APPLY_EVERY_S:
-            return
-        self.last = now
-        if self.thread is not None and self.thread.is_alive():
-            return
-        rematch = now - self.last_rematch >= REMATCH_EVERY_S
-        if not rematch and not report_inbox.pending(rt.redis):
-            return  # nothing to do: the common case, one LLEN
-        token = f"{self.worker_name}:{uuid.uuid4().hex}"
-        if not rt.redis.set(redis_keys.REPORT_APPLY_LOCK, token, nx=True,
-                            px=report_applier.APPLY_LOCK_MS):
-            return  # another worker is applying
+    def wanted(self, rt: Runtime, now: float) -> bool:
+        # Nothing to do is the common case: one LLEN.
+        return self._rematch_due(now) or bool(report_inbox.pending(rt.redis))
+
+    def _rematch_due(self, now: float) -> bool:
+        return now - self.last_rematch >= REMATCH_EVERY_S
+
+    def work(self, rt: Runtime, token: str, now: float) -> None:
+        rematch = self._rematch_due(now)
         if rematch:
             self.last_rematch = now
-        self.thread = threading.Thread(target=self._apply, args=(rt, token, rematch),
-                                       daemon=True, name="relaydesk-report-applier")
-        self.thread.start()
-
-    def _apply(self, rt: Runtime, token: str, rematch: bool) -> None:
-        try:
-            until = time.monotonic() + APPLY_RUN_S
-            while report_applier.apply_pending(rt, lock_token=token):
-                if time.monotonic() > until:
-                    break  # the rest on the next turn, maybe another worker's
-            if rematch:
-                with inspector.unrecorded():
-                    report_applier.rematch(rt)
-        except Exception:
-            # The database or Redis is down, say: the reports stay in the inbox (they are
-            # trimmed only once applied) and the next look tries again.
-            log.exception("applying delivery reports failed; trying again in %.2f s",
-                          APPLY_EVERY_S)
-        finally:
-            with contextlib.suppress(redis.RedisError):
-                scheduler.release_lock(rt.redis, redis_keys.REPORT_APPLY_LOCK, token)
-
-
-class ReportPolls:
-    """Looks up the status of messages with no final report when the provider can be asked
-    (report_poller.poll_due_reports: Twilio), one worker at a time (REPORT_POLL_LOCK), in a
-    thread of its own: the look-ups are HTTP calls at a bounded rate."""
-
-    def __init__(self, worker_name: str) -> None:
-        self.worker_name = worker_name
-        self.last = 0.0
-        self.thread: threading.Thread | None = None
-
-    def run_if_due(self, rt: Runtime, now: float) -> None:
-        if now - self.last < POLL_EVERY_S or not rt.provider.can_fetch_status:
-            return
-        self.last = now
-        if self.thread is not None and self.thread.is_alive():
-            return
-        token = f"{self.worker_name}:{uuid.uuid4().hex}"
-        if not rt.redis.set(redis_keys.REPORT_POLL_LOCK, token, nx=True, px=POLL_LOCK_MS):
-            return
-        self.thread = threading.Thread(target=self._poll, args=(rt, token), daemon=True,
-                                       name="relaydesk-report-polls")
-        self.thread.start()
-
-    def _poll(self, rt: Runtime, token: str) -> None:
-        try:
+        until = time.monotonic() + APPLY_RUN_S
+        while report_applier.apply_pending(rt, lock_token=token):
+            if time.monotonic() > until:
+                break  # the rest on the next turn, maybe another worker's
+        if rematch:
             with inspector.unrecorded():
-                poll_due_reports(rt)
-        except Exception:
-            log.exception("looking up delivery statuses failed; trying again in %.0f s",
-                          POLL_EVERY_S)
-        finally:
-            with contextlib.suppress(redis.RedisError):
-                scheduler.release_lock(rt.redis, redis_keys.REPORT_POLL_LOCK, token)
+                report_applier.rematch(rt)
+
+
+class ReportPolls(OneWorkerAtATime):
+    """Looks up the status of messages with no final report when the provider can be asked
+    (report_poller.poll_due_reports: Twilio): HTTP calls at a bounded rate."""
+
+    every_s = POLL_EVERY_S
+    lock_key = redis_keys.REPORT_POLL_LOCK
+    lock_ms = POLL_LOCK_MS
+    name = "report-polls"
+
+    def wanted(self, rt: Runtime, now: float) -> bool:
+        return rt.provider.can_fetch_status
+
+    def work(self, rt: Runtime, token: str, now: float) -> None:
+        with inspector.unrecorded():
+            poll_due_reports(rt)
 
 
 class MonitorTick:
