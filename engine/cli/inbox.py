@@ -65,6 +65,10 @@ def inbox_group(ctx: click.Context, app: AppContext, since_s: int | None,
     if as_json:
         print_json([inbox_dict(e) for e in entries])
         return
+    if not entries and not (since or search or unhandled):
+        click.echo("No messages received yet. Replies, STOP and START from members appear "
+                   "here once the receiver gets them (see 'relaydesk receiver --help').")
+        return
     if entries:
         click.echo(f"{'ID':>6}  {'RECEIVED':<16}  {'FROM':<16} {'CONTACT':<20} "
                    f"{'CAMPAIGN':<24} {'MARK':<5} {'HANDLED':<7}  TEXT")

@@ -273,3 +273,12 @@ def test_cli_inbox_shows_no_terminal_escapes_from_a_reply(settings: Settings) ->
     assert "\x9b" not in table.stdout
     assert "?]0;owned??[8mhidden?[0m?2J ok" in table.stdout
     assert json.loads(run_cli("inbox", "--json").stdout)[0]["text"] == hostile  # kept whole
+
+
+def test_cli_inbox_on_a_first_start_says_where_replies_come_from(settings: Settings) -> None:
+    empty = run_cli("inbox")
+    assert empty.returncode == 0, empty.stderr
+    assert empty.stdout.startswith("No messages received yet.")
+    assert "relaydesk receiver" in empty.stdout
+    assert run_cli("inbox", "--search", "x").stdout.strip() == (
+        "0 of 0 received message(s) matching 'x'")
