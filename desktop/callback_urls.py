@@ -27,6 +27,7 @@ from desktop.settings_form import muted
 from desktop.widgets import bold
 from engine.config.callback_token import callback_token
 from engine.config.settings import Settings
+from engine.providers.callbacks import TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH, token_path
 
 PROVIDER_NAMES = {"twilio": "Twilio", "africastalking": "Africa's Talking",
                   "http": "HTTP gateway"}
@@ -53,23 +54,28 @@ class CallbackSetup:
 def callback_urls(public_url: str, token: str) -> tuple[CallbackUrl, ...]:
     """Every callback URL under ``public_url``, the chosen provider's or not."""
     base = public_url.strip().rstrip("/")
-    at = f"{base}/callbacks/africastalking/{token}"
-    http = f"{base}/callbacks/http/{token}"
+
+    def at(what: str) -> str:
+        return base + token_path("africastalking", token, what)
+
+    def http(what: str) -> str:
+        return base + token_path("http", token, what)
+
     return (
-        CallbackUrl("twilio", "Status callback", f"{base}/callbacks/twilio/status",
+        CallbackUrl("twilio", "Status callback", base + TWILIO_STATUS_PATH,
                     "Sent with every message as its StatusCallback: nothing to paste."),
-        CallbackUrl("twilio", "Incoming messages", f"{base}/callbacks/twilio/inbound",
+        CallbackUrl("twilio", "Incoming messages", base + TWILIO_INBOUND_PATH,
                     "Phone Numbers › your number › Messaging › \"A message comes in\" "
                     "(Webhook, HTTP POST)."),
-        CallbackUrl("africastalking", "Delivery reports", f"{at}/delivery",
+        CallbackUrl("africastalking", "Delivery reports", at("delivery"),
                     "SMS › SMS Callback URLs › Delivery Reports."),
-        CallbackUrl("africastalking", "Incoming messages", f"{at}/inbound",
+        CallbackUrl("africastalking", "Incoming messages", at("inbound"),
                     "SMS › SMS Callback URLs › Incoming Messages."),
-        CallbackUrl("africastalking", "Opt-outs", f"{at}/optout",
+        CallbackUrl("africastalking", "Opt-outs", at("optout"),
                     "SMS › SMS Callback URLs › Bulk SMS Opt Out."),
-        CallbackUrl("http", "Delivery reports", f"{http}/delivery",
+        CallbackUrl("http", "Delivery reports", http("delivery"),
                     "Your gateway POSTs JSON {\"id\", \"status\", \"reason\"} here."),
-        CallbackUrl("http", "Incoming messages", f"{http}/inbound",
+        CallbackUrl("http", "Incoming messages", http("inbound"),
                     "Your gateway POSTs JSON {\"from\", \"text\"} here."),
     )
 
