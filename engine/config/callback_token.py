@@ -25,17 +25,22 @@ def callback_token(settings: Settings) -> str:
     if settings.callback_token:
         return settings.callback_token
     path = settings.data_dir / TOKEN_FILE
-    token = _read(path)
-    if token is None:
-        _write_new(path, replace=path.exists())  # missing, or not a token (edited by hand)
-        token = _read(path) or ""
-    return token
+    try:
+        token: str | None = _read(path)
+    except FileNotFoundError:
+        _write_new(path, replace=False)  # another process may win: then its token is it
+    else:
+        if token is None:  # not a token (emptied or edited by hand): a new one replaces it
+            _write_new(path, replace=True)
+    return _read(path) or ""
 
 
 def _read(path: Path) -> str | None:
+    """The token in the file, None if the file holds none; FileNotFoundError if there is
+    no file."""
     try:
         token = path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
+    except UnicodeDecodeError:
         return None
     return token if len(token) >= MIN_LENGTH else None
 

@@ -24,13 +24,18 @@ def test_generated_once_and_kept_private(tmp_path: Path,
 
 def test_processes_starting_together_agree(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RELAYDESK_DATA_DIR", str(tmp_path))
-    settings = load_settings()
-    with ThreadPoolExecutor(16) as pool:
-        tokens = set(pool.map(lambda _: callback_token(settings), range(64)))
-    assert len(tokens) == 1
-    assert "" not in tokens
-    assert not list(tmp_path.glob(f".{TOKEN_FILE}.*"))  # no temporary file left
+    """Many first calls at once, in fresh data dirs: one token each time, never empty
+    (a call that found no file must not overwrite the one another call just put there)."""
+    for attempt in range(20):
+        data_dir = tmp_path / str(attempt)
+        monkeypatch.setenv("RELAYDESK_DATA_DIR", str(data_dir))
+        settings = load_settings()
+        with ThreadPoolExecutor(16) as pool:
+            tokens = set(pool.map(callback_token, [settings] * 32))
+        assert len(tokens) == 1
+        assert "" not in tokens
+        assert (data_dir / TOKEN_FILE).read_text().strip() in tokens
+        assert not list(data_dir.glob(f".{TOKEN_FILE}.*"))  # no temporary file left
 
 
 def test_an_empty_file_is_replaced_by_a_token(tmp_path: Path,
