@@ -274,6 +274,15 @@ def _path(text: str) -> Path:
     return Path(_reject_control_characters(text)).expanduser()
 
 
+def _optional_path(text: str) -> Path | None:
+    return _path(text.strip()) if text.strip() else None
+
+
+def _optional_duration(text: str) -> int | None:
+    """Whole seconds as parse_duration reads them; empty: None (no limit)."""
+    return parse_duration(text) if text.strip() else None
+
+
 def _price(text: str) -> Decimal:
     """A non-negative decimal kept exact (``0.0079`` stays ``0.0079``): prices per segment
     are often fractions of the smallest coin."""
@@ -459,6 +468,9 @@ GROUPS: dict[str, str] = {
     "Connections": "Redis holds the queues, pacing, rate-limit and metrics; the database "
                    "keeps every message and its delivery state. Leave both empty to use "
                    "RelayDesk's own Redis and a SQLite file in the data folder.",
+    "Data kept": "How long settled messages stay in the database. Campaigns keep their "
+                 "totals after their messages are deleted; a failed job waiting for review "
+                 "and a message still sending or awaiting its report are never deleted.",
     "Provider": "Who delivers the messages, and what one SMS costs. Only the fields of the "
                 "chosen provider are shown.",
     "Sending": "How campaigns are split into jobs and paced. The rate limit is shared by all "
@@ -558,6 +570,21 @@ class Settings:
         "run on several machines.",
         kind="url", example="postgresql://user:password@db-host/relaydesk",
         check=_database_url_problem)})
+    # --- Data kept -----------------------------------------------------------
+    # Retention (engine.store.retention), run once a day by one worker. Empty by default:
+    # an upgrade never deletes history on its own.
+    keep_messages_s: int | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_KEEP_MESSAGES", _optional_duration, "Data kept", "Keep settled messages for",
+        "Sent messages with a final delivery status, cancelled and opted-out ones, and dead "
+        "ones whose failed job was retried or forgotten, are deleted once a day this long "
+        "after they settled, with their delivery reports (s, m, h or d, e.g. 180d). Empty: "
+        "kept forever.",
+        example="180d")})
+    archive_dir: Path | None = field(default=None, metadata={_SETTING: Setting(
+        "RELAYDESK_ARCHIVE_DIR", _optional_path, "Data kept", "Archive folder",
+        "Where the daily prune first writes what it deletes, as relaydesk-prune-<UTC "
+        "time>.jsonl.gz (compressed JSON lines). Empty: nothing is archived.",
+        example="~/relaydesk-archive")})
     # --- Provider ------------------------------------------------------------
     sms_provider: str = field(default="sandbox", metadata={_SETTING: Setting(
         "RELAYDESK_SMS_PROVIDER", _provider, "Provider", "SMS provider",
