@@ -12,20 +12,29 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from types import FrameType
 
 import psutil
+import redis
+import urllib3
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from engine.config.settings import Settings
-from engine.store.db import close_databases, open_database
+from engine.config.settings import Settings, load_settings
+from engine.infra.connections import celery_for
+from engine.infra.embedded_redis import EmbeddedRedis, free_port
+from engine.infra.worker_registry import live_workers
+from engine.operations.supervisor import Supervisor
+from engine.store.contacts_import import import_contacts
+from engine.store.db import Database, close_databases, open_database
 from engine.store.models import MessageStatus, OutgoingMessage
 
 TEMPLATE = "Dear #name, of your pledge of #pledge you have paid #paid_amount; #balance remains."
@@ -72,11 +81,12 @@ def stop_tree(process: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
 
 
 @contextmanager
-def started(args: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def started(args: list[str], log_path: Path, env: dict[str, str] | None = None
+            ) -> Iterator[subprocess.Popen[bytes]]:
     """A process (its own session: a Ctrl+C reaches only us), stopped on leaving."""
     with log_path.open("ab") as out:
         process = subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+                                   start_new_session=True, env=env)
     try:
         yield process
     finally:
@@ -122,7 +132,17 @@ def tree(pid: int) -> list[psutil.Process]:
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds of the process (not its children) so far."""
     times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
+    return float(times.user + times.system)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of the process and its living descendants so far."""
+    total = 0.0
+    for process in tree(pid):
+        with suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def tree_rss_bytes(pid: int) -> int:
@@ -136,6 +156,49 @@ def tree_rss_bytes(pid: int) -> int:
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+class RssSampler(threading.Thread):
+    """Resident memory of each worker with its pool processes, every ``interval_s``: the
+    peak since the start (``peak_mb``: the largest worker's) and, for windows of a run,
+    the peak per worker since the last ``take_window()``."""
+
+    def __init__(self, pids: list[int], interval_s: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._peak = dict.fromkeys(pids, 0)
+        self._window = dict.fromkeys(pids, 0)
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        sizes = {pid: tree_rss_bytes(pid) for pid in self.pids}
+        with self._lock:
+            for pid, size in sizes.items():
+                self._peak[pid] = max(self._peak[pid], size)
+                self._window[pid] = max(self._window[pid], size)
+
+    @property
+    def peak_mb(self) -> float:
+        with self._lock:
+            return max(self._peak.values(), default=0) / 2**20
+
+    def take_window(self) -> list[float]:
+        """Each worker's peak (MB) since the previous call, in ``pids`` order."""
+        self.sample()  # the window's end counts too
+        with self._lock:
+            peaks = [round(self._window[pid] / 2**20, 1) for pid in self.pids]
+            self._window = dict.fromkeys(self.pids, 0)
+        return peaks
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(5)
 
 
 # --- the database -------------------------------------------------------------------------
@@ -181,13 +244,101 @@ def count_sent(settings: Settings, campaign_id: int) -> int:
 
 
 def wait_sent(settings: Settings, campaign_id: int, total: int, deadline_s: float,
-              interval_s: float = 0.5) -> int:
-    """Poll until the campaign has ``total`` sent messages or the deadline passes; the count."""
+              stall_s: float = 300.0, interval_s: float = 0.5) -> int:
+    """Poll until the campaign has ``total`` sent messages, the deadline passes, or nothing
+    more was sent for ``stall_s`` (a broken pipeline ends the run instead of hanging it);
+    the count."""
     end = time.monotonic() + deadline_s
-    sent = 0
+    sent, progress_at = 0, time.monotonic()
     while time.monotonic() < end:
-        sent = count_sent(settings, campaign_id)
+        now_sent = count_sent(settings, campaign_id)
+        if now_sent > sent:
+            sent, progress_at = now_sent, time.monotonic()
         if sent >= total:
+            break
+        if time.monotonic() - progress_at > stall_s:
+            log(f"nothing sent for {stall_s:g} s: {sent} of {total}; giving up")
             break
         time.sleep(interval_s)
     return sent
+
+
+# --- RelayDesk as supervise runs it, against its own sandbox gateway ----------------------
+
+@dataclass
+class Pipeline:
+    """A running pipeline (see ``pipeline``)."""
+
+    settings: Settings
+    db: Database
+    redis_url: str
+    client: redis.Redis
+    gateway_port: int
+    gateway_pid: int
+    redis_pid: int
+    supervisor: Supervisor
+    worker_pids: list[int]
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def gateway_stats(self) -> dict[str, int]:
+        stats: dict[str, int] = urllib3.request("GET", f"{self.gateway_url}/stats",
+                                                retries=False, timeout=10.0).json()
+        return stats
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far of the workers (with their pools), the gateway and Redis."""
+        return {"workers": sum(tree_cpu_seconds(pid) for pid in self.worker_pids),
+                "gateway": tree_cpu_seconds(self.gateway_pid),
+                "redis": tree_cpu_seconds(self.redis_pid)}
+
+
+@contextmanager
+def pipeline(data_dir: Path, *, recipients: int, latency_ms: float, workers: int,
+             env: dict[str, str], database_url: str | None = None) -> Iterator[Pipeline]:
+    """RelayDesk in a fresh data dir, everything stopped on leaving: the embedded Redis;
+    the sandbox gateway as its own process (``relaydesk gateway --latency-ms``); a new
+    PostgreSQL database on ``database_url``'s server (else SQLite in the data dir);
+    ``recipients`` generated contacts imported; ``workers`` workers started as
+    ``relaydesk supervise`` starts them (this process's RELAYDESK_* environment, plus
+    ``env``, goes to every process)."""
+    with ExitStack() as stack:
+        if database_url:
+            env = {**env, "RELAYDESK_DATABASE_URL":
+                   stack.enter_context(fresh_postgres(database_url))}
+        port = free_port()
+        os.environ.update({
+            "RELAYDESK_DATA_DIR": str(data_dir),
+            "RELAYDESK_CONFIG_FILE": str(data_dir / "config.toml"),  # not the user's
+            "RELAYDESK_SMS_PROVIDER": "sandbox",
+            "RELAYDESK_SMS_GATEWAY_URL": f"http://127.0.0.1:{port}",  # ours, not supervise's
+            "RELAYDESK_QUIET_HOURS": "",
+            **env,
+        })
+        stack.callback(close_databases)
+        settings = load_settings()
+        redis_server = EmbeddedRedis.for_settings(settings)
+        redis_process, url = redis_server.start()
+        if redis_process is not None:
+            stack.callback(redis_process.wait, 15)  # after stop(): no zombie left
+        stack.callback(redis_server.stop)
+        redis_pid = redis_server.pid() or (redis_process.pid if redis_process else 0)
+        gateway = stack.enter_context(started(
+            relaydesk("gateway", "--port", str(port), "--latency-ms", str(latency_ms)),
+            data_dir / "gateway.log"))
+        wait_until(lambda: answers(port, "/stats"), 60, "the sandbox gateway")
+        db = open_database(settings)
+        contacts = data_dir / "contacts.csv"
+        write_contacts(contacts, recipients)
+        import_contacts(db, contacts, settings.default_region)
+        supervisor = Supervisor(settings, workers=workers)
+        stack.callback(supervisor.stop)
+        supervisor.start()
+        client = redis.Redis.from_url(url)
+        stack.callback(client.close)
+        celery_for(url)
+        wait_until(lambda: len(live_workers(client)) >= workers, 120, "the workers")
+        yield Pipeline(settings, db, url, client, port, gateway.pid, redis_pid, supervisor,
+                       [w.process.pid for w in supervisor.running if w.process is not None])
