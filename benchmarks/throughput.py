@@ -52,6 +52,7 @@ from _pipeline_bench import (
     log,
     pipeline,
     started,
+    stop_on_signals,
     wait_sent,
     wait_until,
 )
@@ -205,6 +206,7 @@ def main() -> None:
     parser.add_argument("--skip-plain", action="store_true")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    stop_on_signals()
     if args.one is not None:  # a child run: one scenario, fresh process, fresh Celery app
         print(json.dumps(scenario(args, args.one)))
         return
