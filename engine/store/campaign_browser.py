@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.domain.delivery import DeliveryStatus
+from engine.store.campaign_state import message_totals
 from engine.store.models import Campaign, MessageStatus, OutgoingMessage
 
 
@@ -79,18 +80,15 @@ def count_campaigns(session: Session) -> int:
 
 def campaign_page(session: Session, offset: int, limit: int) -> list[CampaignRow]:
     """Newest first, each with its message counts per status and per delivery status (one
-    grouped query for the page)."""
+    grouped query for the page), pruned messages included."""
     campaigns = list(session.scalars(
         select(Campaign).order_by(Campaign.id.desc()).offset(offset).limit(limit)))
     counts: dict[int, dict[str, int]] = {c.id: {} for c in campaigns}
     deliveries: dict[int, dict[str, int]] = {c.id: {} for c in campaigns}
     if campaigns:
-        for campaign_id, status, delivery, count in session.execute(
-                select(OutgoingMessage.campaign_id, OutgoingMessage.status,
-                       OutgoingMessage.delivery, func.count())
-                .where(OutgoingMessage.campaign_id.in_(list(counts)))
-                .group_by(OutgoingMessage.campaign_id, OutgoingMessage.status,
-                          OutgoingMessage.delivery)):
+        # Messages retention pruned count as before (message_totals).
+        for campaign_id, status, delivery, count, _ in session.execute(
+                message_totals(list(counts))):
             found = counts[campaign_id]
             found[status] = found.get(status, 0) + count
             if delivery is not None:

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, union_all, update
 from sqlalchemy.orm import Session
 
 from engine.domain.delivery import DeliveryStatus
 from engine.store.campaign_rows import campaign_audience, campaign_window
-from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
+from engine.store.models import (
+    Campaign,
+    CampaignStatus,
+    MessageStatus,
+    OutgoingMessage,
+    PrunedCount,
+    utcnow,
+)
 
 PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED)
 
@@ -44,24 +51,53 @@ def finish_campaign_if_done(session: Session, campaign_id: int) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
+def message_totals(campaign_ids: list[int]) -> Select[int, str, str | None, int, int]:
+    """(campaign id, status, delivery status, messages, attempts) of these campaigns'
+    messages, grouped, and of the messages retention pruned from them (engine.store.
+    retention, campaign_pruned_counts): one statement, so it reads one snapshot even while
+    a prune moves messages from the one to the other. Add the rows up per key."""
+    messages = (select(OutgoingMessage.campaign_id, OutgoingMessage.status,
+                       OutgoingMessage.delivery, func.count(),
+                       func.coalesce(func.sum(OutgoingMessage.attempts), 0))
+                .where(OutgoingMessage.campaign_id.in_(campaign_ids))
+                .group_by(OutgoingMessage.campaign_id, OutgoingMessage.status,
+                          OutgoingMessage.delivery))
+    pruned = (select(PrunedCount.campaign_id, PrunedCount.status,
+                     func.nullif(PrunedCount.delivery, ""), PrunedCount.messages,
+                     PrunedCount.attempts)
+              .where(PrunedCount.campaign_id.in_(campaign_ids)))
+    return cast(Select[int, str, str | None, int, int],
+                select(union_all(messages, pruned).subquery()))
+
+
 def campaign_counts(session: Session, campaign_id: int) -> dict[str, int]:
     """The campaign's messages per status (``queued`` ... ``suppressed``), per delivery
     status of the sent ones (``awaiting_report``, ``delivered``, ``undelivered``,
-    ``expired``), and its ``attempts``: one grouped query. The two sets of names do not
-    overlap, so one dict holds both; a message counts once in each."""
-    rows = session.execute(
-        select(OutgoingMessage.status, OutgoingMessage.delivery, func.count(),
-               func.sum(OutgoingMessage.attempts))
-        .where(OutgoingMessage.campaign_id == campaign_id)
-        .group_by(OutgoingMessage.status, OutgoingMessage.delivery))
+    ``expired``), and its ``attempts``, pruned ones included (message_totals). The two
+    sets of names do not overlap, so one dict holds both; a message counts once in each."""
+    rows = session.execute(message_totals([campaign_id]))
     counts = {str(s): 0 for s in MessageStatus} | {str(d): 0 for d in DeliveryStatus}
     attempts = 0
-    for status, delivery, count, tried in rows:
+    for _, status, delivery, count, tried in rows:
         counts[status] = counts.get(status, 0) + count
         if delivery is not None:
             counts[delivery] = counts.get(delivery, 0) + count
         attempts += tried or 0
     counts["attempts"] = attempts
+    return counts
+
+
+def pruned_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    """What retention pruned from the campaign (counted in campaign_counts too): its
+    ``messages``, and per status and delivery status as campaign_counts names them."""
+    counts: dict[str, int] = {"messages": 0}
+    for status, delivery, messages in session.execute(
+            select(PrunedCount.status, PrunedCount.delivery, PrunedCount.messages)
+            .where(PrunedCount.campaign_id == campaign_id)):
+        counts["messages"] += messages
+        counts[status] = counts.get(status, 0) + messages
+        if delivery:
+            counts[delivery] = counts.get(delivery, 0) + messages
     return counts
 
 

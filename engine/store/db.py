@@ -52,6 +52,11 @@ def database_url(settings: Settings) -> str:
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # Space freed by deletes (retention's prune) can be given back to the file system in
+    # steps (engine.store.vacuum). It only takes effect while the file has no table yet,
+    # so this makes every new database incremental; an existing one is converted by
+    # 'relaydesk db vacuum'.
+    cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
     # WAL lets readers (the console) run while a worker writes.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

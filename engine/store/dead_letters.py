@@ -161,6 +161,14 @@ def opted_out_matching(session: Session, query: FailedQuery) -> int:
 
 
 def _forget_batch(session: Session, ids: list[int]) -> int:
+    # A dead message whose record is forgotten has settled now: retention counts its age
+    # from here (its updated_at), not from when it died.
+    session.execute(update(OutgoingMessage)
+                    .where(OutgoingMessage.id.in_(select(FailedJob.message_id)
+                                                  .where(FailedJob.id.in_(ids))),
+                           OutgoingMessage.status == MessageStatus.DEAD)
+                    .values(updated_at=utcnow())
+                    .execution_options(synchronize_session=False))
     # Later records that point to a forgotten one lose the link, not their own history.
     session.execute(update(FailedJob).where(FailedJob.retry_of_id.in_(ids))
                     .values(retry_of_id=None))

@@ -24,9 +24,12 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from engine.domain.delivery import DeliveryStatus
 
 # Deterministic constraint names, so Alembic migrations work the same on every database.
 NAMING = {
@@ -74,6 +77,23 @@ class MessageStatus(StrEnum):
     DEAD = "dead"  # every attempt spent, or a permanent error: see failed_jobs
     CANCELLED = "cancelled"
     SUPPRESSED = "suppressed"  # its number opted out before it was sent: never sent
+
+
+# A message in one of these will not change again (engine.store.retention: "settled"),
+# its updated_at being when it got there ...
+ENDED_STATUSES = (MessageStatus.CANCELLED, MessageStatus.SUPPRESSED, MessageStatus.DEAD)
+# ... and a sent one whose delivery status is one of these, its delivery_at.
+FINAL_DELIVERIES = (DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED, DeliveryStatus.EXPIRED)
+
+
+def _listed(column: str, values: tuple[StrEnum, ...]) -> str:
+    """``column IN ('a', 'b')`` written out: a partial index's condition, which a query
+    must repeat word for word (not as bound parameters) for SQLite to use the index."""
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+ENDED_CONDITION = _listed("status", ENDED_STATUSES)
+REPORTED_CONDITION = _listed("delivery", FINAL_DELIVERIES)
 
 
 class CampaignStatus(StrEnum):
@@ -203,6 +223,13 @@ class OutgoingMessage(Base):
         Index(None, "campaign_id", "delivery"),
         Index(None, "delivery", "sent_at"),
         Index(None, "report_poll_at"),
+        # Retention finds settled messages by when they settled. Partial: only settled
+        # rows are in them, so sending (queued -> sending -> sent) never writes to them.
+        Index("ix_outgoing_messages_ended_at", "status", "updated_at", "id",
+              sqlite_where=text(ENDED_CONDITION), postgresql_where=text(ENDED_CONDITION)),
+        Index("ix_outgoing_messages_reported_at", "delivery", "delivery_at", "id",
+              sqlite_where=text(REPORTED_CONDITION),
+              postgresql_where=text(REPORTED_CONDITION)),
     )
 
 
@@ -340,3 +367,19 @@ class DeliveryAttempt(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     error: Mapped[str] = mapped_column(Text)
+
+
+class PrunedCount(Base):
+    """What retention (engine.store.retention) removed from a campaign, per message status
+    and delivery status: a campaign's totals are its messages' plus these, so they read the
+    same before and after a prune. Written in the same transaction as each deleted batch."""
+
+    __tablename__ = "campaign_pruned_counts"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(12), primary_key=True)
+    # '' for none (a key column cannot be NULL); read back as NULL.
+    delivery: Mapped[str] = mapped_column(String(16), primary_key=True, default="")
+    messages: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer)  # their delivery attempts, summed
