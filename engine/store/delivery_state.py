@@ -6,17 +6,32 @@ provider said the recipient opted out)
 Once sent, its delivery status starts at awaiting_report and moves only forward as reports
 arrive (engine.store.delivery_reports).
 A claim succeeds for exactly one task: the UPDATE only matches a row in an expected state,
-or one left 'sending' by a worker that died (its claim older than the lease).
+or one left 'sending' by a worker that died (its claim older than the lease). The sender
+claims a few messages at a time (``claim_many``, one statement) and records the sent ones
+together (``mark_sent_many``, one transaction); each row still changes on its own terms.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import and_, case, false, func, literal, null, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from engine.config.settings import MAX_PROVIDER_TIMEOUT_S
@@ -36,13 +51,19 @@ from engine.store.models import (
 # A message still 'sending' after the lease belongs to a worker that died, and is taken
 # over (sent again). So the lease must outlast everything a live worker does between the
 # claim and recording the outcome, or one slow call becomes a duplicate SMS:
-# - waits (rate limit, breaker) all happen before the claim (engine.pipeline.sender);
-# - the provider call has a total deadline of RELAYDESK_PROVIDER_TIMEOUT_S, counted from
-#   before the claim, and settings refuse more than MAX_PROVIDER_TIMEOUT_S (30 s);
-# - the margin covers recording the outcome (a database write, normally milliseconds) and
-#   the clock difference between the machine that claimed and the one that sweeps.
+# - waits (breaker, quiet hours, a free send thread, the rate-limit slot of a batch's first
+#   message) all happen before the claim (engine.pipeline.sender);
+# - every provider call of a claimed batch has a total deadline of
+#   RELAYDESK_PROVIDER_TIMEOUT_S counted from before the claim, and settings refuse more
+#   than MAX_PROVIDER_TIMEOUT_S (30 s): whatever a message waits for after the claim (its
+#   own rate-limit slot, a slow claim) shortens its call and never stretches its claim;
+# - the margin covers recording the outcomes (a database write, normally milliseconds,
+#   after the batch's slowest call) and the clock difference between the machine that
+#   claimed and the one that sweeps.
 LEASE_MARGIN_S = 30.0
 CLAIM_LEASE_S = MAX_PROVIDER_TIMEOUT_S + LEASE_MARGIN_S
+
+_MESSAGES = cast(Table, OutgoingMessage.__table__)
 
 
 @dataclass(frozen=True)
@@ -57,19 +78,34 @@ class Claimed:
 
 def claim(session: Session, message_id: int, allowed: Iterable[MessageStatus], queue: str,
           now: datetime | None = None) -> Claimed | None:
-    """Take the message for sending, or, if its number is on the opt-out list, end it
-    'suppressed' (no attempt counted): one statement, so an opt-out committed before the
-    claim is always seen and none can slip in between the check and the claim. The one
-    exception is an opt-out notice: the confirmation sent to a number that just opted
-    out, which the list would otherwise stop."""
+    """``claim_many`` for one message: its Claimed, or None if it was not claimable."""
+    claimed = claim_many(session, [message_id], allowed, queue, now)
+    return claimed[0] if claimed else None
+
+
+def claim_many(session: Session, message_ids: Sequence[int], allowed: Iterable[MessageStatus],
+               queue: str, now: datetime | None = None) -> list[Claimed]:
+    """Take the messages for sending, or end 'suppressed' (no attempt counted) those whose
+    number is on the opt-out list: one statement, so an opt-out committed before the claim
+    is always seen and none can slip in between the check and the claim. The one exception
+    is an opt-out notice: the confirmation sent to a number that just opted out, which the
+    list would otherwise stop.
+
+    Each row is claimed on its own terms: only one in an ``allowed`` state, or one left
+    'sending' by a worker that died (claimed before the lease); any other (already sent,
+    cancelled, being sent by another task) is left alone and missing from the answer. The
+    answer follows the order of ``message_ids``. All the claimed rows share one claim time,
+    so the caller must finish every one of them within the lease (CLAIM_LEASE_S)."""
+    if not message_ids:
+        return []
     now = now or utcnow()
     stale = now - timedelta(seconds=CLAIM_LEASE_S)
     opted_out = and_(OutgoingMessage.opt_out_notice == false(),
                      select(OptOut.phone).where(OptOut.phone == OutgoingMessage.phone)
                      .exists())
-    row = session.execute(
+    rows = session.execute(
         update(OutgoingMessage)
-        .where(OutgoingMessage.id == message_id)
+        .where(OutgoingMessage.id.in_(list(message_ids)))
         .where(or_(OutgoingMessage.status.in_([str(s) for s in allowed]),
                    (OutgoingMessage.status == MessageStatus.SENDING)
                    & (OutgoingMessage.claimed_at < stale)))
@@ -79,32 +115,47 @@ def claim(session: Session, message_id: int, allowed: Iterable[MessageStatus], q
                               else_=OutgoingMessage.attempts + 1),
                 claimed_at=case((opted_out, null()), else_=literal(now, UTCDateTime())),
                 updated_at=now)
-        .returning(OutgoingMessage.campaign_id, OutgoingMessage.phone, OutgoingMessage.body,
-                   OutgoingMessage.attempts, OutgoingMessage.status)
-    ).one_or_none()
-    if row is None:
-        return None
-    campaign_id, phone, body, attempts, status = row
-    return Claimed(Sms(message_id, campaign_id, phone, body), attempts, queue,
-                   suppressed=status == MessageStatus.SUPPRESSED)
+        .returning(OutgoingMessage.id, OutgoingMessage.campaign_id, OutgoingMessage.phone,
+                   OutgoingMessage.body, OutgoingMessage.attempts, OutgoingMessage.status)
+        # Plain rows, not ORM objects: a batch of hundreds a second has no use for them.
+        .execution_options(synchronize_session=False)
+    ).all()
+    by_id = {row[0]: row for row in rows}  # RETURNING gives no order
+    return [Claimed(Sms(id_, campaign_id, phone, body), attempts, queue,
+                    suppressed=status == MessageStatus.SUPPRESSED)
+            for id_, campaign_id, phone, body, attempts, status
+            in (by_id[m] for m in message_ids if m in by_id)]
 
 
 def mark_sent(session: Session, message_id: int, result: SendResult, *, provider: str,
               can_fetch_status: bool = False, report_poll_s: float = 0.0,
               now: datetime | None = None) -> None:
-    """The provider accepted it: it now awaits its delivery report, matched by
-    (``provider``, its provider id). A provider that can be asked for the status
+    """``mark_sent_many`` for one message."""
+    mark_sent_many(session, [(message_id, result)], provider=provider,
+                   can_fetch_status=can_fetch_status, report_poll_s=report_poll_s, now=now)
+
+
+def mark_sent_many(session: Session, sent: Sequence[tuple[int, SendResult]], *,
+                   provider: str, can_fetch_status: bool = False, report_poll_s: float = 0.0,
+                   now: datetime | None = None) -> None:
+    """The provider accepted these messages: they now await their delivery reports, each
+    matched by (``provider``, its provider id). A provider that can be asked for the status
     (``can_fetch_status``) is asked ``report_poll_s`` after the send if no final report
-    came by then (engine.pipeline.report_poller)."""
+    came by then (engine.pipeline.report_poller). One statement run once per message
+    (executemany), in the caller's transaction."""
+    if not sent:
+        return
     now = now or utcnow()
     poll_at = now + timedelta(seconds=report_poll_s) if can_fetch_status else None
-    session.execute(
-        update(OutgoingMessage).where(OutgoingMessage.id == message_id)
+    session.connection().execute(
+        # The table, not the mapped class: a list of parameters on the class would be the
+        # ORM's bulk update by primary key, which wants whole objects' keys.
+        update(_MESSAGES).where(_MESSAGES.c.id == bindparam("message_id"))
         .values(status=MessageStatus.SENT, sent_at=now, updated_at=now, claimed_at=None,
-                provider_message_id=result.provider_message_id or None,
-                provider=provider, delivery=str(DeliveryStatus.AWAITING_REPORT),
-                report_poll_at=poll_at)
-    )
+                provider_message_id=bindparam("provider_id"), provider=provider,
+                delivery=str(DeliveryStatus.AWAITING_REPORT), report_poll_at=poll_at),
+        [{"message_id": message_id, "provider_id": result.provider_message_id or None}
+         for message_id, result in sent])
 
 
 def _error_text(result: SendResult) -> str:
