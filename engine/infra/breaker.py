@@ -23,6 +23,12 @@ class BreakerState:
     reopens_in_s: float
 
 
+@dataclass(frozen=True)
+class Admission:
+    wait_s: float  # 0: a send may go out now; else how long until the breaker lets one through
+    probe: bool  # half-open, and this caller holds the probe: send exactly one message
+
+
 class CircuitBreaker:
     def __init__(self, client: Any, provider: str, threshold: int, cooldown_s: float) -> None:
         self.client = client
@@ -35,16 +41,20 @@ class CircuitBreaker:
 
     def wait_s(self) -> float:
         """0 when a send may go out now; else how long until the breaker lets one through."""
-        open_until = self.client.get(self.open_until_key)
+        return self.admit(self.client.get(self.open_until_key)).wait_s
+
+    def admit(self, open_until: bytes | str | None) -> Admission:
+        """What the breaker allows, given the value of ``open_until_key`` the caller read
+        (in a pipeline with its other reads): send now, wait, or send one probe."""
         if open_until is None:
-            return 0.0
+            return Admission(0.0, probe=False)
         remaining = float(open_until) - time.time()
         if remaining > 0:
-            return remaining
+            return Admission(remaining, probe=False)
         # Half-open: exactly one probe at a time.
         if self.client.set(self.probe_key, "1", nx=True, px=PROBE_LEASE_MS):
-            return 0.0
-        return 1.0
+            return Admission(0.0, probe=True)
+        return Admission(1.0, probe=False)
 
     def record_success(self) -> None:
         self.client.delete(self.failures_key, self.open_until_key, self.probe_key)
