@@ -1,6 +1,6 @@
 """What a worker process holds for its whole life: settings, database, Redis, provider,
-rate limiter, breaker and the send thread pool. Built lazily once per process (after a
-fork: connections and pools must not be shared across processes)."""
+rate limiter, breaker, the send thread pool and its lanes. Built lazily once per process
+(after a fork: connections and pools must not be shared across processes)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,31 @@ from engine.providers import Provider, make_provider
 from engine.store.db import Database, open_database
 
 
+class CallLanes:
+    """The send pool's threads, counted: a batch of messages takes one lane per message
+    before it claims them and gives them back when their calls are done. So a claimed
+    message never waits for a thread, even when several tasks share the process (Celery's
+    threads pool, on Windows): every wait happens before the claim."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._cond = threading.Condition()
+
+    def take(self, most: int) -> int:
+        """Between 1 and ``most`` lanes, as many as are free (waiting for one if none is)."""
+        with self._cond:
+            while self._free == 0:
+                self._cond.wait()
+            taken = min(most, self._free)
+            self._free -= taken
+            return taken
+
+    def give(self, count: int) -> None:
+        with self._cond:
+            self._free += count
+            self._cond.notify_all()
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -29,6 +54,7 @@ class Runtime:
     limiter: RateLimiter
     breaker: CircuitBreaker
     pool: ThreadPoolExecutor
+    lanes: CallLanes
 
 
 _lock = threading.Lock()
@@ -48,6 +74,7 @@ def build_runtime(settings: Settings) -> Runtime:
         breaker=CircuitBreaker(client, provider.name, settings.breaker_threshold,
                                settings.breaker_cooldown_s),
         pool=ThreadPoolExecutor(settings.send_concurrency, thread_name_prefix="send"),
+        lanes=CallLanes(settings.send_concurrency),
     )
 
 

@@ -1,9 +1,15 @@
-"""Sending a job's messages: rate limit, breaker, claim, provider call, then the decision
-(``send_decision``) applied.
+"""Sending a job's messages: pause flag, breaker, quiet hours, rate limit, claim, provider
+call, then the decision (``send_decision``) applied.
 
-Concurrency inside a job (a thread pool) is what lets a worker keep up with a rate limit
-when the provider takes 50-100 ms per call; each message is still claimed and recorded on
-its own, so a crash at any point loses nothing and sends nothing twice.
+A job goes a batch at a time, as many messages as the send pool calls at once: one Redis
+round trip for the pause flag and the breaker, one rate-limit reservation, one claim
+statement, the calls in parallel (concurrency is what lets a worker keep up with a rate
+limit when the provider takes 50-100 ms per call), then one transaction for the sent ones.
+Per message, that was two transactions and four round trips, with four processes taking
+turns at SQLite's one write lock. Each message is still claimed before its call and its
+outcome recorded after it; a crash at any point loses nothing, and a message whose worker
+died is taken over by the lease sweep, whose rules (engine.store.delivery_state) hold for
+every message of a batch.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 import time
 import traceback
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
@@ -30,10 +37,10 @@ from engine.store.campaign_rows import campaign_window
 from engine.store.campaign_state import finish_campaign_if_done, pause_campaign
 from engine.store.delivery_state import (
     Claimed,
-    claim,
+    claim_many,
     mark_dead,
     mark_retry,
-    mark_sent,
+    mark_sent_many,
     mark_suppressed,
     release_claim,
 )
@@ -72,8 +79,46 @@ def chunk_jobs(campaign_id: int, message_ids: list[int], queue: str, size: int, 
             for i, (a, b) in enumerate(chunk_bounds(len(message_ids), size))]
 
 
+# A batch's rate-limit slots span at most this long: the last message of a batch waits at
+# most this long after the claim for its slot, out of the provider_timeout_s its call has.
+MAX_SLOT_SPREAD_S = 1.0
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The task being run: whose messages, from which states, and how to put them back."""
+
+    campaign_id: int
+    queue: str
+    window: SendWindow
+    allowed: tuple[MessageStatus, ...]
+    task_name: str
+
+    def again(self, message_ids: Sequence[int]) -> list[scheduler.Job]:
+        """The job(s) that send these messages later as this task would have: a chunk stays
+        a chunk; a single message keeps whether it is a retry."""
+        if self.task_name == SEND_CHUNK:
+            return [scheduler.Job(SEND_CHUNK, [self.campaign_id, list(message_ids)],
+                                  self.queue)]
+        retry = MessageStatus.FAILED in self.allowed
+        return [message_job(self.campaign_id, mid, self.queue, retry=retry)
+                for mid in message_ids]
+
+
+@dataclass(frozen=True)
+class _Called:
+    """One claimed message's provider call, done."""
+
+    claimed: Claimed
+    result: SendResult
+    trace: str | None
+    call_ms: float
+    finished: float  # time.monotonic() when the answer came
+
+
 def send_messages(rt: Runtime, campaign_id: int, message_ids: Sequence[int],
                   allowed: Iterable[MessageStatus], task_name: str) -> None:
+    """Send the job's messages a batch at a time (see ``_send_batch``)."""
     allowed = tuple(allowed)
     if rt.redis.exists(redis_keys.campaign_paused(campaign_id)):
         return  # paused: the messages stay queued, durable, for resume
@@ -81,22 +126,17 @@ def send_messages(rt: Runtime, campaign_id: int, message_ids: Sequence[int],
         campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         return  # the campaign was deleted
-    queue, window = campaign.queue, campaign_window(campaign)
-    now = datetime.now(UTC)
-    if window.held_until(now) is not None:  # inside the campaign's quiet hours
-        again = (message_job(campaign_id, message_ids[0], queue,
-                             retry=MessageStatus.FAILED in allowed)
-                 if task_name == SEND_MESSAGE else
-                 scheduler.Job(SEND_CHUNK, [campaign_id, list(message_ids)], queue))
-        quiet_hold.hold(rt.redis, window, campaign_id, again, now)
-        return  # the whole job waits for their end
+    job = _Job(campaign_id, campaign.queue, campaign_window(campaign), allowed, task_name)
+    if _held(rt, job, message_ids):
+        return  # inside the campaign's quiet hours: the whole job waits for their end
     sample = metrics.Sample()
-    futures = [rt.pool.submit(_deliver_one, rt, campaign_id, mid, allowed, queue, task_name,
-                              sample, window)
-               for mid in message_ids]
     try:
-        for future in futures:
-            future.result()
+        rest = list(message_ids)
+        while rest:
+            done = _send_batch(rt, job, rest, sample)
+            if not done:
+                break  # the rest was put back (breaker, quiet hours) or the campaign paused
+            rest = rest[done:]
     finally:
         _record_sample(rt, sample)
     with rt.db.session() as session:
@@ -110,62 +150,143 @@ def _record_sample(rt: Runtime, sample: metrics.Sample) -> None:
         log.warning("could not record send metrics: %s", exc)
 
 
-def _deliver_one(rt: Runtime, campaign_id: int, message_id: int,
-                 allowed: tuple[MessageStatus, ...], queue: str, task_name: str,
-                 sample: metrics.Sample, window: SendWindow) -> None:
-    if rt.redis.exists(redis_keys.campaign_paused(campaign_id)):
-        return
-    if _held(rt, window, campaign_id, message_id, allowed, queue):
-        return  # a chunk that ran into the quiet hours: the rest wait for their end
-    wait = rt.breaker.wait_s()
-    if wait > 0:  # provider failing: come back after the cool-down, attempt not spent
-        retry = MessageStatus.FAILED in allowed
-        job = message_job(campaign_id, message_id, queue, retry=retry)
-        scheduler.schedule(rt.redis, [(time.time() + wait, job)])
-        return
-    # Every wait happens before the claim: once a message is claimed, only the provider
-    # call (bounded by its deadline) stands between the claim and its outcome.
-    delay = rt.limiter.reserve()
-    if delay > 0:
-        time.sleep(delay)
-        if _held(rt, window, campaign_id, message_id, allowed, queue):
-            return  # the window began during the wait
-    # The call's deadline counts from before the claim, so a slow claim (a busy database)
-    # shortens the call instead of stretching the time the message stays claimed.
+def _send_batch(rt: Runtime, job: _Job, rest: list[int], sample: metrics.Sample) -> int:
+    """Send the first few of ``rest`` together: one Redis round trip for the pause flag and
+    the breaker, one claim statement, their calls at once on the send pool, one transaction
+    for the sent ones. How many of ``rest`` it dealt with; 0 when the campaign is paused or
+    the rest was put back in the schedule, untried (breaker open, quiet hours)."""
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.exists(redis_keys.campaign_paused(job.campaign_id))
+    pipe.get(rt.breaker.open_until_key)
+    paused, open_until = pipe.execute()
+    if paused:
+        return 0  # the rest stay queued, durable, for resume
+    if _held(rt, job, rest):
+        return 0  # a chunk that ran into the quiet hours: the rest wait for their end
+    admission = rt.breaker.admit(open_until)
+    if admission.wait_s > 0:  # provider failing: come back after the cool-down
+        due = time.time() + admission.wait_s
+        scheduler.schedule(rt.redis, [(due, again) for again in job.again(rest)])
+        return 0
+    # A half-open breaker lets one probe through: one message, not a batch.
+    lanes = rt.lanes.take(1 if admission.probe else _batch_size(rt, len(rest)))
+    try:
+        return _claim_and_send(rt, job, rest, lanes, sample)
+    finally:
+        rt.lanes.give(lanes)
+
+
+def _batch_size(rt: Runtime, remaining: int) -> int:
+    """As many as the send pool calls at once, and no more than fit in MAX_SLOT_SPREAD_S of
+    rate-limit slots."""
+    size = min(remaining, rt.settings.send_concurrency)
+    if rt.limiter.interval_s > 0:
+        size = min(size, 1 + int(MAX_SLOT_SPREAD_S / rt.limiter.interval_s))
+    return max(size, 1)
+
+
+def _claim_and_send(rt: Runtime, job: _Job, rest: list[int], size: int,
+                    sample: metrics.Sample) -> int:
+    batch = rest[:size]
+    # Every wait happens before the claim (the lease's rules, engine.store.delivery_state):
+    # the batch's slots are reserved together and the first one is waited for here; the
+    # others follow within MAX_SLOT_SPREAD_S and are waited for inside each call's deadline.
+    waits = rt.limiter.reserve_many(size)
+    reserved_at = time.monotonic()
+    if waits[0] > 0:
+        time.sleep(waits[0])
+        if _held(rt, job, rest):
+            return 0  # the window began during the wait
+    # The calls' deadline counts from before the claim, so a slow claim (a busy database)
+    # or a message's wait for its slot shortens its call instead of stretching the time
+    # it stays claimed.
     deadline = time.monotonic() + rt.settings.provider_timeout_s
     with rt.db.session() as session:
-        claimed = claim(session, message_id, allowed, queue)
-    if claimed is None:
-        return  # already sent, dead, cancelled, or being sent by another task
-    if claimed.suppressed:  # opted out since it was queued: the claim ended it, unsent
-        sample.add(_message_scopes(queue, campaign_id), Metric.SUPPRESSED)
-        return
+        claimed = claim_many(session, batch, job.allowed, job.queue)
+    # Any message missing was already sent, dead, cancelled, or is being sent by another
+    # task; a suppressed one opted out since it was queued: the claim ended it, unsent.
+    for message in claimed:
+        if message.suppressed:
+            sample.add(_message_scopes(job.queue, job.campaign_id), Metric.SUPPRESSED)
+    to_send = [message for message in claimed if not message.suppressed]
+    slots = [reserved_at + wait for wait in waits]
+    futures = [rt.pool.submit(_call, rt, message, slot, deadline)
+               for message, slot in zip(to_send, slots, strict=False)]
+    _record(rt, job, [future.result() for future in futures], sample)
+    return size
+
+
+def _call(rt: Runtime, claimed: Claimed, slot: float, deadline: float) -> _Called:
+    """One provider call, on a send thread, at its rate-limit slot (a ``time.monotonic()``
+    value) and done by ``deadline``. Never raises: an unexpected error is a transient
+    failure, so the message is retried, not lost."""
+    wait = slot - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
     trace = None
     started = time.monotonic()
     try:
         result = rt.provider.send(claimed.sms, deadline=deadline)
     except Exception as exc:  # a bug or an unexpected answer: treat as transient, keep it
-        log.exception("provider call failed for message %s", message_id)
+        log.exception("provider call failed for message %s", claimed.sms.message_id)
         result = SendResult(Outcome.TRANSIENT, error_type=type(exc).__name__, error=str(exc))
         trace = traceback.format_exc()
-    call_ms = (time.monotonic() - started) * 1000
-    decision = decide(result, claimed.attempts, RetryPolicy.from_settings(rt.settings))
-    _apply(rt, claimed, result, decision, task_name, trace)
-    _observe(sample, rt.provider.name, queue, campaign_id, result, call_ms, decision.verdict)
-    # The development inspector; nothing when it is off.
-    record_message(claimed, result, decision.verdict)
+    finished = time.monotonic()
+    return _Called(claimed, result, trace, (finished - started) * 1000, finished)
 
 
-def _held(rt: Runtime, window: SendWindow, campaign_id: int, message_id: int,
-          allowed: tuple[MessageStatus, ...], queue: str) -> bool:
-    """Inside the campaign's quiet hours: the message goes back to the schedule until
-    their end, before any claim, so no attempt is spent. Asked for every message, so the
-    job to put back is built only when one is held."""
+def _record(rt: Runtime, job: _Job, calls: list[_Called], sample: metrics.Sample) -> None:
+    """Store the batch's outcomes: the sent ones in one transaction (nearly all of them),
+    each other outcome in its own (``_apply``), then tell the breaker."""
+    policy = RetryPolicy.from_settings(rt.settings)
+    decided = [(call, decide(call.result, call.claimed.attempts, policy)) for call in calls]
+    sent = [(call.claimed.sms.message_id, call.result)
+            for call, decision in decided if decision.verdict is Verdict.SENT]
+    if sent:
+        with rt.db.session() as session:
+            mark_sent_many(session, sent, provider=rt.provider.name,
+                           can_fetch_status=rt.provider.can_fetch_status,
+                           report_poll_s=rt.settings.report_poll_s)
+    for call, decision in decided:
+        if decision.verdict is not Verdict.SENT:
+            _apply(rt, call.claimed, call.result, decision, job.task_name, call.trace)
+    _tell_breaker(rt, [(call.finished, decision.breaker) for call, decision in decided])
+    for call, decision in decided:
+        _observe(sample, rt.provider.name, job.queue, job.campaign_id, call.result,
+                 call.call_ms, decision.verdict)
+        # The development inspector; nothing when it is off.
+        record_message(call.claimed, call.result, decision.verdict)
+
+
+def _tell_breaker(rt: Runtime, notes: list[tuple[float, BreakerNote]]) -> None:
+    """What the batch's answers (when each came, what it says) tell the breaker, as if told
+    one by one in the order they came: a success resets the count of failures in a row, so
+    one reset stands for all the successes, followed by the failures that came after the
+    last of them. After the commit, and allowed to fail: the delivery state is what must
+    not be lost."""
+    ordered = [note for _, note in sorted(notes, key=lambda n: n[0])]
+    successes = [i for i, note in enumerate(ordered) if note is BreakerNote.SUCCESS]
+    after = ordered[successes[-1] + 1:] if successes else ordered
+    try:
+        if successes:
+            rt.breaker.record_success()
+        for note in after:
+            if note is BreakerNote.FAILURE:
+                rt.breaker.record_failure()
+    except redis.RedisError as exc:
+        log.warning("could not update the circuit breaker: %s", exc)
+
+
+def _held(rt: Runtime, job: _Job, message_ids: Sequence[int]) -> bool:
+    """Inside the campaign's quiet hours: the messages go back to the schedule until their
+    end, before any claim, so no attempt is spent. Asked before every batch, so the jobs to
+    put back are built only when they are held."""
     now = datetime.now(UTC)
-    if window.held_until(now) is None:
+    if job.window.held_until(now) is None:
         return False
-    job = message_job(campaign_id, message_id, queue, retry=MessageStatus.FAILED in allowed)
-    return quiet_hold.hold(rt.redis, window, campaign_id, job, now) is not None
+    held = [quiet_hold.hold(rt.redis, job.window, job.campaign_id, again, now)
+            for again in job.again(message_ids)]
+    return all(until is not None for until in held)
 
 
 def _observe(sample: metrics.Sample, provider: str, queue: str, campaign_id: int,
@@ -186,15 +307,11 @@ def _message_scopes(queue: str, campaign_id: int) -> tuple[str, str, str]:
 
 def _apply(rt: Runtime, claimed: Claimed, result: SendResult, decision: Decision,
            task_name: str, trace: str | None) -> None:
-    """Store the decision: the message's row, its retry, the pause, the breaker."""
+    """Store a decision other than sent: the message's row, its retry, or the pause."""
     message_id = claimed.sms.message_id
     campaign_id = claimed.sms.campaign_id
     with rt.db.session() as session:
-        if decision.verdict is Verdict.SENT:
-            mark_sent(session, message_id, result, provider=rt.provider.name,
-                      can_fetch_status=rt.provider.can_fetch_status,
-                      report_poll_s=rt.settings.report_poll_s)
-        elif decision.verdict is Verdict.RETRY:
+        if decision.verdict is Verdict.RETRY:
             mark_retry(session, message_id, result)
             job = message_job(campaign_id, message_id, claimed.queue, retry=True)
             # Scheduled before the commit: if we die in between, the row stays
@@ -207,18 +324,10 @@ def _apply(rt: Runtime, claimed: Claimed, result: SendResult, decision: Decision
             mark_suppressed(session, message_id, result)
             list_number(session, claimed.sms.to, reason=f"{result.error_type}: {result.error}",
                         source=OptSource.PROVIDER)
-        else:  # Verdict.PAUSE
+        elif decision.verdict is Verdict.PAUSE:
             release_claim(session, message_id)
             pause_campaign(session, campaign_id, decision.pause_reason)
             rt.redis.set(redis_keys.campaign_paused(campaign_id), decision.pause_reason)
             log.warning("campaign %s paused: %s", campaign_id, decision.pause_reason)
     if decision.verdict is Verdict.DEAD:  # only the final failure is reported, never a retry
         report_dead(campaign_id, message_id, result.error_type or "Error", claimed.attempts)
-    # After the commit, and allowed to fail: the delivery state is what must not be lost.
-    try:
-        if decision.breaker is BreakerNote.SUCCESS:
-            rt.breaker.record_success()
-        elif decision.breaker is BreakerNote.FAILURE:
-            rt.breaker.record_failure()
-    except redis.RedisError as exc:
-        log.warning("could not update the circuit breaker: %s", exc)
