@@ -36,7 +36,7 @@ from engine.operations.preview import (
     unicode_hint,
 )
 from engine.providers.reachability import require_provider
-from engine.store.campaign_state import campaign_summary, is_settled
+from engine.store.campaign_state import campaign_summary, is_settled, pruned_counts
 from engine.store.models import Campaign, CampaignStatus, utcnow
 
 WAIT_POLL_S = 0.5
@@ -275,6 +275,12 @@ def _wait(app: AppContext, campaign_id: int) -> dict[str, Any]:
 def status_cmd(app: AppContext, campaign_id: int, as_json: bool) -> None:
     """Delivery counts of one campaign."""
     _print_summary(_summary(app, campaign_id), as_json)
+    if not as_json:
+        with app.db.session() as session:
+            pruned = pruned_counts(session, campaign_id)["messages"]
+        if pruned:  # the counts above include them; say why the message list is shorter
+            click.echo(f"{'pruned':<13} {pruned:,} settled message(s) removed by retention "
+                       "('relaydesk db prune'); counted above, no longer listed")
 
 
 DELIVERY_KEYS = ("delivered", "undelivered", "awaiting_report", "expired", "delivery_rate")

@@ -14,6 +14,7 @@ from engine import __version__
 from engine.cli.campaigns import campaign_group
 from engine.cli.common import AppContext, json_option, pass_app, print_json
 from engine.cli.contacts import contacts_group
+from engine.cli.database import db_group
 from engine.cli.failed import failed_group
 from engine.cli.inbox import inbox_group
 from engine.cli.inspector import inspector_cmd
@@ -24,7 +25,6 @@ from engine.cli.receiver import receiver_cmd
 from engine.cli.selftest import selftest_cmd
 from engine.config.settings import ENV_FILE_VARIABLE
 from engine.domain.errors import OperatorError
-from engine.store.db import current_revision
 
 
 class RelayDeskGroup(click.Group):
@@ -78,21 +78,8 @@ def settings_cmd(app: AppContext, as_json: bool) -> None:
         click.echo(f"{key:<{width}}  {'(unset)' if value is None else value}")
 
 
-@cli.group("db")
-def db_group() -> None:
-    """Database schema."""
-
-
-@db_group.command("upgrade")
-@pass_app
-def db_upgrade(app: AppContext) -> None:
-    """Apply pending migrations (also done automatically on first use)."""
-    revision = current_revision(app.db.engine)
-    click.echo(f"database schema is at revision {revision}")
-
-
-for command in (contacts_group, campaign_group, failed_group, worker_cmd, gateway_cmd,
-                redis_cmd, supervise_cmd, status_cmd, metrics_cmd, selftest_cmd,
+for command in (db_group, contacts_group, campaign_group, failed_group, worker_cmd,
+                gateway_cmd, redis_cmd, supervise_cmd, status_cmd, metrics_cmd, selftest_cmd,
                 inspector_cmd, optouts_group):
     cli.add_command(command)
 cli.add_command(inbox_group)

@@ -1,10 +1,10 @@
-"""The thread each worker runs beside its pool. One loop, seven jobs, each below under its
+"""The thread each worker runs beside its pool. One loop, eight jobs, each below under its
 own name: release the durable schedule's due jobs, write the worker's heartbeat, start the
 scheduled campaigns that are due, apply the delivery reports and replies the receiver
 queued, look up the status of messages with no final report (Twilio), sweep (take over
 messages left 'sending' by dead workers, queue again the jobs of campaigns that lost them,
-expire messages whose report never came, delete old reports whose message never came) and
-the monitor tick."""
+expire messages whose report never came, delete old reports whose message never came),
+prune settled messages once a day (RELAYDESK_KEEP_MESSAGES) and the monitor tick."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -30,7 +31,8 @@ from engine.pipeline.runtime import Runtime, runtime
 from engine.pipeline.sender import chunk_jobs, message_job
 from engine.store.campaign_state import stalled_campaigns
 from engine.store.delivery_state import message_ids, stale_sending
-from engine.store.models import MessageStatus
+from engine.store.models import MessageStatus, utcnow
+from engine.store.retention import PruneResult, archive_name, prune
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,15 @@ REMATCH_EVERY_S = 5.0
 # Twilio status look-ups (report_poller): how often the due ones are looked for.
 POLL_EVERY_S = 1.0
 POLL_LOCK_MS = 120_000
+# Retention (RELAYDESK_KEEP_MESSAGES): whether a day has passed since the last prune is
+# looked at each minute (one GET); a failed run is tried again an hour later. The lock lasts
+# this long without news, and each batch renews it (a month of data takes minutes).
+PRUNE_EVERY_S = 60.0
+PRUNE_DAY_S = 86_400.0
+PRUNE_RETRY_S = 3600.0
+PRUNE_LOCK_MS = 120_000
+PRUNE_LOCK = redis_keys.PREFIX + "retention:lock"
+PRUNE_LAST_RUN = redis_keys.PREFIX + "retention:last_run"  # epoch seconds of its start
 
 
 def release_due_jobs(rt: Runtime) -> int:
@@ -274,6 +285,66 @@ class ReportPolls(OneWorkerAtATime):
             poll_due_reports(rt)
 
 
+_RENEW_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class DailyPrune(OneWorkerAtATime):
+    """Retention: once a day, one worker deletes the messages settled longer ago than
+    RELAYDESK_KEEP_MESSAGES (engine.store.retention.prune, in short batches, so sending goes
+    on), archiving them into RELAYDESK_ARCHIVE_DIR as relaydesk-prune-<UTC time>.jsonl.gz
+    when it is set. Empty RELAYDESK_KEEP_MESSAGES (the default): never. The day is counted
+    across workers and machines (PRUNE_LAST_RUN in Redis); a worker that loses the lock
+    mid-prune stops after its batch."""
+
+    every_s = PRUNE_EVERY_S
+    lock_key = PRUNE_LOCK
+    lock_ms = PRUNE_LOCK_MS
+    name = "retention"
+
+    def wanted(self, rt: Runtime, now: float) -> bool:
+        return rt.settings.keep_messages_s is not None and _prune_due(rt)
+
+    def work(self, rt: Runtime, token: str, now: float) -> None:
+        keep_s = rt.settings.keep_messages_s
+        if keep_s is None or not _prune_due(rt):
+            return  # another worker ran it between our look and our lock
+        started = time.time()
+        rt.redis.set(PRUNE_LAST_RUN, repr(started))
+        try:
+            result = prune_settled(rt, token, keep_s)
+        except Exception:
+            rt.redis.set(PRUNE_LAST_RUN, repr(started - PRUNE_DAY_S + PRUNE_RETRY_S))
+            raise
+        if result.messages or result.failed_jobs:
+            log.info("retention: removed %d message(s) and %d failed job(s) settled more than "
+                     "%s ago%s", result.messages, result.failed_jobs, timedelta(seconds=keep_s),
+                     f"; archived in {result.archive}" if result.archive else "")
+
+
+def _prune_due(rt: Runtime) -> bool:
+    last = rt.redis.get(PRUNE_LAST_RUN)
+    return last is None or time.time() - float(last) >= PRUNE_DAY_S
+
+
+def prune_settled(rt: Runtime, token: str, keep_s: int) -> PruneResult:
+    """One retention run while holding PRUNE_LOCK with ``token``."""
+    now = utcnow()
+    folder = rt.settings.archive_dir
+    renew = rt.redis.register_script(_RENEW_LOCK)
+
+    def still_ours(_: PruneResult) -> bool:
+        return bool(renew(keys=[PRUNE_LOCK], args=[token, PRUNE_LOCK_MS]))
+
+    with inspector.unrecorded():  # thousands of statements: not the SQL tab's business
+        return prune(rt.db, timedelta(seconds=keep_s), now=now, on_batch=still_ours,
+                     archive=folder / archive_name(now) if folder else None)
+
+
 class MonitorTick:
     """Queue metrics and wait alerts (``monitor.tick``): observations, so their failure
     must not hold up releases."""
@@ -304,6 +375,7 @@ class Dispatcher(threading.Thread):
         self.starts = ScheduledStarts(worker_name)
         self.reports = ReportApplier(worker_name)
         self.polls = ReportPolls(worker_name)
+        self.retention = DailyPrune(worker_name)
         self.monitor = MonitorTick(worker_name)
         self.stopping = threading.Event()
 
@@ -320,6 +392,7 @@ class Dispatcher(threading.Thread):
                 self.reports.run_if_due(rt, now)
                 self.polls.run_if_due(rt, now)
                 self.sweeps.run_if_due(rt, now)
+                self.retention.run_if_due(rt, now)
                 self.monitor.run_if_due(rt, now)
                 if release_due_jobs(rt):
                     continue  # more may be due: don't wait
