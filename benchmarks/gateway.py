@@ -34,6 +34,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def send_body(tag: str, n: int) -> bytes:
                        "idempotency_key": f"bench-{tag}-{n}"}).encode()
 
 
-def sequential(port: int, requests: list[tuple[str, str, bytes | None]], warmup: int
+def sequential(port: int, requests: Sequence[tuple[str, str, bytes | None]], warmup: int
                ) -> dict[str, Any]:
     """The requests one after another on one keep-alive connection; each answer must be 200."""
     pool = urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=1, block=True,
