@@ -32,7 +32,7 @@ from engine.pipeline.sender import chunk_jobs, message_job
 from engine.store.campaign_state import stalled_campaigns
 from engine.store.delivery_state import message_ids, stale_sending
 from engine.store.models import MessageStatus, utcnow
-from engine.store.retention import PruneResult, archive_name, prune
+from engine.store.retention import PruneResult, archive_path, prune
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ def prune_settled(rt: Runtime, token: str, keep_s: int) -> PruneResult:
 
     with inspector.unrecorded():  # thousands of statements: not the SQL tab's business
         return prune(rt.db, timedelta(seconds=keep_s), now=now, on_batch=still_ours,
-                     archive=folder / archive_name(now) if folder else None)
+                     archive=archive_path(folder, now) if folder else None)
 
 
 class MonitorTick:

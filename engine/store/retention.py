@@ -100,9 +100,15 @@ class PruneResult:
                 "cutoff": self.cutoff.isoformat() if self.cutoff else None}
 
 
-def archive_name(now: datetime) -> str:
-    """The daily prune's archive file name: ``relaydesk-prune-20270110T030000Z.jsonl.gz``."""
-    return f"relaydesk-prune-{now:%Y%m%dT%H%M%SZ}.jsonl.gz"
+def archive_path(folder: Path, now: datetime) -> Path:
+    """A new file for the daily prune's archive in ``folder``:
+    ``relaydesk-prune-20270110T030000Z.jsonl.gz`` (``…Z-2.jsonl.gz`` if that is taken)."""
+    stamp = f"relaydesk-prune-{now:%Y%m%dT%H%M%SZ}"
+    path, n = folder / f"{stamp}.jsonl.gz", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stamp}-{n}.jsonl.gz"
+    return path
 
 
 # --- what is settled ---------------------------------------------------------------------
