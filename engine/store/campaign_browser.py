@@ -29,6 +29,8 @@ class CampaignRow:
     pause_reason: str | None
     counts: dict[str, int]  # its messages per MessageStatus
     delivery_counts: dict[str, int]  # its sent messages per DeliveryStatus
+    # Of those, the settled ones retention removed (counted above; no longer listed).
+    pruned: int = 0
 
     @property
     def delivered(self) -> int:
@@ -85,10 +87,13 @@ def campaign_page(session: Session, offset: int, limit: int) -> list[CampaignRow
         select(Campaign).order_by(Campaign.id.desc()).offset(offset).limit(limit)))
     counts: dict[int, dict[str, int]] = {c.id: {} for c in campaigns}
     deliveries: dict[int, dict[str, int]] = {c.id: {} for c in campaigns}
+    pruned: dict[int, int] = {}
     if campaigns:
         # Messages retention pruned count as before (message_totals).
-        for campaign_id, status, delivery, count, _ in session.execute(
+        for campaign_id, status, delivery, count, _, was_pruned in session.execute(
                 message_totals(list(counts))):
+            if was_pruned:
+                pruned[campaign_id] = pruned.get(campaign_id, 0) + count
             found = counts[campaign_id]
             found[status] = found.get(status, 0) + count
             if delivery is not None:
@@ -96,7 +101,7 @@ def campaign_page(session: Session, offset: int, limit: int) -> list[CampaignRow
                 delivered[delivery] = delivered.get(delivery, 0) + count
     return [CampaignRow(c.id, c.name, c.status, c.route, c.queue, c.recipients, c.segments,
                         c.created_at, c.finished_at, c.pause_reason, counts[c.id],
-                        deliveries[c.id])
+                        deliveries[c.id], pruned.get(c.id, 0))
             for c in campaigns]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, func, select, union_all, update
+from sqlalchemy import Select, false, func, select, true, union_all, update
 from sqlalchemy.orm import Session
 
 from engine.domain.delivery import DeliveryStatus
@@ -51,22 +51,23 @@ def finish_campaign_if_done(session: Session, campaign_id: int) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-def message_totals(campaign_ids: list[int]) -> Select[int, str, str | None, int, int]:
-    """(campaign id, status, delivery status, messages, attempts) of these campaigns'
-    messages, grouped, and of the messages retention pruned from them (engine.store.
-    retention, campaign_pruned_counts): one statement, so it reads one snapshot even while
-    a prune moves messages from the one to the other. Add the rows up per key."""
+def message_totals(campaign_ids: list[int]) -> Select[int, str, str | None, int, int, bool]:
+    """(campaign id, status, delivery status, messages, attempts, pruned) of these
+    campaigns' messages, grouped, and of the messages retention pruned from them
+    (engine.store.retention, campaign_pruned_counts; ``pruned`` true): one statement, so it
+    reads one snapshot even while a prune moves messages from the one to the other. Add
+    the rows up per key."""
     messages = (select(OutgoingMessage.campaign_id, OutgoingMessage.status,
                        OutgoingMessage.delivery, func.count(),
-                       func.coalesce(func.sum(OutgoingMessage.attempts), 0))
+                       func.coalesce(func.sum(OutgoingMessage.attempts), 0), false())
                 .where(OutgoingMessage.campaign_id.in_(campaign_ids))
                 .group_by(OutgoingMessage.campaign_id, OutgoingMessage.status,
                           OutgoingMessage.delivery))
     pruned = (select(PrunedCount.campaign_id, PrunedCount.status,
                      func.nullif(PrunedCount.delivery, ""), PrunedCount.messages,
-                     PrunedCount.attempts)
+                     PrunedCount.attempts, true())
               .where(PrunedCount.campaign_id.in_(campaign_ids)))
-    return cast(Select[int, str, str | None, int, int],
+    return cast(Select[int, str, str | None, int, int, bool],
                 select(union_all(messages, pruned).subquery()))
 
 
@@ -78,7 +79,7 @@ def campaign_counts(session: Session, campaign_id: int) -> dict[str, int]:
     rows = session.execute(message_totals([campaign_id]))
     counts = {str(s): 0 for s in MessageStatus} | {str(d): 0 for d in DeliveryStatus}
     attempts = 0
-    for _, status, delivery, count, tried in rows:
+    for _, status, delivery, count, tried, _ in rows:
         counts[status] = counts.get(status, 0) + count
         if delivery is not None:
             counts[delivery] = counts.get(delivery, 0) + count

@@ -230,6 +230,7 @@ def test_campaign_totals_read_the_same_after_their_messages_are_pruned(db: Datab
         after = [campaign_summary(session, i, now=NOW) for i in ids]
         page_after = [(r.counts, r.delivery_counts) for r in campaign_page(session, 0, 10)]
         pruned = pruned_counts(session, ids[0])
+        assert [r.pruned for r in campaign_page(session, 0, 10)] == [len(settled)] * 2
         assert session.scalar(select(func.count()).select_from(OutgoingMessage)) == 2 * (
             len(STATES) - len(settled))
     assert after == before
