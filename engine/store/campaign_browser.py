@@ -30,7 +30,7 @@ class CampaignRow:
     counts: dict[str, int]  # its messages per MessageStatus
     delivery_counts: dict[str, int]  # its sent messages per DeliveryStatus
     # Of those, the settled ones retention removed (counted above; no longer listed).
-    pruned: int = 0
+    pruned: int
 
     @property
     def delivered(self) -> int:
