@@ -65,6 +65,7 @@ from engine.store.models import (
     utcnow,
 )
 from engine.store.retention_archive import Archive, jsonable
+from engine.store.table_query import scanned
 from engine.store.vacuum import give_back_space
 
 log = logging.getLogger(__name__)
@@ -285,8 +286,13 @@ def _prune_messages(db: Database, ids: list[int], cutoff: datetime, out: Archive
                     result: PruneResult) -> None:
     with db.session() as session:
         _write_lock(session)
+        # The batch's rows looked up by id, the condition tested on each: as a plain term,
+        # SQLite answers the OR of indexed kinds by reading every settled message from the
+        # partial indexes (measured: seconds per batch at 3,000,000 messages, all of it
+        # inside the write lock).
         messages = session.execute(
-            select(_MESSAGES).where(_MESSAGES.c.id.in_(_ids(ids)), prunable(cutoff))
+            select(_MESSAGES).where(_MESSAGES.c.id.in_(_ids(ids)),
+                                    scanned(prunable(cutoff).self_group()))
             .order_by(_MESSAGES.c.id).with_for_update(of=_MESSAGES)).mappings().all()
         if not messages:
             return
