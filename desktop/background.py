@@ -4,7 +4,9 @@ The console never waits on Redis, SQL, HTTP or a process on the UI thread. Every
 goes through :class:`Background`: the call runs on a thread pool, and its callback runs on
 the UI thread through a queued signal. Callbacks that are methods of a widget deleted
 meanwhile, and every callback once the window has closed, are dropped instead of crashing.
-:class:`Latest` drops the answers to questions the operator has moved on from.
+:class:`Latest` drops the answers to questions the operator has moved on from;
+:class:`LatestInProcess` also stops the call still working on one, in a helper process of
+its own (desktop.helper_lane).
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from typing import Any
 import shiboken6
 from PySide6.QtCore import QObject, Signal
 
+from desktop.helper_lane import HelperCrashed, HelperLane, Superseded, WarmUp
+
+__all__ = ["Background", "HelperCrashed", "Latest", "LatestInProcess", "Superseded"]
+
 log = logging.getLogger(__name__)
 
 Callback = Callable[[Any], None]
 ErrorCallback = Callable[[BaseException], None]
-
-
-class HelperCrashed(RuntimeError):
-    """The helper process died while running a call."""
 
 
 class Background(QObject):
@@ -49,6 +51,8 @@ class Background(QObject):
         self._lock = threading.Lock()
         self._in_flight = 0
         self._closed = False
+        self._lanes: list[HelperLane] = []  # helper processes of one kind of call each
+        self._feeders: list[ThreadPoolExecutor] = []
         self._finished.connect(self._deliver)
 
     @property
@@ -81,6 +85,17 @@ class Background(QObject):
         helper (and handing it work) happens on a thread of ours too, not the UI thread."""
         return self.run(self._in_process, fn, *args, on_done=on_done, on_error=on_error,
                         executor=self._process_feeder)
+
+    def dedicated_process(self, warm_up: WarmUp | None = None
+                          ) -> tuple[HelperLane, ThreadPoolExecutor]:
+        """A helper process of its own for one kind of call (see LatestInProcess), with the
+        one thread that hands it work; both stop at shutdown(). ``warm_up``: a module-level
+        function and its arguments, run in the process as soon as it starts."""
+        lane = HelperLane(warm_up)
+        feeder = ThreadPoolExecutor(1, thread_name_prefix="relaydesk-lane")
+        self._lanes.append(lane)
+        self._feeders.append(feeder)
+        return lane, feeder
 
     def _in_process(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._process is None:
@@ -128,6 +143,10 @@ class Background(QObject):
         self._process_feeder.shutdown(wait=wait, cancel_futures=True)
         if self._process is not None:  # a call under way finishes: nothing half-imported
             self._process.shutdown(wait=wait, cancel_futures=True)
+        for lane in self._lanes:  # only reads: stopped at once
+            lane.close(wait=wait)
+        for feeder in self._feeders:
+            feeder.shutdown(wait=wait, cancel_futures=True)
 
 
 class Latest:
@@ -170,8 +189,41 @@ class Latest:
             if callback is not None and not _owner_gone(callback):
                 callback(answer)
 
-        return self._background.run(fn, *args, on_done=lambda v: answered(on_done, v),
-                                    on_error=lambda e: answered(report, e))
+        return self._run(fn, *args, on_done=lambda v: answered(on_done, v),
+                         on_error=lambda e: answered(report, e))
+
+    def _run(self, fn: Callable[..., Any], *args: Any, on_done: Callback,
+             on_error: ErrorCallback) -> Future[Any]:
+        return self._background.run(fn, *args, on_done=on_done, on_error=on_error)
+
+
+class LatestInProcess(Latest):
+    """Latest, for CPU-heavy calls: they run in a helper process of their own (a thread of
+    the console would stall the window: the interpreter lock), one at a time. start() makes
+    the call under way stale: it stops at its next check of ``stale()`` (its first argument:
+    ``fn(stale, *args)``), and queued stale calls never start. Its own process: a long
+    import or send in the console's other helper never holds these calls up. ``fn`` must be
+    a module-level function, its arguments and result picklable.
+    """
+
+    def __init__(self, background: Background, warm_up: WarmUp | None = None) -> None:
+        super().__init__(background)
+        self.lane, self._feeder = background.dedicated_process(warm_up)
+
+    def warm(self) -> None:
+        """Start the helper process now (off the UI thread), before the first question."""
+        self._background.run(self.lane.start, on_error=lambda _: None, executor=self._feeder)
+
+    def start(self) -> None:
+        super().start()
+        self.lane.supersede(self._generation)
+
+    def _run(self, fn: Callable[..., Any], *args: Any, on_done: Callback,
+             on_error: ErrorCallback) -> Future[Any]:
+        # A stopped call answers Superseded, which start() has already made stale: dropped.
+        return self._background.run(self.lane.call, self._generation, fn, *args,
+                                    on_done=on_done, on_error=on_error,
+                                    executor=self._feeder)
 
 
 def _owner_gone(callback: Callable[..., Any]) -> bool:

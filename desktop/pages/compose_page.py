@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop import heavy_work
-from desktop.background import Latest
+from desktop.background import Latest, LatestInProcess
 from desktop.campaign_progress import CampaignProgress
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
@@ -54,7 +54,6 @@ from engine.operations.preview import (
     ComposeSummary,
     preview_one,
     send_day,
-    summarise,
     unicode_hint,
 )
 from engine.store.audience_query import AudienceCount, count_audience
@@ -105,7 +104,11 @@ class ComposePage(Page):
         # Stepping and typing each make older answers stale. Two series: a step must not
         # make a pending total stale.
         self._previews = Latest(ctx.background)
-        self._totals = Latest(ctx.background)
+        # The totals render every recipient's message: CPU for seconds at 100,000 contacts,
+        # which on a thread would stall the window (the interpreter lock). They run in a
+        # helper process of their own; each change stops the one under way at once.
+        self._totals = LatestInProcess(ctx.background, warm_up=(heavy_work.warm_up_totals,
+                                                                (ctx.settings,)))
         # The recipient count answers the filters alone: it shows before a message is written.
         self._counts = Latest(ctx.background)
         self._sending = False
@@ -409,6 +412,7 @@ class ComposePage(Page):
     def activated(self) -> None:
         if not self._tags_loaded:
             self._tags_loaded = True
+            self._totals.warm()  # the totals' process, ready by the first pause in typing
             self._load_tags()
 
     def _contacts_changed(self) -> None:
@@ -458,6 +462,9 @@ class ComposePage(Page):
 
     # -- preview -------------------------------------------------------------------------
     def _schedule_refresh(self) -> None:
+        # The totals under way answer a question just changed: stop them now, not after the
+        # pause, so their process is free (or fresh) by the time the operator stops typing.
+        self._totals.start()
         self._preview_timer.start()
         self._update_send_state()  # the totals on screen are about to change
 
@@ -505,13 +512,9 @@ class ComposePage(Page):
         if not text.strip() or recipients is None:
             self._show_summary(None)
             return
-        settings, urgent = self.ctx.settings, self.urgent.isChecked()
-
-        def work() -> ComposeSummary:
-            with self.ctx.services.db().session() as session:
-                return summarise(session, settings, text, recipients, urgent=urgent)
-
-        self._totals.submit(work, on_done=self._show_summary, on_error=self._totals_failed)
+        self._totals.submit(heavy_work.compose_totals, self.ctx.settings, text, recipients,
+                            self.urgent.isChecked(), on_done=self._show_summary,
+                            on_error=self._totals_failed)
 
     def _start_count(self, recipients: Audience | None) -> None:
         self._counts.start()
