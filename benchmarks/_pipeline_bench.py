@@ -145,6 +145,14 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent busy so far (not idle, not waiting)."""
+    times = psutil.cpu_times()
+    # (guest time is already inside user time on Linux)
+    return float(sum(getattr(times, name, 0.0) for name in
+                     ("user", "nice", "system", "irq", "softirq", "steal")))
+
+
 def tree_rss_bytes(pid: int) -> int:
     """Resident memory of the process and its descendants, summed."""
     total = 0
@@ -289,10 +297,13 @@ class Pipeline:
         return stats
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds so far of the workers (with their pools), the gateway and Redis."""
+        """CPU seconds so far of the workers (with their pools), the gateway, Redis, and
+        the whole machine (busy, all processes: the database server and whatever else
+        runs are in it)."""
         return {"workers": sum(tree_cpu_seconds(pid) for pid in self.worker_pids),
                 "gateway": tree_cpu_seconds(self.gateway_pid),
-                "redis": tree_cpu_seconds(self.redis_pid)}
+                "redis": tree_cpu_seconds(self.redis_pid),
+                "machine": machine_busy_seconds()}
 
 
 @contextmanager

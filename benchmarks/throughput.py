@@ -19,8 +19,10 @@ starts them, pacing 0. Measured, in this order, on the same gateway:
   prefork concurrency, on the same Redis, after RelayDesk's workers stopped, over at most
   --plain-window seconds (default: --naive-window). vs_plain_celery = msgs_per_s / it.
 
-Also each process group's CPU over the campaign (cores_used: 1.0 = one core busy), the
-workers' peak RSS and the load average.
+Also the CPU used over the campaign (cores_used: 1.0 = one core busy) by the workers with
+their pools, the gateway, Redis and the whole machine (others' processes included: with
+the machine busy elsewhere, the figures are not the pipeline's), the workers' peak RSS and
+the load average.
 
 Usage: python benchmarks/throughput.py [--recipients 100000] [--workers 2]
            [--latencies 0,100] [--rate-limit-100ms 200/s] [--database-url URL]
