@@ -30,6 +30,8 @@ from engine.operations.connection_checks import CheckResult
 TEXT_WIDTH = 460
 NUMBER_WIDTH = 140
 CHOICE_WIDTH = 220
+# Folders chosen with a Browse… button (and its dialog's title).
+FOLDERS = {"RELAYDESK_DATA_DIR": "Data folder", "RELAYDESK_ARCHIVE_DIR": "Archive folder"}
 
 _SOURCE_TEXT = {
     "config": "Saved in the config file.",
@@ -195,9 +197,10 @@ class FieldEditor(QWidget):
         self.row.addWidget(self.editor, 1 if wide else 0)
         if info.secret:
             self._build_secret()
-        if info.name == "RELAYDESK_DATA_DIR":
+        if info.name in FOLDERS:
             self.browse = QPushButton("Browse…")
-            self.browse.setObjectName("browse-data-dir")
+            short = info.name.removeprefix("RELAYDESK_").lower().replace("_", "-")
+            self.browse.setObjectName(f"browse-{short}")  # browse-data-dir, …
             self.browse.clicked.connect(self._browse)
             self.row.addWidget(self.browse)
         self.row.addStretch(0 if wide else 1)
@@ -226,7 +229,7 @@ class FieldEditor(QWidget):
 
     def _browse(self) -> None:
         assert self.line is not None
-        folder = QFileDialog.getExistingDirectory(self, "Data folder", self.line.text())
+        folder = QFileDialog.getExistingDirectory(self, FOLDERS[self.name], self.line.text())
         if folder:
             self.line.setText(folder)
 

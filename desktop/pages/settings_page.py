@@ -50,6 +50,7 @@ from desktop.settings_form import (
     secrets_note,
     tone,
 )
+from desktop.storage_box import StorageBox, measure
 from desktop.theme import BAD, GOOD
 from desktop.widgets import empty_state, heading, separator
 from engine.config.settings import (
@@ -69,12 +70,14 @@ from engine.config.settings_store import (
     save,
     validate,
 )
+from engine.domain.errors import OperatorError
 from engine.operations.connection_checks import (
     CheckResult,
     check_database,
     check_provider,
     check_redis,
 )
+from engine.store.storage_figures import StorageFigures
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,8 @@ GROUP_LIST_WIDTH = 170
 FORM_MAX_WIDTH = 880
 COMPACT_BELOW = 620  # form width under which labels go above their fields
 CALLBACK_GROUP = "Reports and replies"  # the section that shows the callback URLs
+STORAGE_GROUP = "Data kept"  # the section that shows the database's size and growth
+KEEP_FIELD = "RELAYDESK_KEEP_MESSAGES"  # its projection follows this field as it is typed
 # Which connection test a changed setting makes out of date.
 CHECK_INPUTS = {"redis": {"RELAYDESK_REDIS_URL", "RELAYDESK_DATA_DIR"},
                 "database": {"RELAYDESK_DATABASE_URL", "RELAYDESK_DATA_DIR"}}
@@ -189,6 +194,7 @@ class SettingsPage(Page):
     save_failed = Signal(str)
     checked = Signal(str, object)  # "redis" / "database" / "provider", CheckResult
     callbacks_shown = Signal()  # the callback URLs (or the note) are on the form
+    storage_shown = Signal()  # the database's size and growth (or why not) are on the form
 
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
@@ -205,6 +211,9 @@ class SettingsPage(Page):
         # The callback URLs of the settings in force ("Reports and replies").
         self.callbacks = CallbackUrlsBox()
         self._callback_reads = Latest(ctx.background)
+        # The database's size and growth, beside how long messages are kept.
+        self.storage = StorageBox()
+        self._storage_reads = Latest(ctx.background)
         self._loading = False
         self._saving = False
         self._applying = False
@@ -356,6 +365,8 @@ class SettingsPage(Page):
         column.addLayout(form)
         if group == CALLBACK_GROUP:
             column.addWidget(self.callbacks)
+        if group == STORAGE_GROUP:
+            column.addWidget(self.storage)
         column.addStretch(1)
         scroll = QScrollArea()
         scroll.setObjectName(f"group-{group}")
@@ -406,6 +417,7 @@ class SettingsPage(Page):
         self._apply(loaded)
         self.body.setCurrentWidget(self.content)
         self.show_callbacks()
+        self.show_storage()
         self.loaded.emit()
 
     def _load_failed(self, error: BaseException) -> None:
@@ -434,6 +446,7 @@ class SettingsPage(Page):
             label.setText(secrets_note(loaded.keyring))
         for control in self.checks.values():
             control.reset()
+        self._show_keep()
         self._show_errors({})
         self.validate_now()  # settings in force can still conflict (e.g. provider fields)
 
@@ -447,6 +460,29 @@ class SettingsPage(Page):
     def _show_callbacks(self, setup: CallbackSetup) -> None:
         self.callbacks.show_urls(setup)
         self.callbacks_shown.emit()
+
+    def show_storage(self) -> None:
+        """The size and growth of the database in force, measured off the UI thread (it
+        reads the database: a second or so for millions of messages)."""
+        self._storage_reads.start()
+        self._storage_reads.submit(measure, self.ctx.services.settings,
+                                   on_done=self._show_storage,
+                                   on_error=self._storage_failed)
+
+    def _show_storage(self, figures: StorageFigures) -> None:
+        self.storage.show_figures(figures)
+        self.storage_shown.emit()
+
+    def _storage_failed(self, error: BaseException) -> None:
+        self.storage.show_error(str(error) if isinstance(error, OperatorError)
+                                else type(error).__name__)
+        if not isinstance(error, OperatorError):
+            log.error("the database's size could not be read", exc_info=error)
+        self.storage_shown.emit()
+
+    def _show_keep(self) -> None:
+        if KEEP_FIELD in self.editors:
+            self.storage.set_keep(self.editors[KEEP_FIELD].text())
 
     # -- editing and validation -----------------------------------------------------------
     @property
@@ -475,6 +511,8 @@ class SettingsPage(Page):
             self.checks["provider"].reset()
         if name == "RELAYDESK_SMS_PROVIDER":
             self._show_provider_rows()
+        if name == KEEP_FIELD:
+            self._show_keep()
         self._validate_timer.start()
         self._update_state()
 
@@ -550,6 +588,7 @@ class SettingsPage(Page):
         for control in self.checks.values():
             control.reset()
         self.report = ""
+        self._show_keep()
         self._show_errors({})
         self.validate_now()
 
@@ -574,6 +613,7 @@ class SettingsPage(Page):
         if outcome.settings is not None:
             self.ctx.services.settings = outcome.settings
             self.show_callbacks()
+            self.show_storage()  # the database URL may have changed
             self.ctx.bus.settings_saved.emit()
         self.saved.emit(outcome.saved)
 
