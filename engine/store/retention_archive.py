@@ -13,9 +13,10 @@ One JSON object a line, each with a ``type``:
 
 Times are ISO 8601 in UTC. The file is the operator's alone (0600: it holds phone numbers
 and message texts), is never overwritten, and each batch is flushed and synced to disk
-before the batch's rows are deleted: a crash can leave lines for rows that were not
-deleted (archived again by the next prune, into its own file), never a deleted row that is
-not in a file. A file cut short by a crash still decompresses up to its last batch.
+before the transaction deleting the batch's rows commits: a crash can leave lines for rows
+that were not deleted (archived again by the next prune, into its own file), never a
+deleted row that is not in a file. A file cut short by a crash still decompresses up to its
+last batch.
 """
 
 from __future__ import annotations
