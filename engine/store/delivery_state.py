@@ -26,7 +26,6 @@ from sqlalchemy import (
     case,
     false,
     func,
-    literal,
     null,
     or_,
     select,
@@ -64,6 +63,7 @@ LEASE_MARGIN_S = 30.0
 CLAIM_LEASE_S = MAX_PROVIDER_TIMEOUT_S + LEASE_MARGIN_S
 
 _MESSAGES = cast(Table, OutgoingMessage.__table__)
+_OPT_OUTS = cast(Table, OptOut.__table__)
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,29 @@ def claim(session: Session, message_id: int, allowed: Iterable[MessageStatus], q
     return claimed[0] if claimed else None
 
 
+# The batch claim, built once: it runs hundreds of times a second, and building the
+# statement (and its cache key) cost more CPU than SQLite took to run it. A number on the
+# opt-out list ends the message 'suppressed' instead, except an opt-out notice.
+_OPTED_OUT = and_(_MESSAGES.c.opt_out_notice == false(),
+                  select(_OPT_OUTS.c.phone).where(_OPT_OUTS.c.phone == _MESSAGES.c.phone)
+                  .exists())
+_CLAIM_NOW = bindparam("now", type_=UTCDateTime())
+_CLAIM = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
+    .where(or_(_MESSAGES.c.status.in_(bindparam("allowed", expanding=True)),
+               (_MESSAGES.c.status == str(MessageStatus.SENDING))
+               & (_MESSAGES.c.claimed_at < bindparam("stale", type_=UTCDateTime()))))
+    .values(status=case((_OPTED_OUT, str(MessageStatus.SUPPRESSED)),
+                        else_=str(MessageStatus.SENDING)),
+            attempts=case((_OPTED_OUT, _MESSAGES.c.attempts),
+                          else_=_MESSAGES.c.attempts + 1),
+            claimed_at=case((_OPTED_OUT, null()), else_=_CLAIM_NOW),
+            updated_at=_CLAIM_NOW)
+    .returning(_MESSAGES.c.id, _MESSAGES.c.campaign_id, _MESSAGES.c.phone, _MESSAGES.c.body,
+               _MESSAGES.c.attempts, _MESSAGES.c.status))
+
+
 def claim_many(session: Session, message_ids: Sequence[int], allowed: Iterable[MessageStatus],
                queue: str, now: datetime | None = None) -> list[Claimed]:
     """Take the messages for sending, or end 'suppressed' (no attempt counted) those whose
@@ -99,27 +122,9 @@ def claim_many(session: Session, message_ids: Sequence[int], allowed: Iterable[M
     if not message_ids:
         return []
     now = now or utcnow()
-    stale = now - timedelta(seconds=CLAIM_LEASE_S)
-    opted_out = and_(OutgoingMessage.opt_out_notice == false(),
-                     select(OptOut.phone).where(OptOut.phone == OutgoingMessage.phone)
-                     .exists())
-    rows = session.execute(
-        update(OutgoingMessage)
-        .where(OutgoingMessage.id.in_(list(message_ids)))
-        .where(or_(OutgoingMessage.status.in_([str(s) for s in allowed]),
-                   (OutgoingMessage.status == MessageStatus.SENDING)
-                   & (OutgoingMessage.claimed_at < stale)))
-        .values(status=case((opted_out, str(MessageStatus.SUPPRESSED)),
-                            else_=str(MessageStatus.SENDING)),
-                attempts=case((opted_out, OutgoingMessage.attempts),
-                              else_=OutgoingMessage.attempts + 1),
-                claimed_at=case((opted_out, null()), else_=literal(now, UTCDateTime())),
-                updated_at=now)
-        .returning(OutgoingMessage.id, OutgoingMessage.campaign_id, OutgoingMessage.phone,
-                   OutgoingMessage.body, OutgoingMessage.attempts, OutgoingMessage.status)
-        # Plain rows, not ORM objects: a batch of hundreds a second has no use for them.
-        .execution_options(synchronize_session=False)
-    ).all()
+    rows = session.execute(_CLAIM, {
+        "ids": list(message_ids), "allowed": [str(s) for s in allowed], "now": now,
+        "stale": now - timedelta(seconds=CLAIM_LEASE_S)}).all()
     by_id = {row[0]: row for row in rows}  # RETURNING gives no order
     return [Claimed(Sms(id_, campaign_id, phone, body), attempts, queue,
                     suppressed=status == MessageStatus.SUPPRESSED)
@@ -135,6 +140,16 @@ def mark_sent(session: Session, message_id: int, result: SendResult, *, provider
                    can_fetch_status=can_fetch_status, report_poll_s=report_poll_s, now=now)
 
 
+# Built once, like the claim; run once per message (executemany) with its provider id.
+_SENT_NOW = bindparam("now", type_=UTCDateTime())
+_MARK_SENT = (
+    update(_MESSAGES).where(_MESSAGES.c.id == bindparam("message_id"))
+    .values(status=str(MessageStatus.SENT), sent_at=_SENT_NOW, updated_at=_SENT_NOW,
+            claimed_at=None, provider_message_id=bindparam("provider_id"),
+            provider=bindparam("provider"), delivery=str(DeliveryStatus.AWAITING_REPORT),
+            report_poll_at=bindparam("poll_at", type_=UTCDateTime())))
+
+
 def mark_sent_many(session: Session, sent: Sequence[tuple[int, SendResult]], *,
                    provider: str, can_fetch_status: bool = False, report_poll_s: float = 0.0,
                    now: datetime | None = None) -> None:
@@ -147,15 +162,12 @@ def mark_sent_many(session: Session, sent: Sequence[tuple[int, SendResult]], *,
         return
     now = now or utcnow()
     poll_at = now + timedelta(seconds=report_poll_s) if can_fetch_status else None
-    session.connection().execute(
-        # The table, not the mapped class: a list of parameters on the class would be the
-        # ORM's bulk update by primary key, which wants whole objects' keys.
-        update(_MESSAGES).where(_MESSAGES.c.id == bindparam("message_id"))
-        .values(status=MessageStatus.SENT, sent_at=now, updated_at=now, claimed_at=None,
-                provider_message_id=bindparam("provider_id"), provider=provider,
-                delivery=str(DeliveryStatus.AWAITING_REPORT), report_poll_at=poll_at),
-        [{"message_id": message_id, "provider_id": result.provider_message_id or None}
-         for message_id, result in sent])
+    # On the connection: a list of parameters given to the session with a mapped class
+    # would be the ORM's bulk update by primary key.
+    session.connection().execute(_MARK_SENT, [
+        {"message_id": message_id, "provider_id": result.provider_message_id or None,
+         "provider": provider, "now": now, "poll_at": poll_at}
+        for message_id, result in sent])
 
 
 def _error_text(result: SendResult) -> str:
