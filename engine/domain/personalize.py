@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache, partial
+from operator import attrgetter
 
 from engine.domain.errors import OperatorError
 from engine.domain.money import format_amount
@@ -21,6 +24,8 @@ KNOWN_TAGS = ("name", "pledge", "paid_amount", "balance", "days_remain")
 
 # A tag, or "##" (a literal "#"); the console highlights with the same pattern.
 TAG_TOKEN = re.compile(r"##|#([A-Za-z][A-Za-z0-9_]*)")
+
+_CACHED = 4096  # formatted amounts (and days) a renderer keeps: pledges repeat, days do
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class TemplateError(OperatorError, ValueError):
         return TemplateError, (self.problems,)  # crosses to the console from its helper
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one is made per recipient, 100,000 at a time
 class Recipient:
     """The contact values a message is rendered from."""
 
@@ -102,19 +107,30 @@ class Template:
 
     def render(self, recipient: Recipient, *, today: date,
                currency_format: str = "{amount}") -> str:
-        values = tag_values(recipient, today=today, currency_format=currency_format)
-        out = list(self.parts)
-        for i in range(1, len(out), 2):
-            out[i] = values[out[i]]
-        return "".join(out)
+        return self.renderer(today=today, currency_format=currency_format)(recipient)
+
+    def renderer(self, *, today: date,
+                 currency_format: str = "{amount}") -> Callable[[Recipient], str]:
+        """``render`` for many recipients (a 100,000-message campaign): the text around the
+        tags is joined once, only the tags the template uses are worked out, and amounts and
+        days, which recipients often share, are formatted once each."""
+        amount = lru_cache(maxsize=_CACHED)(partial(format_amount,
+                                                    currency_format=currency_format))
+        days = lru_cache(maxsize=_CACHED)(partial(_days_remaining, today=today))
+        value: dict[str, Callable[[Recipient], str]] = {
+            "name": attrgetter("name"),
+            "pledge": lambda r: amount(r.pledge_cents),
+            "paid_amount": lambda r: amount(r.paid_cents),
+            "balance": lambda r: amount(max(r.pledge_cents - r.paid_cents, 0)),
+            "days_remain": lambda r: days(r.due_date),
+        }
+        fields = [value[tag] for tag in self.parts[1::2]]
+        # "{}" between the literal parts, whose own braces are doubled: str.format fills
+        # the fields in C, and a value is never read as a format (nor as a tag).
+        text = "{}".join(part.replace("{", "{{").replace("}", "}}")
+                         for part in self.parts[0::2]).format
+        return lambda recipient: text(*[field(recipient) for field in fields])
 
 
-def tag_values(recipient: Recipient, *, today: date, currency_format: str) -> dict[str, str]:
-    balance = max(recipient.pledge_cents - recipient.paid_cents, 0)
-    return {
-        "name": recipient.name,
-        "pledge": format_amount(recipient.pledge_cents, currency_format),
-        "paid_amount": format_amount(recipient.paid_cents, currency_format),
-        "balance": format_amount(balance, currency_format),
-        "days_remain": str(max((recipient.due_date - today).days, 0)),
-    }
+def _days_remaining(due_date: date, today: date) -> str:
+    return str(max((due_date - today).days, 0))  # 0 once past

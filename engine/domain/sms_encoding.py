@@ -29,6 +29,8 @@ GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
 # every message of a 100,000-contact campaign while the operator types.
 _NOT_GSM7 = re.compile("[^" + "".join(re.escape(ch) for ch in sorted(GSM7_ALL)) + "]")
 _EXTENSION = re.compile("[" + "".join(re.escape(ch) for ch in sorted(GSM7_EXTENSION)) + "]")
+# Most messages hold basic characters only: one search tells, and their count is their units.
+_NOT_BASIC = re.compile("[^" + "".join(re.escape(ch) for ch in sorted(GSM7_BASIC)) + "]")
 
 LIMITS = {  # encoding: (single message, each part of a concatenated message)
     "GSM-7": (160, 153),
@@ -41,7 +43,7 @@ class Encoding(StrEnum):
     UCS2 = "UCS-2"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one is made per message of a campaign
 class SegmentInfo:
     encoding: Encoding
     units: int  # septets for GSM-7, UTF-16 code units for UCS-2
@@ -60,7 +62,10 @@ def _unit_costs(text: str, encoding: Encoding) -> list[int]:
 
 
 def segment_info(text: str) -> SegmentInfo:
-    if is_gsm7(text):
+    if _NOT_BASIC.search(text) is None:  # most messages: one search, a septet a character
+        encoding = Encoding.GSM7
+        units = len(text)
+    elif is_gsm7(text):
         encoding = Encoding.GSM7
         units = len(text) + len(_EXTENSION.findall(text))
     else:

@@ -8,12 +8,12 @@ figures of that day.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from engine.domain.audience import Audience
@@ -21,10 +21,11 @@ from engine.domain.planning import PlanPolicy, SendPlan, plan_send
 from engine.domain.rendering import RenderedMessage
 from engine.domain.send_window import SendWindow
 from engine.store.audience_query import all_opted_out
+from engine.store.bulk_sql import insert_rows
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage, utcnow
 
 _MESSAGES = cast(Table, OutgoingMessage.__table__)
-_INSERT_BATCH = 5000
+_MESSAGE_COLUMNS = ("contact_id", "phone", "body", "encoding", "segments")
 
 
 @dataclass(frozen=True)
@@ -71,23 +72,25 @@ def fill_campaign(session: Session, campaign: Campaign, messages: Iterable[Rende
     """Add the messages, plan the send and mark the campaign queued (PlanError when there
     is nobody to send to: the caller's transaction then keeps nothing)."""
     now = utcnow()
-    rows: list[dict[str, Any]] = []
     segments = 0
-    for message in messages:
-        segments += message.segments
-        rows.append({"campaign_id": campaign.id, "contact_id": message.contact_id,
-                     "phone": message.phone, "body": message.text,
-                     "encoding": str(message.encoding), "segments": message.segments,
-                     "status": MessageStatus.QUEUED, "attempts": 0, "created_at": now,
-                     "updated_at": now})
-    if not rows and suppressed:
+
+    def rows() -> Iterator[tuple[int | None, str, str, str, int]]:
+        nonlocal segments
+        for message in messages:
+            segments += message.segments
+            yield (message.contact_id, message.phone, message.text, message.encoding.value,
+                   message.segments)
+
+    # Streamed into the table in batches: 100,000 messages are never all in memory.
+    count = insert_rows(session, _MESSAGES, _MESSAGE_COLUMNS, rows(),
+                        same={"campaign_id": campaign.id, "status": MessageStatus.QUEUED.value,
+                              "attempts": 0, "created_at": now, "updated_at": now})
+    if not count and suppressed:
         raise all_opted_out(suppressed)
-    plan = plan_send(len(rows), urgent=campaign.urgent, policy=policy)
-    for start in range(0, len(rows), _INSERT_BATCH):
-        session.execute(insert(_MESSAGES), rows[start:start + _INSERT_BATCH])
+    plan = plan_send(count, urgent=campaign.urgent, policy=policy)
     campaign.route = str(plan.route)
     campaign.queue = plan.queue
-    campaign.recipients = len(rows)
+    campaign.recipients = count
     campaign.segments = segments
     campaign.suppressed = suppressed
     campaign.status = CampaignStatus.QUEUED
