@@ -61,7 +61,8 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGINT, stop)
 
 
-def stop_tree(process: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+def stop_tree(process: subprocess.Popen[bytes] | subprocess.Popen[str],
+              grace_s: float = 20.0) -> None:
     """SIGTERM the process (a warm shutdown for workers), then SIGKILL it and whatever it
     started that is still there."""
     try:

@@ -32,21 +32,19 @@ import http.client
 import json
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import psutil
 import redis
+from _pipeline_bench import answers, log, started, stop_on_signals, stop_tree, wait_until
 from sqlalchemy import func, insert, select
 
 from engine.config.callback_token import callback_token
@@ -66,58 +64,6 @@ from engine.store.models import (
 
 ROOT = Path(__file__).resolve().parent.parent
 APPLY_TIMEOUT_S = 600.0
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-# --- processes, always stopped ------------------------------------------------------------
-
-class Stopped(Exception):
-    """SIGTERM or SIGINT: unwind so every process started is stopped."""
-
-
-def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
-    raise Stopped(signal.Signals(signum).name)
-
-
-def stop_tree(process: subprocess.Popen[bytes] | subprocess.Popen[str], grace_s: float = 20.0
-              ) -> None:
-    """SIGTERM the process (a warm shutdown for workers), then SIGKILL it and whatever it
-    started that is still there."""
-    try:
-        family = psutil.Process(process.pid).children(recursive=True)
-    except psutil.Error:
-        family = []
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    for child in family:
-        with suppress(psutil.Error):
-            child.kill()
-
-
-@contextmanager
-def started(args: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("ab") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=out, start_new_session=True)
-    try:
-        yield process
-    finally:
-        stop_tree(process)
-
-
-def wait_until(condition: Any, timeout_s: float, what: str, interval_s: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 # --- the send rate: benchmarks/throughput.py's scenario -----------------------------------
@@ -292,7 +238,7 @@ def measure_reports(settings: Settings, data_dir: Path, reports: int, clients: i
         with started(receiver_args, data_dir / "receiver.log") as receiver, \
                 started(worker_args, data_dir / "worker.log") as worker:
             wait_until(lambda: live_workers(store), 60, "the worker")
-            wait_until(lambda: _answers(port), 60, "the receiver")
+            wait_until(lambda: answers(port, "/health"), 60, "the receiver")
             posting = Clients(port, f"/callbacks/sandbox/{callback_token(settings)}/delivery",
                               ids, clients)
             watched = [psutil.Process(receiver.pid), psutil.Process(worker.pid)]
@@ -307,17 +253,6 @@ def measure_reports(settings: Settings, data_dir: Path, reports: int, clients: i
             redis_process.wait(15)
 
 
-def _answers(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/health")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -325,8 +260,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--send-recipients", type=int, default=5_000)
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _stop_on_signal)
-    signal.signal(signal.SIGINT, _stop_on_signal)
+    stop_on_signals()
 
     log(f"send rate: throughput.py with {args.send_recipients} recipients at 0 ms")
     send = send_rate(args.send_recipients)
