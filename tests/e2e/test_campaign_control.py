@@ -24,7 +24,7 @@ from engine.operations.campaign_control import (
 from engine.operations.campaigns import CampaignError
 from engine.store.campaign_state import campaign_counts, campaign_summary
 from engine.store.contacts_import import import_contacts
-from engine.store.db import Database, open_database
+from engine.store.db import Database
 from engine.store.models import Campaign, OutgoingMessage
 from tests.conftest import Workers
 from tests.support import http_json, run_cli, run_cli_json, wait_for, write_contacts
@@ -33,13 +33,6 @@ TEMPLATE = "Dear #name, #balance of your #pledge pledge remains."
 BULK = 150  # three chunks of 50
 CHUNK_PACING_S = "2"  # long enough to pause or cancel between chunks, short enough for CI
 ACCOUNT_EMPTY = "0700000004"  # the sandbox answers 402: insufficient balance
-
-
-@pytest.fixture
-def sqlite_db() -> Database:
-    """SQLite only, for the worker tests that would add little but time on PostgreSQL: the
-    pause/resume one and the state test below run on both."""
-    return open_database(load_settings())
 
 
 def phone(i: int) -> str:
@@ -128,9 +121,8 @@ def test_pause_then_resume_continues_where_it_stopped(
 
 
 def test_cancel_stops_sending_for_good(
-        tmp_path: Path, sqlite_db: Database, redis_client: Any, gateway: GatewayServer,
+        tmp_path: Path, db: Database, redis_client: Any, gateway: GatewayServer,
         workers: Workers, monkeypatch: pytest.MonkeyPatch) -> None:
-    db = sqlite_db
     campaign = start_bulk(db, tmp_path, workers, monkeypatch)
 
     cancelled = cancel_campaign(db, redis_client, campaign)
@@ -155,9 +147,8 @@ def test_cancel_stops_sending_for_good(
 
 
 def test_resume_after_the_account_ran_dry(
-        tmp_path: Path, sqlite_db: Database, redis_client: Any, gateway: GatewayServer,
+        tmp_path: Path, db: Database, redis_client: Any, gateway: GatewayServer,
         workers: Workers, monkeypatch: pytest.MonkeyPatch) -> None:
-    db = sqlite_db
     goods = [phone(i) for i in range(4)]
     add_contacts(db, tmp_path, [*goods, ACCOUNT_EMPTY])
     workers.start()
@@ -181,9 +172,8 @@ def test_resume_after_the_account_ran_dry(
         assert row.attempts == 1, "the refused attempt was counted against the message"
 
 
-def test_test_send_and_refusals(tmp_path: Path, sqlite_db: Database, redis_client: Any,
+def test_test_send_and_refusals(tmp_path: Path, db: Database, redis_client: Any,
                                 gateway: GatewayServer, workers: Workers) -> None:
-    db = sqlite_db
     add_contacts(db, tmp_path, [phone(1), phone(2)])
     workers.start()
     sent = run_cli_json("campaign", "test-send", "--template", TEMPLATE,
