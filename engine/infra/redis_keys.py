@@ -11,6 +11,8 @@ SCHEDULE_LOCK = PREFIX + "schedule:lock"  # one worker at a time starts due camp
 REPORT_INBOX = PREFIX + "reports:inbox"
 REPORT_APPLY_LOCK = PREFIX + "reports:apply:lock"  # one applier at a time
 REPORT_POLL_LOCK = PREFIX + "reports:poll:lock"  # one Twilio poller at a time
+PRUNE_LOCK = PREFIX + "retention:lock"  # one worker at a time prunes (RELAYDESK_KEEP_MESSAGES)
+PRUNE_LAST_RUN = PREFIX + "retention:last_run"  # epoch seconds of the last prune's start
 WORKER_HEARTBEAT = PREFIX + "worker:"  # + worker name, with a TTL
 
 

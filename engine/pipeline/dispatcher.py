@@ -69,8 +69,6 @@ PRUNE_EVERY_S = 60.0
 PRUNE_DAY_S = 86_400.0
 PRUNE_RETRY_S = 3600.0
 PRUNE_LOCK_MS = 120_000
-PRUNE_LOCK = redis_keys.PREFIX + "retention:lock"
-PRUNE_LAST_RUN = redis_keys.PREFIX + "retention:last_run"  # epoch seconds of its start
 
 
 def release_due_jobs(rt: Runtime) -> int:
@@ -298,11 +296,11 @@ class DailyPrune(OneWorkerAtATime):
     RELAYDESK_KEEP_MESSAGES (engine.store.retention.prune, in short batches, so sending goes
     on), archiving them into RELAYDESK_ARCHIVE_DIR as relaydesk-prune-<UTC time>.jsonl.gz
     when it is set. Empty RELAYDESK_KEEP_MESSAGES (the default): never. The day is counted
-    across workers and machines (PRUNE_LAST_RUN in Redis); a worker that loses the lock
+    across workers and machines (redis_keys.PRUNE_LAST_RUN); a worker that loses the lock
     mid-prune stops after its batch."""
 
     every_s = PRUNE_EVERY_S
-    lock_key = PRUNE_LOCK
+    lock_key = redis_keys.PRUNE_LOCK
     lock_ms = PRUNE_LOCK_MS
     name = "retention"
 
@@ -314,11 +312,11 @@ class DailyPrune(OneWorkerAtATime):
         if keep_s is None or not _prune_due(rt):
             return  # another worker ran it between our look and our lock
         started = time.time()
-        rt.redis.set(PRUNE_LAST_RUN, repr(started))
+        rt.redis.set(redis_keys.PRUNE_LAST_RUN, repr(started))
         try:
             result = prune_settled(rt, token, keep_s)
         except Exception:
-            rt.redis.set(PRUNE_LAST_RUN, repr(started - PRUNE_DAY_S + PRUNE_RETRY_S))
+            rt.redis.set(redis_keys.PRUNE_LAST_RUN, repr(started - PRUNE_DAY_S + PRUNE_RETRY_S))
             raise
         if result.messages or result.failed_jobs:
             log.info("retention: removed %d message(s) and %d failed job(s) settled more than "
@@ -327,18 +325,18 @@ class DailyPrune(OneWorkerAtATime):
 
 
 def _prune_due(rt: Runtime) -> bool:
-    last = rt.redis.get(PRUNE_LAST_RUN)
+    last = rt.redis.get(redis_keys.PRUNE_LAST_RUN)
     return last is None or time.time() - float(last) >= PRUNE_DAY_S
 
 
 def prune_settled(rt: Runtime, token: str, keep_s: int) -> PruneResult:
-    """One retention run while holding PRUNE_LOCK with ``token``."""
+    """One retention run while holding the prune lock with ``token``."""
     now = utcnow()
     folder = rt.settings.archive_dir
     renew = rt.redis.register_script(_RENEW_LOCK)
 
     def still_ours(_: PruneResult) -> bool:
-        return bool(renew(keys=[PRUNE_LOCK], args=[token, PRUNE_LOCK_MS]))
+        return bool(renew(keys=[redis_keys.PRUNE_LOCK], args=[token, PRUNE_LOCK_MS]))
 
     with inspector.unrecorded():  # thousands of statements: not the SQL tab's business
         return prune(rt.db, timedelta(seconds=keep_s), now=now, on_batch=still_ours,

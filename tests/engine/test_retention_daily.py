@@ -14,8 +14,9 @@ from typing import Any, cast
 from sqlalchemy import func, select
 
 from engine.config.settings import Settings, load_settings
+from engine.infra.redis_keys import PRUNE_LAST_RUN, PRUNE_LOCK
 from engine.pipeline import dispatcher
-from engine.pipeline.dispatcher import PRUNE_DAY_S, PRUNE_EVERY_S, PRUNE_LAST_RUN, DailyPrune
+from engine.pipeline.dispatcher import PRUNE_DAY_S, PRUNE_EVERY_S, DailyPrune
 from engine.pipeline.runtime import Runtime
 from engine.store.campaign_state import campaign_summary
 from engine.store.db import Database
@@ -78,7 +79,7 @@ def test_the_daily_prune_runs_once_a_day_across_workers(
     assert messages(db) == 7 - SETTLED
     with db.session() as session:
         assert campaign_summary(session, campaign) == before
-    assert redis_client.get(dispatcher.PRUNE_LOCK) is None  # given back
+    assert redis_client.get(PRUNE_LOCK) is None  # given back
 
     # More settles; the rest of the day, every look by either worker leaves it alone.
     campaign_to_prune(db)
@@ -113,4 +114,4 @@ def test_a_failed_run_deletes_nothing_and_is_tried_again_within_the_day(
     retry_at = last + PRUNE_DAY_S
     assert started + dispatcher.PRUNE_RETRY_S - 5 <= retry_at <= time.time() + \
         dispatcher.PRUNE_RETRY_S
-    assert redis_client.get(dispatcher.PRUNE_LOCK) is None
+    assert redis_client.get(PRUNE_LOCK) is None
