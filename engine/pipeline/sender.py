@@ -106,6 +106,12 @@ class _Job:
 
 
 @dataclass(frozen=True)
+class _Batch:
+    lanes: int  # how many messages it may take: one send thread each
+    breaker_to_reset: bool  # the breaker counted failures, or was open, when it began
+
+
+@dataclass(frozen=True)
 class _Called:
     """One claimed message's provider call, done."""
 
@@ -152,13 +158,14 @@ def _record_sample(rt: Runtime, sample: metrics.Sample) -> None:
 
 def _send_batch(rt: Runtime, job: _Job, rest: list[int], sample: metrics.Sample) -> int:
     """Send the first few of ``rest`` together: one Redis round trip for the pause flag and
-    the breaker, one claim statement, their calls at once on the send pool, one transaction
+    the breaker's state, one claim statement, their calls at once on the send pool, one transaction
     for the sent ones. How many of ``rest`` it dealt with; 0 when the campaign is paused or
     the rest was put back in the schedule, untried (breaker open, quiet hours)."""
     pipe = rt.redis.pipeline(transaction=False)
     pipe.exists(redis_keys.campaign_paused(job.campaign_id))
     pipe.get(rt.breaker.open_until_key)
-    paused, open_until = pipe.execute()
+    pipe.exists(rt.breaker.failures_key)
+    paused, open_until, failing = pipe.execute()
     if paused:
         return 0  # the rest stay queued, durable, for resume
     if _held(rt, job, rest):
@@ -168,12 +175,17 @@ def _send_batch(rt: Runtime, job: _Job, rest: list[int], sample: metrics.Sample)
         due = time.time() + admission.wait_s
         scheduler.schedule(rt.redis, [(due, again) for again in job.again(rest)])
         return 0
-    # A half-open breaker lets one probe through: one message, not a batch.
-    lanes = rt.lanes.take(1 if admission.probe else _batch_size(rt, len(rest)))
+    batch = _Batch(
+        # A half-open breaker lets one probe through: one message, not a batch.
+        lanes=rt.lanes.take(1 if admission.probe else _batch_size(rt, len(rest))),
+        # A success resets the breaker's count of failures in a row; a breaker closed with
+        # no failure counted when the batch began has nothing to reset (saves a round trip
+        # per batch).
+        breaker_to_reset=bool(failing) or open_until is not None)
     try:
-        return _claim_and_send(rt, job, rest, lanes, sample)
+        return _claim_and_send(rt, job, rest, batch, sample)
     finally:
-        rt.lanes.give(lanes)
+        rt.lanes.give(batch.lanes)
 
 
 def _batch_size(rt: Runtime, remaining: int) -> int:
@@ -185,9 +197,10 @@ def _batch_size(rt: Runtime, remaining: int) -> int:
     return max(size, 1)
 
 
-def _claim_and_send(rt: Runtime, job: _Job, rest: list[int], size: int,
+def _claim_and_send(rt: Runtime, job: _Job, rest: list[int], batch: _Batch,
                     sample: metrics.Sample) -> int:
-    batch = rest[:size]
+    size = batch.lanes
+    message_ids = rest[:size]
     # Every wait happens before the claim (the lease's rules, engine.store.delivery_state):
     # the batch's slots are reserved together and the first one is waited for here; the
     # others follow within MAX_SLOT_SPREAD_S and are waited for inside each call's deadline.
@@ -202,7 +215,7 @@ def _claim_and_send(rt: Runtime, job: _Job, rest: list[int], size: int,
     # it stays claimed.
     deadline = time.monotonic() + rt.settings.provider_timeout_s
     with rt.db.session() as session:
-        claimed = claim_many(session, batch, job.allowed, job.queue)
+        claimed = claim_many(session, message_ids, job.allowed, job.queue)
     # Any message missing was already sent, dead, cancelled, or is being sent by another
     # task; a suppressed one opted out since it was queued: the claim ended it, unsent.
     for message in claimed:
@@ -212,7 +225,7 @@ def _claim_and_send(rt: Runtime, job: _Job, rest: list[int], size: int,
     slots = [reserved_at + wait for wait in waits]
     futures = [rt.pool.submit(_call, rt, message, slot, deadline)
                for message, slot in zip(to_send, slots, strict=False)]
-    _record(rt, job, [future.result() for future in futures], sample)
+    _record(rt, job, batch, [future.result() for future in futures], sample)
     return size
 
 
@@ -235,7 +248,8 @@ def _call(rt: Runtime, claimed: Claimed, slot: float, deadline: float) -> _Calle
     return _Called(claimed, result, trace, (finished - started) * 1000, finished)
 
 
-def _record(rt: Runtime, job: _Job, calls: list[_Called], sample: metrics.Sample) -> None:
+def _record(rt: Runtime, job: _Job, batch: _Batch, calls: list[_Called],
+            sample: metrics.Sample) -> None:
     """Store the batch's outcomes: the sent ones in one transaction (nearly all of them),
     each other outcome in its own (``_apply``), then tell the breaker."""
     policy = RetryPolicy.from_settings(rt.settings)
@@ -250,7 +264,7 @@ def _record(rt: Runtime, job: _Job, calls: list[_Called], sample: metrics.Sample
     for call, decision in decided:
         if decision.verdict is not Verdict.SENT:
             _apply(rt, call.claimed, call.result, decision, job.task_name, call.trace)
-    _tell_breaker(rt, [(call.finished, decision.breaker) for call, decision in decided])
+    _tell_breaker(rt, batch, [(call.finished, decision.breaker) for call, decision in decided])
     for call, decision in decided:
         _observe(sample, rt.provider.name, job.queue, job.campaign_id, call.result,
                  call.call_ms, decision.verdict)
@@ -258,7 +272,7 @@ def _record(rt: Runtime, job: _Job, calls: list[_Called], sample: metrics.Sample
         record_message(call.claimed, call.result, decision.verdict)
 
 
-def _tell_breaker(rt: Runtime, notes: list[tuple[float, BreakerNote]]) -> None:
+def _tell_breaker(rt: Runtime, batch: _Batch, notes: list[tuple[float, BreakerNote]]) -> None:
     """What the batch's answers (when each came, what it says) tell the breaker, as if told
     one by one in the order they came: a success resets the count of failures in a row, so
     one reset stands for all the successes, followed by the failures that came after the
@@ -268,7 +282,7 @@ def _tell_breaker(rt: Runtime, notes: list[tuple[float, BreakerNote]]) -> None:
     successes = [i for i, note in enumerate(ordered) if note is BreakerNote.SUCCESS]
     after = ordered[successes[-1] + 1:] if successes else ordered
     try:
-        if successes:
+        if successes and batch.breaker_to_reset:
             rt.breaker.record_success()
         for note in after:
             if note is BreakerNote.FAILURE:

@@ -139,6 +139,19 @@ def test_a_half_open_breaker_sends_one_probe_then_batches(
     assert rt.breaker.state().state == "closed"
 
 
+def test_a_success_resets_the_failures_counted_before_the_batch(
+        rt: Runtime, gateway: GatewayServer, redis_client: Any) -> None:
+    rt.breaker.record_failure()
+    rt.breaker.record_failure()  # one short of the threshold
+    campaign_id, ids = campaign(rt, ["0055", "0055"])
+    send_messages(rt, campaign_id, ids, [MessageStatus.QUEUED], SEND_CHUNK)
+    assert rt.breaker.state().failures == 0
+    # The count starts again: three more failures in a row are needed to open it.
+    rt.breaker.record_failure()
+    rt.breaker.record_failure()
+    assert rt.breaker.state().state == "closed"
+
+
 def test_a_batch_of_failures_opens_the_breaker_for_the_rest(
         rt: Runtime, gateway: GatewayServer, redis_client: Any) -> None:
     # Three transient failures in a row (the threshold) in one batch: counted one by one.
