@@ -79,8 +79,9 @@ def chunk_jobs(campaign_id: int, message_ids: list[int], queue: str, size: int, 
             for i, (a, b) in enumerate(chunk_bounds(len(message_ids), size))]
 
 
-# A batch's rate-limit slots span at most this long: the last message of a batch waits at
-# most this long after the claim for its slot, out of the provider_timeout_s its call has.
+# A batch's rate-limit slots span at most this long, and at most a quarter of the call's
+# time: the last message of a batch waits that long after the claim for its slot, out of
+# the provider_timeout_s its call has (its deadline counts from before the claim).
 MAX_SLOT_SPREAD_S = 1.0
 
 
@@ -189,11 +190,12 @@ def _send_batch(rt: Runtime, job: _Job, rest: list[int], sample: metrics.Sample)
 
 
 def _batch_size(rt: Runtime, remaining: int) -> int:
-    """As many as the send pool calls at once, and no more than fit in MAX_SLOT_SPREAD_S of
-    rate-limit slots."""
+    """As many as the send pool calls at once, and no more rate-limit slots than fit in the
+    spread allowed (MAX_SLOT_SPREAD_S)."""
     size = min(remaining, rt.settings.send_concurrency)
     if rt.limiter.interval_s > 0:
-        size = min(size, 1 + int(MAX_SLOT_SPREAD_S / rt.limiter.interval_s))
+        spread = min(MAX_SLOT_SPREAD_S, rt.settings.provider_timeout_s / 4)
+        size = min(size, 1 + int(spread / rt.limiter.interval_s))
     return max(size, 1)
 
 

@@ -100,16 +100,21 @@ def test_a_chunk_goes_out_in_batches_the_size_of_the_send_pool(
         assert finished.status == "completed"
 
 
-def test_a_slow_rate_limit_makes_batches_no_wider_than_a_second_of_slots(
+@pytest.mark.parametrize(("timeout_s", "expected"), [
+    ("15", [5, 2]),  # slots 0.25 s apart: 5 within a second
+    ("2", [3, 3, 1]),  # and within a quarter of a 2 s call: 3
+])
+def test_a_slow_rate_limit_makes_batches_narrower(
         db_settings: Settings, redis_client: object, gateway: GatewayServer,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, timeout_s: str, expected: list[int]) -> None:
     monkeypatch.setenv("RELAYDESK_SEND_CONCURRENCY", "8")
-    monkeypatch.setenv("RELAYDESK_RATE_LIMIT", "4/s")  # slots 0.25 s apart: 5 to a second
+    monkeypatch.setenv("RELAYDESK_RATE_LIMIT", "4/s")
+    monkeypatch.setenv("RELAYDESK_PROVIDER_TIMEOUT_S", timeout_s)
     for rt in runtime_for(load_settings()):
         campaign_id, ids = campaign(rt, ["0055"] * 7)
         started = time.time()
         send_messages(rt, campaign_id, ids, [MessageStatus.QUEUED], SEND_CHUNK)
-        assert batches(rt, ids) == [5, 2]
+        assert batches(rt, ids) == expected
         # Every message waited for its own slot, the batch's later ones after the claim.
         sent = sorted(m["at"] for m in http_json(gateway.url + "/messages"))
         assert len(sent) == 7
