@@ -294,8 +294,11 @@ def type_a_template(console: Any, monitor: StallMonitor, contacts: int) -> dict[
     assert compose.editor.toPlainText() == TEMPLATE, "the typed text differs"
     lane = getattr(compose._totals, "lane", None)  # the totals' own helper process
     if lane is not None:
+        import psutil
+
         timings["totals_started"] = lane.calls
         timings["totals_stopped_early"] = lane.stopped
+        timings["totals_process_rss_mib"] = psutil.Process(lane.pid).memory_info().rss / 2**20
     return timings
 
 
@@ -323,8 +326,8 @@ def typing_scenario(contacts: int, trace: bool) -> dict[str, Any]:
         monitor.timer.stop()
         open_database(settings).dispose()
         shutil.rmtree(data_dir, ignore_errors=True)
-    counts = {k: int(timings.pop(k)) for k in ("totals_started", "totals_stopped_early")
-              if k in timings}
+    counts = {k: round(timings.pop(k), 1) for k in (
+        "totals_started", "totals_stopped_early", "totals_process_rss_mib") if k in timings}
     return {
         "scenario": "typing",
         "contacts": contacts,

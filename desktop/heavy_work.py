@@ -7,13 +7,8 @@ takes only plain, picklable arguments."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
-
-from sqlalchemy import Result
-from sqlalchemy.orm import Session
 
 from desktop.helper_lane import Stale, Superseded
 from engine.config.settings import Settings
@@ -50,53 +45,18 @@ def send(settings: Settings, template: str, audience: Audience, urgent: bool,
         client.close()
 
 
-STALE_CHECK_ROWS = 1000  # recipients between two checks: ~10 ms of rendering
-
-
 def compose_totals(stale: Stale, settings: Settings, template: str, audience: Audience,
                    urgent: bool) -> ComposeSummary:
     """Compose's totals: every recipient's message rendered, as the send will render it.
     Raises Superseded within a batch of recipients once ``stale()``: the operator typed on.
     """
-    with open_database(settings).session() as session:
-        return summarise(cast(Session, _StopWhenStale(session, stale)), settings, template,
-                         audience, urgent=urgent)
-
-
-class _StopWhenStale:
-    """The session the totals read through: before each statement, and between batches of
-    the rows it streams, it stops the call (Superseded) once a newer question made it stale.
-    summarise() reads only through ``session.execute``; the rest passes through."""
-
-    def __init__(self, session: Session, stale: Stale) -> None:
-        self._session = session
-        self._stale = stale
-
-    def execute(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return _RowsUntilStale(self._session.execute(*args, **kwargs), self._check)
-
-    def _check(self) -> None:
-        if self._stale():
+    def checkpoint() -> None:
+        if stale():
             raise Superseded
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
-
-
-class _RowsUntilStale:
-    def __init__(self, result: Result[Any], check: Callable[[], None]) -> None:
-        self._result = result
-        self._check = check
-
-    def __iter__(self) -> Iterator[Any]:
-        for n, row in enumerate(self._result, start=1):
-            if n % STALE_CHECK_ROWS == 0:
-                self._check()
-            yield row
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._result, name)
+    with open_database(settings).session() as session:
+        return summarise(session, settings, template, audience, urgent=urgent,
+                         checkpoint=checkpoint)
 
 
 def warm_up_totals(settings: Settings) -> None:

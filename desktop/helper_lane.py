@@ -7,8 +7,11 @@ the newest ticket into memory it shares with the process; the call running there
 a ``stale()`` function that compares the two, checks it between batches of its work, and
 stops early (raising :class:`Superseded`) once a newer question has come. So the process
 stays warm (no new process, imports and database connection per question) and is free for
-the next question within one batch. Being its own process, a long import or send in the
-console's other helper process never holds these calls up.
+the next question within one batch. A stale call that has not stopped STOP_GRACE_S later
+(it does not check, or is stuck in one long step) is stopped by ending its process, and a
+fresh one is started at once: that costs a process start (about a second of CPU), but
+never leaves the next question waiting behind a stale one. Being its own process, a long
+import or send in the console's other helper process never holds these calls up.
 
 No Qt here: the helper process imports this module (for :func:`serve`), and must stay
 light. Calls block, so they run on a thread of the console, never on the UI thread; see
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from ctypes import c_longlong
 from multiprocessing import get_context
@@ -29,6 +33,11 @@ from typing import Any
 WarmUp = tuple[Callable[..., Any], tuple[Any, ...]]
 Stale = Callable[[], bool]
 
+# How long a stale call may take to notice before its process is ended: many batches of
+# the totals (tens of ms each at 100,000 recipients), so a call that checks is never cut.
+STOP_GRACE_S = 1.0
+POLL_S = 0.05  # how often the console looks whether a stale call has outstayed that
+
 
 class Superseded(Exception):
     """The call was stopped, or never started, because a newer one replaced it."""
@@ -38,10 +47,12 @@ class HelperCrashed(RuntimeError):
     """The helper process died while running a call."""
 
 
-def serve(conn: Connection, wanted: c_longlong, warm_up: WarmUp | None) -> None:
+def serve(conn: Connection, wanted: c_longlong, began: c_longlong,
+          warm_up: WarmUp | None) -> None:
     """The helper process: run each ``(ticket, fn, args)`` received as ``fn(stale, *args)``
     and send back ``("ok", result)`` or ``("error", exception)``; ``stale()`` is true once
-    the console wants a newer ticket. Stops when the console's end of the pipe closes."""
+    the console wants a newer ticket. ``began`` holds the ticket of the call under way (-1
+    between calls). Stops when the console's end of the pipe closes."""
     if warm_up is not None:
         # Imports and a database connection, before the first call needs them; when it
         # fails, the first real call reports what is wrong.
@@ -56,10 +67,14 @@ def serve(conn: Connection, wanted: c_longlong, warm_up: WarmUp | None) -> None:
         def stale(ticket: int = ticket) -> bool:
             return wanted.value > ticket
 
+        began.value = ticket
         try:
+            if stale():  # superseded while it waited here (e.g. behind the warm-up)
+                raise Superseded
             reply: tuple[str, Any] = ("ok", fn(stale, *args))
         except Exception as exc:  # every error goes back to the console
             reply = ("error", exc)
+        began.value = -1
         try:
             conn.send(reply)
         except Exception:  # an exception that cannot be pickled
@@ -70,8 +85,8 @@ def serve(conn: Connection, wanted: c_longlong, warm_up: WarmUp | None) -> None:
 
 class HelperLane:
     """One helper process running one call at a time; :meth:`supersede` makes every call
-    with a smaller ticket stale: the one running stops at its next check, queued ones never
-    start.
+    with a smaller ticket stale: the one running stops at its next check (or its process is
+    ended STOP_GRACE_S later), queued ones never start.
 
     call() and start() block: make them from one thread of the console at a time (never the
     UI thread). supersede() and close() never wait: the UI thread may call them.
@@ -84,15 +99,20 @@ class HelperLane:
         # writes it, one aligned word at a time: no lock, which a process that died holding
         # it would keep locked, and the UI thread would then wait on forever.
         self._wanted: c_longlong = self._context.RawValue(c_longlong, 0)
+        # The ticket of the call the process is inside (written by the process): a stale
+        # call's grace runs only once the process has begun it, not while it warms up.
+        self._began: c_longlong = self._context.RawValue(c_longlong, -1)
         self._lock = threading.Lock()
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self._running: int | None = None  # the ticket of the call under way
+        self._stale_since: float | None = None  # when the call under way became stale
         self._closed = False
-        # For tests and benchmarks: calls handed to the process, and of those, calls that
-        # stopped early, superseded.
+        # For tests and benchmarks: calls handed to the process; of those, calls that
+        # stopped early on their own, and calls whose process had to be ended.
         self.calls = 0
         self.stopped = 0
+        self.ended = 0
 
     @property
     def pid(self) -> int | None:
@@ -102,8 +122,13 @@ class HelperLane:
 
     @property
     def busy(self) -> bool:
-        """A call is under way in the helper process."""
+        """A call is under way (handed to the helper process)."""
         return self._running is not None
+
+    @property
+    def begun(self) -> bool:
+        """The helper process is inside a call (past its warm-up and the stale check)."""
+        return self._began.value >= 0
 
     def start(self) -> None:
         """Start the helper process now (if it is not running), so that the first call does
@@ -118,33 +143,56 @@ class HelperLane:
             raise Superseded  # never started: nothing to count
         conn = self._pipe()
         with self._lock:
-            self._running = ticket
+            self._running, self._stale_since = ticket, None
             self.calls += 1
         try:
             conn.send((ticket, fn, args))
-            status, value = conn.recv()
+            status, value = self._answer(conn, ticket)
         except (EOFError, OSError):
             with self._lock:
-                closed = self._closed
+                stopped = self._closed or ticket < self._wanted.value
             self._forget_process()
-            if closed:
-                raise Superseded from None
-            raise HelperCrashed("the console's helper process for the totals stopped "
-                                "unexpectedly (out of memory?). Change the message or the "
-                                "recipients to count again.") from None
+            if not stopped:
+                raise HelperCrashed("the console's helper process for the totals stopped "
+                                    "unexpectedly (out of memory?). Change the message or "
+                                    "the recipients to count again.") from None
+            with contextlib.suppress(Superseded):  # (closed: no new process)
+                self._pipe()  # a fresh process, warm for the next question
+            raise Superseded from None
         finally:
             with self._lock:
-                self._running = None
+                self._running = self._stale_since = None
         if status == "error":
             if isinstance(value, Superseded):
                 self.stopped += 1
             raise value
         return value
 
+    def _answer(self, conn: Connection, ticket: int) -> tuple[str, Any]:
+        """The call's answer; ends the process of a call stale for longer than the grace
+        (the receive then finds the pipe closed)."""
+        while not conn.poll(POLL_S):
+            with self._lock:
+                since, process = self._stale_since, self._process
+                if since is not None and self._began.value != ticket:
+                    # Not begun yet (the process still warms up): it sees that it is stale
+                    # before it starts. The grace counts from when it begins.
+                    since = self._stale_since = time.monotonic()
+            if since is not None and process is not None and \
+                    time.monotonic() - since > STOP_GRACE_S:
+                process.terminate()
+                self.ended += 1
+                process.join()  # its end of the pipe closes: poll() says so
+        status, value = conn.recv()
+        return status, value
+
     def supersede(self, ticket: int) -> None:
         """Calls with a ticket below ``ticket`` are stale."""
         with self._lock:
             self._wanted.value = max(self._wanted.value, ticket)
+            if self._running is not None and self._running < ticket and \
+                    self._stale_since is None:
+                self._stale_since = time.monotonic()
 
     def close(self, wait: bool = False) -> None:
         """Stop the helper process: it only reads, and a call under way is not wanted any
@@ -167,9 +215,11 @@ class HelperLane:
         if process is not None and conn is not None and process.is_alive():
             return conn
         self._forget_process()
+        self._began.value = -1  # a process that died inside a call left its ticket there
         ours, theirs = self._context.Pipe()
         process = self._context.Process(target=serve, daemon=True, name="relaydesk-lane",
-                                        args=(theirs, self._wanted, self._warm_up))
+                                        args=(theirs, self._wanted, self._began,
+                                              self._warm_up))
         process.start()
         theirs.close()  # only the helper holds its end now: its exit ends our recv()
         with self._lock:

@@ -20,6 +20,7 @@ for source ``contacts`` the first ``contacts`` ids and ``contacts_total``),
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -185,10 +186,15 @@ def preview_one(session: Session, settings: Settings, template_text: str,
                                 settings.currency_format, offset=max(index, 0), limit=1), None)
 
 
+CHECKPOINT_EVERY = 1000  # recipients between two checkpoint() calls: ~10 ms of rendering
+
+
 def summarise(session: Session, settings: Settings, template_text: str,
-              audience: Audience, *, urgent: bool = False,
-              today: date | None = None) -> ComposeSummary:
-    """Totals over every recipient: each message is rendered, as the send will render it."""
+              audience: Audience, *, urgent: bool = False, today: date | None = None,
+              checkpoint: Callable[[], None] | None = None) -> ComposeSummary:
+    """Totals over every recipient: each message is rendered, as the send will render it.
+    ``checkpoint()`` is called every CHECKPOINT_EVERY recipients; whatever it raises stops
+    the totals there (Compose: the operator typed on, so these totals are not wanted)."""
     template = Template.parse(template_text)
     today = today or send_day(settings, urgent=urgent)
     count = segments = characters = ucs2 = 0
@@ -200,6 +206,8 @@ def summarise(session: Session, settings: Settings, template_text: str,
         ucs2 += message.encoding is Encoding.UCS2
         count += 1
         tally.add(message)
+        if checkpoint is not None and count % CHECKPOINT_EVERY == 0:
+            checkpoint()
     suppressed = count_audience(session, audience, today).suppressed
     plan = plan_send(count, urgent=urgent, policy=settings.plan_policy()) \
         if count else None

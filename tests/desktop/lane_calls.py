@@ -32,3 +32,9 @@ def wait_for_file(path: str) -> str:
     while not Path(path).exists():
         time.sleep(0.005)
     return "done"
+
+
+def unaware(stale: Stale) -> NoReturn:
+    """A call that never looks whether it is stale (or is stuck in one long step)."""
+    while True:
+        time.sleep(0.01)

@@ -7,9 +7,11 @@ other helper process never holds these up."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import pytest
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
@@ -17,14 +19,22 @@ from desktop.background import Background, HelperCrashed, LatestInProcess
 from tests.desktop import lane_calls
 
 
+@pytest.fixture
+def background(qapp: QApplication) -> Iterator[Background]:
+    """A runner stopped after the test whatever happened (a call left in a helper process
+    would otherwise keep the test run from exiting)."""
+    runner = Background()
+    yield runner
+    runner.shutdown(wait=True)
+
+
 def test_the_newest_answer_comes_from_the_lane_and_a_superseded_call_stops(
-        qapp: QApplication, qtbot: QtBot) -> None:
-    background = Background()
+        background: Background, qtbot: QtBot) -> None:
     latest = LatestInProcess(background)
     answers: list[object] = []
     latest.start()
     latest.submit(lane_calls.until_stale, on_done=answers.append, on_error=answers.append)
-    qtbot.waitUntil(lambda: latest.lane.busy)  # under way in the helper process
+    qtbot.waitUntil(lambda: latest.lane.begun, timeout=30_000)  # under way there
     latest.start()  # the question changed: the call under way is stale
     latest.submit(lane_calls.pid, "queued, stale", on_done=answers.append)
     latest.start()
@@ -35,16 +45,34 @@ def test_the_newest_answer_comes_from_the_lane_and_a_superseded_call_stops(
     assert echo == "newest"
     assert helper == latest.lane.pid
     assert helper != os.getpid()
-    assert latest.lane.stopped == 1  # the first stopped early...
+    assert latest.lane.stopped == 1  # the first stopped early, on its own...
+    assert latest.lane.ended == 0  # (its process was not ended: it is still the same)
     assert latest.lane.calls == 2  # ...and the queued stale one never ran
     assert not latest.pending
     background.shutdown(wait=True)
     assert not psutil.pid_exists(helper)
 
 
+def test_a_stale_call_that_does_not_stop_has_its_process_ended(
+        background: Background, qtbot: QtBot) -> None:
+    latest = LatestInProcess(background)
+    answers: list[object] = []
+    latest.submit(lane_calls.unaware, on_done=answers.append, on_error=answers.append)
+    qtbot.waitUntil(lambda: latest.lane.begun, timeout=30_000)  # past its start-up
+    stuck = latest.lane.pid
+    latest.start()
+    latest.submit(lane_calls.pid, "after", on_done=answers.append)
+    qtbot.waitUntil(lambda: len(answers) == 1, timeout=60_000)  # after STOP_GRACE_S
+    assert answers == [(latest.lane.pid, "after")]
+    assert latest.lane.pid != stuck
+    assert stuck is not None
+    assert not psutil.pid_exists(stuck)
+    assert (latest.lane.stopped, latest.lane.ended) == (0, 1)
+    background.shutdown(wait=True)
+
+
 def test_a_crash_is_reported_and_the_next_call_gets_a_new_process(
-        qapp: QApplication, qtbot: QtBot) -> None:
-    background = Background()
+        background: Background, qtbot: QtBot) -> None:
     latest = LatestInProcess(background)
     answers: list[object] = []
     latest.submit(lane_calls.pid, on_done=answers.append)
@@ -65,8 +93,7 @@ def test_a_crash_is_reported_and_the_next_call_gets_a_new_process(
 
 
 def test_a_long_call_in_the_other_helper_process_does_not_hold_the_lane_up(
-        qapp: QApplication, qtbot: QtBot, tmp_path: Path) -> None:
-    background = Background()
+        background: Background, qtbot: QtBot, tmp_path: Path) -> None:
     latest = LatestInProcess(background)
     release = tmp_path / "release"
     imported: list[object] = []
@@ -82,8 +109,7 @@ def test_a_long_call_in_the_other_helper_process_does_not_hold_the_lane_up(
 
 
 def test_warming_starts_the_process_before_the_first_question(
-        qapp: QApplication, qtbot: QtBot) -> None:
-    background = Background()
+        background: Background, qtbot: QtBot) -> None:
     latest = LatestInProcess(background)
     assert latest.lane.pid is None
     latest.warm()
