@@ -1,9 +1,10 @@
 """Engine calls heavy enough in CPU to stall the window if run on a thread of its process
 (Python threads share one interpreter lock): importing a contacts file, rendering and
 storing a whole campaign, which run in the console's helper process, and Compose's totals
-over every recipient, which run in a helper process of their own that typing stops and
-replaces (desktop.background.LatestInProcess). Each function here is self-contained and
-takes only plain, picklable arguments."""
+over every recipient, which run in a helper process of their own where typing on stops
+them (desktop.background.LatestInProcess). Each function here is self-contained and
+takes only plain, picklable arguments (compose_totals' first, ``stale``, is handed to it by
+that process)."""
 
 from __future__ import annotations
 
