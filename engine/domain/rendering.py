@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from engine.domain.personalize import Recipient, Template
-from engine.domain.sms_encoding import Encoding, segment_info
+from engine.domain.sms_encoding import Encoding, measure
 
 
 @dataclass(frozen=True, slots=True)  # slots: made 100,000 at a time, twice as fast
@@ -34,6 +34,6 @@ def render_messages(template: Template,
     render = template.renderer(today=today, currency_format=currency_format)
     for index, (contact_id, phone, values) in enumerate(recipients, start=first_index):
         text = render(values)
-        info = segment_info(text)
-        yield RenderedMessage(index, contact_id, phone, values.name, text, info.encoding,
-                              info.characters, info.segments)
+        encoding, _, segments = measure(text)
+        yield RenderedMessage(index, contact_id, phone, values.name, text, encoding,
+                              len(text), segments)

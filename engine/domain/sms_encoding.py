@@ -62,6 +62,12 @@ def _unit_costs(text: str, encoding: Encoding) -> list[int]:
 
 
 def segment_info(text: str) -> SegmentInfo:
+    return SegmentInfo(*measure(text), len(text))
+
+
+def measure(text: str) -> tuple[Encoding, int, int]:
+    """``(encoding, units, segments)``: segment_info's figures without the object, for
+    loops over every message of a campaign."""
     if _NOT_BASIC.search(text) is None:  # most messages: one search, a septet a character
         encoding = Encoding.GSM7
         units = len(text)
@@ -73,9 +79,9 @@ def segment_info(text: str) -> SegmentInfo:
         units = len(text.encode("utf-16-le")) // 2
     single, part = LIMITS[encoding]
     if units <= single:  # the common case: one message, no need to walk the text
-        return SegmentInfo(encoding, units, 1 if text else 0, len(text))
+        return encoding, units, 1 if text else 0
     if units == len(text):  # no pair to keep together: the parts simply fill up
-        return SegmentInfo(encoding, units, -(-units // part), len(text))
+        return encoding, units, -(-units // part)
     costs = _unit_costs(text, encoding)
     segments, used = 1, 0
     for cost in costs:
@@ -83,7 +89,7 @@ def segment_info(text: str) -> SegmentInfo:
             segments += 1
             used = 0
         used += cost
-    return SegmentInfo(encoding, units, segments, len(text))
+    return encoding, units, segments
 
 
 def _same(replacement: str, characters: str) -> dict[str, str]:

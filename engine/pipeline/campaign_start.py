@@ -81,7 +81,10 @@ def fill_now(session: Session, settings: Settings, campaign: Campaign,
     audience = campaign_audience(campaign)
     template = Template.parse(campaign.template)
     counted = count_audience(session, audience, today)
-    messages = render_audience(session, template, audience, today, settings.currency_format)
+    # Read whole (batch=None): the rows are then written through the same connection while
+    # the next are rendered.
+    messages = render_audience(session, template, audience, today, settings.currency_format,
+                               batch=None)
     return fill_campaign(session, campaign, messages, suppressed=counted.suppressed,
                          policy=settings.plan_policy())
 

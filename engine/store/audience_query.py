@@ -118,25 +118,31 @@ def all_opted_out(suppressed: int) -> PlanError:
 
 
 def iter_audience(session: Session, audience: Audience, today: date, *, offset: int = 0,
-                  limit: int | None = None, batch: int = 1000
+                  limit: int | None = None, batch: int | None = 1000
                   ) -> Iterator[tuple[int, str, Recipient]]:
     """``(contact id, phone, values)`` of every recipient (matched and not opted out), in
-    id order, from the ``offset``-th, at most ``limit``."""
+    id order, from the ``offset``-th, at most ``limit``; read ``batch`` rows at a time, or,
+    with None, all at once: PostgreSQL then sends the whole result with the answer, and
+    the connection is free for other statements while the rows are read."""
     stmt = matching(select(Contact.id, Contact.phone, Contact.name, Contact.pledge_cents,
                            Contact.paid_cents, Contact.due_date), audience, today)
     stmt = stmt.where(~opted_out()).order_by(Contact.id).offset(offset).limit(limit)
+    if batch is not None:
+        stmt = stmt.execution_options(yield_per=batch)
     # Plain rows through the session's connection: the ORM's row handling would cost more
     # than rendering the message. Closed as soon as the caller stops reading (one preview
     # reads a single row): PostgreSQL streams them through a server-side cursor.
-    with session.connection().execute(stmt.execution_options(yield_per=batch)) as rows:
-        for id_, phone, name, pledge, paid, due in rows:
-            yield id_, phone, Recipient(name, pledge, paid, due)
+    with session.connection().execute(stmt) as result:
+        for rows in result.partitions(batch or 1000):  # row by row costs a call each
+            for id_, phone, name, pledge, paid, due in rows:
+                yield id_, phone, Recipient(name, pledge, paid, due)
 
 
 def render_audience(session: Session, template: Template, audience: Audience, today: date,
-                    currency_format: str, *, offset: int = 0, limit: int | None = None
-                    ) -> Iterator[RenderedMessage]:
-    """The messages of the audience's recipients, streamed: what a campaign sends."""
-    found = iter_audience(session, audience, today, offset=offset, limit=limit)
+                    currency_format: str, *, offset: int = 0, limit: int | None = None,
+                    batch: int | None = 1000) -> Iterator[RenderedMessage]:
+    """The messages of the audience's recipients, streamed: what a campaign sends (read as
+    iter_audience reads them)."""
+    found = iter_audience(session, audience, today, offset=offset, limit=limit, batch=batch)
     return render_messages(template, found, today=today, currency_format=currency_format,
                            first_index=offset)

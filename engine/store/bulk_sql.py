@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain, islice
 from typing import Any
 
-from sqlalchemy import Column, Dialect, Table, insert
+from sqlalchemy import Column, Connection, Dialect, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -36,39 +36,49 @@ def insert_ignoring(session: Session, model: type[Any], *conflict_columns: str) 
     raise RuntimeError(f"RelayDesk supports SQLite and PostgreSQL, not {dialect}")
 
 
-INSERT_BATCH = 10_000  # rows held in memory at once by insert_rows
-SQLITE_ROWS_PER_INSERT = 2500  # measured faster than 1,000 and 100 (and the parameter limit)
+SQLITE_ROWS_PER_INSERT = 2500  # rows a statement: measured faster than 1,000 or 100
+
+
+# (connection, "table (columns)", columns, rows ready for the driver) -> rows written
+_Writer = Callable[[Connection, str, int, Iterable[tuple[Any, ...]]], int]
 
 
 def insert_rows(session: Session, table: Table, columns: Sequence[str],
-                rows: Iterable[Sequence[Any]], *, same: Mapping[str, Any] | None = None,
-                batch: int = INSERT_BATCH) -> int:
+                rows: Iterable[Sequence[Any]], *, same: Mapping[str, Any] | None = None
+                ) -> int:
     """INSERT each of ``rows`` (the values of ``columns``, in that order), plus the ``same``
     values in every row, into ``table`` in the session's transaction; how many went in.
 
     What ``session.execute(insert(table), rows)`` would store, at a fraction of its cost
     per row: each value passes through its column's type as a bound parameter would (the
     ``same`` ones once, not once a row), and the table's Python-side scalar defaults fill
-    the columns not given. PostgreSQL (psycopg) takes the rows by COPY, SQLite by INSERTs
-    of many rows each. ``rows`` is read ``batch`` rows at a time, between statements: it
-    may stream from a query on the same connection."""
+    the columns not given. PostgreSQL (psycopg) takes the rows by one COPY, SQLite by
+    INSERTs of many rows each. ``rows`` is read while it is written, so the database
+    works on the first rows while the next are made: once its first row is out it must
+    not use the session's connection (the COPY holds it; a generator over a query read
+    whole, as iter_audience(batch=None) reads it, is fine)."""
     constants = {**_scalar_defaults(table, [*columns, *(same or {})]), **(same or {})}
     names = [*columns, *constants]
-    write = _fast_writer(session, table, names)
-    if write is None:  # another driver: SQLAlchemy's own executemany
-        return _insert_plainly(session, table, names, rows, tuple(constants.values()), batch)
-    dialect = session.get_bind().dialect
+    connection = session.connection()  # the session's own: the rows join its transaction
+    dialect = connection.dialect
+    write: _Writer
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        write = _copy
+    elif dialect.name == "sqlite" and dialect.paramstyle == "qmark":
+        write = _insert_many
+    else:  # another driver: SQLAlchemy's own executemany, the values as given
+        return _insert_plainly(connection, table, names, rows, tuple(constants.values()))
     tail = tuple(_bound(table.c[name], value, dialect) for name, value in constants.items())
     processors = [(i, p) for i, name in enumerate(columns)
                   if (p := _processor(table.c[name], dialect)) is not None]
-    count = 0
-    iterator = iter(rows)
-    while chunk := list(islice(iterator, batch)):
-        if processors:
-            chunk = [_processed(row, processors) for row in chunk]
-        write([(*row, *tail) for row in chunk])
-        count += len(chunk)
-    return count
+
+    def ready() -> Iterator[tuple[Any, ...]]:
+        for row in rows:
+            yield (*(_processed(row, processors) if processors else row), *tail)
+
+    preparer = dialect.identifier_preparer
+    into = f"{preparer.format_table(table)} ({', '.join(preparer.quote(n) for n in names)})"
+    return write(connection, into, len(names), ready())
 
 
 def _scalar_defaults(table: Table, given: Sequence[str]) -> dict[str, Any]:
@@ -105,58 +115,55 @@ def _processed(row: Sequence[Any], processors: Sequence[tuple[int, Callable[[Any
     return values
 
 
-_Writer = Callable[[list[tuple[Any, ...]]], None]
-
-
-def _fast_writer(session: Session, table: Table, names: Sequence[str]) -> _Writer | None:
-    """Writes a batch of driver-ready rows of ``names``; None when the driver has no way
-    known here."""
-    dialect = session.get_bind().dialect
-    preparer = dialect.identifier_preparer
-    into = f"{preparer.format_table(table)} ({', '.join(preparer.quote(n) for n in names)})"
-    connection = session.connection()  # the session's own: the rows join its transaction
+def _copy(connection: Connection, into: str, _width: int,
+          rows: Iterable[tuple[Any, ...]]) -> int:
+    sql = f"COPY {into} FROM STDIN"
     driver = connection.connection.driver_connection
     assert driver is not None  # a connection in use always has one
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        sql = f"COPY {into} FROM STDIN"
-
-        def copy(chunk: list[tuple[Any, ...]]) -> None:
-            try:
-                with driver.cursor() as cursor, cursor.copy(sql) as stream:
-                    for row in chunk:
-                        stream.write_row(row)
-            except dialect.loaded_dbapi.Error as exc:
-                # As SQLAlchemy raises it for its own statements (OperationalError for a
-                # database that went away, IntegrityError...): callers tell them apart.
-                raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error,
-                                          hide_parameters=True, dialect=dialect) from exc
-
-        return copy
-    if dialect.name == "sqlite" and dialect.paramstyle == "qmark":
-        # Many rows a statement: SQLite sets up a statement's run once (the IN lists of
-        # partial indexes, for one), not once a row; measured twice as fast as executemany
-        # into outgoing_messages.
-        limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        per_statement = max(1, min(limit // len(names), SQLITE_ROWS_PER_INSERT))
-        row = f"({', '.join('?' for _ in names)})"
-
-        def insert(chunk: list[tuple[Any, ...]]) -> None:
-            for start in range(0, len(chunk), per_statement):
-                rows = chunk[start:start + per_statement]
-                connection.exec_driver_sql(
-                    f"INSERT INTO {into} VALUES {', '.join([row] * len(rows))}",
-                    tuple(chain.from_iterable(rows)))
-
-        return insert
-    return None
+    iterator = iter(rows)
+    first = next(iterator, None)  # a generator's query runs now, before the COPY holds on
+    if first is None:
+        return 0
+    count = 0
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as stream:
+            for row in chain((first,), iterator):
+                stream.write_row(row)
+                count += 1
+    except connection.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy raises it for its own statements (OperationalError for a database
+        # that went away, IntegrityError...): callers tell them apart.
+        raise DBAPIError.instance(sql, None, exc, connection.dialect.loaded_dbapi.Error,
+                                  hide_parameters=True, dialect=connection.dialect) from exc
+    return count
 
 
-def _insert_plainly(session: Session, table: Table, names: Sequence[str],
-                    rows: Iterable[Sequence[Any]], tail: tuple[Any, ...], batch: int) -> int:
+def _insert_many(connection: Connection, into: str, width: int,
+                 rows: Iterable[tuple[Any, ...]]) -> int:
+    # Many rows a statement: SQLite sets up a statement's run once (the IN lists of
+    # partial indexes, for one), not once a row; measured twice as fast as executemany
+    # into outgoing_messages.
+    driver = connection.connection.driver_connection
+    assert driver is not None  # a connection in use always has one
+    limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per_statement = max(1, min(limit // width, SQLITE_ROWS_PER_INSERT))
+    placeholders = f"({', '.join('?' * width)})"
     count = 0
     iterator = iter(rows)
-    while chunk := list(islice(iterator, batch)):
-        session.execute(insert(table), [dict(zip(names, (*row, *tail), strict=True))
-                                        for row in chunk])
+    while chunk := list(islice(iterator, per_statement)):
+        connection.exec_driver_sql(
+            f"INSERT INTO {into} VALUES {', '.join([placeholders] * len(chunk))}",
+            tuple(chain.from_iterable(chunk)))
+        count += len(chunk)
+    return count
+
+
+def _insert_plainly(connection: Connection, table: Table, names: Sequence[str],
+                    rows: Iterable[Sequence[Any]], tail: tuple[Any, ...]) -> int:
+    count = 0
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, SQL_BATCH)):
+        connection.execute(insert(table), [dict(zip(names, (*row, *tail), strict=True))
+                                           for row in chunk])
         count += len(chunk)
     return count

@@ -70,7 +70,9 @@ def campaign_window(campaign: Campaign) -> SendWindow:
 def fill_campaign(session: Session, campaign: Campaign, messages: Iterable[RenderedMessage],
                   *, suppressed: int, policy: PlanPolicy) -> CreatedCampaign:
     """Add the messages, plan the send and mark the campaign queued (PlanError when there
-    is nobody to send to: the caller's transaction then keeps nothing)."""
+    is nobody to send to: the caller's transaction then keeps nothing). ``messages`` is
+    read while the rows are written, so it must not read from the session's connection
+    meanwhile (render_audience(..., batch=None) reads its rows first)."""
     now = utcnow()
     segments = 0
 
@@ -81,7 +83,8 @@ def fill_campaign(session: Session, campaign: Campaign, messages: Iterable[Rende
             yield (message.contact_id, message.phone, message.text, message.encoding.value,
                    message.segments)
 
-    # Streamed into the table in batches: 100,000 messages are never all in memory.
+    # Streamed into the table: 100,000 messages are never all in memory, and the database
+    # stores the first while the next are rendered.
     count = insert_rows(session, _MESSAGES, _MESSAGE_COLUMNS, rows(),
                         same={"campaign_id": campaign.id, "status": MessageStatus.QUEUED.value,
                               "attempts": 0, "created_at": now, "updated_at": now})

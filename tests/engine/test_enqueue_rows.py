@@ -1,7 +1,7 @@
 """Writing a campaign's messages fast (engine.store.bulk_sql.insert_rows: COPY on PostgreSQL,
-many rows a statement on SQLite) stores exactly what SQLAlchemy's INSERT stored, streams a
-campaign larger than one batch, and keeps the one transaction: a failure part-way leaves
-no campaign and no message behind."""
+many rows a statement on SQLite) stores exactly what SQLAlchemy's INSERT stored, stores
+every message of a campaign written in many statements, and keeps the one transaction: a
+failure part-way leaves no campaign and no message behind."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from engine.infra.connections import celery_for
 from engine.infra.embedded_redis import EmbeddedRedis
 from engine.operations.campaigns import create_campaign, send_campaign
 from engine.store.audience_query import render_audience
-from engine.store.bulk_sql import INSERT_BATCH, insert_rows
+from engine.store.bulk_sql import SQLITE_ROWS_PER_INSERT, insert_rows
 from engine.store.db import Database
 from engine.store.models import Campaign, Contact, OptOut, OutgoingMessage
 
@@ -29,8 +29,8 @@ MESSAGES = cast(Table, OutgoingMessage.__table__)
 TODAY = date(2026, 11, 27)
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)  # TODAY in the tests' time zone, UTC
 TEMPLATE = "Dear #name, #balance of your #pledge pledge remains, #days_remain days to go."
-# More than one batch of insert_rows, so a campaign is written in several statements.
-MANY = INSERT_BATCH + 2_345
+# Several SQLite statements, several fetches of a streamed audience.
+MANY = 4 * SQLITE_ROWS_PER_INSERT + 2_345
 
 
 def phone(n: int) -> str:
@@ -92,7 +92,7 @@ def test_insert_rows_stores_what_insert_stores(db: Database) -> None:
     assert len(stored_rows(db, by_rows)) == len(values)
 
 
-def test_a_campaign_larger_than_a_batch_stores_every_rendered_message(
+def test_a_campaign_written_in_many_statements_stores_every_rendered_message(
         db: Database, db_settings: Settings) -> None:
     add_contacts(db, MANY)
     opted_out = [2, 14, MANY - 1]  # 14 is paid up: left out by the filter, not the list
@@ -150,7 +150,7 @@ def fail_inserting(db: Database, phone: str) -> None:
 def test_a_failure_part_way_leaves_no_campaign_and_no_message(
         db: Database, db_settings: Settings, client: redis.Redis) -> None:
     add_contacts(db, MANY)
-    fail_inserting(db, phone(MANY - 5))  # after the first batch went in
+    fail_inserting(db, phone(MANY - 5))  # after thousands went in
 
     with pytest.raises(DBAPIError):
         send_campaign(db, client, db_settings, TEMPLATE)
