@@ -17,10 +17,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/relaydesk gui
 
+# The tests run in one process per core: the end-to-end ones mostly wait on real workers,
+# Redis and the gateway (and run twice when RELAYDESK_TEST_POSTGRES_URL is set): one after
+# another they would take over 30 minutes on 2 cores. Each test has its own data dir and ports.
 test: $(STAMP)
 	$(BIN)/ruff check engine desktop tests benchmarks
 	$(BIN)/mypy
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n auto --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine desktop tests benchmarks
