@@ -38,10 +38,12 @@ def pause_campaign(session: Session, campaign_id: int, reason: str) -> None:
 
 
 def finish_campaign_if_done(session: Session, campaign_id: int) -> bool:
-    pending = session.scalar(
-        select(func.count(OutgoingMessage.id))
+    # Whether any is pending, not how many: every job asks, and counting the pending ones
+    # of a 100,000-message campaign took 40-80 ms per job.
+    pending = session.scalar(select(
+        select(OutgoingMessage.id)
         .where(OutgoingMessage.campaign_id == campaign_id)
-        .where(OutgoingMessage.status.in_([str(s) for s in PENDING])))
+        .where(OutgoingMessage.status.in_([str(s) for s in PENDING])).exists()))
     if pending:
         return False
     result = session.execute(
