@@ -297,8 +297,12 @@ def type_a_template(console: Any, monitor: StallMonitor, contacts: int) -> dict[
         import psutil
 
         timings["totals_started"] = lane.calls
-        timings["totals_stopped_early"] = lane.stopped
-        timings["totals_process_rss_mib"] = psutil.Process(lane.pid).memory_info().rss / 2**20
+        timings["totals_stopped_early"] = lane.stopped  # on their own, within a batch
+        timings["totals_processes_ended"] = lane.ended  # stale, and not stopping: ended
+        # Its own memory (USS: not the libraries it shares with the console) and all of it.
+        memory = psutil.Process(lane.pid).memory_full_info()
+        timings["totals_process_uss_mib"] = memory.uss / 2**20
+        timings["totals_process_rss_mib"] = memory.rss / 2**20
     return timings
 
 
@@ -327,7 +331,9 @@ def typing_scenario(contacts: int, trace: bool) -> dict[str, Any]:
         open_database(settings).dispose()
         shutil.rmtree(data_dir, ignore_errors=True)
     counts = {k: round(timings.pop(k), 1) for k in (
-        "totals_started", "totals_stopped_early", "totals_process_rss_mib") if k in timings}
+        "totals_started", "totals_stopped_early", "totals_processes_ended",
+        "totals_process_uss_mib",
+        "totals_process_rss_mib") if k in timings}
     return {
         "scenario": "typing",
         "contacts": contacts,
