@@ -175,7 +175,8 @@ def scenario(args: argparse.Namespace, latency_ms: int) -> dict[str, Any]:
         if not args.skip_naive:
             result.update(naive_run(p, args.recipients, args.naive_window))
             log(f"naive: {result['naive_msgs_per_s']} msgs/s")
-            result["vs_naive"] = round(result["msgs_per_s"] / result["naive_msgs_per_s"], 2)
+            if result["naive_msgs_per_s"]:  # none sent within the window: no ratio
+                result["vs_naive"] = round(result["msgs_per_s"] / result["naive_msgs_per_s"], 2)
         # The plain baseline runs alone: RelayDesk's workers stop, and what the naive run
         # left queued goes.
         p.supervisor.stop()
