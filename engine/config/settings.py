@@ -673,7 +673,7 @@ class Settings:
         "limit.",
         example="20/s")})
     # Concurrent provider calls inside one chunk task.
-    send_concurrency: int = field(default=25, metadata={_SETTING: Setting(
+    send_concurrency: int = field(default=8, metadata={_SETTING: Setting(
         "RELAYDESK_SEND_CONCURRENCY", _positive_int, "Sending", "Concurrent sends per job",
         "Provider calls one job makes at once.",
         kind="int", example="8", minimum=1)})
