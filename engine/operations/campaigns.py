@@ -29,7 +29,7 @@ from engine.domain.send_window import ScheduleError, SendWindow
 from engine.pipeline.campaign_start import enqueue_campaign, fill_now
 from engine.store.audience_query import all_opted_out, count_audience
 from engine.store.campaign_rows import CreatedCampaign, fill_campaign, new_campaign
-from engine.store.campaign_state import campaign_counts
+from engine.store.campaign_state import campaign_counts, pruned_counts
 from engine.store.db import Database
 from engine.store.models import Campaign, utcnow
 
@@ -164,15 +164,21 @@ def resend_audience(db: Database, settings: Settings, campaign_id: int) -> Resen
                                 "list' for the ids")
         counted = count_audience(session, audience, settings.send_window().today(utcnow()))
         if counted.matched == 0:
-            undelivered = campaign_counts(session, campaign_id)["undelivered"]
-            raise CampaignError(_nothing_undelivered(campaign_id, undelivered))
+            # The totals keep what retention pruned; those messages can no longer be reached.
+            pruned = pruned_counts(session, campaign_id).get("undelivered", 0)
+            undelivered = campaign_counts(session, campaign_id)["undelivered"] - pruned
+            raise CampaignError(_nothing_undelivered(campaign_id, undelivered, pruned))
         if counted.recipients == 0:
             raise all_opted_out(counted.suppressed)  # before anything needs Redis
         return Resend(audience, campaign.template,
                       (AGAIN_PREFIX + campaign.name)[:MAX_CAMPAIGN_NAME], campaign.urgent)
 
 
-def _nothing_undelivered(campaign_id: int, undelivered: int) -> str:
+def _nothing_undelivered(campaign_id: int, undelivered: int, pruned: int = 0) -> str:
+    if pruned and not undelivered:
+        return (f"campaign {campaign_id}'s {pruned:,} undelivered message(s) were removed by "
+                "retention ('relaydesk db prune' or RELAYDESK_KEEP_MESSAGES) and can no longer "
+                "be sent again. Nothing was created.")
     if undelivered:
         return (f"campaign {campaign_id}'s {undelivered:,} undelivered message(s) went to "
                 "numbers that are no longer, or never were, contacts (a test send, a reply, "

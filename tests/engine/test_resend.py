@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,10 +19,10 @@ from engine.domain.delivery import DeliveryStatus
 from engine.domain.planning import PlanError
 from engine.infra import redis_keys, scheduler
 from engine.infra.sandbox_gateway import GatewayServer
-from engine.operations.campaigns import CampaignError, resend_undelivered
+from engine.operations.campaigns import CampaignError, resend_audience, resend_undelivered
 from engine.operations.preview import preview_campaign
 from engine.store.audience_query import count_audience, iter_audience
-from engine.store.campaign_state import campaign_summary
+from engine.store.campaign_state import campaign_counts, campaign_summary
 from engine.store.db import Database, open_database
 from engine.store.models import (
     Campaign,
@@ -32,7 +32,9 @@ from engine.store.models import (
     OptOut,
     OptSource,
     OutgoingMessage,
+    utcnow,
 )
+from engine.store.retention import prune
 from tests.support import run_cli
 
 TODAY = date(2027, 3, 10)
@@ -213,3 +215,26 @@ def test_cli_preview_and_send_undelivered_of(settings: Settings, redis_client: A
         assert campaign.name == "Again: Pledge drive"
         assert session.scalars(select(OutgoingMessage.contact_id).where(
             OutgoingMessage.campaign_id == again["campaign"])).all() == [baraka]
+
+
+def test_resend_says_when_retention_removed_the_undelivered(db: Database,
+                                                            settings: Settings) -> None:
+    """The campaign's totals keep its pruned undelivered messages, but nobody can be sent
+    to again: the refusal names retention instead of blaming contacts."""
+    long_ago = utcnow() - timedelta(days=60)
+    with db.session() as session:
+        campaign = Campaign(name="Old", template="Hi", route="individual", queue="messages",
+                            status=CampaignStatus.COMPLETED, recipients=1, created_at=long_ago)
+        session.add(campaign)
+        session.flush()
+        session.add(OutgoingMessage(
+            campaign_id=campaign.id, phone="+254713000015", body="Hi", encoding="GSM-7",
+            segments=1, status=MessageStatus.SENT, attempts=1, created_at=long_ago,
+            updated_at=long_ago, sent_at=long_ago, delivery="undelivered",
+            delivery_at=long_ago))
+        campaign_id = campaign.id
+    assert prune(db, timedelta(days=30)).messages == 1
+    with db.session() as session:
+        assert campaign_counts(session, campaign_id)["undelivered"] == 1  # the total stays
+    with pytest.raises(CampaignError, match="removed by retention"):
+        resend_audience(db, settings, campaign_id)
