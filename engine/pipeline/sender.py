@@ -159,9 +159,10 @@ def _record_sample(rt: Runtime, sample: metrics.Sample) -> None:
 
 def _send_batch(rt: Runtime, job: _Job, rest: list[int], sample: metrics.Sample) -> int:
     """Send the first few of ``rest`` together: one Redis round trip for the pause flag and
-    the breaker's state, one claim statement, their calls at once on the send pool, one transaction
-    for the sent ones. How many of ``rest`` it dealt with; 0 when the campaign is paused or
-    the rest was put back in the schedule, untried (breaker open, quiet hours)."""
+    the breaker's state, one claim statement, their calls at once on the send pool, one
+    transaction for the sent ones. How many of ``rest`` it dealt with; 0 when the campaign
+    is paused or the rest was put back in the schedule, untried (breaker open, quiet
+    hours)."""
     pipe = rt.redis.pipeline(transaction=False)
     pipe.exists(redis_keys.campaign_paused(job.campaign_id))
     pipe.get(rt.breaker.open_until_key)
