@@ -8,6 +8,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine.config.settings import load_settings
 from engine.infra.embedded_redis import EmbeddedRedis
 from engine.infra.sandbox_gateway import GatewayServer
@@ -18,6 +20,13 @@ from tests.support import http_json, run_cli, run_cli_json, wait_for, write_cont
 
 RECIPIENTS = 400
 RECOVERY_LIMIT_S = 120  # the issue's bound; Celery's default would be an hour
+
+
+@pytest.fixture(autouse=True)
+def slow_enough_to_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of 4 calls per job (the default is 25): with batched claims a job sends its
+    batch at once, and 400 messages at 30 ms would be done before a crash could land."""
+    monkeypatch.setenv("RELAYDESK_SEND_CONCURRENCY", "4")
 
 
 def start_campaign(tmp_path: Path, gateway: GatewayServer) -> int:
