@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
+from engine.config.settings import Settings
 from engine.domain.delivery import DeliveryStatus
 from engine.domain.sending import Outcome, SendResult
-from engine.store.db import Database
+from engine.store.db import Database, open_database
 from engine.store.delivery_state import CLAIM_LEASE_S, claim_many, mark_sent_many
 from engine.store.models import Campaign, CampaignStatus, MessageStatus, OutgoingMessage
 from engine.store.optouts import add_optouts
@@ -139,3 +140,33 @@ def test_a_batch_record_that_fails_records_none(db: Database) -> None:
         record_then_fail()
     # Both still 'sending' under their claim: the lease sweep takes them over, none is lost.
     assert {k: v[0] for k, v in _rows(db).items()} == {a: "sending", b: "sending"}
+
+
+
+def test_sqlite_claims_a_batch_by_primary_key_however_many_are_queued(
+        settings: Settings) -> None:
+    """Without statistics, SQLite would answer the claim's status test from the status
+    index, walking every queued message of the campaign for each batch: a claim whose cost
+    grows with the campaign. The claim it runs must look the batch's ids up by primary
+    key."""
+    db = open_database(settings)  # the SQLite default
+    ids = _campaign(db, [f"+2547110004{i:02d}" for i in range(25)])  # a batch of 25
+    run: list[tuple[str, Any]] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("UPDATE outgoing_messages"):
+            run.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", keep)
+    try:
+        with db.session() as session:
+            assert len(claim_many(session, ids, [MessageStatus.QUEUED], "bulk_messages",
+                                  NOW)) == 25
+    finally:
+        event.remove(db.engine, "before_cursor_execute", keep)
+    [(statement, parameters)] = run
+    with db.engine.connect() as connection:
+        plan = [row[-1] for row in connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {statement}", parameters)]
+    assert any("INTEGER PRIMARY KEY" in step for step in plan), plan
+    assert not any("ix_outgoing_messages_status" in step for step in plan), plan
