@@ -9,7 +9,7 @@ Usage: python benchmarks/large_store.py [--messages 3000000] [--repeat 5]
 The history (benchmarks/_store_seed.py) is bulk-loaded: 100 campaigns of 30,000 messages
 spread over 35 days. With --database-url a fresh database is created on that server and
 dropped afterwards; otherwise SQLite in a temporary data dir, the seeded file kept in
---keep DIR for the next run (one per size and schema revision, reseeded after a day).
+--keep DIR for the next run (one per size and schema, reseeded after a day).
 
 Reads (median and max of --repeat runs, each in its own session as the console's
 background reads are), through the same calls the pages make:
@@ -30,6 +30,7 @@ prune, their ratio, and the longest gap between two consecutive sends during it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -37,10 +38,12 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -98,12 +101,16 @@ def database(admin_url: str | None) -> Iterator[str | None]:
 def seeded_store(shape: Shape, keep: Path | None) -> dict[str, Any]:
     """Seed the configured database, or on SQLite copy in a seed kept from an earlier run."""
     from engine.config.settings import load_settings
-    from engine.store.db import close_databases, database_url, head_revision, open_database
+    from engine.store.db import MIGRATIONS_DIR, close_databases, database_url, open_database
 
     settings = load_settings()
     cached = None
     if keep is not None and not settings.database_url:
-        cached = keep / f"large_store-{shape.messages}-{head_revision()}.sqlite"
+        # Named by the migrations' text: a schema changed under the same revision (while
+        # it is being written) is seeded again.
+        schema = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(
+            (MIGRATIONS_DIR / "versions").glob("*.py")))).hexdigest()[:12]
+        cached = keep / f"large_store-{shape.messages}-{schema}.sqlite"
         meta = cached.with_suffix(".json")
         if cached.exists() and meta.exists() and \
                 time.time() - json.loads(meta.read_text())["seeded_at"] < CACHE_MAX_AGE_S:
@@ -261,6 +268,41 @@ def _send_times(gateway_url: str) -> list[float]:
     return sorted(float(m["at"]) for m in rows)
 
 
+class SendSampler(threading.Thread):
+    """The gateway's count of accepted messages every ``interval_s`` (GET /stats)."""
+
+    def __init__(self, stats: Callable[[], dict[str, int]], interval_s: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.stats = stats
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, int]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval_s):
+            with suppress(Exception):  # a slow answer is a missing sample, not an error
+                self.samples.append((time.time(), self.stats()["received"]))
+
+    def rate(self, start: float, end: float) -> float:
+        inside = [(t, n) for t, n in self.samples if start <= t <= end]
+        if len(inside) < 2:
+            return 0.0
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+    def longest_stall(self, start: float, end: float) -> float:
+        """The longest stretch within [start, end] in which the count did not move."""
+        longest, since = 0.0, None
+        last = None
+        for t, n in self.samples:
+            if t < start or t > end:
+                continue
+            if last is None or n != last:
+                since, last = t, n
+            assert since is not None
+            longest = max(longest, t - since)
+        return longest
+
+
 def _longest_gap(times: list[float], start: float, end: float) -> float:
     """The longest stretch without a send that overlaps [start, end]: between two
     consecutive sends, or from ``start`` to the first / the last to ``end``."""
@@ -271,89 +313,143 @@ def _longest_gap(times: list[float], start: float, end: float) -> float:
     return max((b - a for a, b in itertools.pairwise(edges)), default=end - start)
 
 
-def prune_during_sending(args: argparse.Namespace, shape: Shape) -> dict[str, Any]:
-    """Workers send a campaign through the sandbox gateway; after ``--before-s`` of steady
-    sending, a prune of everything that settled more than ``--older-than`` ago runs in
-    this process. The gateway's record of when each message arrived gives the rates and
-    the longest gap."""
-    from _pipeline_bench import TEMPLATE, pipeline, wait_until
+@dataclass
+class PruneRun:
+    """A prune, timed: its result, its start and end, each batch's duration."""
+
+    result: Any
+    started: float
+    ended: float
+    batch_s: list[float]
+    deletes_ended: float
+
+
+def timed_prune(db: Any, older_than: timedelta, batch: int, pause: float, min_pause_s: float,
+                archive: Path | None) -> PruneRun:
+    from engine.store.retention import PruneResult, prune
+
+    started = time.time()
+    marks = [started]  # when each batch began (after the previous one and its pause)
+    took: list[float] = []
+    ends: list[float] = []
+
+    def on_batch(_: PruneResult) -> bool:
+        ends.append(time.time())
+        took.append(ends[-1] - marks[-1])
+        if pause or min_pause_s:  # give the lock to the workers for a while (an experiment)
+            time.sleep(max(took[-1] * pause, min_pause_s))
+        marks.append(time.time())
+        return True
+
+    result = prune(db, older_than, on_batch=on_batch, batch=batch, archive=archive)
+    ended = time.time()
+    return PruneRun(result, started, ended, took, ends[-1] if ends else ended)
+
+
+def _send_live_campaigns(p: Any, args: argparse.Namespace) -> list[int]:
+    """Campaigns to the first --live-recipients contacts, queued at once, sent one after
+    the other: enough work for the whole prune, and no campaign's creation (a large
+    insert) in the middle of it."""
+    from _pipeline_bench import TEMPLATE
     from sqlalchemy import text
 
-    from engine.config.settings import parse_duration
     from engine.domain.audience import Audience
     from engine.operations.campaigns import send_campaign
-    from engine.store.retention import BATCH, PruneResult, count_prunable, prune
 
+    with p.db.session() as session:
+        session.execute(text("INSERT INTO contact_tags (contact_id, tag) SELECT id, 'live' "
+                             "FROM contacts ORDER BY id LIMIT :n"), {"n": args.live_recipients})
+    return [send_campaign(p.db, p.client, p.settings, TEMPLATE,
+                          audience=Audience(tags=("live",)), name=f"live {n + 1}").id
+            for n in range(args.live_campaigns)]
+
+
+def prune_during_sending(args: argparse.Namespace) -> dict[str, Any]:
+    """Workers send campaigns through the sandbox gateway; after ``--before-s`` of steady
+    sending, a prune of everything that settled more than ``--older-than`` ago runs in
+    this process. The gateway's count (every 100 ms) and its record of when each message
+    arrived give the rates and the longest gap."""
+    from _pipeline_bench import pipeline, stop_on_signals, wait_until
+
+    from engine.config.settings import parse_duration
+    from engine.store.retention import BATCH, count_prunable
+
+    stop_on_signals()  # a Ctrl+C or SIGTERM stops the workers and servers started here
     older_than = timedelta(seconds=parse_duration(args.older_than))
     data_dir = Path(os.environ["RELAYDESK_DATA_DIR"])
     env = {"RELAYDESK_PACING_INDIVIDUAL_S": "0", "RELAYDESK_PACING_CHUNK_S": "0",
            "RELAYDESK_RATE_LIMIT": "", "RELAYDESK_KEEP_MESSAGES": ""}
     with pipeline(data_dir, recipients=args.live_recipients, latency_ms=0,
                   workers=args.workers, env=env) as p:
-        with p.db.session() as session:
-            session.execute(text("INSERT INTO contact_tags (contact_id, tag) SELECT id, 'live' "
-                                 "FROM contacts WHERE phone IN (SELECT phone FROM contacts "
-                                 "ORDER BY id LIMIT :n)"), {"n": args.live_recipients})
         t0 = time.perf_counter()
         expected = count_prunable(p.db, older_than)
         count_s = time.perf_counter() - t0
         log(f"prune: {expected.messages:,} messages and {expected.failed_jobs:,} failed jobs "
-            f"to go (counted in {count_s:.1f} s); sending {args.live_recipients:,} first")
+            f"to go (counted in {count_s:.1f} s)")
         load_before = load_average()
-        campaign = send_campaign(p.db, p.client, p.settings, TEMPLATE,
-                                 audience=Audience(tags=("live",)), name="live")
+        campaigns = _send_live_campaigns(p, args)
+        sampler = SendSampler(p.gateway_stats)
+        sampler.start()
         wait_until(lambda: p.gateway_stats()["received"] >= min(2000, args.live_recipients // 10),
                    300, "sending to start")
         steady = time.time()
         time.sleep(args.before_s)
-        batch_ends: list[float] = []
-
-        def on_batch(_: PruneResult) -> bool:
-            batch_ends.append(time.time())
-            if args.pause:  # give the lock to the workers for a while (an experiment)
-                last = batch_ends[-1] - (batch_ends[-2] if len(batch_ends) > 1 else started)
-                time.sleep(last * args.pause)
-            return True
-
-        started = time.time()
-        result = prune(p.db, older_than, on_batch=on_batch, batch=args.batch or BATCH,
-                       archive=data_dir / "prune.jsonl.gz" if args.archive else None)
-        ended = time.time()
-        deletes_ended = batch_ends[-1] if batch_ends else ended
+        run = timed_prune(p.db, older_than, args.batch or BATCH, args.pause, args.min_pause_s,
+                          data_dir / "prune.jsonl.gz" if args.archive else None)
+        time.sleep(1.0)
+        sampler.done.set()
+        sampler.join()
         times = _send_times(p.gateway_url)
         stats = p.gateway_stats()
         load_after = load_average()
-    sends_ended = times[-1] if times else ended
-    before = sum(1 for t in times if steady <= t < started) / (started - steady)
-    window_end = min(ended, sends_ended)
-    during = sum(1 for t in times if started <= t <= window_end) / max(window_end - started,
-                                                                       1e-9)
-    batches = [b - a for a, b in itertools.pairwise([started, *batch_ends])]
+    started, ended, result = run.started, run.ended, run.result
+    # Sending covers the prune until the gateway has had its last message.
+    window_end = min(ended, next((t for t, n in sampler.samples if n >= stats["received"]),
+                                 ended))
+    before, during = sampler.rate(steady, started), sampler.rate(started, window_end)
+    listed_from = times[0] if times else ended  # the gateway lists the latest 100,000
+    deletes_s = max(run.deletes_ended - started, 1e-9)
     rows = (result.messages + result.failed_jobs + result.delivery_reports
             + result.delivery_attempts)
     return {
-        "older_than": args.older_than, "live_campaign": campaign.id,
+        "older_than": args.older_than, "live_campaigns": campaigns,
         "live_recipients": args.live_recipients, "workers": args.workers,
         "sent_total": stats["received"], "duplicates": stats["duplicates"],
         "pruned": result.as_dict(), "expected": {"messages": expected.messages,
                                                  "failed_jobs": expected.failed_jobs},
         "count_prunable_s": round(count_s, 1),
         "prune_s": round(ended - started, 1),
-        "prune_deletes_s": round(deletes_ended - started, 1),
-        "give_back_space_s": round(ended - deletes_ended, 1),
-        "batch_size": args.batch or BATCH, "pause": args.pause, "batches": result.batches,
-        "batch_ms": {"median": round(statistics.median(batches) * 1000, 1) if batches else None,
-                     "max": round(max(batches) * 1000, 1) if batches else None},
-        "messages_per_s": round(result.messages / max(deletes_ended - started, 1e-9)),
-        "rows_per_s": round(rows / max(deletes_ended - started, 1e-9)),
+        "prune_deletes_s": round(deletes_s, 1),
+        "give_back_space_s": round(ended - run.deletes_ended, 1),
+        "batch_size": args.batch or BATCH, "pause": args.pause,
+        "min_pause_s": args.min_pause_s, "batches": result.batches,
+        "batch_ms": {"median": round(statistics.median(run.batch_s) * 1000, 1),
+                     "p99": round(sorted(run.batch_s)[int(len(run.batch_s) * 0.99)] * 1000, 1),
+                     "max": round(max(run.batch_s) * 1000, 1)} if run.batch_s else None,
+        "messages_per_s": round(result.messages / deletes_s),
+        "rows_per_s": round(rows / deletes_s),
         "send_rate_before": round(before, 1),
         "send_rate_during_prune": round(during, 1),
         "send_rate_ratio": round(during / before, 3) if before else None,
+        # The deletes, and then giving the space back (SQLite's incremental vacuum).
+        "send_rate_during_deletes": round(sampler.rate(started, min(run.deletes_ended,
+                                                                    window_end)), 1),
+        "send_rate_during_give_back": round(sampler.rate(run.deletes_ended, window_end), 1)
+        if window_end > run.deletes_ended + 1 else None,
+        "longest_send_gap_during_give_back_ms": round(1000 * sampler.longest_stall(
+            run.deletes_ended, window_end), 1) if window_end > run.deletes_ended + 1 else None,
         "sending_covered_prune_pct": round(100 * (window_end - started)
                                            / max(ended - started, 1e-9), 1),
-        "longest_send_gap_during_prune_ms": round(
-            _longest_gap(times, started, window_end) * 1000, 1),
-        "longest_send_gap_before_ms": round(_longest_gap(times, steady, started) * 1000, 1),
+        # From the gateway's record of each message when it still lists the whole window,
+        # else from the samples of its count.
+        "longest_send_gap_during_prune_ms": round(1000 * (
+            _longest_gap(times, started, window_end) if listed_from <= started
+            else sampler.longest_stall(started, window_end)), 1),
+        "longest_send_gap_before_ms": round(1000 * (
+            _longest_gap(times, steady, started) if listed_from <= steady
+            else sampler.longest_stall(steady, started)), 1),
+        "gaps_measured_by": "each message's time" if listed_from <= steady
+        else "the count every 100 ms",
         "load_average_before": load_before, "load_average_after": load_after,
     }
 
@@ -380,7 +476,9 @@ def main() -> None:
     parser.add_argument("--older-than", default="5d", help="the prune's age (the seeded "
                         "history spans 35 days: 5d prunes its first 30)")
     parser.add_argument("--live-recipients", type=int, default=100_000,
-                        help="the campaign sent during the prune")
+                        help="each campaign sent during the prune goes to this many")
+    parser.add_argument("--live-campaigns", type=int, default=3,
+                        help="campaigns queued to be sent during the prune")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--before-s", type=float, default=20.0,
                         help="steady sending measured before the prune starts")
@@ -389,6 +487,8 @@ def main() -> None:
                         "(default: retention's own)")
     parser.add_argument("--pause", type=float, default=0.0, help="after each batch, wait "
                         "this many times as long as it took (an experiment)")
+    parser.add_argument("--min-pause-s", type=float, default=0.0, help="and at least this "
+                        "long (an experiment)")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="relaydesk-large-store-"))
     os.environ.update({"RELAYDESK_DATA_DIR": str(data_dir),
@@ -409,7 +509,7 @@ def main() -> None:
                 result.update(reads=reads, budget_ms=BUDGET_MS, within_budget=within(reads),
                               load_average_after_reads=load_average())
             if not args.no_prune:
-                result["prune_during_sending"] = prune_during_sending(args, shape)
+                result["prune_during_sending"] = prune_during_sending(args)
                 if not args.no_reads:
                     result["campaigns_page_after_prune"] = campaigns_page_reads(args.repeat)
             print(json.dumps(result, indent=2))

@@ -10,6 +10,7 @@ a pipe instead; Qt limits its access to the current user.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import stat
 import sys
@@ -21,6 +22,8 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
 CONNECT_TIMEOUT_MS = 500
+
+log = logging.getLogger(__name__)
 
 
 class RuntimeDirNotPrivate(RuntimeError):
@@ -84,7 +87,10 @@ class InstanceServer(QObject):
         name = server_name(data_dir)
         if not self.server.listen(name):
             QLocalServer.removeServer(name)  # left over by a console that crashed
-            self.server.listen(name)
+            if not self.server.listen(name):
+                # The console still works; a second launch just cannot find this one.
+                log.warning("A second launch will not find this console: cannot listen "
+                            "on %s (%s)", name, self.server.errorString())
         self.server.newConnection.connect(self._connection)
 
     def _connection(self) -> None:

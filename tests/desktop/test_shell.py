@@ -4,8 +4,10 @@ geometry, one console per data dir, and the screenshot tour."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -114,9 +116,11 @@ def test_second_launch_raises_the_first(qapp: QApplication, qtbot: QtBot,
 
 def test_instance_socket_lives_in_a_private_per_user_dir(
         qapp: QApplication, qtbot: QtBot, tmp_path: Path, isolated_env: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    runtime = tmp_path / "run"
-    runtime.mkdir(mode=0o700)
+        monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    # A short path, like /run/user/UID: a socket's path is limited to 107 bytes, and
+    # tmp_path under pytest-xdist is long enough to pass it.
+    runtime = Path(tempfile.mkdtemp(prefix="rd-run-"))
+    request.addfinalizer(lambda: shutil.rmtree(runtime, ignore_errors=True))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     server = InstanceServer(isolated_env)
     try:
