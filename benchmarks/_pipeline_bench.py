@@ -49,8 +49,9 @@ def log(text: str) -> None:
 
 # --- processes, always stopped ------------------------------------------------------------
 
-class Stopped(Exception):
-    """SIGTERM or SIGINT: unwind so that every process started is stopped."""
+class Stopped(BaseException):
+    """SIGTERM or SIGINT: unwind so that every process started is stopped (a
+    BaseException, like KeyboardInterrupt: no `except Exception` on the way swallows it)."""
 
 
 def stop_on_signals() -> None:
@@ -259,11 +260,11 @@ def wait_sent(settings: Settings, campaign_id: int, total: int, deadline_s: floa
     the count."""
     end = time.monotonic() + deadline_s
     sent, progress_at = 0, time.monotonic()
-    while time.monotonic() < end:
+    while True:  # counted at least once, even with the deadline already past
         now_sent = count_sent(settings, campaign_id)
         if now_sent > sent:
             sent, progress_at = now_sent, time.monotonic()
-        if sent >= total:
+        if sent >= total or time.monotonic() >= end:
             break
         if time.monotonic() - progress_at > stall_s:
             log(f"nothing sent for {stall_s:g} s: {sent} of {total}; giving up")

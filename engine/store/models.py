@@ -94,6 +94,13 @@ def _listed(column: str, values: tuple[StrEnum, ...]) -> str:
 
 ENDED_CONDITION = _listed("status", ENDED_STATUSES)
 REPORTED_CONDITION = _listed("delivery", FINAL_DELIVERIES)
+UNREPORTED_CONDITION = "status = 'sent' AND delivery IS NULL"
+
+
+def _set_only(*columns: str) -> Index:
+    """An index of the rows whose last column is set: ``WHERE column IS NOT NULL``."""
+    condition = text(f"{columns[-1]} IS NOT NULL")
+    return Index(None, *columns, sqlite_where=condition, postgresql_where=condition)
 
 
 class CampaignStatus(StrEnum):
@@ -188,7 +195,7 @@ class OutgoingMessage(Base):
     body: Mapped[str] = mapped_column(Text)
     encoding: Mapped[str] = mapped_column(String(8))
     segments: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(12), default=MessageStatus.QUEUED, index=True)
+    status: Mapped[str] = mapped_column(String(12), default=MessageStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Set when a task takes the message for sending; a 'sending' row whose claim is older
     # than the lease belongs to a worker that died, and is taken over.
@@ -218,11 +225,17 @@ class OutgoingMessage(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
         Index(None, "campaign_id", "status"),
-        Index(None, "status", "claimed_at"),
-        Index(None, "provider_message_id"),
-        Index(None, "campaign_id", "delivery"),
-        Index(None, "delivery", "sent_at"),
-        Index(None, "report_poll_at"),
+        Index(None, "status", "claimed_at"),  # also serves status alone
+        # Partial: a queued message has none of these yet, so queueing a campaign writes
+        # nothing to them (migration 0006); the queries ask for a value, which implies it.
+        _set_only("provider_message_id"),
+        _set_only("campaign_id", "delivery"),
+        _set_only("delivery", "sent_at"),
+        _set_only("report_poll_at"),
+        # Sent before delivery status existed (0004): retention finds them by sent_at.
+        Index("ix_outgoing_messages_sent_unreported", "status", "sent_at", "id",
+              sqlite_where=text(UNREPORTED_CONDITION),
+              postgresql_where=text(UNREPORTED_CONDITION)),
         # Retention finds settled messages by when they settled. Partial: only settled
         # rows are in them, so sending (queued -> sending -> sent) never writes to them.
         Index("ix_outgoing_messages_ended_at", "status", "updated_at", "id",

@@ -56,6 +56,7 @@ from engine.store.models import (
     ENDED_STATUSES,
     FINAL_DELIVERIES,
     REPORTED_CONDITION,
+    UNREPORTED_CONDITION,
     DeliveryAttempt,
     DeliveryReport,
     FailedJob,
@@ -152,9 +153,8 @@ def _kinds() -> tuple[_Kind, ...]:
     return (
         *(_Kind(f"sent, {d}", reported(d), OutgoingMessage.delivery_at)
           for d in FINAL_DELIVERIES),
-        _Kind("sent before delivery status", lambda: and_(
-            OutgoingMessage.status == MessageStatus.SENT, OutgoingMessage.delivery.is_(None)),
-            OutgoingMessage.sent_at),
+        _Kind("sent before delivery status", lambda: _listed(UNREPORTED_CONDITION),
+              OutgoingMessage.sent_at),
         *(_Kind(str(s), ended(s), OutgoingMessage.updated_at) for s in ENDED_STATUSES),
     )
 

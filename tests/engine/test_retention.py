@@ -417,7 +417,7 @@ def test_sqlite_finds_the_settled_messages_through_their_partial_indexes(
         settings: Settings) -> None:
     db = open_database(settings)
     expected = {"sent, delivered": "ix_outgoing_messages_reported_at",
-                "sent before delivery status": "ix_outgoing_messages_delivery_sent_at",
+                "sent before delivery status": "ix_outgoing_messages_sent_unreported",
                 "dead": "ix_outgoing_messages_ended_at"}
     with db.engine.connect() as connection:
         for kind in KINDS:
@@ -456,7 +456,7 @@ def test_migration_0005_upgrades_a_0004_database_keeping_its_messages(
     db = open_database(db_settings)  # migrates to the head, as every process does
     with db.engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")
-                                  ).scalar() == head_revision() == "0005"
+                                  ).scalar() == head_revision()
     inspector = inspect(db.engine)
     assert "campaign_pruned_counts" in inspector.get_table_names()
     names = {ix["name"] for ix in inspector.get_indexes("outgoing_messages")}

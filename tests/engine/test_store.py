@@ -36,7 +36,8 @@ def test_migrations_create_every_table_with_indexes(db: Database) -> None:
     assert {"contacts", "contact_tags", "campaigns", "outgoing_messages",
             "failed_jobs", "delivery_attempts", "alembic_version"} <= tables
     indexed = {tuple(ix["column_names"]) for ix in inspector.get_indexes("outgoing_messages")}
-    assert {("status",), ("campaign_id", "status"), ("phone",), ("created_at",)} <= indexed
+    assert {("status", "claimed_at"), ("campaign_id", "status"), ("phone",),
+            ("created_at",)} <= indexed
     failed_ix = {tuple(ix["column_names"]) for ix in inspector.get_indexes("failed_jobs")}
     assert {("failed_at",), ("campaign_id",), ("queue",), ("exception_type",),
             ("retried_at", "failed_at"), ("retry_of_id",)} <= failed_ix
