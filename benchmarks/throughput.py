@@ -223,9 +223,17 @@ def main() -> None:
     passed += ["--skip-plain"] if args.skip_plain else []
     results = []
     for latency in args.latencies.split(","):
-        child = subprocess.run([sys.executable, __file__, *passed, "--one", latency],
-                               stdout=subprocess.PIPE, text=True, check=True)
-        results.append(json.loads(child.stdout))
+        with subprocess.Popen([sys.executable, __file__, *passed, "--one", latency],
+                              stdout=subprocess.PIPE, text=True) as child:
+            try:
+                out, _ = child.communicate()
+            except BaseException:  # Stopped: the child stops what it started, then ends
+                child.terminate()
+                child.wait()
+                raise
+        if child.returncode:
+            sys.exit(f"the {latency} ms scenario failed (exit status {child.returncode})")
+        results.append(json.loads(out))
         log(json.dumps(results[-1]))
     print(json.dumps(results, indent=2))
 
