@@ -315,7 +315,8 @@ def _longest_gap(times: list[float], start: float, end: float) -> float:
 
 @dataclass
 class PruneRun:
-    """A prune, timed: its result, its start and end, each batch's duration."""
+    """A prune, timed: its result, its start and end, the time from each batch's end to the
+    next one's."""
 
     result: Any
     started: float
@@ -324,26 +325,22 @@ class PruneRun:
     deletes_ended: float
 
 
-def timed_prune(db: Any, older_than: timedelta, batch: int, pause: float, min_pause_s: float,
-                archive: Path | None) -> PruneRun:
+def timed_prune(db: Any, older_than: timedelta, batch: int, archive: Path | None) -> PruneRun:
+    """The prune, with the time from each batch's end to the next one's: the batch and, on
+    SQLite, the rest before it (engine.store.lock_sharing)."""
     from engine.store.retention import PruneResult, prune
 
     started = time.time()
-    marks = [started]  # when each batch began (after the previous one and its pause)
-    took: list[float] = []
     ends: list[float] = []
 
     def on_batch(_: PruneResult) -> bool:
         ends.append(time.time())
-        took.append(ends[-1] - marks[-1])
-        if pause or min_pause_s:  # give the lock to the workers for a while (an experiment)
-            time.sleep(max(took[-1] * pause, min_pause_s))
-        marks.append(time.time())
         return True
 
     result = prune(db, older_than, on_batch=on_batch, batch=batch, archive=archive)
     ended = time.time()
-    return PruneRun(result, started, ended, took, ends[-1] if ends else ended)
+    cycles = [b - a for a, b in itertools.pairwise([started, *ends])]
+    return PruneRun(result, started, ended, cycles, ends[-1] if ends else ended)
 
 
 def _send_live_campaigns(p: Any, args: argparse.Namespace) -> list[int]:
@@ -394,7 +391,7 @@ def prune_during_sending(args: argparse.Namespace) -> dict[str, Any]:
                    300, "sending to start")
         steady = time.time()
         time.sleep(args.before_s)
-        run = timed_prune(p.db, older_than, args.batch or BATCH, args.pause, args.min_pause_s,
+        run = timed_prune(p.db, older_than, args.batch or BATCH,
                           data_dir / "prune.jsonl.gz" if args.archive else None)
         time.sleep(1.0)
         sampler.done.set()
@@ -421,9 +418,8 @@ def prune_during_sending(args: argparse.Namespace) -> dict[str, Any]:
         "prune_s": round(ended - started, 1),
         "prune_deletes_s": round(deletes_s, 1),
         "give_back_space_s": round(ended - run.deletes_ended, 1),
-        "batch_size": args.batch or BATCH, "pause": args.pause,
-        "min_pause_s": args.min_pause_s, "batches": result.batches,
-        "batch_ms": {"median": round(statistics.median(run.batch_s) * 1000, 1),
+        "batch_size": args.batch or BATCH, "batches": result.batches,
+        "batch_cycle_ms": {"median": round(statistics.median(run.batch_s) * 1000, 1),
                      "p99": round(sorted(run.batch_s)[int(len(run.batch_s) * 0.99)] * 1000, 1),
                      "max": round(max(run.batch_s) * 1000, 1)} if run.batch_s else None,
         "messages_per_s": round(result.messages / deletes_s),
@@ -485,10 +481,6 @@ def main() -> None:
     parser.add_argument("--archive", action="store_true", help="prune into an archive")
     parser.add_argument("--batch", type=int, default=None, help="messages per prune batch "
                         "(default: retention's own)")
-    parser.add_argument("--pause", type=float, default=0.0, help="after each batch, wait "
-                        "this many times as long as it took (an experiment)")
-    parser.add_argument("--min-pause-s", type=float, default=0.0, help="and at least this "
-                        "long (an experiment)")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="relaydesk-large-store-"))
     os.environ.update({"RELAYDESK_DATA_DIR": str(data_dir),

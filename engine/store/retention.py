@@ -29,6 +29,7 @@ that comes for it later is kept unmatched (and pruned after a week) instead of c
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -51,6 +52,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine.store.db import Database
+from engine.store.lock_sharing import rest_after_step
 from engine.store.models import (
     ENDED_CONDITION,
     ENDED_STATUSES,
@@ -228,10 +230,13 @@ def prune(db: Database, older_than: timedelta, *, archive: Path | None = None,
     with Archive(archive, header) as out:
         try:
             for ids, pruning in _batches(db, cutoff, batch):
+                started = time.monotonic()
                 pruning(db, ids, cutoff, out, result)
+                held = time.monotonic() - started
                 result.batches += 1
                 if on_batch is not None and on_batch(result) is False:
                     break
+                rest_after_step(db, held)  # SQLite: the workers' turn at the write lock
         finally:
             result.archive = archive if out.written else None
     if result.messages or result.failed_jobs:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from pytestqt.qtbot import QtBot
 
 from desktop.app import Console
@@ -36,7 +37,16 @@ def sent_shown(page: DashboardPage) -> float:
     return float(chart.y_data("sent").sum() * step / 60)
 
 
-def test_the_dashboard_follows_a_running_campaign(pipeline_console: Console, qtbot: QtBot,
+@pytest.fixture
+def one_send_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each job makes one provider call at a time (set before the console starts its
+    worker): with the default 25, a campaign of 120 at 100 ms is over in under a second,
+    before a 1 s tick has seen it run."""
+    monkeypatch.setenv("RELAYDESK_SEND_CONCURRENCY", "1")
+
+
+def test_the_dashboard_follows_a_running_campaign(one_send_at_a_time: None,
+                                                  pipeline_console: Console, qtbot: QtBot,
                                                   gateway: GatewayServer,
                                                   tmp_path: Path) -> None:
     console = pipeline_console
@@ -51,7 +61,8 @@ def test_the_dashboard_follows_a_running_campaign(pipeline_console: Console, qtb
     assert page.run_rows == {}
     assert page.no_runs.isVisibleTo(page)
 
-    # A slow provider keeps the campaign running (12 s at least) for the 1 s ticks to see.
+    # A slow provider keeps the campaign running (three chunks of 50, 50 and 20, two at a
+    # time, one call at a time: 7 s at least) for the 1 s ticks to see.
     gateway.state.latency_s = 0.1
     created = send_campaign(services.db(), services.redis(), console.ctx.settings,
                             "Dear #name, #balance remains.", name="Dashboard run")
