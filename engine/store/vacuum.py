@@ -22,8 +22,8 @@ from engine.store.db import Database
 from engine.store.lock_sharing import rest_after_step
 
 # Pages freed per step: 2 MB at SQLite's 4 KB pages. Each step holds the write lock while
-# it moves pages (2,000 took about a second in a 2.4 GB file); sending goes on between
-# steps (engine.store.lock_sharing).
+# it moves pages, longer the larger the file; sending goes on between steps
+# (engine.store.lock_sharing).
 PAGES_PER_STEP = 500
 AUTO_VACUUM = {0: "none", 1: "full", 2: "incremental"}
 
