@@ -7,16 +7,29 @@ from collections.abc import Callable
 
 from PySide6.QtWidgets import QComboBox
 
+from desktop.background import Latest
 from desktop.context import ConsoleContext
 from engine.store.contacts import all_tags
 
 
-def load_tags(ctx: ConsoleContext, then: Callable[[list[tuple[str, int]]], None]) -> None:
-    def read() -> list[tuple[str, int]]:
-        with ctx.services.db().session() as session:
-            return all_tags(session)
+class TagReader:
+    """Reads every tag with its count off the UI thread. Only the newest read is shown: a
+    read started before an import can answer after the one started by it (measured under
+    load), and its empty list must not replace the fresh one."""
 
-    ctx.background.run(read, on_done=then)
+    def __init__(self, ctx: ConsoleContext, then: Callable[[list[tuple[str, int]]], None]
+                 ) -> None:
+        self._ctx = ctx
+        self._then = then
+        self._reads = Latest(ctx.background)
+
+    def load(self) -> None:
+        def read() -> list[tuple[str, int]]:
+            with self._ctx.services.db().session() as session:
+                return all_tags(session)
+
+        self._reads.start()
+        self._reads.submit(read, on_done=self._then)
 
 
 def fill_tags(combo: QComboBox, tags: list[tuple[str, int]], first: str | None = None) -> bool:

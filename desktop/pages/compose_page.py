@@ -37,7 +37,7 @@ from desktop.campaign_progress import CampaignProgress
 from desktop.context import ConsoleContext
 from desktop.pages.base import Page, page_header
 from desktop.send_later_dialog import SendLaterDialog, describe_when
-from desktop.tag_choice import load_tags
+from desktop.tag_choice import TagReader
 from desktop.tag_picker import TagPicker
 from desktop.template_editor import TemplateEditor
 from desktop.widgets import bold
@@ -111,6 +111,7 @@ class ComposePage(Page):
                                                                 (ctx.settings,)))
         # The recipient count answers the filters alone: it shows before a message is written.
         self._counts = Latest(ctx.background)
+        self._tags = TagReader(ctx, self._show_tags)
         self._sending = False
         # Remembered between runs, beside the window's state: the number test sends go to.
         self._memory = QSettings(str(ctx.settings.data_dir / "console.ini"),
@@ -413,14 +414,11 @@ class ComposePage(Page):
         if not self._tags_loaded:
             self._tags_loaded = True
             self._totals.warm()  # the totals' process, ready by the first pause in typing
-            self._load_tags()
+            self._tags.load()
 
     def _contacts_changed(self) -> None:
-        self._load_tags()
+        self._tags.load()
         self._schedule_refresh()
-
-    def _load_tags(self) -> None:
-        load_tags(self.ctx, self._show_tags)
 
     def _show_tags(self, tags: list[tuple[str, int]]) -> None:
         self.include_tags.set_tags(tags)

@@ -24,7 +24,7 @@ from desktop.heavy_work import import_file
 from desktop.paged_model import PAGE_SIZE
 from desktop.pages.base import Page, page_header
 from desktop.pages.contact_dialog import ContactDialog
-from desktop.tag_choice import fill_tags, load_tags
+from desktop.tag_choice import TagReader, fill_tags
 from desktop.widgets import SearchField, data_table, empty_state
 from engine.store.contact_browser import ContactView, delete_contacts, ids_in_rows
 from engine.store.contacts_import import ImportFileError, ImportResult
@@ -44,6 +44,7 @@ class ContactsPage(FileImport, Page):
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
         self.model = ContactsModel(ctx.services, ctx.background, self)
+        self._tags = TagReader(ctx, self._show_tags)
         self.last_import: ImportResult | ImportFileError | None = None
         layout = QVBoxLayout(self)
         layout.addWidget(page_header(
@@ -120,7 +121,7 @@ class ContactsPage(FileImport, Page):
 
     def refresh(self) -> None:
         self.model.reload()
-        load_tags(self.ctx, self._show_tags)
+        self._tags.load()
 
     def _show_tags(self, tags: list[tuple[str, int]]) -> None:
         if not fill_tags(self.tag, tags, ALL_TAGS) and self.model.query.tag:
