@@ -20,7 +20,7 @@ from engine.infra.embedded_redis import EmbeddedRedis, free_port
 from engine.infra.sandbox_gateway import GatewayServer, start_gateway
 from engine.infra.worker_registry import live_workers
 from engine.store.db import Database, close_databases, open_database
-from tests.support import redis_answers, vulnerable_binary, wait_for
+from tests.support import counts_kept_in_open_databases, redis_answers, vulnerable_binary, wait_for
 
 POSTGRES_URL_VAR = "RELAYDESK_TEST_POSTGRES_URL"
 
@@ -42,6 +42,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     work.mkdir()
     monkeypatch.chdir(work)
     yield data_dir
+    counts_kept_in_open_databases()
     close_databases()
 
 
@@ -64,6 +65,7 @@ def postgres_url() -> Iterator[str]:
     try:
         yield admin_url.rsplit("/", 1)[0] + "/" + name
     finally:
+        counts_kept_in_open_databases()
         close_databases()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

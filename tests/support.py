@@ -17,6 +17,7 @@ import pytest
 from keyring.backend import KeyringBackend
 from keyring.compat import properties
 from keyring.errors import PasswordDeleteError
+from sqlalchemy import text
 
 RELAYDESK = str(Path(sys.executable).with_name("relaydesk"))
 
@@ -121,3 +122,31 @@ def redis_answers(url: str) -> bool:
         return False
     finally:
         client.close()
+
+
+def kept_counts(db: Any) -> dict[tuple[int, str, str], tuple[int, int]]:
+    """(campaign, status, delivery or '') -> (messages, attempts), as the triggers of
+    migration 0007 kept them (keys adding up to no message left out)."""
+    with db.engine.connect() as connection:
+        return {(c, s, d): (m, a) for c, s, d, m, a in connection.execute(text(
+            "SELECT campaign_id, status, delivery, SUM(messages), SUM(attempts) "
+            "FROM campaign_message_counts GROUP BY campaign_id, status, delivery "
+            "HAVING SUM(messages) <> 0"))}
+
+
+def counted_messages(db: Any) -> dict[tuple[int, str, str], tuple[int, int]]:
+    """The same, counted from the messages."""
+    with db.engine.connect() as connection:
+        return {(c, s, d): (m, a) for c, s, d, m, a in connection.execute(text(
+            "SELECT campaign_id, status, COALESCE(delivery, ''), COUNT(*), "
+            "COALESCE(SUM(attempts), 0) FROM outgoing_messages "
+            "GROUP BY campaign_id, status, COALESCE(delivery, '')"))}
+
+
+def counts_kept_in_open_databases() -> None:
+    """Whatever a test did to messages, in every database this process opened the counts
+    the triggers kept still equal the messages counted (run as each test ends)."""
+    from engine.store import db as store
+
+    for opened in list(store._open.values()):
+        assert kept_counts(opened) == counted_messages(opened), "maintained counts drifted"

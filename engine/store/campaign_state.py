@@ -20,6 +20,7 @@ from engine.store.campaign_rows import campaign_audience, campaign_window
 from engine.store.models import (
     Campaign,
     CampaignStatus,
+    MessageCount,
     MessageStatus,
     OutgoingMessage,
     PrunedCount,
@@ -55,16 +56,16 @@ def finish_campaign_if_done(session: Session, campaign_id: int) -> bool:
 
 def message_totals(campaign_ids: list[int]) -> Select[int, str, str | None, int, int, bool]:
     """(campaign id, status, delivery status, messages, attempts, pruned) of these
-    campaigns' messages, grouped, and of the messages retention pruned from them
-    (engine.store.retention, campaign_pruned_counts; ``pruned`` true): one statement, so it
-    reads one snapshot even while a prune moves messages from the one to the other. Add
-    the rows up per key."""
-    messages = (select(OutgoingMessage.campaign_id, OutgoingMessage.status,
-                       OutgoingMessage.delivery, func.count(),
-                       func.coalesce(func.sum(OutgoingMessage.attempts), 0), false())
-                .where(OutgoingMessage.campaign_id.in_(campaign_ids))
-                .group_by(OutgoingMessage.campaign_id, OutgoingMessage.status,
-                          OutgoingMessage.delivery))
+    campaigns' messages, from their maintained counts (models.MessageCount: no message is
+    read), and of the messages retention pruned from them (engine.store.retention,
+    campaign_pruned_counts; ``pruned`` true): one statement, so it reads one snapshot even
+    while a prune moves messages from the one to the other. Add the rows up per key."""
+    messages = (select(MessageCount.campaign_id, MessageCount.status,
+                       func.nullif(MessageCount.delivery, ""), func.sum(MessageCount.messages),
+                       func.sum(MessageCount.attempts), false())
+                .where(MessageCount.campaign_id.in_(campaign_ids))
+                .group_by(MessageCount.campaign_id, MessageCount.status, MessageCount.delivery)
+                .having(func.sum(MessageCount.messages) != 0))
     pruned = (select(PrunedCount.campaign_id, PrunedCount.status,
                      func.nullif(PrunedCount.delivery, ""), PrunedCount.messages,
                      PrunedCount.attempts, true())

@@ -382,6 +382,23 @@ class DeliveryAttempt(Base):
     error: Mapped[str] = mapped_column(Text)
 
 
+class MessageCount(Base):
+    """A campaign's messages and their attempts per status and delivery status ('' for
+    none), kept by triggers on outgoing_messages (migration 0007) in the transaction that
+    changes them: its totals without counting its messages. On PostgreSQL a key may have
+    several rows (one appended per statement; engine.store.message_counts folds them), so
+    always read them summed. Rows of messages pruned go to PrunedCount."""
+
+    __tablename__ = "campaign_message_counts"
+
+    # The key is the table's primary key on SQLite only (PostgreSQL appends rows).
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(12), primary_key=True)
+    delivery: Mapped[str] = mapped_column(String(16), primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer)
+
+
 class PrunedCount(Base):
     """What retention (engine.store.retention) removed from a campaign, per message status
     and delivery status: a campaign's totals are its messages' plus these, so they read the

@@ -14,7 +14,7 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from engine.config.settings import Settings, load_settings
 from engine.domain.delivery import DeliveryStatus, Report, ReportKind
@@ -273,9 +273,20 @@ def test_the_sweep_expires_messages_whose_report_never_came(rt: Runtime) -> None
     with rt.db.session() as session:
         session.execute(update(OutgoingMessage).where(OutgoingMessage.id == old).values(
             sent_at=utcnow() - timedelta(seconds=rt.settings.report_expiry_s + 60)))
+    postgres = rt.db.engine.dialect.name == "postgresql"
+    assert scattered_keys(rt) == postgres  # each statement appended its own rows there
     Sweeps("w1").run_if_due(rt, time.monotonic())
     assert [d for d, _ in deliveries(rt, campaign_id)] == ["expired", "awaiting_report"]
+    assert not scattered_keys(rt)  # the sweep folded the campaign counts, one row per key
     assert recent != old
+
+
+def scattered_keys(rt: Runtime) -> bool:
+    """Whether a key of the kept campaign counts has more than one row (PostgreSQL)."""
+    with rt.db.session() as session:
+        return session.execute(text(
+            "SELECT 1 FROM campaign_message_counts GROUP BY campaign_id, status, delivery "
+            "HAVING COUNT(*) > 1")).first() is not None
 
 
 def unmatched_ids(rt: Runtime) -> list[str]:
