@@ -79,14 +79,16 @@ def gateway_messages(gateway: GatewayServer) -> list[dict[str, str]]:
 
 @pytest.fixture
 def slow_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RELAYDESK_PACING_CHUNK_S", "1.5")  # room to pause between chunks
+    # Room to pause, and to cancel the second campaign before it ends: 12.5 s from its
+    # first chunk to its last (at 1.5 s a loaded machine took longer to reach Cancel).
+    monkeypatch.setenv("RELAYDESK_PACING_CHUNK_S", "2.5")
 
 
 def test_pause_resume_cancel_from_the_campaigns_page(slow_chunks: None,
                                                      pipeline_console: Console, qtbot: QtBot,
                                                      gateway: GatewayServer, tmp_path: Path,
                                                      qtmodeltester: ModelTester) -> None:
-    phones = seed(pipeline_console, tmp_path, 300)  # 6 chunks, 1.5 s apart
+    phones = seed(pipeline_console, tmp_path, 300)  # 6 chunks, 2.5 s apart
     compose_page = compose(pipeline_console, qtbot, "Dear #name")
     compose_page.send(compose_page.request())
     qtbot.waitUntil(lambda: compose_page.last_campaign is not None, timeout=20_000)
