@@ -20,6 +20,9 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import (
+    ARRAY,
+    Integer,
+    String,
     Table,
     and_,
     bindparam,
@@ -156,21 +159,42 @@ _MARK_SENT = (
             report_poll_at=bindparam("poll_at", type_=UTCDateTime())))
 
 
+# PostgreSQL: the same as one statement for the batch, its ids and provider ids as two
+# arrays. The count trigger (migration 0007) runs once per statement there, so executemany
+# would run it once per message (measured: 10% of the send rate at 0 ms latency).
+_SENT_ROWS = func.unnest(bindparam("message_ids", type_=ARRAY(Integer)),
+                         bindparam("provider_ids", type_=ARRAY(String))
+                         ).table_valued("id", "provider_id").render_derived()
+_MARK_SENT_ARRAYS = (
+    update(_MESSAGES).where(_MESSAGES.c.id == _SENT_ROWS.c.id)
+    .values(status=str(MessageStatus.SENT), sent_at=_SENT_NOW, updated_at=_SENT_NOW,
+            claimed_at=None, provider_message_id=_SENT_ROWS.c.provider_id,
+            provider=bindparam("provider"), delivery=str(DeliveryStatus.AWAITING_REPORT),
+            report_poll_at=bindparam("poll_at", type_=UTCDateTime())))
+
+
 def mark_sent_many(session: Session, sent: Sequence[tuple[int, SendResult]], *,
                    provider: str, can_fetch_status: bool = False, report_poll_s: float = 0.0,
                    now: datetime | None = None) -> None:
     """The provider accepted these messages: they now await their delivery reports, each
     matched by (``provider``, its provider id). A provider that can be asked for the status
     (``can_fetch_status``) is asked ``report_poll_s`` after the send if no final report
-    came by then (engine.pipeline.report_poller). One statement run once per message
-    (executemany), in the caller's transaction."""
+    came by then (engine.pipeline.report_poller). In the caller's transaction: on SQLite
+    one statement run once per message (executemany), on PostgreSQL one for all."""
     if not sent:
         return
     now = now or utcnow()
     poll_at = now + timedelta(seconds=report_poll_s) if can_fetch_status else None
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(_MARK_SENT_ARRAYS, {
+            "message_ids": [message_id for message_id, _ in sent],
+            "provider_ids": [result.provider_message_id or None for _, result in sent],
+            "provider": provider, "now": now, "poll_at": poll_at})
+        return
     # On the connection: a list of parameters given to the session with a mapped class
     # would be the ORM's bulk update by primary key.
-    session.connection().execute(_MARK_SENT, [
+    connection.execute(_MARK_SENT, [
         {"message_id": message_id, "provider_id": result.provider_message_id or None,
          "provider": provider, "now": now, "poll_at": poll_at}
         for message_id, result in sent])
