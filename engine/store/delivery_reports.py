@@ -36,7 +36,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, delete, func, literal, select, update
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from engine.domain.delivery import (
@@ -220,8 +232,8 @@ def _lower_than(status: DeliveryStatus) -> list[Any]:
 
 
 def _write_moves(session: Session, messages: Iterable[_Message], applied: Applied) -> None:
-    """Store the statuses the batch moved messages to (one executemany per status) and
-    count them."""
+    """Store the statuses the batch moved messages to (one statement per status: an
+    executemany on SQLite) and count them."""
     moved = sorted((m for m in messages if m.moved_to is not None), key=lambda m: m.id)
     for status in (DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED):
         rows = [m for m in moved if m.moved_to is status]
@@ -229,13 +241,28 @@ def _write_moves(session: Session, messages: Iterable[_Message], applied: Applie
             continue
         # Only from a lower status, in the statement itself: whatever another writer did
         # since this batch read the message, it never moves backwards.
-        stmt = (update(_MESSAGES).where(_MESSAGES.c.id == bindparam("m_id"))
+        if session.get_bind().dialect.name == "postgresql":
+            # One statement for all (the count trigger of migration 0007 runs per
+            # statement there), the rows as arrays.
+            moves = func.unnest(bindparam("m_ids", type_=ARRAY(Integer)),
+                                bindparam("m_errors", type_=ARRAY(Text)),
+                                bindparam("m_ats", type_=ARRAY(UTCDateTime()))
+                                ).table_valued("id", "error", "at").render_derived()
+            session.execute(
+                update(_MESSAGES).where(_MESSAGES.c.id == moves.c.id)
                 .where(_MESSAGES.c.delivery.in_(_lower_than(status)))
-                .values(delivery=str(status), delivery_error=bindparam("m_error"),
-                        delivery_at=bindparam("m_at", type_=UTCDateTime()),
-                        report_poll_at=None))
-        session.execute(stmt, [{"m_id": m.id, "m_error": m.error, "m_at": m.at}
-                               for m in rows])
+                .values(delivery=str(status), delivery_error=moves.c.error,
+                        delivery_at=moves.c.at, report_poll_at=None),
+                {"m_ids": [m.id for m in rows], "m_errors": [m.error for m in rows],
+                 "m_ats": [m.at for m in rows]})
+        else:
+            stmt = (update(_MESSAGES).where(_MESSAGES.c.id == bindparam("m_id"))
+                    .where(_MESSAGES.c.delivery.in_(_lower_than(status)))
+                    .values(delivery=str(status), delivery_error=bindparam("m_error"),
+                            delivery_at=bindparam("m_at", type_=UTCDateTime()),
+                            report_poll_at=None))
+            session.execute(stmt, [{"m_id": m.id, "m_error": m.error, "m_at": m.at}
+                                   for m in rows])
         for m in rows:
             _count_move(applied, m, status)
 
