@@ -146,7 +146,7 @@ def counted_messages(db: Any) -> dict[tuple[int, str, str], tuple[int, int]]:
 def counts_kept_in_open_databases() -> None:
     """Whatever a test did to messages, in every database this process opened the counts
     the triggers kept still equal the messages counted (run as each test ends)."""
-    from engine.store import db as store
+    from engine.store.db import open_databases
 
-    for opened in list(store._open.values()):
+    for opened in open_databases():
         assert kept_counts(opened) == counted_messages(opened), "maintained counts drifted"

@@ -208,6 +208,12 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Database:
         return db
 
 
+def open_databases() -> list[Database]:
+    """Every database this process has open (tests check them as each test ends)."""
+    with _open_lock:
+        return list(_open.values())
+
+
 def close_databases() -> None:
     """Dispose every engine this process opened (tests, and before a process forks)."""
     with _open_lock:
